@@ -1,0 +1,103 @@
+# llorch Makefile: the one place that owns the cgo build environment.
+# `make help` lists the targets.
+
+SHELL := bash
+GO    ?= go
+
+# llama.cpp and ggml sources come from the pinned ollama module (see README).
+LLAMA_MOD := github.com/ollama/ollama
+LLAMA_DIR := $(shell $(GO) list -m -f '{{.Dir}}' $(LLAMA_MOD) 2>/dev/null)
+
+# PORTABLE=1 builds for any x86-64-v3 (AVX2) CPU instead of this machine's.
+# On x86-64, AMX is switched off: the ollama module ships ggml's AMX sources
+# without a cgo package to compile them, so -march=native on an AMX machine
+# (Sapphire Rapids and later) would reference symbols that are never built.
+ARCH := $(shell uname -m)
+ifeq ($(PORTABLE),1)
+  MARCH := -march=x86-64-v3
+else ifeq ($(ARCH),x86_64)
+  MARCH := -march=native -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+else
+  MARCH := -march=native
+endif
+export CGO_ENABLED  := 1
+export CGO_CPPFLAGS := -I$(LLAMA_DIR)/llama/llama.cpp/include -I$(LLAMA_DIR)/ml/backend/ggml/ggml/include -DGGML_USE_CPU_REPACK
+export CGO_CFLAGS   := -O3 $(MARCH)
+export CGO_CXXFLAGS := -O3 $(MARCH)
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
+BACKEND ?= cpu
+LDFLAGS := -X github.com/llorch/llorch/core/buildinfo.Version=$(VERSION) \
+           -X github.com/llorch/llorch/core/buildinfo.Commit=$(COMMIT) \
+           -X github.com/llorch/llorch/core/buildinfo.Backend=$(BACKEND)
+
+BIN    := bin/llorch
+MODELS := .cache/models
+PRESET ?= tiny
+TYPE   ?= f16
+OUT    ?= $(MODELS)/$(PRESET)-$(TYPE).gguf
+PORT   ?= 8001
+
+# Benchmarks: the Qwen2.5-0.5B-shaped synthetic model.
+BENCH_THREADS ?= 2
+BENCH_TYPES   ?= q4_0 q8_0 f16
+
+.PHONY: help build test check bench run model deps clean release-check release-snapshot fuzz
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+deps: ## download Go modules
+	$(GO) mod download
+
+build: ## build bin/llorch (PORTABLE=1 for x86-64-v3)
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
+
+test: ## run all tests with the race detector, shuffled
+	$(GO) test -race -shuffle=on -count=1 -timeout 20m ./...
+
+check: ## gofmt, go vet, staticcheck, import boundaries, go mod tidy diff
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	$(GO) run ./tools/importcheck
+	@cp go.mod /tmp/llorch-go.mod.bak; cp go.sum /tmp/llorch-go.sum.bak; \
+	  $(GO) mod tidy; \
+	  if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changes go.mod/go.sum:"; git diff -- go.mod go.sum; \
+	    cp /tmp/llorch-go.mod.bak go.mod; cp /tmp/llorch-go.sum.bak go.sum; exit 1; fi
+
+model: ## write a synthetic GGUF: PRESET=tiny|qwen05 TYPE=f16|q8_0|q4_0 OUT=path
+	@mkdir -p $(dir $(OUT))
+	$(GO) run ./tools/mkmodel -preset $(PRESET) -type $(TYPE) -out $(OUT)
+
+run: build ## start a worker on the synthetic tiny model and print a curl line
+	@test -f $(MODELS)/tiny-f16.gguf || $(MAKE) --no-print-directory model PRESET=tiny TYPE=f16 OUT=$(MODELS)/tiny-f16.gguf
+	@echo "worker on http://127.0.0.1:$(PORT) — in another shell:"
+	@echo "  curl -N http://127.0.0.1:$(PORT)/execute -d '{\"prompt\":\"Hello\",\"max_tokens\":32,\"seed\":1}'"
+	$(BIN) worker --backend cpu --model $(MODELS)/tiny-f16.gguf --port $(PORT)
+
+bench: build ## llama-bench-style pp128/tg64 on the qwen05 synthetic model, plus Go benchmarks
+	@for t in $(BENCH_TYPES); do \
+	  test -f $(MODELS)/qwen05-$$t.gguf || $(MAKE) --no-print-directory model PRESET=qwen05 TYPE=$$t OUT=$(MODELS)/qwen05-$$t.gguf || exit 1; \
+	  echo "== qwen05 $$t"; \
+	  $(BIN) worker bench --model $(MODELS)/qwen05-$$t.gguf --threads $(BENCH_THREADS) -p 128 -n 64 --reps 5 || exit 1; \
+	done
+	$(GO) test -run '^$$' -bench . -benchmem ./core/...
+
+clean: ## remove build outputs and generated models
+	rm -rf bin .cache
+
+release-check: ## validate goreleaser.yaml (goreleaser v2.15.1)
+	goreleaser check -f goreleaser.yaml
+
+release-snapshot: ## build the linux/amd64 cpu archive into dist/ (portable flags)
+	goreleaser release --snapshot --clean -f goreleaser.yaml --single-target
+
+FUZZTIME ?= 30s
+fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
+	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./core/sse
+	$(GO) test -run '^$$' -fuzz '^FuzzStreamer$$' -fuzztime $(FUZZTIME) ./core/textstream
+	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./core/gguf
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeExecute$$' -fuzztime $(FUZZTIME) ./core/workerd

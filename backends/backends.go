@@ -1,0 +1,127 @@
+// Package backends defines the small interface between llorch's worker daemon
+// and an inference engine. The only production implementation is
+// backends/llamacpp; the interface exists so that the worker's slot scheduler
+// is written once, and so that orchestrator tests can run on a pure-Go fake.
+package backends
+
+import "errors"
+
+// Token is a vocabulary id.
+type Token = int32
+
+// ErrNoChatTemplate is returned by FormatChat when a model has no usable chat template.
+var ErrNoChatTemplate = errors.New("backends: model has no usable chat template")
+
+// Info describes a loaded model.
+type Info struct {
+	Arch       string
+	Desc       string
+	CtxTrain   int
+	VocabSize  int
+	Params     uint64
+	SizeBytes  uint64
+	HasChatTpl bool
+	// ChatTemplate is the name of the built-in template llama.cpp matched, or "".
+	ChatTemplate string
+}
+
+// ChatMessage is one message of a chat prompt.
+type ChatMessage struct {
+	Role    string
+	Content string
+}
+
+// Model is a loaded model: vocabulary and weights, shared by its contexts.
+type Model interface {
+	Info() Info
+	// Tokenize turns text into tokens. special parses control tokens such as
+	// <|im_start|> written in the text (used for chat-formatted prompts).
+	Tokenize(text string, addSpecial, special bool) ([]Token, error)
+	// Piece returns the bytes a token stands for (control tokens render empty).
+	Piece(t Token) []byte
+	// IsEOG reports whether a token ends generation.
+	IsEOG(t Token) bool
+	// FormatChat renders messages with the model's chat template and appends the
+	// assistant prefix.
+	FormatChat(msgs []ChatMessage) (string, error)
+	// NewContext creates an inference context over this model.
+	NewContext(p ContextParams) (Context, error)
+	Close() error
+}
+
+// ContextParams configure a Context.
+type ContextParams struct {
+	// SeqCtx is the context size of each sequence, in tokens.
+	SeqCtx int
+	// Seqs is the number of independent sequences (slots).
+	Seqs int
+	// Batch is the most tokens one Decode call may carry.
+	Batch        int
+	Threads      int
+	ThreadsBatch int
+	// FlashAttn: "auto", "on" or "off".
+	FlashAttn string
+}
+
+// Batch is one decode step: parallel arrays, one entry per token.
+type Batch struct {
+	Tokens []Token
+	Pos    []int32
+	Seq    []int32
+	Logits []bool
+}
+
+// Reset empties the batch, keeping its storage.
+func (b *Batch) Reset() {
+	b.Tokens, b.Pos, b.Seq, b.Logits = b.Tokens[:0], b.Pos[:0], b.Seq[:0], b.Logits[:0]
+}
+
+// Add appends one token.
+func (b *Batch) Add(t Token, pos, seq int32, logits bool) {
+	b.Tokens = append(b.Tokens, t)
+	b.Pos = append(b.Pos, pos)
+	b.Seq = append(b.Seq, seq)
+	b.Logits = append(b.Logits, logits)
+}
+
+// Len is the number of tokens in the batch.
+func (b *Batch) Len() int { return len(b.Tokens) }
+
+// SamplerParams configure one sequence's sampler chain.
+type SamplerParams struct {
+	Temperature       float64 // 0 = greedy
+	TopK              int
+	TopP              float64
+	MinP              float64
+	RepetitionPenalty float64
+	PenaltyLastN      int
+	Seed              uint32
+	LogitBias         map[Token]float64
+	// IgnoreEOS bans end-of-generation tokens.
+	IgnoreEOS bool
+}
+
+// Sampler picks tokens for one sequence. It is used only by the goroutine that
+// drives its Context.
+type Sampler interface {
+	// Accept records tokens as already seen (prompt tokens, for penalties).
+	Accept(tokens []Token)
+	Close()
+}
+
+// Context holds the KV cache of Seqs sequences and decodes batches. It is not
+// safe for concurrent use: one goroutine drives it.
+type Context interface {
+	// SeqCtx is the context size of one sequence.
+	SeqCtx() int
+	Decode(b *Batch) error
+	// NewSampler builds a sampler chain.
+	NewSampler(p SamplerParams) (Sampler, error)
+	// Sample picks the next token from the logits of batch entry i of the last
+	// Decode and accepts it into the sampler.
+	Sample(s Sampler, i int) Token
+	// TrimSeq removes positions [from, end) of sequence seq from the KV cache;
+	// from = 0 clears the sequence.
+	TrimSeq(seq int, from int) error
+	Close() error
+}

@@ -1,0 +1,66 @@
+#include <string.h>
+#include "helpers.h"
+#include "_cgo_export.h"
+
+static bool progress_trampoline(float progress, void *user) { return llorchProgress(progress, user); }
+
+static void log_trampoline(enum ggml_log_level level, const char *text, void *user) {
+	llorchLog((int)level, (char *)text, user);
+}
+
+void llorch_set_log(void) { llama_log_set(log_trampoline, NULL); }
+
+struct llama_model *llorch_load(const char *path, int n_gpu_layers, int main_gpu, bool mmap, uintptr_t handle) {
+	struct llama_model_params p = llama_model_default_params();
+	p.n_gpu_layers = n_gpu_layers;
+	p.main_gpu = main_gpu;
+	p.use_mmap = mmap;
+	if (handle != 0) {
+		p.progress_callback = progress_trampoline;
+		p.progress_callback_user_data = (void *)handle;
+	}
+	return llama_model_load_from_file(path, p);
+}
+
+struct llama_context *llorch_new_context(struct llama_model *m, uint32_t n_ctx, uint32_t n_batch,
+		uint32_t n_seq, int threads, int threads_batch, int flash) {
+	struct llama_context_params p = llama_context_default_params();
+	p.n_ctx = n_ctx;
+	p.n_batch = n_batch;
+	p.n_ubatch = n_batch;
+	p.n_seq_max = n_seq;
+	p.n_threads = threads;
+	p.n_threads_batch = threads_batch;
+	p.flash_attn_type = (enum llama_flash_attn_type)flash;
+	p.kv_unified = false;
+	p.no_perf = true;
+	return llama_init_from_model(m, p);
+}
+
+int llorch_decode(struct llama_context *ctx, struct llama_batch *b, int n,
+		const int32_t *tok, const int32_t *pos, const int32_t *seq, const int8_t *logits) {
+	b->n_tokens = n;
+	memcpy(b->token, tok, n * sizeof(int32_t));
+	memcpy(b->pos, pos, n * sizeof(int32_t));
+	memcpy(b->logits, logits, n * sizeof(int8_t));
+	for (int i = 0; i < n; i++) {
+		b->n_seq_id[i] = 1;
+		b->seq_id[i][0] = seq[i];
+	}
+	return llama_decode(ctx, *b);
+}
+
+void llorch_accept(struct llama_sampler *s, const int32_t *tok, int n) {
+	for (int i = 0; i < n; i++) {
+		llama_sampler_accept(s, tok[i]);
+	}
+}
+
+int32_t llorch_chat(const char *tmpl, const char **roles, const char **contents, size_t n, char *buf, int32_t len) {
+	struct llama_chat_message msgs[n > 0 ? n : 1];
+	for (size_t i = 0; i < n; i++) {
+		msgs[i].role = roles[i];
+		msgs[i].content = contents[i];
+	}
+	return llama_chat_apply_template(tmpl, msgs, n, true, buf, len);
+}

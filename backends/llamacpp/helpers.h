@@ -1,0 +1,19 @@
+// Small C helpers for the llama.cpp binding: they keep cgo calls coarse (one
+// call per decode step, not one per token).
+#ifndef LLORCH_HELPERS_H
+#define LLORCH_HELPERS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "llama.h"
+
+void llorch_set_log(void);
+struct llama_model *llorch_load(const char *path, int n_gpu_layers, int main_gpu, bool mmap, uintptr_t handle);
+struct llama_context *llorch_new_context(struct llama_model *m, uint32_t n_ctx, uint32_t n_batch,
+		uint32_t n_seq, int threads, int threads_batch, int flash);
+int llorch_decode(struct llama_context *ctx, struct llama_batch *b, int n,
+		const int32_t *tok, const int32_t *pos, const int32_t *seq, const int8_t *logits);
+void llorch_accept(struct llama_sampler *s, const int32_t *tok, int n);
+int32_t llorch_chat(const char *tmpl, const char **roles, const char **contents, size_t n, char *buf, int32_t len);
+
+#endif

@@ -1,0 +1,65 @@
+package api
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Error codes. They are stable strings that clients match on; messages are for people.
+const (
+	CodeInvalidRequest     = "INVALID_REQUEST"
+	CodeContextOverflow    = "CONTEXT_LENGTH_EXCEEDED"
+	CodeBodyTooLarge       = "BODY_TOO_LARGE"
+	CodeUnsupportedMedia   = "UNSUPPORTED_MEDIA_TYPE"
+	CodeNotFound           = "NOT_FOUND"
+	CodeUnauthorized       = "UNAUTHORIZED"
+	CodeAllSlotsBusy       = "ALL_SLOTS_BUSY"
+	CodeLoading            = "MODEL_LOADING"
+	CodeDraining           = "DRAINING"
+	CodeCancelled          = "CANCELLED"
+	CodeInternal           = "INTERNAL"
+	CodeDecodeFailed       = "DECODE_FAILED"
+	CodeMethodNotAllowed   = "METHOD_NOT_ALLOWED"
+	CodeUnknownJob         = "UNKNOWN_JOB"
+	CodeWorkerUnreachable  = "WORKER_UNREACHABLE"
+	CodeUnexpectedResponse = "UNEXPECTED_RESPONSE"
+)
+
+// FieldError explains why one request field is invalid.
+type FieldError struct {
+	Field      string `json:"field"`
+	Constraint string `json:"constraint"`
+	Message    string `json:"message"`
+}
+
+// Error is what a client sees when a request fails, both as the body of an HTTP
+// error ({"error": Error}) and as the data of an SSE "error" event.
+type Error struct {
+	Code      string       `json:"code"`
+	Message   string       `json:"message"`
+	Retriable bool         `json:"retriable"`
+	Fields    []FieldError `json:"fields,omitempty"`
+	// RetryAfterMs is set on errors that a client should retry later.
+	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if len(e.Fields) == 0 {
+		return fmt.Sprintf("%s: %s", e.Code, e.Message)
+	}
+	parts := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		parts[i] = f.Field + ": " + f.Message
+	}
+	return fmt.Sprintf("%s: %s (%s)", e.Code, e.Message, strings.Join(parts, "; "))
+}
+
+// ErrorBody is the JSON body of every HTTP error response.
+type ErrorBody struct {
+	Error *Error `json:"error"`
+}
+
+// Errorf builds an Error with a formatted message.
+func Errorf(code string, retriable bool, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Retriable: retriable}
+}

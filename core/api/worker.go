@@ -1,0 +1,271 @@
+package api
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Limits on an execute request that do not depend on the loaded model.
+const (
+	MaxStopSequences = 4
+	MaxStopLength    = 100
+	MaxMessages      = 1024
+	MaxJobIDLength   = 128
+	MaxLogitBias     = 1024
+	// MaxRequestBytes bounds a request body; larger bodies get 413.
+	MaxRequestBytes = 4 << 20
+)
+
+// Sampling defaults, as in llama.cpp.
+const (
+	DefaultMaxTokens         = 512
+	DefaultTemperature       = 0.8
+	DefaultTopK              = 40
+	DefaultTopP              = 0.95
+	DefaultMinP              = 0.05
+	DefaultRepetitionPenalty = 1.0
+)
+
+// Message is one chat message.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// ExecuteRequest is the body of a worker's POST /execute. Pointer fields are
+// optional; Normalize fills them with defaults.
+type ExecuteRequest struct {
+	JobID             string    `json:"job_id,omitempty"`
+	Prompt            string    `json:"prompt,omitempty"`
+	Messages          []Message `json:"messages,omitempty"`
+	MaxTokens         *int      `json:"max_tokens,omitempty"`
+	Temperature       *float64  `json:"temperature,omitempty"`
+	TopK              *int      `json:"top_k,omitempty"`
+	TopP              *float64  `json:"top_p,omitempty"`
+	MinP              *float64  `json:"min_p,omitempty"`
+	RepetitionPenalty *float64  `json:"repetition_penalty,omitempty"`
+	Seed              *int64    `json:"seed,omitempty"`
+	Stop              []string  `json:"stop,omitempty"`
+	// LogitBias maps token ids (as decimal strings, like OpenAI's API) to a bias
+	// added to their logits; -100 effectively bans a token, +100 forces it.
+	LogitBias map[string]float64 `json:"logit_bias,omitempty"`
+	// IgnoreEOS keeps generating past end-of-generation tokens (benchmarks), as
+	// llama-server's ignore_eos.
+	IgnoreEOS bool `json:"ignore_eos,omitempty"`
+}
+
+// Validate checks every field that can be checked without the model and returns
+// an INVALID_REQUEST error listing all bad fields, or nil.
+func (r *ExecuteRequest) Validate() *Error {
+	var fe []FieldError
+	add := func(field, constraint, format string, args ...any) {
+		fe = append(fe, FieldError{Field: field, Constraint: constraint, Message: fmt.Sprintf(format, args...)})
+	}
+	if len(r.JobID) > MaxJobIDLength || !printableASCII(r.JobID) {
+		add("job_id", "printable_ascii<=128", "must be at most %d printable ASCII characters", MaxJobIDLength)
+	}
+	switch {
+	case r.Prompt == "" && len(r.Messages) == 0:
+		add("prompt", "required", "one of prompt or messages is required")
+	case r.Prompt != "" && len(r.Messages) > 0:
+		add("messages", "exclusive", "give either prompt or messages, not both")
+	}
+	if r.Prompt != "" && !utf8.ValidString(r.Prompt) {
+		add("prompt", "utf8", "must be valid UTF-8")
+	}
+	if len(r.Messages) > MaxMessages {
+		add("messages", "max_items", "at most %d messages", MaxMessages)
+	}
+	for i, m := range r.Messages {
+		switch m.Role {
+		case "system", "user", "assistant":
+		default:
+			add(fmt.Sprintf("messages[%d].role", i), "enum", "must be system, user or assistant, got %q", m.Role)
+		}
+		if !utf8.ValidString(m.Content) {
+			add(fmt.Sprintf("messages[%d].content", i), "utf8", "must be valid UTF-8")
+		}
+	}
+	if r.MaxTokens != nil && *r.MaxTokens < 1 {
+		add("max_tokens", ">=1", "must be at least 1, got %d", *r.MaxTokens)
+	}
+	if v := r.Temperature; v != nil && (isBad(*v) || *v < 0 || *v > 2) {
+		add("temperature", "0..2", "must be between 0 and 2, got %v", *v)
+	}
+	if v := r.TopK; v != nil && *v < 0 {
+		add("top_k", ">=0", "must be 0 (disabled) or more, got %d", *v)
+	}
+	if v := r.TopP; v != nil && (isBad(*v) || *v < 0 || *v > 1) {
+		add("top_p", "0..1", "must be between 0 and 1, got %v", *v)
+	}
+	if v := r.MinP; v != nil && (isBad(*v) || *v < 0 || *v > 1) {
+		add("min_p", "0..1", "must be between 0 and 1, got %v", *v)
+	}
+	if v := r.RepetitionPenalty; v != nil && (isBad(*v) || *v <= 0 || *v > 10) {
+		add("repetition_penalty", "(0,10]", "must be above 0 and at most 10, got %v", *v)
+	}
+	if v := r.Seed; v != nil && (*v < 0 || *v > math.MaxUint32) {
+		add("seed", "0..4294967295", "must be between 0 and 4294967295, got %d", *v)
+	}
+	if len(r.Stop) > MaxStopSequences {
+		add("stop", "max_items", "at most %d stop sequences, got %d", MaxStopSequences, len(r.Stop))
+	}
+	for i, s := range r.Stop {
+		if s == "" || utf8.RuneCountInString(s) > MaxStopLength || !utf8.ValidString(s) {
+			add(fmt.Sprintf("stop[%d]", i), "1..100_chars", "must be 1 to %d characters of valid UTF-8", MaxStopLength)
+		}
+	}
+	if len(r.LogitBias) > MaxLogitBias {
+		add("logit_bias", "max_items", "at most %d entries", MaxLogitBias)
+	}
+	for _, k := range slices.Sorted(maps.Keys(r.LogitBias)) {
+		v := r.LogitBias[k]
+		if id, err := strconv.ParseInt(k, 10, 32); err != nil || id < 0 {
+			add("logit_bias", "token_id", "key %q is not a token id", k)
+		}
+		if isBad(v) || v < -100 || v > 100 {
+			add("logit_bias", "-100..100", "bias for %s must be between -100 and 100", k)
+		}
+	}
+	if len(fe) == 0 {
+		return nil
+	}
+	return &Error{Code: CodeInvalidRequest, Message: "invalid request", Fields: fe}
+}
+
+// Params are the resolved sampling parameters of a request.
+type Params struct {
+	MaxTokens         int
+	Temperature       float64
+	TopK              int
+	TopP              float64
+	MinP              float64
+	RepetitionPenalty float64
+	Seed              uint32
+	// SeedGiven tells whether the client chose the seed.
+	SeedGiven bool
+	Stop      []string
+	LogitBias map[int32]float64
+	IgnoreEOS bool
+}
+
+// Resolve returns the sampling parameters with defaults applied. seed is used
+// when the request has none. Call it only after Validate returned nil.
+func (r *ExecuteRequest) Resolve(seed uint32) Params {
+	p := Params{
+		MaxTokens:         DefaultMaxTokens,
+		Temperature:       DefaultTemperature,
+		TopK:              DefaultTopK,
+		TopP:              DefaultTopP,
+		MinP:              DefaultMinP,
+		RepetitionPenalty: DefaultRepetitionPenalty,
+		Seed:              seed,
+		Stop:              r.Stop,
+		IgnoreEOS:         r.IgnoreEOS,
+	}
+	if r.MaxTokens != nil {
+		p.MaxTokens = *r.MaxTokens
+	}
+	if r.Temperature != nil {
+		p.Temperature = *r.Temperature
+	}
+	if r.TopK != nil {
+		p.TopK = *r.TopK
+	}
+	if r.TopP != nil {
+		p.TopP = *r.TopP
+	}
+	if r.MinP != nil {
+		p.MinP = *r.MinP
+	}
+	if r.RepetitionPenalty != nil {
+		p.RepetitionPenalty = *r.RepetitionPenalty
+	}
+	if r.Seed != nil {
+		p.Seed, p.SeedGiven = uint32(*r.Seed), true
+	}
+	if len(r.LogitBias) > 0 {
+		p.LogitBias = make(map[int32]float64, len(r.LogitBias))
+		for k, v := range r.LogitBias {
+			id, _ := strconv.ParseInt(k, 10, 32)
+			p.LogitBias[int32(id)] = v
+		}
+	}
+	return p
+}
+
+// CancelRequest is the body of a worker's POST /cancel.
+type CancelRequest struct {
+	JobID string `json:"job_id"`
+}
+
+// CancelResponse answers POST /cancel.
+type CancelResponse struct {
+	JobID string `json:"job_id"`
+	// Found tells whether the job was running (or queued) when the cancel arrived.
+	Found bool `json:"found"`
+}
+
+// ModelInfo describes the model a worker serves.
+type ModelInfo struct {
+	ID       string `json:"id"`
+	Path     string `json:"path,omitempty"`
+	Arch     string `json:"arch,omitempty"`
+	Ctx      int    `json:"ctx"`
+	CtxTrain int    `json:"ctx_train,omitempty"`
+	Digest   string `json:"digest,omitempty"`
+	Params   uint64 `json:"params,omitempty"`
+	Size     uint64 `json:"size_bytes,omitempty"`
+	ChatTmpl bool   `json:"chat_template"`
+	Desc     string `json:"desc,omitempty"`
+}
+
+// Worker statuses reported by GET /health.
+const (
+	StatusLoading  = "loading"
+	StatusReady    = "ready"
+	StatusDraining = "draining"
+	StatusFailed   = "failed"
+)
+
+// SlotState is one slot as seen in GET /health.
+type SlotState struct {
+	ID           int    `json:"id"`
+	State        string `json:"state"` // idle | prefill | decode
+	JobID        string `json:"job_id,omitempty"`
+	CachedTokens int    `json:"cached_tokens"`
+}
+
+// Health is the body of a worker's GET /health.
+type Health struct {
+	Status          string      `json:"status"`
+	WorkerID        string      `json:"worker_id"`
+	Version         string      `json:"version"`
+	Model           ModelInfo   `json:"model"`
+	Backend         string      `json:"backend"`
+	Device          string      `json:"device,omitempty"`
+	SlotsTotal      int         `json:"slots_total"`
+	SlotsBusy       int         `json:"slots_busy"`
+	SlotCtx         int         `json:"slot_ctx"`
+	Slots           []SlotState `json:"slots,omitempty"`
+	TokensPerSecond float64     `json:"tokens_per_second"`
+	VRAMBytes       uint64      `json:"vram_bytes"`
+	UptimeS         float64     `json:"uptime_s"`
+	Progress        float64     `json:"progress"`
+	Error           string      `json:"error,omitempty"`
+}
+
+func isBad(f float64) bool { return math.IsNaN(f) || math.IsInf(f, 0) }
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,225 @@
+package synth
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/llorch/llorch/core/gguf"
+)
+
+func TestPresetByName(t *testing.T) {
+	for _, name := range PresetNames() {
+		p, err := PresetByName(name)
+		if err != nil {
+			t.Fatalf("PresetByName(%q): %v", name, err)
+		}
+		if p.Name != name {
+			t.Errorf("PresetByName(%q).Name = %q", name, p.Name)
+		}
+		if err := p.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := PresetByName("huge"); err == nil {
+		t.Error("PresetByName(huge) succeeded")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name  string
+		tweak func(*Preset)
+	}{
+		{"no name", func(p *Preset) { p.Name = "" }},
+		{"heads do not divide", func(p *Preset) { p.HeadCount = 3 }},
+		{"kv heads do not divide", func(p *Preset) { p.HeadCountKV = 3 }},
+		{"zero layers", func(p *Preset) { p.BlockCount = 0 }},
+		{"vocab too small", func(p *Preset) { p.VocabSize = 300 }},
+		{"zero epsilon", func(p *Preset) { p.RMSEpsilon = 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := Tiny()
+			tt.tweak(&p)
+			if err := p.Validate(); err == nil {
+				t.Error("Validate succeeded")
+			}
+			if err := Encode(&bytes.Buffer{}, p); err == nil {
+				t.Error("Encode succeeded")
+			}
+		})
+	}
+}
+
+func TestQwen05Shape(t *testing.T) {
+	p := Qwen05()
+	if got := p.NumParams(); got < 490e6 || got > 500e6 {
+		t.Errorf("NumParams = %d, want about 494M", got)
+	}
+	if p.HeadDim() != 64 {
+		t.Errorf("HeadDim = %d", p.HeadDim())
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	sum := func(p Preset) [32]byte {
+		var buf bytes.Buffer
+		if err := Encode(&buf, p); err != nil {
+			t.Fatal(err)
+		}
+		return sha256.Sum256(buf.Bytes())
+	}
+	a, b := sum(Tiny()), sum(Tiny())
+	if a != b {
+		t.Fatalf("two encodings of Tiny differ: %x vs %x", a, b)
+	}
+	path := filepath.Join(t.TempDir(), "tiny.gguf")
+	if err := Write(path, Tiny()); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sha256.Sum256(raw) != a {
+		t.Error("Write and Encode produce different bytes")
+	}
+	other := Tiny()
+	other.Name = "tiny2"
+	if sum(other) == a {
+		t.Error("a different preset name gives the same weights")
+	}
+}
+
+func TestWriteReadBack(t *testing.T) {
+	p := Tiny()
+	path := filepath.Join(t.TempDir(), "tiny.gguf")
+	if err := Write(path, p); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Architecture() != "llama" {
+		t.Errorf("architecture = %q", f.Architecture())
+	}
+	if n, ok := f.ContextLength(); !ok || n != uint64(p.ContextLength) {
+		t.Errorf("context length = %d, %v", n, ok)
+	}
+	wantUint := map[string]int{
+		"llama.embedding_length":        p.EmbeddingLength,
+		"llama.block_count":             p.BlockCount,
+		"llama.feed_forward_length":     p.FeedForwardLength,
+		"llama.attention.head_count":    p.HeadCount,
+		"llama.attention.head_count_kv": p.HeadCountKV,
+		"llama.rope.dimension_count":    p.HeadDim(),
+		"llama.vocab_size":              p.VocabSize,
+		"general.file_type":             int(FileTypeMostlyF16),
+	}
+	for key, want := range wantUint {
+		if v, ok := f.Lookup(key); !ok || v != any(uint32(want)) {
+			t.Errorf("%s = %#v, want uint32(%d)", key, v, want)
+		}
+	}
+	for key, want := range map[string]float32{
+		"llama.attention.layer_norm_rms_epsilon": p.RMSEpsilon,
+		"llama.rope.freq_base":                   p.RopeFreqBase,
+	} {
+		if v, ok := f.Lookup(key); !ok || v != any(want) {
+			t.Errorf("%s = %#v, want float32(%g)", key, v, want)
+		}
+	}
+	if s, _ := f.String("tokenizer.chat_template"); !strings.Contains(s, "<|im_start|>") {
+		t.Errorf("chat template = %q", s)
+	}
+	tokens, _ := f.Strings("tokenizer.ggml.tokens")
+	if len(tokens) != p.VocabSize {
+		t.Errorf("%d tokens, want %d", len(tokens), p.VocabSize)
+	}
+	types, _ := f.Lookup("tokenizer.ggml.token_type")
+	if tt, ok := types.([]int32); !ok || len(tt) != p.VocabSize {
+		t.Errorf("token_type is %T of length %d", types, len(tt))
+	}
+	if b, ok := f.Bool("tokenizer.ggml.add_bos_token"); !ok || b {
+		t.Errorf("add_bos_token = %v, %v", b, ok)
+	}
+	bos, _ := f.Uint("tokenizer.ggml.bos_token_id")
+	eos, _ := f.Uint("tokenizer.ggml.eos_token_id")
+	if tokens[bos] != EndOfText || tokens[eos] != EndOfText {
+		t.Errorf("bos %q, eos %q", tokens[bos], tokens[eos])
+	}
+
+	if want := 2 + 9*p.BlockCount; len(f.Tensors) != want {
+		t.Errorf("%d tensors, want %d", len(f.Tensors), want)
+	}
+	emb, ok := f.Tensor("token_embd.weight")
+	if !ok || !slices.Equal(emb.Dims, []int64{int64(p.EmbeddingLength), int64(p.VocabSize)}) || emb.Type != gguf.GGMLTypeF16 {
+		t.Errorf("token_embd = %+v", emb)
+	}
+	if k, _ := f.Tensor("blk.1.attn_k.weight"); !slices.Equal(k.Dims, []int64{64, 32}) {
+		t.Errorf("attn_k dims = %v, want [64 32]", k.Dims)
+	}
+	if d, _ := f.Tensor("blk.0.ffn_down.weight"); !slices.Equal(d.Dims, []int64{128, 64}) {
+		t.Errorf("ffn_down dims = %v, want [128 64]", d.Dims)
+	}
+	if _, ok := f.Tensor("output.weight"); ok {
+		t.Error("output.weight present; the output should be tied to token_embd")
+	}
+
+	// Norms are ones; weights are small, varied and finite.
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm, _ := f.Tensor("output_norm.weight")
+	off := f.DataOffset + norm.Offset
+	if got := raw[off : off+4]; !bytes.Equal(got, []byte{0, 0, 0x80, 0x3f}) {
+		t.Errorf("output_norm[0] bytes = % x, want float32 1", got)
+	}
+	q, _ := f.Tensor("blk.0.attn_q.weight")
+	off = f.DataOffset + q.Offset
+	distinct := map[uint16]bool{}
+	for i := range 64 * 64 {
+		h := uint16(raw[off+int64(2*i)]) | uint16(raw[off+int64(2*i)+1])<<8
+		v := gguf.F16ToF32(h)
+		if lim := float32(weightScale * 1.001); !(v >= -lim && v <= lim) { // f16 rounding may step just past the scale
+			t.Fatalf("attn_q[%d] = %g, outside ±%g", i, v, lim)
+		}
+		distinct[h] = true
+	}
+	if len(distinct) < 500 {
+		t.Errorf("attn_q has only %d distinct values", len(distinct))
+	}
+}
+
+func TestWriteFailureLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	p := Tiny()
+	p.HeadCount = 3
+	if err := Write(filepath.Join(dir, "bad.gguf"), p); err == nil {
+		t.Fatal("Write succeeded")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("left files behind: %v", entries)
+	}
+}
+
+func BenchmarkEncodeQwen05(b *testing.B) {
+	p := Qwen05()
+	b.SetBytes(2 * p.NumParams())
+	for b.Loop() {
+		if err := Encode(discard{}, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

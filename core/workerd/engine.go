@@ -1,0 +1,619 @@
+package workerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/llorch/llorch/backends"
+	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/textstream"
+)
+
+// Engine errors.
+var (
+	errBusy     = errors.New("workerd: all slots busy")
+	errDraining = errors.New("workerd: draining")
+)
+
+// slot states, as shown in /health.
+const (
+	slotIdle    = "idle"
+	slotPrefill = "prefill"
+	slotDecode  = "decode"
+)
+
+// slot is one sequence of the llama context. Fields marked (mu) are guarded by
+// engine.mu; the rest belong to the decode loop.
+type slot struct {
+	id int
+	// (mu) job is the job assigned to the slot, nil when free.
+	job *job
+	// (mu) cache holds the tokens whose KV the sequence holds. The loop appends
+	// while the slot is busy; reservations read it only while the slot is free.
+	cache    []backends.Token
+	lastUsed uint64 // (mu)
+	state    atomic.Value
+
+	// decode-loop state of the current job
+	started  bool
+	prefill  []backends.Token // prompt tokens still to evaluate
+	pending  backends.Token   // sampled, not yet in the KV cache
+	hasPend  bool
+	sampler  backends.Sampler
+	stream   *textstream.Streamer
+	produced int
+	batchIdx int // index of the slot's logits in the current batch, -1 if none
+	chunk    int // prompt tokens of the slot in the current batch
+}
+
+// job is one /execute request from reservation to its terminal event.
+type job struct {
+	id       string
+	model    string
+	prompt   []backends.Token
+	params   api.Params
+	cached   int
+	slot     *slot
+	admitted time.Time
+
+	cancelled  atomic.Bool
+	cancelOnce sync.Once
+	cancelCh   chan struct{} // closed by cancel
+	box        mailbox
+
+	// set by the loop
+	firstTok time.Time
+	prefDone time.Time
+}
+
+func newJob(id, model string, prompt []backends.Token, p api.Params) *job {
+	return &job{id: id, model: model, prompt: prompt, params: p, admitted: time.Now(),
+		cancelCh: make(chan struct{}), box: newMailbox()}
+}
+
+// cancel marks the job cancelled; the handler ends its stream at once and the
+// decode loop drops the slot before its next step.
+func (j *job) cancel() {
+	j.cancelOnce.Do(func() {
+		j.cancelled.Store(true)
+		close(j.cancelCh)
+	})
+}
+
+// event is one item of a job's stream.
+type event struct {
+	name string
+	data any
+}
+
+// mailbox is an unbounded queue from the decode loop to one HTTP handler: the
+// loop never blocks on a slow client.
+type mailbox struct {
+	mu     sync.Mutex
+	items  []event
+	closed bool
+	notify chan struct{}
+}
+
+func newMailbox() mailbox { return mailbox{notify: make(chan struct{}, 1)} }
+
+func (m *mailbox) put(ev event, last bool) {
+	m.mu.Lock()
+	if !m.closed {
+		m.items = append(m.items, ev)
+		m.closed = last
+	}
+	m.mu.Unlock()
+	select {
+	case m.notify <- struct{}{}:
+	default:
+	}
+}
+
+// take returns queued events and whether the stream is complete.
+func (m *mailbox) take(buf []event) ([]event, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	buf = append(buf[:0], m.items...)
+	clear(m.items)
+	m.items = m.items[:0]
+	return buf, m.closed
+}
+
+// engineConfig sizes the decode loop.
+type engineConfig struct {
+	ModelID string
+	Batch   int
+}
+
+// engine owns the llama context: one goroutine (run) builds a batch from every
+// active slot each step, decodes it and samples; HTTP handlers reserve slots
+// and read their job's mailbox.
+type engine struct {
+	cfg     engineConfig
+	model   backends.Model
+	ctx     backends.Context
+	log     *slog.Logger
+	metrics *metrics
+
+	mu       sync.Mutex
+	slots    []*slot
+	jobs     map[string]*job
+	draining bool
+	clock    uint64
+	wake     chan struct{}
+	idle     chan struct{} // closed and replaced when the last job finishes; guarded by mu
+	released chan struct{} // closed and replaced whenever a slot is released; guarded by mu
+
+	rate rateMeter
+}
+
+func newEngine(cfg engineConfig, model backends.Model, bctx backends.Context, n int, log *slog.Logger, m *metrics) *engine {
+	e := &engine{cfg: cfg, model: model, ctx: bctx, log: log, metrics: m,
+		jobs: make(map[string]*job), wake: make(chan struct{}, 1), idle: make(chan struct{}),
+		released: make(chan struct{})}
+	for i := range n {
+		s := &slot{id: i}
+		s.state.Store(slotIdle)
+		e.slots = append(e.slots, s)
+	}
+	close(e.idle) // no jobs yet
+	return e
+}
+
+// reserve assigns a free slot to a job, preferring the slot whose cached tokens
+// share the longest prefix with the prompt, then the least recently used one.
+// When every slot is busy but some hold a cancelled job, it waits (briefly) for
+// the decode loop to release them: a client that cancels and resubmits must
+// not see ALL_SLOTS_BUSY.
+func (e *engine) reserve(j *job) error {
+	deadline := time.NewTimer(2 * time.Second)
+	defer deadline.Stop()
+	for {
+		wait, err := e.tryReserve(j)
+		if !errors.Is(err, errBusy) || wait == nil {
+			return err
+		}
+		select {
+		case <-wait:
+		case <-deadline.C:
+			return err
+		}
+	}
+}
+
+func (e *engine) tryReserve(j *job) (<-chan struct{}, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	err := e.reserveLocked(j)
+	if errors.Is(err, errBusy) {
+		for _, o := range e.jobs {
+			if o.cancelled.Load() {
+				return e.released, err
+			}
+		}
+	}
+	return nil, err
+}
+
+func (e *engine) reserveLocked(j *job) error {
+	if e.draining {
+		return errDraining
+	}
+	if _, dup := e.jobs[j.id]; dup {
+		return fmt.Errorf("workerd: job %q is already running", j.id)
+	}
+	var best *slot
+	bestLCP := -1
+	for _, s := range e.slots {
+		if s.job != nil {
+			continue
+		}
+		n := commonPrefix(s.cache, j.prompt)
+		if n > bestLCP || (n == bestLCP && s.lastUsed < best.lastUsed) {
+			best, bestLCP = s, n
+		}
+	}
+	if best == nil {
+		return errBusy
+	}
+	// The last prompt token is always evaluated: its logits give the first token.
+	j.cached = min(bestLCP, len(j.prompt)-1)
+	j.slot = best
+	best.job = j
+	e.clock++
+	best.lastUsed = e.clock
+	if len(e.jobs) == 0 {
+		e.idle = make(chan struct{})
+	}
+	e.jobs[j.id] = j
+	e.metrics.slotsBusy.Set(float64(len(e.jobs)))
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// lookup finds a running job.
+func (e *engine) lookup(id string) *job {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.jobs[id]
+}
+
+// busy returns the number of busy slots.
+func (e *engine) busy() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.jobs)
+}
+
+// drain refuses new jobs and returns a channel closed when none is left.
+func (e *engine) drain() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.draining = true
+	return e.idle
+}
+
+// cancelAll cancels every running job (end of a drain grace period).
+func (e *engine) cancelAll() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, j := range e.jobs {
+		j.cancel()
+	}
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// slotStates reports every slot for /health.
+func (e *engine) slotStates() []api.SlotState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]api.SlotState, len(e.slots))
+	for i, s := range e.slots {
+		out[i] = api.SlotState{ID: s.id, State: s.state.Load().(string)}
+		if s.job != nil {
+			out[i].JobID = s.job.id
+		} else {
+			out[i].CachedTokens = len(s.cache)
+		}
+	}
+	return out
+}
+
+// run is the decode loop. It returns when ctx is done.
+func (e *engine) run(ctx context.Context) {
+	var (
+		batch  backends.Batch
+		active []*slot
+	)
+	for {
+		active = e.collect(active[:0])
+		if len(active) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-e.wake:
+				continue
+			}
+		}
+		if ctx.Err() != nil {
+			for _, s := range active {
+				e.finish(s, nil, &api.Error{Code: api.CodeCancelled, Message: "worker shutting down", Retriable: true})
+			}
+			return
+		}
+		e.step(&batch, active)
+	}
+}
+
+// collect starts newly reserved jobs and drops finished ones; it returns the
+// slots with work.
+func (e *engine) collect(active []*slot) []*slot {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.slots {
+		j := s.job
+		if j == nil {
+			continue
+		}
+		if !s.started {
+			if j.cancelled.Load() {
+				e.releaseLocked(s)
+				continue
+			}
+			if err := e.start(s); err != nil {
+				j.box.put(event{api.EventError, &api.Error{Code: api.CodeInternal, Message: err.Error()}}, true)
+				e.releaseLocked(s)
+				continue
+			}
+		}
+		active = append(active, s)
+	}
+	return active
+}
+
+// start prepares a slot for its new job: trims the KV cache to the reused
+// prefix and builds the sampler. Called with mu held (cheap work only).
+func (e *engine) start(s *slot) error {
+	j := s.job
+	if err := e.ctx.TrimSeq(s.id, j.cached); err != nil {
+		// Fall back to a cold start.
+		j.cached = 0
+		if err := e.ctx.TrimSeq(s.id, 0); err != nil {
+			return err
+		}
+	}
+	s.cache = append(s.cache[:j.cached], nil...)
+	s.prefill = j.prompt[j.cached:]
+	p := j.params
+	smp, err := e.ctx.NewSampler(backends.SamplerParams{
+		Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, MinP: p.MinP,
+		RepetitionPenalty: p.RepetitionPenalty, Seed: p.Seed, LogitBias: p.LogitBias, IgnoreEOS: p.IgnoreEOS,
+	})
+	if err != nil {
+		return err
+	}
+	if p.RepetitionPenalty != 1 {
+		smp.Accept(j.prompt)
+	}
+	s.sampler = smp
+	s.stream = textstream.New(p.Stop)
+	s.produced = 0
+	s.hasPend = false
+	s.started = true
+	s.state.Store(slotPrefill)
+	if j.cached > 0 {
+		e.metrics.cacheHits.Inc()
+		e.metrics.cachedTokens.Add(float64(j.cached))
+	}
+	return nil
+}
+
+// step builds one batch from every active slot, decodes it and samples.
+func (e *engine) step(b *backends.Batch, active []*slot) {
+	b.Reset()
+	// Cancelled jobs leave before the batch is built.
+	live := active[:0]
+	for _, s := range active {
+		if s.job.cancelled.Load() {
+			e.finish(s, nil, nil)
+			continue
+		}
+		live = append(live, s)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// Decoding slots first: one token each, so streams keep flowing.
+	for _, s := range live {
+		s.batchIdx, s.chunk = -1, 0
+		if s.hasPend {
+			s.batchIdx = b.Len()
+			b.Add(s.pending, int32(len(s.cache)), int32(s.id), true)
+		}
+	}
+	// Then chunks of pending prompts, oldest job first, within the batch budget.
+	budget := e.cfg.Batch - b.Len()
+	for _, s := range byAdmission(live) {
+		if s.hasPend || len(s.prefill) == 0 || budget == 0 {
+			continue
+		}
+		n := min(len(s.prefill), budget)
+		pos := len(s.cache)
+		for i, t := range s.prefill[:n] {
+			last := n == len(s.prefill) && i == n-1
+			if last {
+				s.batchIdx = b.Len()
+			}
+			b.Add(t, int32(pos+i), int32(s.id), last)
+		}
+		s.chunk = n
+		budget -= n
+	}
+	if b.Len() == 0 {
+		return
+	}
+	err := e.ctx.Decode(b)
+	e.metrics.batchTokens.Observe(float64(b.Len()))
+	if err != nil {
+		e.log.Error("decode failed", "err", err, "batch", b.Len())
+		for _, s := range live {
+			e.finish(s, nil, &api.Error{Code: api.CodeDecodeFailed, Message: err.Error(), Retriable: true})
+		}
+		return
+	}
+	now := time.Now()
+	// Commit what the batch put in the KV cache.
+	for i, seq := range b.Seq {
+		s := e.slots[seq]
+		s.cache = append(s.cache, b.Tokens[i])
+	}
+	generated := 0
+	for _, s := range live {
+		if s.hasPend {
+			s.hasPend = false
+		} else {
+			s.prefill = s.prefill[s.chunk:]
+		}
+		if s.batchIdx < 0 {
+			continue
+		}
+		if s.produced == 0 {
+			s.job.prefDone = now
+			s.state.Store(slotDecode)
+		}
+		tok := e.ctx.Sample(s.sampler, s.batchIdx)
+		generated++
+		e.emit(s, tok, now)
+	}
+	e.rate.add(now, generated)
+}
+
+// emit handles one sampled token of a slot: stream its text, or end the job.
+func (e *engine) emit(s *slot, tok backends.Token, now time.Time) {
+	j := s.job
+	if s.produced == 0 {
+		j.firstTok = now
+		e.metrics.ttft.Observe(now.Sub(j.admitted).Seconds())
+	}
+	if e.model.IsEOG(tok) {
+		if tail := s.stream.Flush(); tail != "" {
+			j.box.put(event{api.EventToken, api.Token{T: tail, I: s.produced}}, false)
+			s.produced++
+		}
+		e.finish(s, &api.End{StopReason: api.StopEOS}, nil)
+		return
+	}
+	text, stopped, matched := s.stream.Push(e.model.Piece(tok))
+	s.produced++
+	e.metrics.tokensOut.Inc()
+	switch {
+	case stopped:
+		j.box.put(event{api.EventToken, api.Token{T: text, I: s.produced - 1}}, false)
+		e.finish(s, &api.End{StopReason: api.StopSequence, StopSequenceMatched: matched}, nil)
+	case s.produced >= j.params.MaxTokens:
+		j.box.put(event{api.EventToken, api.Token{T: text + s.stream.Flush(), I: s.produced - 1}}, false)
+		e.finish(s, &api.End{StopReason: api.StopMaxTokens}, nil)
+	case len(s.cache) >= e.ctx.SeqCtx():
+		j.box.put(event{api.EventToken, api.Token{T: text + s.stream.Flush(), I: s.produced - 1}}, false)
+		e.finish(s, &api.End{StopReason: api.StopContextLimit}, nil)
+	default:
+		j.box.put(event{api.EventToken, api.Token{T: text, I: s.produced - 1}}, false)
+		s.pending, s.hasPend = tok, true
+	}
+}
+
+// finish ends a slot's job with end (success), apiErr (failure) or, when both
+// are nil, as cancelled. The slot is released before the terminal event is
+// queued, so a client that sends its next request on seeing it finds the slot free.
+func (e *engine) finish(s *slot, end *api.End, apiErr *api.Error) {
+	j := s.job
+	now := time.Now()
+	var last event
+	switch {
+	case end != nil:
+		end.TokensOut = s.produced
+		end.PromptTokens = len(j.prompt)
+		end.CachedTokens = j.cached
+		if !j.prefDone.IsZero() {
+			end.PrefillTimeMs = ms(j.prefDone.Sub(j.admitted))
+			end.DecodeTimeMs = ms(now.Sub(j.prefDone))
+			end.TTFTMs = ms(j.firstTok.Sub(j.admitted))
+		}
+		last = event{api.EventEnd, end}
+		e.metrics.requests.WithLabelValues("ok").Inc()
+		e.metrics.decode.Observe(now.Sub(j.prefDone).Seconds())
+	case apiErr != nil:
+		last = event{api.EventError, apiErr}
+		e.metrics.requests.WithLabelValues(outcomeFor(apiErr.Code)).Inc()
+	default:
+		last = event{api.EventError, &api.Error{Code: api.CodeCancelled, Message: "job cancelled"}}
+		e.metrics.requests.WithLabelValues("cancelled").Inc()
+	}
+	e.metrics.promptTokens.Add(float64(len(j.prompt)))
+	if s.sampler != nil {
+		s.sampler.Close()
+		s.sampler = nil
+	}
+	// Keep the KV of everything evaluated: the next job may share its prefix.
+	// Prompt tokens not yet evaluated (a cancel during prefill) are simply absent.
+	e.mu.Lock()
+	e.releaseLocked(s)
+	e.mu.Unlock()
+	j.box.put(last, true)
+}
+
+func (e *engine) releaseLocked(s *slot) {
+	if s.job != nil {
+		delete(e.jobs, s.job.id)
+	}
+	s.job = nil
+	s.started = false
+	s.prefill = nil
+	s.hasPend = false
+	s.state.Store(slotIdle)
+	e.metrics.slotsBusy.Set(float64(len(e.jobs)))
+	close(e.released)
+	e.released = make(chan struct{})
+	if len(e.jobs) == 0 {
+		close(e.idle)
+	}
+}
+
+func outcomeFor(code string) string {
+	if code == api.CodeCancelled {
+		return "cancelled"
+	}
+	return "error"
+}
+
+// byAdmission orders slots by their job's admission time (oldest first).
+func byAdmission(ss []*slot) []*slot {
+	out := append([]*slot(nil), ss...)
+	for i := 1; i < len(out); i++ {
+		for k := i; k > 0 && out[k].job.admitted.Before(out[k-1].job.admitted); k-- {
+			out[k], out[k-1] = out[k-1], out[k]
+		}
+	}
+	return out
+}
+
+func commonPrefix(a, b []backends.Token) int {
+	n := min(len(a), len(b))
+	for i := range n {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// rateMeter is a running tokens/s figure over the last few seconds.
+type rateMeter struct {
+	mu      sync.Mutex
+	buckets [10]struct {
+		sec int64
+		n   int
+	}
+}
+
+func (r *rateMeter) add(now time.Time, n int) {
+	if n == 0 {
+		return
+	}
+	sec := now.Unix()
+	r.mu.Lock()
+	b := &r.buckets[sec%int64(len(r.buckets))]
+	if b.sec != sec {
+		b.sec, b.n = sec, 0
+	}
+	b.n += n
+	r.mu.Unlock()
+}
+
+// perSecond averages the complete seconds of the window, plus the current one.
+func (r *rateMeter) perSecond(now time.Time) float64 {
+	sec := now.Unix()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	total := 0
+	for _, b := range r.buckets {
+		if b.sec > sec-int64(len(r.buckets)) && b.sec <= sec {
+			total += b.n
+		}
+	}
+	return float64(total) / float64(len(r.buckets))
+}

@@ -1,0 +1,130 @@
+// Package worker is the `llorch worker` mode: flags → workerd.Config → Serve.
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/llorch/llorch/backends"
+	"github.com/llorch/llorch/backends/llamacpp"
+	"github.com/llorch/llorch/core/buildinfo"
+	"github.com/llorch/llorch/core/workerd"
+)
+
+// Backends compiled into this binary.
+var available = []string{"cpu"}
+
+// Command returns `llorch worker`.
+func Command() *cli.Command {
+	var (
+		cfg      workerd.Config
+		host     string
+		port     int
+		logLevel string
+	)
+	return &cli.Command{
+		Name:  "worker",
+		Usage: "load one GGUF model and serve inference over HTTP/SSE",
+		Description: "Binds HTTP first (GET /health answers \"loading\" with progress), loads the model, then\n" +
+			"serves POST /execute (SSE), POST /cancel, POST /shutdown, GET /metrics.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "backend", Local: true, Value: "cpu", Usage: "inference backend: " + strings.Join(available, ", "), Destination: &cfg.Backend, Sources: cli.EnvVars("LLORCH_BACKEND")},
+			&cli.StringFlag{Name: "model", Local: true, Aliases: []string{"m"}, Usage: "GGUF model file (required)", Destination: &cfg.ModelPath, Sources: cli.EnvVars("LLORCH_MODEL")},
+			&cli.StringFlag{Name: "model-id", Local: true, Usage: "model name reported to clients (default: file name without .gguf)", Destination: &cfg.ModelID},
+			&cli.StringFlag{Name: "host", Local: true, Value: "127.0.0.1", Usage: "address to listen on", Destination: &host, Sources: cli.EnvVars("LLORCH_HOST")},
+			&cli.IntFlag{Name: "port", Local: true, Value: 8001, Usage: "port to listen on (0: any free port)", Destination: &port, Sources: cli.EnvVars("LLORCH_PORT")},
+			&cli.IntFlag{Name: "slots", Local: true, Value: 4, Usage: "parallel sequences served at once", Destination: &cfg.Slots},
+			&cli.IntFlag{Name: "ctx", Local: true, Usage: "context size per slot in tokens (default 4096, capped at the model's)", Destination: &cfg.Ctx},
+			&cli.IntFlag{Name: "threads", Local: true, Value: defaultThreads(), Usage: "CPU threads for decoding", Destination: &cfg.Threads},
+			&cli.IntFlag{Name: "threads-batch", Local: true, Usage: "CPU threads for prompt processing (default: --threads)", Destination: &cfg.ThreadsBatch},
+			&cli.IntFlag{Name: "batch", Local: true, Value: 512, Usage: "most tokens per decode step (all slots together)", Destination: &cfg.Batch},
+			&cli.StringFlag{Name: "flash-attn", Local: true, Value: "auto", Usage: "flash attention: auto, on, off", Destination: &cfg.FlashAttn},
+			&cli.IntFlag{Name: "gpu", Local: true, Usage: "GPU index (gpu backends)", Destination: &cfg.GPU},
+			&cli.StringFlag{Name: "worker-id", Local: true, Usage: "worker id (default: w-<host>-<port>)", Destination: &cfg.WorkerID, Sources: cli.EnvVars("LLORCH_WORKER_ID")},
+			&cli.StringFlag{Name: "token", Local: true, Usage: "shared secret required as a bearer token on /execute, /cancel, /shutdown", Destination: &cfg.Token, Sources: cli.EnvVars("LLORCH_WORKER_TOKEN")},
+			&cli.DurationFlag{Name: "drain-grace", Local: true, Value: 30 * time.Second, Usage: "how long SIGTERM or /shutdown waits for running jobs", Destination: &cfg.DrainGrace},
+			&cli.StringFlag{Name: "log-level", Local: true, Value: "info", Usage: "debug, info, warn, error", Destination: &logLevel, Sources: cli.EnvVars("LLORCH_LOG_LEVEL")},
+		},
+		Commands: []*cli.Command{benchCommand()},
+		Action: func(ctx context.Context, _ *cli.Command) error {
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			if err := checkBackend(cfg.Backend); err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			if cfg.ModelPath == "" {
+				return cli.Exit("worker: --model is required", 1)
+			}
+			if err := checkModel(cfg.ModelPath); err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			if cfg.WorkerID == "" {
+				h, _ := os.Hostname()
+				cfg.WorkerID = fmt.Sprintf("w-%s-%d", h, port)
+			}
+			llamacpp.SetLogger(log)
+			srv, err := workerd.New(cfg, workerd.Deps{Log: log, Load: load, Digest: llamacpp.FileDigest})
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("worker: cannot listen: %v", err), 1)
+			}
+			log.Info("worker listening", "addr", "http://"+ln.Addr().String(), "version", buildinfo.Version, "backend", cfg.Backend)
+			if err := srv.Serve(ctx, ln); err != nil {
+				return cli.Exit(fmt.Sprintf("worker: %v", err), 1)
+			}
+			log.Info("worker stopped")
+			return nil
+		},
+	}
+}
+
+func load(path string, o workerd.LoadOptions) (backends.Model, error) {
+	return llamacpp.Load(path, llamacpp.LoadParams{GPULayers: o.GPULayers, MainGPU: o.GPU, Progress: o.Progress})
+}
+
+func checkBackend(b string) error {
+	for _, a := range available {
+		if a == b {
+			return nil
+		}
+	}
+	return fmt.Errorf("worker: backend %q is not available in this build (available: %s)", b, strings.Join(available, ", "))
+}
+
+// checkModel gives a clear line for a missing or unreadable model before any work.
+func checkModel(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("worker: cannot read model: %w", err)
+	}
+	defer f.Close()
+	var magic [4]byte
+	if _, err := f.Read(magic[:]); err != nil || string(magic[:]) != "GGUF" {
+		return fmt.Errorf("worker: %s is not a GGUF file", path)
+	}
+	return nil
+}
+
+func defaultThreads() int { return max(1, runtime.NumCPU()) }
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("worker: bad --log-level %q", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
