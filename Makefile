@@ -43,7 +43,7 @@ PORT   ?= 8001
 BENCH_THREADS ?= 2
 BENCH_TYPES   ?= q4_0 q8_0 f16
 
-.PHONY: help build test check bench run model deps clean release-check release-snapshot fuzz
+.PHONY: help build test check bench bench-slots run model deps clean release-check release-snapshot fuzz
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -101,3 +101,15 @@ fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzStreamer$$' -fuzztime $(FUZZTIME) ./core/textstream
 	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./core/gguf
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeExecute$$' -fuzztime $(FUZZTIME) ./core/workerd
+
+LOAD_MODEL ?= $(MODELS)/qwen05-q4_0.gguf
+LOAD_PORT  ?= 8011
+bench-slots: build ## slots benchmark: K=1 and K=4 streams, ~250-token prompts, 128 tokens, cold vs shared-prefix TTFT
+	@test -f $(LOAD_MODEL) || $(MAKE) --no-print-directory model PRESET=qwen05 TYPE=q4_0 OUT=$(LOAD_MODEL)
+	@$(BIN) worker --model $(LOAD_MODEL) --port $(LOAD_PORT) --slots 4 --threads $(BENCH_THREADS) --ctx 2048 --log-level warn & pid=$$!; \
+	  trap "kill $$pid 2>/dev/null" EXIT; \
+	  for i in $$(seq 100); do curl -sf http://127.0.0.1:$(LOAD_PORT)/health | grep -q '"ready"' && break; sleep 0.2; done; \
+	  echo "== K=1 cold";            $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 1 -n 4 -words 190 -max-tokens 128 || exit 1; \
+	  echo "== K=4 cold";            $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 4 -n 8 -words 190 -max-tokens 128 || exit 1; \
+	  echo "== K=1 shared prefix";   $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 1 -n 4 -warmup 1 -words 190 -prefix-words 150 -max-tokens 128 || exit 1; \
+	  echo "== K=4 shared prefix";   $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 4 -n 8 -warmup 4 -words 190 -prefix-words 150 -max-tokens 128 || exit 1

@@ -64,3 +64,38 @@ int32_t llorch_chat(const char *tmpl, const char **roles, const char **contents,
 	}
 	return llama_chat_apply_template(tmpl, msgs, n, true, buf, len);
 }
+
+// llorch_bench_loop runs llama-bench's pp or tg test entirely in C (no Go in
+// the loop): the baseline that shows what the Go binding costs. Returns
+// seconds, or a negative value on error.
+double llorch_bench_loop(struct llama_context *ctx, struct llama_batch *b, int n_vocab, int n_prompt, int n_gen,
+		int n_batch, unsigned int seed) {
+	llama_memory_clear(llama_get_memory(ctx), true);
+	const int64_t t0 = llama_time_us();
+	for (int done = 0; done < n_prompt;) {
+		int k = n_prompt - done < n_batch ? n_prompt - done : n_batch;
+		b->n_tokens = k;
+		for (int i = 0; i < k; i++) {
+			seed = seed * 1103515245u + 12345u;
+			b->token[i] = (int32_t)((seed >> 8) % (unsigned)n_vocab);
+			b->pos[i] = done + i;
+			b->n_seq_id[i] = 1;
+			b->seq_id[i][0] = 0;
+			b->logits[i] = done + i == n_prompt - 1;
+		}
+		if (llama_decode(ctx, *b) != 0) return -1;
+		done += k;
+	}
+	for (int i = 0; i < n_gen; i++) {
+		seed = seed * 1103515245u + 12345u;
+		b->n_tokens = 1;
+		b->token[0] = (int32_t)((seed >> 8) % (unsigned)n_vocab);
+		b->pos[0] = i;
+		b->n_seq_id[0] = 1;
+		b->seq_id[0][0] = 0;
+		b->logits[0] = 1;
+		if (llama_decode(ctx, *b) != 0) return -1;
+	}
+	llama_synchronize(ctx);
+	return (double)(llama_time_us() - t0) / 1e6;
+}

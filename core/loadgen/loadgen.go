@@ -32,6 +32,9 @@ type Config struct {
 	PromptWords int
 	PrefixWords int
 	MaxTokens   int
+	// Warmup requests run first, with the same concurrency, and are not
+	// measured (they fill the slots' prompt caches).
+	Warmup int
 	// Timeout bounds the whole run.
 	Timeout time.Duration
 }
@@ -111,14 +114,28 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	client := workerclient.New(cfg.URL, cfg.Token, nil)
-	next := make(chan int, cfg.Requests)
-	for i := range cfg.Requests {
+	if cfg.Warmup > 0 {
+		warm := batch(ctx, client, cfg, cfg.Requests, cfg.Warmup)
+		for _, s := range warm {
+			if s.err != nil {
+				return Result{}, fmt.Errorf("loadgen: warm-up: %w", s.err)
+			}
+		}
+	}
+	t0 := time.Now()
+	samples := batch(ctx, client, cfg, 0, cfg.Requests)
+	return summarize(samples, time.Since(t0)), nil
+}
+
+// batch runs requests first..first+n-1 over cfg.Concurrency clients.
+func batch(ctx context.Context, client *workerclient.Client, cfg Config, first, n int) []sample {
+	next := make(chan int, n)
+	for i := range n {
 		next <- i
 	}
 	close(next)
-	samples := make([]sample, cfg.Requests)
+	samples := make([]sample, n)
 	var wg sync.WaitGroup
-	t0 := time.Now()
 	for range cfg.Concurrency {
 		wg.Go(func() {
 			for i := range next {
@@ -126,13 +143,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 					samples[i].err = ctx.Err()
 					continue
 				}
-				samples[i] = one(ctx, client, cfg, i)
+				samples[i] = one(ctx, client, cfg, first+i)
 			}
 		})
 	}
 	wg.Wait()
-	wall := time.Since(t0)
-	return summarize(samples, wall), nil
+	return samples
 }
 
 func one(ctx context.Context, c *workerclient.Client, cfg Config, i int) sample {

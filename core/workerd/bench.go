@@ -21,6 +21,16 @@ type BenchConfig struct {
 	Threads   int
 	Batch     int
 	FlashAttn string
+	// Baseline also times each test with the backend's native loop (llama.cpp
+	// driven from C, as llama-bench does), interleaved rep by rep, when the
+	// backend has one.
+	Baseline bool
+}
+
+// NativeLooper is the optional ability of a backend context to run a bench
+// test without Go in the loop.
+type NativeLooper interface {
+	NativeLoop(prompt, gen int, seed uint32) (seconds float64, err error)
 }
 
 // BenchStat is tokens per second over the repetitions.
@@ -30,10 +40,16 @@ type BenchStat struct {
 	Mean    float64   `json:"tokens_per_second"`
 	StdDev  float64   `json:"stddev"`
 	Samples []float64 `json:"samples"`
+	// Baseline is the same test through the native loop, when measured.
+	Baseline *BenchStat `json:"baseline,omitempty"`
 }
 
 func (s BenchStat) String() string {
-	return fmt.Sprintf("%-6s %9.2f ± %.2f tok/s", s.Test, s.Mean, s.StdDev)
+	out := fmt.Sprintf("%-6s %9.2f ± %.2f tok/s", s.Test, s.Mean, s.StdDev)
+	if b := s.Baseline; b != nil {
+		out += fmt.Sprintf("   native loop %9.2f ± %.2f tok/s   ratio %.3f", b.Mean, b.StdDev, s.Mean/b.Mean)
+	}
+	return out
 }
 
 // Bench measures m on the calling goroutine.
@@ -80,8 +96,16 @@ func Bench(ctx context.Context, m backends.Model, cfg BenchConfig) ([]BenchStat,
 		}
 		return nil
 	}
-	run := func(name string, n int, f func(int) error) (BenchStat, error) {
+	native, hasNative := bctx.(NativeLooper)
+	if cfg.Baseline && !hasNative {
+		return nil, errors.New("workerd: this backend has no native loop for --baseline")
+	}
+	run := func(name string, n int, f func(int) error, isGen bool) (BenchStat, error) {
 		st := BenchStat{Test: name, Tokens: n}
+		var base *BenchStat
+		if cfg.Baseline {
+			base = &BenchStat{Test: name, Tokens: n}
+		}
 		if err := bctx.TrimSeq(0, 0); err != nil { // warm-up
 			return st, err
 		}
@@ -100,20 +124,35 @@ func Bench(ctx context.Context, m backends.Model, cfg BenchConfig) ([]BenchStat,
 				return st, err
 			}
 			st.Samples = append(st.Samples, float64(n)/time.Since(t0).Seconds())
+			if base != nil {
+				p, g := n, 0
+				if isGen {
+					p, g = 0, n
+				}
+				secs, err := native.NativeLoop(p, g, uint32(len(st.Samples)))
+				if err != nil {
+					return st, err
+				}
+				base.Samples = append(base.Samples, float64(n)/secs)
+			}
 		}
 		st.Mean, st.StdDev = meanStd(st.Samples)
+		if base != nil {
+			base.Mean, base.StdDev = meanStd(base.Samples)
+			st.Baseline = base
+		}
 		return st, nil
 	}
 	var out []BenchStat
 	if cfg.Prompt > 0 {
-		st, err := run(fmt.Sprintf("pp%d", cfg.Prompt), cfg.Prompt, prompt)
+		st, err := run(fmt.Sprintf("pp%d", cfg.Prompt), cfg.Prompt, prompt, false)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, st)
 	}
 	if cfg.Gen > 0 {
-		st, err := run(fmt.Sprintf("tg%d", cfg.Gen), cfg.Gen, gen)
+		st, err := run(fmt.Sprintf("tg%d", cfg.Gen), cfg.Gen, gen, true)
 		if err != nil {
 			return nil, err
 		}

@@ -58,7 +58,9 @@ type worker struct {
 // startWorker serves a worker on 127.0.0.1:0 and waits until it is ready.
 func startWorker(t *testing.T, tweak func(*workerd.Config)) *worker {
 	t.Helper()
-	cfg := workerd.Config{ModelPath: tinyPath, Slots: 1, Ctx: 4096, Threads: 2, Batch: 256, DrainGrace: 10 * time.Second}
+	// One thread: test binaries of several packages run at once on small
+	// machines, and ggml's spinning threads would fight over the cores.
+	cfg := workerd.Config{ModelPath: tinyPath, Slots: 1, Ctx: 4096, Threads: 1, Batch: 256, DrainGrace: 60 * time.Second}
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -407,6 +409,21 @@ func TestDisconnectFreesSlot(t *testing.T) {
 	w := startWorker(t, nil)
 	st, _ := streamUntil(t, w.client, req("Tell me a long story", 4000, 3), 3)
 	st.Close()
+	// The server notices the closed connection asynchronously; the slot must
+	// be free soon after, without any cancel call.
+	for i := 0; ; i++ {
+		h, err := w.client.Health(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.SlotsBusy == 0 {
+			break
+		}
+		if i == 500 {
+			t.Fatal("slot still busy 5s after the client disconnected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	res := collect(t, w.client, req("after disconnect", 4, 1))
 	if res.End == nil {
 		t.Fatalf("slot not freed: %v", res.Error)

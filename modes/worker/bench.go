@@ -31,6 +31,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "reps", Aliases: []string{"r"}, Value: 5, Usage: "repetitions", Destination: &cfg.Reps},
 			&cli.IntFlag{Name: "batch", Aliases: []string{"b"}, Value: 512, Destination: &cfg.Batch},
 			&cli.StringFlag{Name: "flash-attn", Value: "off", Usage: "auto, on, off", Destination: &cfg.FlashAttn},
+			&cli.BoolFlag{Name: "baseline", Usage: "also time each test with llama.cpp driven from C (llama-bench's loop), rep by rep", Destination: &cfg.Baseline},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON", Destination: &asJSON},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {

@@ -75,7 +75,7 @@ type proc struct {
 func startProc(t *testing.T, extra ...string) *proc {
 	t.Helper()
 	port := freePort(t)
-	args := append([]string{"worker", "--model", tinyPath, "--port", fmt.Sprint(port), "--slots", "1", "--threads", "2"}, extra...)
+	args := append([]string{"worker", "--model", tinyPath, "--port", fmt.Sprint(port), "--slots", "1", "--threads", "1", "--drain-grace", "2m"}, extra...)
 	cmd := exec.Command(binPath, args...)
 	p := &proc{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), stderr: &strings.Builder{}, done: make(chan error, 1)}
 	cmd.Stderr = p.stderr
@@ -122,7 +122,7 @@ func TestSameSeedAcrossProcesses(t *testing.T) {
 
 func TestSIGTERMDrains(t *testing.T) {
 	p := startProc(t)
-	st, err := p.client.Execute(context.Background(), &api.ExecuteRequest{Prompt: "Drain me", MaxTokens: ptr(1500), Seed: ptr(int64(1))})
+	st, err := p.client.Execute(context.Background(), &api.ExecuteRequest{Prompt: "Drain me", MaxTokens: ptr(400), Seed: ptr(int64(1))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestSIGTERMDrains(t *testing.T) {
 		}
 		end = ev.End
 	}
-	if end.StopReason != api.StopMaxTokens || end.TokensOut != 1500 {
+	if end.StopReason != api.StopMaxTokens || end.TokensOut != 400 {
 		t.Errorf("end = %+v, want the whole job", end)
 	}
 	select {
@@ -202,7 +202,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestBenchCommand(t *testing.T) {
-	out, err := exec.Command(binPath, "worker", "bench", "--model", tinyPath, "--threads", "2", "-p", "32", "-n", "8", "--reps", "2", "--json").Output()
+	out, err := exec.Command(binPath, "worker", "bench", "--model", tinyPath, "--threads", "1", "-p", "32", "-n", "8", "--reps", "2", "--json").Output()
 	if err != nil {
 		t.Fatalf("bench: %v", err)
 	}

@@ -25,6 +25,7 @@ func main() {
 	flag.IntVar(&cfg.PromptWords, "words", 180, "prompt length in words")
 	flag.IntVar(&cfg.PrefixWords, "prefix-words", 0, "words of a prefix shared by all requests")
 	flag.IntVar(&cfg.MaxTokens, "max-tokens", 128, "tokens generated per request (EOS ignored)")
+	flag.IntVar(&cfg.Warmup, "warmup", 0, "unmeasured requests first (fill prompt caches)")
 	flag.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	flag.Parse()
 	res, err := loadgen.Run(context.Background(), cfg)
