@@ -92,8 +92,8 @@ clean: ## remove build outputs and generated models
 release-check: ## validate goreleaser.yaml (goreleaser v2.15.1)
 	goreleaser check -f goreleaser.yaml
 
-release-snapshot: ## build the linux/amd64 cpu archive into dist/ (portable flags)
-	goreleaser release --snapshot --clean -f goreleaser.yaml --single-target
+release-snapshot: ## build the cpu archives into dist/ (portable flags; arm64 needs g++-aarch64-linux-gnu)
+	goreleaser release --snapshot --clean -f goreleaser.yaml
 
 FUZZTIME ?= 30s
 fuzz: ## run every fuzzer for FUZZTIME each (default 30s)

@@ -226,6 +226,7 @@ func (e *engine) reserveLocked(j *job) error {
 	j.cached = min(bestLCP, len(j.prompt)-1)
 	j.slot = best
 	best.job = j
+	best.state.Store(slotPrefill)
 	e.clock++
 	best.lastUsed = e.clock
 	if len(e.jobs) == 0 {
