@@ -9,19 +9,17 @@ LLAMA_MOD := github.com/ollama/ollama
 LLAMA_DIR := $(shell $(GO) list -m -f '{{.Dir}}' $(LLAMA_MOD) 2>/dev/null)
 
 # PORTABLE=1 builds for any x86-64-v3 (AVX2) CPU instead of this machine's.
-# On x86-64, AMX is switched off: the ollama module ships ggml's AMX sources
-# without a cgo package to compile them, so -march=native on an AMX machine
-# (Sapphire Rapids and later) would reference symbols that are never built.
-ARCH := $(shell uname -m)
 ifeq ($(PORTABLE),1)
   MARCH := -march=x86-64-v3
-else ifeq ($(ARCH),x86_64)
-  MARCH := -march=native -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 else
   MARCH := -march=native
 endif
+# ggml's src dirs are on the path for backends/llamacpp/ggml_amx*.cpp, which
+# compile ggml's AMX kernels from the module on AMX CPUs (the module has no cgo
+# package for them).
+GGML_SRC := $(LLAMA_DIR)/ml/backend/ggml/ggml/src
 export CGO_ENABLED  := 1
-export CGO_CPPFLAGS := -I$(LLAMA_DIR)/llama/llama.cpp/include -I$(LLAMA_DIR)/ml/backend/ggml/ggml/include -DGGML_USE_CPU_REPACK
+export CGO_CPPFLAGS := -I$(LLAMA_DIR)/llama/llama.cpp/include -I$(LLAMA_DIR)/ml/backend/ggml/ggml/include -I$(GGML_SRC) -I$(GGML_SRC)/ggml-cpu -DGGML_USE_CPU_REPACK
 export CGO_CFLAGS   := -O3 $(MARCH)
 export CGO_CXXFLAGS := -O3 $(MARCH)
 
@@ -109,7 +107,7 @@ bench-slots: build ## slots benchmark: K=1 and K=4 streams, ~250-token prompts, 
 	@$(BIN) worker --model $(LOAD_MODEL) --port $(LOAD_PORT) --slots 4 --threads $(BENCH_THREADS) --ctx 2048 --log-level warn & pid=$$!; \
 	  trap "kill $$pid 2>/dev/null" EXIT; \
 	  for i in $$(seq 100); do curl -sf http://127.0.0.1:$(LOAD_PORT)/health | grep -q '"ready"' && break; sleep 0.2; done; \
-	  echo "== K=1 cold";            $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 1 -n 4 -words 190 -max-tokens 128 || exit 1; \
-	  echo "== K=4 cold";            $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 4 -n 8 -words 190 -max-tokens 128 || exit 1; \
-	  echo "== K=1 shared prefix";   $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 1 -n 4 -warmup 1 -words 190 -prefix-words 150 -max-tokens 128 || exit 1; \
-	  echo "== K=4 shared prefix";   $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 4 -n 8 -warmup 4 -words 190 -prefix-words 150 -max-tokens 128 || exit 1
+	  echo "== K=1 cold";            $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 1 -n 4 -words 120 -max-tokens 128 || exit 1; \
+	  echo "== K=4 cold";            $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 4 -n 8 -words 120 -max-tokens 128 || exit 1; \
+	  echo "== K=1 shared prefix";   $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 1 -n 4 -warmup 1 -words 120 -prefix-words 97 -max-tokens 128 || exit 1; \
+	  echo "== K=4 shared prefix";   $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 4 -n 8 -warmup 4 -words 120 -prefix-words 97 -max-tokens 128 || exit 1

@@ -1,6 +1,7 @@
 package llamacpp
 
 /*
+#cgo CXXFLAGS: -std=c++17
 #include <stdlib.h>
 #include "helpers.h"
 */
