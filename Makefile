@@ -22,6 +22,9 @@ export CGO_ENABLED  := 1
 export CGO_CPPFLAGS := -I$(LLAMA_DIR)/llama/llama.cpp/include -I$(LLAMA_DIR)/ml/backend/ggml/ggml/include -I$(GGML_SRC) -I$(GGML_SRC)/ggml-cpu -DGGML_USE_CPU_REPACK
 export CGO_CFLAGS   := -O3 $(MARCH)
 export CGO_CXXFLAGS := -O3 $(MARCH)
+# Every go command shares one set of build flags, so build, run, vet and
+# staticcheck reuse one compiled llama.cpp (a cold compile takes minutes).
+export GOFLAGS := $(strip $(GOFLAGS) -trimpath)
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
@@ -51,7 +54,7 @@ deps: ## download Go modules
 	$(GO) mod download
 
 build: ## build bin/llorch (PORTABLE=1 for x86-64-v3)
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
 
 test: ## run all tests with the race detector, shuffled
 	$(GO) test -race -shuffle=on -count=1 -timeout 20m ./...
