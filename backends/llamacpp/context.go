@@ -221,17 +221,17 @@ func (c *Context) Close() error {
 	return nil
 }
 
-// NativeLoop runs n prompt tokens (in batches) or n single-token decodes
-// entirely in C, the way llama-bench does, and returns the elapsed seconds. It
-// is the baseline that `llorch worker bench --baseline` compares the Go-driven
-// loop against. The KV cache is cleared first.
-func (c *Context) NativeLoop(prompt, gen int, seed uint32) (float64, error) {
+// NativeLoop runs prompt tokens (in batches) or gen single-token decodes
+// entirely in C, the way llama-bench does, after depth untimed tokens, and
+// returns the elapsed seconds. It is the baseline that `llorch worker bench
+// --baseline` compares the Go-driven loop against. The KV cache is cleared first.
+func (c *Context) NativeLoop(depth, prompt, gen int, seed uint32) (float64, error) {
 	if prompt > 0 && gen > 0 {
 		return 0, fmt.Errorf("llamacpp: native loop runs prompt or generation, not both")
 	}
 	var secs C.double
 	c.o.do(func() {
-		secs = C.llorch_bench_loop(c.ctx, &c.batch, C.int(c.model.info.VocabSize), C.int(prompt), C.int(gen),
+		secs = C.llorch_bench_loop(c.ctx, &c.batch, C.int(c.model.info.VocabSize), C.int(depth), C.int(prompt), C.int(gen),
 			C.int(c.cap), C.uint(seed))
 	})
 	if secs < 0 {

@@ -65,36 +65,37 @@ int32_t llorch_chat(const char *tmpl, const char **roles, const char **contents,
 	return llama_chat_apply_template(tmpl, msgs, n, true, buf, len);
 }
 
-// llorch_bench_loop runs llama-bench's pp or tg test entirely in C (no Go in
-// the loop): the baseline that shows what the Go binding costs. Returns
-// seconds, or a negative value on error.
-double llorch_bench_loop(struct llama_context *ctx, struct llama_batch *b, int n_vocab, int n_prompt, int n_gen,
-		int n_batch, unsigned int seed) {
-	llama_memory_clear(llama_get_memory(ctx), true);
-	const int64_t t0 = llama_time_us();
-	for (int done = 0; done < n_prompt;) {
-		int k = n_prompt - done < n_batch ? n_prompt - done : n_batch;
+static int llorch_bench_fill(struct llama_context *ctx, struct llama_batch *b, int n_vocab, int from, int n, int n_batch,
+		unsigned int *seed, bool last_logits) {
+	for (int done = 0; done < n;) {
+		int k = n - done < n_batch ? n - done : n_batch;
 		b->n_tokens = k;
 		for (int i = 0; i < k; i++) {
-			seed = seed * 1103515245u + 12345u;
-			b->token[i] = (int32_t)((seed >> 8) % (unsigned)n_vocab);
-			b->pos[i] = done + i;
+			*seed = *seed * 1103515245u + 12345u;
+			b->token[i] = (int32_t)((*seed >> 8) % (unsigned)n_vocab);
+			b->pos[i] = from + done + i;
 			b->n_seq_id[i] = 1;
 			b->seq_id[i][0] = 0;
-			b->logits[i] = done + i == n_prompt - 1;
+			b->logits[i] = last_logits && done + i == n - 1;
 		}
 		if (llama_decode(ctx, *b) != 0) return -1;
 		done += k;
 	}
+	return 0;
+}
+
+// llorch_bench_loop runs llama-bench's pp or tg test entirely in C (no Go in
+// the loop), after depth untimed tokens: the baseline that shows what the Go
+// binding costs. Returns seconds, or a negative value on error.
+double llorch_bench_loop(struct llama_context *ctx, struct llama_batch *b, int n_vocab, int depth, int n_prompt,
+		int n_gen, int n_batch, unsigned int seed) {
+	llama_memory_clear(llama_get_memory(ctx), true);
+	if (depth > 0 && llorch_bench_fill(ctx, b, n_vocab, 0, depth, n_batch, &seed, false) != 0) return -1;
+	llama_synchronize(ctx);
+	const int64_t t0 = llama_time_us();
+	if (n_prompt > 0 && llorch_bench_fill(ctx, b, n_vocab, depth, n_prompt, n_batch, &seed, true) != 0) return -1;
 	for (int i = 0; i < n_gen; i++) {
-		seed = seed * 1103515245u + 12345u;
-		b->n_tokens = 1;
-		b->token[0] = (int32_t)((seed >> 8) % (unsigned)n_vocab);
-		b->pos[0] = i;
-		b->n_seq_id[0] = 1;
-		b->seq_id[0][0] = 0;
-		b->logits[0] = 1;
-		if (llama_decode(ctx, *b) != 0) return -1;
+		if (llorch_bench_fill(ctx, b, n_vocab, depth + i, 1, 1, &seed, true) != 0) return -1;
 	}
 	llama_synchronize(ctx);
 	return (double)(llama_time_us() - t0) / 1e6;

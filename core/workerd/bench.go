@@ -21,6 +21,9 @@ type BenchConfig struct {
 	Threads   int
 	Batch     int
 	FlashAttn string
+	// Depth tokens are evaluated (untimed) before each repetition, to measure
+	// at a KV cache depth like a served request's (llama-bench -d).
+	Depth int
 	// Baseline also times each test with the backend's native loop (llama.cpp
 	// driven from C, as llama-bench does), interleaved rep by rep, when the
 	// backend has one.
@@ -30,7 +33,7 @@ type BenchConfig struct {
 // NativeLooper is the optional ability of a backend context to run a bench
 // test without Go in the loop.
 type NativeLooper interface {
-	NativeLoop(prompt, gen int, seed uint32) (seconds float64, err error)
+	NativeLoop(depth, prompt, gen int, seed uint32) (seconds float64, err error)
 }
 
 // BenchStat is tokens per second over the repetitions.
@@ -45,7 +48,7 @@ type BenchStat struct {
 }
 
 func (s BenchStat) String() string {
-	out := fmt.Sprintf("%-6s %9.2f ± %.2f tok/s", s.Test, s.Mean, s.StdDev)
+	out := fmt.Sprintf("%-10s %9.2f ± %.2f tok/s", s.Test, s.Mean, s.StdDev)
 	if b := s.Baseline; b != nil {
 		out += fmt.Sprintf("   native loop %9.2f ± %.2f tok/s   ratio %.3f", b.Mean, b.StdDev, s.Mean/b.Mean)
 	}
@@ -60,7 +63,7 @@ func Bench(ctx context.Context, m backends.Model, cfg BenchConfig) ([]BenchStat,
 	if cfg.Batch == 0 {
 		cfg.Batch = 512
 	}
-	bctx, err := m.NewContext(backends.ContextParams{SeqCtx: max(cfg.Prompt+cfg.Gen, 64), Seqs: 1,
+	bctx, err := m.NewContext(backends.ContextParams{SeqCtx: max(cfg.Depth+cfg.Prompt+cfg.Gen, 64), Seqs: 1,
 		Batch: cfg.Batch, Threads: cfg.Threads, ThreadsBatch: cfg.Threads, FlashAttn: cfg.FlashAttn})
 	if err != nil {
 		return nil, err
@@ -70,12 +73,12 @@ func Bench(ctx context.Context, m backends.Model, cfg BenchConfig) ([]BenchStat,
 	rng := rand.New(rand.NewPCG(1, 2))
 	var b backends.Batch
 
-	prompt := func(n int) error {
+	fill := func(from, n int) error {
 		for done := 0; done < n; {
 			k := min(cfg.Batch, n-done)
 			b.Reset()
 			for i := range k {
-				b.Add(backends.Token(rng.IntN(vocab)), int32(done+i), 0, done+i == n-1)
+				b.Add(backends.Token(rng.IntN(vocab)), int32(from+done+i), 0, done+i == n-1)
 			}
 			if err := bctx.Decode(&b); err != nil {
 				return err
@@ -84,11 +87,12 @@ func Bench(ctx context.Context, m backends.Model, cfg BenchConfig) ([]BenchStat,
 		}
 		return nil
 	}
+	prompt := func(n int) error { return fill(cfg.Depth, n) }
 	gen := func(n int) error {
 		tok := backends.Token(rng.IntN(vocab))
 		for i := range n {
 			b.Reset()
-			b.Add(tok, int32(i), 0, true)
+			b.Add(tok, int32(cfg.Depth+i), 0, true)
 			if err := bctx.Decode(&b); err != nil {
 				return err
 			}
@@ -109,6 +113,9 @@ func Bench(ctx context.Context, m backends.Model, cfg BenchConfig) ([]BenchStat,
 		if err := bctx.TrimSeq(0, 0); err != nil { // warm-up
 			return st, err
 		}
+		if err := fill(0, cfg.Depth); err != nil {
+			return st, err
+		}
 		if err := f(min(n, 16)); err != nil {
 			return st, err
 		}
@@ -117,6 +124,9 @@ func Bench(ctx context.Context, m backends.Model, cfg BenchConfig) ([]BenchStat,
 				return st, err
 			}
 			if err := bctx.TrimSeq(0, 0); err != nil {
+				return st, err
+			}
+			if err := fill(0, cfg.Depth); err != nil {
 				return st, err
 			}
 			t0 := time.Now()
@@ -129,7 +139,7 @@ func Bench(ctx context.Context, m backends.Model, cfg BenchConfig) ([]BenchStat,
 				if isGen {
 					p, g = 0, n
 				}
-				secs, err := native.NativeLoop(p, g, uint32(len(st.Samples)))
+				secs, err := native.NativeLoop(cfg.Depth, p, g, uint32(len(st.Samples)))
 				if err != nil {
 					return st, err
 				}
@@ -145,14 +155,22 @@ func Bench(ctx context.Context, m backends.Model, cfg BenchConfig) ([]BenchStat,
 	}
 	var out []BenchStat
 	if cfg.Prompt > 0 {
-		st, err := run(fmt.Sprintf("pp%d", cfg.Prompt), cfg.Prompt, prompt, false)
+		name := fmt.Sprintf("pp%d", cfg.Prompt)
+		if cfg.Depth > 0 {
+			name += fmt.Sprintf("@d%d", cfg.Depth)
+		}
+		st, err := run(name, cfg.Prompt, prompt, false)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, st)
 	}
 	if cfg.Gen > 0 {
-		st, err := run(fmt.Sprintf("tg%d", cfg.Gen), cfg.Gen, gen, true)
+		name := fmt.Sprintf("tg%d", cfg.Gen)
+		if cfg.Depth > 0 {
+			name += fmt.Sprintf("@d%d", cfg.Depth)
+		}
+		st, err := run(name, cfg.Gen, gen, true)
 		if err != nil {
 			return nil, err
 		}

@@ -28,6 +28,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Value: defaultThreads(), Destination: &cfg.Threads},
 			&cli.IntFlag{Name: "n-prompt", Aliases: []string{"p"}, Value: 128, Usage: "prompt tokens (0 skips the test)", Destination: &cfg.Prompt},
 			&cli.IntFlag{Name: "n-gen", Aliases: []string{"n"}, Value: 64, Usage: "generated tokens (0 skips the test)", Destination: &cfg.Gen},
+			&cli.IntFlag{Name: "depth", Aliases: []string{"d"}, Usage: "KV cache depth: tokens evaluated (untimed) before each test", Destination: &cfg.Depth},
 			&cli.IntFlag{Name: "reps", Aliases: []string{"r"}, Value: 5, Usage: "repetitions", Destination: &cfg.Reps},
 			&cli.IntFlag{Name: "batch", Aliases: []string{"b"}, Value: 512, Destination: &cfg.Batch},
 			&cli.StringFlag{Name: "flash-attn", Value: "off", Usage: "auto, on, off", Destination: &cfg.FlashAttn},
