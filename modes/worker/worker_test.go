@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,7 +16,7 @@ import (
 	"time"
 
 	"github.com/llorch/llorch/core/api"
-	"github.com/llorch/llorch/core/synth"
+	"github.com/llorch/llorch/core/testkit"
 	"github.com/llorch/llorch/core/workerclient"
 )
 
@@ -26,41 +25,26 @@ var (
 	tinyPath string
 )
 
-// TestMain builds the llorch binary once (with -race when the tests run with
-// it, so the build shares the test's compiled packages) and writes the tiny model.
+// TestMain builds llorch once and writes the tiny model.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "worker-mode-test-")
+	kit, err := testkit.Setup()
 	if err != nil {
-		panic(err)
-	}
-	binPath = filepath.Join(dir, "llorch")
-	args := []string{"build", "-o", binPath}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command("go", append(args, "../..")...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building llorch:", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	tinyPath = filepath.Join(dir, "tiny.gguf")
-	if err := synth.Write(tinyPath, synth.Tiny()); err != nil {
-		panic(err)
-	}
+	binPath, tinyPath = kit.Bin, kit.Tiny
 	code := m.Run()
-	os.RemoveAll(dir)
+	kit.Close()
 	os.Exit(code)
 }
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testkit.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 type proc struct {
