@@ -102,6 +102,9 @@ fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzStreamer$$' -fuzztime $(FUZZTIME) ./core/textstream
 	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./core/gguf
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeExecute$$' -fuzztime $(FUZZTIME) ./core/workerd
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRef$$' -fuzztime $(FUZZTIME) ./core/catalog
+	$(GO) test -run '^$$' -fuzz '^FuzzParseNvidiaSMI$$' -fuzztime $(FUZZTIME) ./core/detect
+	$(GO) test -run '^$$' -fuzz '^FuzzParseStat$$' -fuzztime $(FUZZTIME) ./core/supervise
 
 LOAD_MODEL ?= $(MODELS)/qwen05-q4_0.gguf
 LOAD_PORT  ?= 8011

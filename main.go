@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/llorch/llorch/core/buildinfo"
+	"github.com/llorch/llorch/modes/pool"
 	"github.com/llorch/llorch/modes/version"
 	"github.com/llorch/llorch/modes/worker"
 )
@@ -26,6 +27,7 @@ func main() {
 		Version: buildinfo.Version,
 		Commands: []*cli.Command{
 			worker.Command(),
+			pool.Command(),
 			version.Command(),
 		},
 	}

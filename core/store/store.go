@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Errors returned by the store.
@@ -37,7 +38,7 @@ func open(path string, timeout time.Duration, buckets [][]byte, migrations []mig
 		timeout = 2 * time.Second
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s stayed locked for %s (is another llorch using it?)", ErrLocked, path, timeout)
 	}
 	if err != nil {

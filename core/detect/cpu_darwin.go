@@ -1,0 +1,26 @@
+package detect
+
+import (
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// detectCPU reads sysctl. macOS offers no cheap "available memory" figure, so
+// MemAvailBytes stays 0 (unknown).
+func detectCPU() Backend {
+	c := &CPU{Features: featuresFromRuntime()}
+	c.Model, _ = unix.Sysctl("machdep.cpu.brand_string")
+	if n, err := unix.SysctlUint32("hw.logicalcpu"); err == nil {
+		c.LogicalCores = int(n)
+	} else {
+		c.LogicalCores = runtime.NumCPU()
+	}
+	if n, err := unix.SysctlUint32("hw.physicalcpu"); err == nil {
+		c.PhysicalCores = int(n)
+	} else {
+		c.PhysicalCores = c.LogicalCores
+	}
+	c.MemTotalBytes, _ = unix.SysctlUint64("hw.memsize")
+	return Backend{Name: BackendCPU, Available: true, CPU: c}
+}

@@ -1,0 +1,98 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/llorch/llorch/core/detect"
+	"github.com/llorch/llorch/core/store"
+)
+
+func backendsCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "backends",
+		Usage: "which inference backends this host can run",
+		Commands: []*cli.Command{
+			{
+				Name:  "detect",
+				Usage: "probe cpu, cuda and metal, and record the result",
+				Action: func(ctx context.Context, _ *cli.Command) error {
+					rep, err := e.detect(ctx)
+					if err != nil {
+						return exit1(err)
+					}
+					return e.printBackends(rep)
+				},
+			},
+			{
+				Name:  "list",
+				Usage: "show the recorded detection (run detect first)",
+				Action: func(ctx context.Context, _ *cli.Command) error {
+					rep, err := e.backends(ctx)
+					if err != nil {
+						return exit1(err)
+					}
+					return e.printBackends(rep)
+				},
+			},
+		},
+	}
+}
+
+// detect probes the host and records the report.
+func (e *env) detect(ctx context.Context) (detect.Report, error) {
+	rep := detect.Detect(ctx, detect.Options{NvidiaSMI: os.Getenv("LLORCH_NVIDIA_SMI"), LibDir: cudaLibDir()})
+	return rep, e.withPool(func(db *store.Pool) error { return db.PutBackends(rep) })
+}
+
+// backends returns the recorded report, detecting once if there is none.
+func (e *env) backends(ctx context.Context) (detect.Report, error) {
+	var rep detect.Report
+	err := e.withPool(func(db *store.Pool) error { return db.Backends(&rep) })
+	if errors.Is(err, store.ErrNotFound) {
+		return e.detect(ctx)
+	}
+	return rep, err
+}
+
+// cudaLibDir is where the worker looks for the CUDA backend library:
+// $LLORCH_LIB_PATH, else <dir of the executable>/../lib/llorch.
+func cudaLibDir() string {
+	if d := os.Getenv("LLORCH_LIB_PATH"); d != "" {
+		return d
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(filepath.Dir(exe), "..", "lib", "llorch")
+}
+
+func (e *env) printBackends(rep detect.Report) error {
+	return e.print(rep, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "BACKEND\tAVAILABLE\tDETAILS")
+		for _, b := range rep.Backends {
+			detail := b.Reason
+			switch {
+			case !b.Available:
+			case b.CPU != nil:
+				detail = fmt.Sprintf("%s, %d cores / %d threads, %s RAM, %s", b.CPU.Model, b.CPU.PhysicalCores, b.CPU.LogicalCores,
+					human(int64(b.CPU.MemTotalBytes)), strings.Join(b.CPU.Features, " "))
+			case len(b.Devices) > 0:
+				var ds []string
+				for _, d := range b.Devices {
+					ds = append(ds, fmt.Sprintf("#%d %s (%s)", d.Index, d.Name, human(int64(d.MemTotalBytes))))
+				}
+				detail = strings.Join(ds, "; ")
+			}
+			fmt.Fprintf(w, "%s\t%v\t%s\n", b.Name, b.Available, detail)
+		}
+	})
+}

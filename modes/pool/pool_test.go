@@ -1,0 +1,377 @@
+package pool_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/llorch/llorch/core/store"
+	"github.com/llorch/llorch/core/testkit"
+)
+
+var (
+	binPath  string
+	tinyPath string
+	tinySHA  string
+)
+
+// TestMain builds llorch once and writes the tiny model.
+func TestMain(m *testing.M) {
+	kit, err := testkit.Setup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath, tinyPath = kit.Bin, kit.Tiny
+	data, _ := os.ReadFile(tinyPath)
+	sum := sha256.Sum256(data)
+	tinySHA = hex.EncodeToString(sum[:])
+	code := m.Run()
+	kit.Close()
+	os.Exit(code)
+}
+
+// pool runs `llorch pool` commands against one pool dir.
+type pool struct {
+	t   *testing.T
+	dir string
+	env []string
+}
+
+func newPool(t *testing.T) *pool {
+	p := &pool{t: t, dir: t.TempDir()}
+	t.Cleanup(func() {
+		// Never leave workers behind.
+		p.run("worker", "stop", "--all", "--grace", "2s")
+	})
+	return p
+}
+
+// run returns stdout, stderr and the exit code.
+func (p *pool) run(args ...string) (string, string, int) {
+	p.t.Helper()
+	cmd := exec.Command(binPath, append([]string{"pool", "--pool-dir", p.dir}, args...)...)
+	cmd.Env = append(os.Environ(), p.env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		p.t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func (p *pool) ok(args ...string) string {
+	p.t.Helper()
+	out, errOut, code := p.run(args...)
+	if code != 0 {
+		p.t.Fatalf("llorch pool %v: exit %d\n%s%s", args, code, out, errOut)
+	}
+	return out
+}
+
+func (p *pool) jsonOut(v any, args ...string) {
+	p.t.Helper()
+	out := p.ok(append(args, "--json")...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		p.t.Fatalf("%v: bad JSON %v:\n%s", args, err, out)
+	}
+}
+
+type workerRow struct {
+	ID        string `json:"id"`
+	PID       int    `json:"pid"`
+	URL       string `json:"url"`
+	Alive     bool   `json:"alive"`
+	Status    string `json:"status"`
+	SlotsBusy int    `json:"slots_busy"`
+	Total     int    `json:"slots_total"`
+}
+
+func (p *pool) workers() []workerRow {
+	var rows []workerRow
+	p.jsonOut(&rows, "worker", "list")
+	return rows
+}
+
+func TestModelsFileRefAndSynth(t *testing.T) {
+	p := newPool(t)
+	p.ok("models", "download", "file:"+tinyPath, "--alias", "small")
+	var ms []struct {
+		ID, Path, SHA256, Arch string
+		InPlace                bool `json:"in_place"`
+	}
+	p.jsonOut(&ms, "models", "list")
+	if len(ms) != 1 || ms[0].ID != "tiny" || ms[0].SHA256 != tinySHA || !ms[0].InPlace || ms[0].Path != tinyPath || ms[0].Arch != "llama" {
+		t.Fatalf("catalog = %+v", ms)
+	}
+	info := p.ok("models", "info", "small")
+	if !strings.Contains(info, "llama") || !strings.Contains(info, "chat template") {
+		t.Errorf("info:\n%s", info)
+	}
+	p.ok("models", "verify", "tiny")
+	p.ok("models", "synth", "demo", "--preset", "tiny", "--type", "q8_0")
+	p.jsonOut(&ms, "models", "list")
+	if len(ms) != 2 {
+		t.Fatalf("after synth: %+v", ms)
+	}
+	p.ok("models", "rm", "small")
+	if _, err := os.Stat(tinyPath); err != nil {
+		t.Fatalf("rm of an in-place model deleted the file: %v", err)
+	}
+	_, errOut, code := p.run("models", "info", "tiny")
+	if code != 1 || !strings.Contains(errOut, "models download") {
+		t.Errorf("info of a removed model: %d %s", code, errOut)
+	}
+	for _, bad := range []string{"../evil", "a/b", "x; touch /tmp/pwned", ".."} {
+		if _, _, code := p.run("models", "synth", bad); code == 0 {
+			t.Errorf("model name %q accepted", bad)
+		}
+	}
+}
+
+func TestDownloadFromHub(t *testing.T) {
+	data, _ := os.ReadFile(tinyPath)
+	hub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/org/repo/resolve/main/tiny-q.gguf" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("X-Linked-Etag", `"`+tinySHA+`"`)
+		http.ServeContent(w, r, "tiny-q.gguf", time.Time{}, bytes.NewReader(data))
+	}))
+	defer hub.Close()
+	p := newPool(t)
+	p.env = []string{"HF_ENDPOINT=" + hub.URL}
+	p.ok("models", "download", "hf:org/repo/tiny-q.gguf")
+	var ms []struct {
+		ID       string
+		Verified bool
+	}
+	p.jsonOut(&ms, "models", "list")
+	if len(ms) != 1 || ms[0].ID != "tiny-q" || !ms[0].Verified {
+		t.Fatalf("catalog = %+v", ms)
+	}
+	_, errOut, code := p.run("models", "download", "hf:org/repo/missing.gguf")
+	if code != 1 || !strings.Contains(strings.ToLower(errOut), "not found") {
+		t.Errorf("missing file: %d %s", code, errOut)
+	}
+}
+
+func TestBackends(t *testing.T) {
+	p := newPool(t)
+	p.env = []string{"LLORCH_NVIDIA_SMI=/nonexistent/nvidia-smi"}
+	var rep struct {
+		Backends []struct {
+			Name      string
+			Available bool
+			Reason    string
+		}
+	}
+	p.jsonOut(&rep, "backends", "detect")
+	got := map[string]bool{}
+	for _, b := range rep.Backends {
+		got[b.Name] = b.Available
+		if !b.Available && b.Reason == "" {
+			t.Errorf("%s unavailable without a reason", b.Name)
+		}
+	}
+	if !got["cpu"] || got["cuda"] {
+		t.Errorf("backends = %+v", rep.Backends)
+	}
+	p.ok("backends", "list")
+	// cuda requested on a machine without it: exit 1 naming what is available.
+	p.ok("models", "download", "file:"+tinyPath)
+	_, errOut, code := p.run("worker", "spawn", "cuda", "--model", "tiny")
+	if code != 1 || !strings.Contains(errOut, "available: cpu") {
+		t.Errorf("spawn cuda: exit %d: %s", code, errOut)
+	}
+	_, errOut, code = p.run("worker", "spawn", "cpu", "--model", "nope")
+	if code != 1 || !strings.Contains(errOut, "models download") {
+		t.Errorf("spawn unknown model: exit %d: %s", code, errOut)
+	}
+}
+
+func TestWorkerLifecycle(t *testing.T) {
+	p := newPool(t)
+	p.ok("models", "download", "file:"+tinyPath)
+	out := p.ok("worker", "spawn", "cpu", "--model", "tiny", "--slots", "2")
+	fields := strings.Fields(out)
+	if len(fields) != 2 || !strings.HasPrefix(fields[1], "http://127.0.0.1:") {
+		t.Fatalf("spawn printed %q", out)
+	}
+	id, url := fields[0], fields[1]
+	resp, err := http.Post(url+"/execute", "application/json", strings.NewReader(`{"prompt":"hi","max_tokens":2}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("execute on spawned worker: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	rows := p.workers()
+	if len(rows) != 1 || rows[0].ID != id || !rows[0].Alive || rows[0].Status != "ready" || rows[0].Total != 2 {
+		t.Fatalf("list = %+v", rows)
+	}
+	// The worker is in its own process group.
+	if pgid, err := syscall.Getpgid(rows[0].PID); err != nil || pgid != rows[0].PID {
+		t.Errorf("pgid %d, pid %d, %v", pgid, rows[0].PID, err)
+	}
+	p.ok("worker", "stop", id)
+	if rows := p.workers(); len(rows) != 0 {
+		t.Errorf("after stop: %+v", rows)
+	}
+	if err := syscall.Kill(fields2pid(t, rows), 0); err == nil {
+		t.Error("process still alive after stop")
+	}
+}
+
+func fields2pid(t *testing.T, rows []workerRow) int {
+	t.Helper()
+	if len(rows) == 0 {
+		t.Fatal("no rows")
+	}
+	return rows[0].PID
+}
+
+func TestCleanup(t *testing.T) {
+	p := newPool(t)
+	p.ok("models", "download", "file:"+tinyPath)
+	spawn := func() workerRow {
+		id := strings.Fields(p.ok("worker", "spawn", "cpu", "--model", "tiny", "--slots", "1"))[0]
+		for _, r := range p.workers() {
+			if r.ID == id {
+				return r
+			}
+		}
+		t.Fatalf("spawned %s is not listed", id)
+		return workerRow{}
+	}
+	dead := spawn()
+	hung := spawn()
+	healthy := spawn()
+	if err := syscall.Kill(dead.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(hung.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// A stray: a worker of this pool dir with no metadata.
+	port := freePort(t)
+	stray := exec.Command(binPath, "worker", "--model", tinyPath, "--port", fmt.Sprint(port), "--threads", "1")
+	stray.Env = append(os.Environ(), "LLORCH_POOL_DIR="+p.dir)
+	if err := stray.Start(); err != nil {
+		t.Fatal(err)
+	}
+	strayDone := make(chan struct{})
+	go func() { stray.Wait(); close(strayDone) }()
+	// A worker of another pool dir is not ours.
+	other := exec.Command(binPath, "worker", "--model", tinyPath, "--port", fmt.Sprint(freePort(t)), "--threads", "1")
+	other.Env = append(os.Environ(), "LLORCH_POOL_DIR="+t.TempDir())
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
+
+	var rep struct {
+		Dead   []string `json:"dead"`
+		Hung   []string `json:"hung"`
+		Strays []int    `json:"strays"`
+	}
+	p.jsonOut(&rep, "worker", "cleanup", "--health-timeout", "1s")
+	if len(rep.Dead) != 1 || rep.Dead[0] != dead.ID || len(rep.Hung) != 1 || rep.Hung[0] != hung.ID ||
+		len(rep.Strays) != 1 || rep.Strays[0] != stray.Process.Pid {
+		t.Fatalf("cleanup = %+v (dead %s hung %s stray %d)", rep, dead.ID, hung.ID, stray.Process.Pid)
+	}
+	select {
+	case <-strayDone:
+	case <-time.After(5 * time.Second):
+		t.Error("stray still running")
+	}
+	if err := syscall.Kill(hung.PID, 0); err == nil {
+		// It may linger as a zombie of init briefly; its state must not be stopped.
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", hung.PID))
+		if strings.Contains(string(st), ") T ") {
+			t.Error("hung worker still stopped, not killed")
+		}
+	}
+	// Second run: nothing to do; the healthy worker untouched.
+	p.jsonOut(&rep, "worker", "cleanup", "--health-timeout", "1s")
+	if len(rep.Dead)+len(rep.Hung)+len(rep.Strays) != 0 {
+		t.Errorf("second cleanup = %+v", rep)
+	}
+	rows := p.workers()
+	if len(rows) != 1 || rows[0].ID != healthy.ID || rows[0].Status != "ready" {
+		t.Errorf("after cleanup: %+v", rows)
+	}
+	if other.ProcessState != nil {
+		t.Error("another pool's worker was killed")
+	}
+}
+
+func TestPIDReuseNotKilled(t *testing.T) {
+	p := newPool(t)
+	p.ok("models", "download", "file:"+tinyPath)
+	p.ok("worker", "spawn", "cpu", "--model", "tiny", "--slots", "1")
+	rows := p.workers()
+	// Stop the worker, then record an unrelated live process under its pid's
+	// metadata by rewriting the record to point at a sleeping process with a
+	// different start time: cleanup must treat the record as dead and leave the
+	// process alone.
+	sleeper := exec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	reusePID(t, p.dir, rows[0].ID, sleeper.Process.Pid)
+	var rep struct {
+		Dead []string `json:"dead"`
+	}
+	p.jsonOut(&rep, "worker", "cleanup")
+	if len(rep.Dead) != 1 {
+		t.Errorf("record with a reused pid not treated as dead: %+v", rep)
+	}
+	if err := sleeper.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the unrelated process was killed: %v", err)
+	}
+	// The real worker lost its record: cleanup killed it as a stray of this pool dir.
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	p, err := testkit.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// reusePID points a worker record at another process's pid, keeping the
+// recorded start time: what a reused pid looks like.
+func reusePID(t *testing.T, dir, id string, pid int) {
+	t.Helper()
+	db, err := store.OpenPool(filepath.Join(dir, "pool.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	w, err := db.Worker(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.PID = pid
+	if err := db.PutWorker(w); err != nil {
+		t.Fatal(err)
+	}
+}

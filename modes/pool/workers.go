@@ -1,0 +1,450 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/store"
+	"github.com/llorch/llorch/core/supervise"
+	"github.com/llorch/llorch/core/workerclient"
+)
+
+// envPoolDir marks every worker the pool starts, so cleanup can find strays.
+const envPoolDir = "LLORCH_POOL_DIR"
+
+func workerCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "worker",
+		Usage: "spawn, list, stop and clean up this host's workers",
+		Commands: []*cli.Command{
+			spawnCommand(e),
+			{
+				Name:  "list",
+				Usage: "list workers with liveness and /health",
+				Action: func(ctx context.Context, _ *cli.Command) error {
+					rows, err := e.workerRows(ctx)
+					if err != nil {
+						return exit1(err)
+					}
+					return e.printWorkers(rows)
+				},
+			},
+			stopCommand(e),
+			cleanupCommand(e),
+		},
+	}
+}
+
+func spawnCommand(e *env) *cli.Command {
+	var (
+		model, port, host, tokenFile string
+		gpu, slots, ctxSize          int
+		wait                         time.Duration
+	)
+	return &cli.Command{
+		Name:      "spawn",
+		Usage:     "start a detached `llorch worker` and wait until it is ready",
+		ArgsUsage: "BACKEND",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "model", Usage: "model id or alias from the catalog (required)", Destination: &model},
+			&cli.StringFlag{Name: "port", Value: "auto", Usage: "port, or auto for a free one (a busy port moves to the next free one)", Destination: &port},
+			&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address the worker listens on", Destination: &host},
+			&cli.IntFlag{Name: "gpu", Usage: "GPU index (cuda)", Destination: &gpu},
+			&cli.IntFlag{Name: "slots", Value: 4, Usage: "parallel sequences", Destination: &slots},
+			&cli.IntFlag{Name: "ctx", Usage: "context size per slot (default: the worker's)", Destination: &ctxSize},
+			&cli.StringFlag{Name: "token-file", Usage: "file holding the worker's shared secret (passed in the environment, never on the command line)", Destination: &tokenFile},
+			&cli.DurationFlag{Name: "wait", Value: 5 * time.Minute, Usage: "how long to wait for the worker to be ready", Destination: &wait},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			backend, err := oneArg(cmd, "backend")
+			if err != nil {
+				return err
+			}
+			if model == "" {
+				return cli.Exit("pool: --model is required", 1)
+			}
+			return exit1(e.spawn(ctx, spawnSpec{backend: backend, model: model, port: port, host: host, gpu: gpu,
+				slots: slots, ctx: ctxSize, tokenFile: tokenFile, wait: wait}))
+		},
+	}
+}
+
+type spawnSpec struct {
+	backend, model, port, host, tokenFile string
+	gpu, slots, ctx                       int
+	wait                                  time.Duration
+}
+
+func (e *env) spawn(ctx context.Context, s spawnSpec) error {
+	rep, err := e.backends(ctx)
+	if err != nil {
+		return err
+	}
+	b, known := rep.Backend(s.backend)
+	if !known || !b.Available {
+		reason := "unknown backend"
+		if known {
+			reason = b.Reason
+		}
+		return fmt.Errorf("pool: backend %q is not available on this host: %s (available: %s)", s.backend, reason, strings.Join(rep.Available(), ", "))
+	}
+	var m store.Model
+	if err := e.withPool(func(db *store.Pool) (err error) { m, err = db.Model(s.model); return err }); err != nil {
+		return notInCatalog(s.model, err)
+	}
+	p, err := pickPort(s.host, s.port)
+	if err != nil {
+		return err
+	}
+	id := fmt.Sprintf("%s-%d", s.backend, p)
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("pool: cannot find the llorch binary: %w", err)
+	}
+	args := []string{"worker", "--backend", s.backend, "--model", m.Path, "--model-id", m.ID, "--host", s.host,
+		"--port", strconv.Itoa(p), "--slots", strconv.Itoa(s.slots), "--worker-id", id, "--gpu", strconv.Itoa(s.gpu)}
+	if s.ctx > 0 {
+		args = append(args, "--ctx", strconv.Itoa(s.ctx))
+	}
+	childEnv := []string{envPoolDir + "=" + e.dir}
+	if s.tokenFile != "" {
+		tok, err := os.ReadFile(s.tokenFile)
+		if err != nil {
+			return fmt.Errorf("pool: token file: %w", err)
+		}
+		childEnv = append(childEnv, "LLORCH_WORKER_TOKEN="+strings.TrimSpace(string(tok)))
+	}
+	logPath := filepath.Join(e.logsDir(), id+".log")
+	proc, err := supervise.Start(supervise.Spec{Path: exe, Args: args, Env: childEnv, Dir: e.dir, LogPath: logPath})
+	if err != nil {
+		return err
+	}
+	w := store.Worker{ID: id, PID: proc.PID, StartTime: proc.StartTime, Port: p, URL: "http://" + net.JoinHostPort(s.host, strconv.Itoa(p)),
+		Model: m.ID, ModelPath: m.Path, Backend: s.backend, GPU: s.gpu, Slots: s.slots, LogPath: logPath, StartedAt: time.Now().UTC()}
+	// Recorded at once, so that cleanup finds it even if this command dies while waiting.
+	if err := e.withPool(func(db *store.Pool) error { return db.PutWorker(w) }); err != nil {
+		_ = supervise.Kill(proc)
+		return err
+	}
+	if err := e.waitReady(ctx, w, proc, s.wait); err != nil {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = supervise.Stop(stopCtx, proc, 5*time.Second)
+		_ = e.withPool(func(db *store.Pool) error { return db.DeleteWorker(id) })
+		return fmt.Errorf("%w\n%s", err, logTail(logPath, 10))
+	}
+	if e.asJSON {
+		return e.print(w, nil)
+	}
+	fmt.Fprintf(e.out, "%s\t%s\n", w.ID, w.URL)
+	return nil
+}
+
+// waitReady polls /health until ready, showing load progress on stderr.
+func (e *env) waitReady(ctx context.Context, w store.Worker, p supervise.Proc, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	c := workerclient.New(w.URL, "", &http.Client{Timeout: 2 * time.Second})
+	lastShown := -1
+	for {
+		if !supervise.Alive(p) {
+			return fmt.Errorf("pool: worker %s exited before it was ready (log %s)", w.ID, w.LogPath)
+		}
+		if h, err := c.Health(ctx); err == nil {
+			switch h.Status {
+			case api.StatusReady:
+				return nil
+			case api.StatusFailed:
+				return fmt.Errorf("pool: worker %s failed to load the model: %s", w.ID, h.Error)
+			}
+			if pct := int(h.Progress * 100); pct/10 != lastShown/10 {
+				fmt.Fprintf(e.errOut, "%s: loading %d%%\n", w.ID, pct)
+				lastShown = pct
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pool: worker %s not ready after %s (log %s)", w.ID, limit, w.LogPath)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// pickPort resolves --port: auto takes any free port; a busy port moves to the next free one.
+func pickPort(host, spec string) (int, error) {
+	if spec == "auto" || spec == "0" {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return 0, fmt.Errorf("pool: no free port on %s: %w", host, err)
+		}
+		defer ln.Close()
+		return ln.Addr().(*net.TCPAddr).Port, nil
+	}
+	p, err := strconv.Atoi(spec)
+	if err != nil || p < 1 || p > 65535 {
+		return 0, fmt.Errorf("pool: --port must be 1..65535 or auto, got %q", spec)
+	}
+	for ; p <= 65535; p++ {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err == nil {
+			ln.Close()
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("pool: no free port from %s up", spec)
+}
+
+func logTail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "last lines of the worker log:\n  " + strings.Join(lines, "\n  ")
+}
+
+// workerRow is a worker with its live state.
+type workerRow struct {
+	store.Worker
+	Alive      bool   `json:"alive"`
+	Status     string `json:"status"` // /health status, or unreachable / dead
+	SlotsBusy  int    `json:"slots_busy"`
+	SlotsTotal int    `json:"slots_total"`
+}
+
+func (e *env) workerRows(ctx context.Context) ([]workerRow, error) {
+	var ws []store.Worker
+	if err := e.withPool(func(db *store.Pool) (err error) { ws, err = db.Workers(); return err }); err != nil {
+		return nil, err
+	}
+	rows := make([]workerRow, 0, len(ws))
+	for _, w := range ws {
+		r := workerRow{Worker: w, Status: "dead"}
+		r.Alive = supervise.Alive(supervise.Proc{PID: w.PID, StartTime: w.StartTime})
+		if r.Alive {
+			r.Status = "unreachable"
+			if h, err := health(ctx, w.URL, 2*time.Second); err == nil {
+				r.Status, r.SlotsBusy, r.SlotsTotal = h.Status, h.SlotsBusy, h.SlotsTotal
+			}
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+func health(ctx context.Context, url string, timeout time.Duration) (*api.Health, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return workerclient.New(url, "", &http.Client{Timeout: timeout}).Health(ctx)
+}
+
+func (e *env) printWorkers(rows []workerRow) error {
+	return e.print(rows, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "ID\tPID\tBACKEND\tMODEL\tURL\tSTATUS\tSLOTS")
+		for _, r := range rows {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%d/%d\n", r.ID, r.PID, r.Backend, r.Model, r.URL, r.Status, r.SlotsBusy, r.SlotsTotal)
+		}
+	})
+}
+
+func stopCommand(e *env) *cli.Command {
+	var all bool
+	var grace time.Duration
+	return &cli.Command{
+		Name:      "stop",
+		Usage:     "stop a worker (SIGTERM, grace, SIGKILL to its process group)",
+		ArgsUsage: "ID",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "all", Usage: "stop every worker", Destination: &all},
+			&cli.DurationFlag{Name: "grace", Value: 30 * time.Second, Usage: "time to drain before SIGKILL", Destination: &grace},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			var ids []string
+			switch {
+			case all && cmd.Args().Len() == 0:
+				var ws []store.Worker
+				if err := e.withPool(func(db *store.Pool) (err error) { ws, err = db.Workers(); return err }); err != nil {
+					return exit1(err)
+				}
+				for _, w := range ws {
+					ids = append(ids, w.ID)
+				}
+			case !all && cmd.Args().Len() == 1:
+				ids = []string{cmd.Args().First()}
+			default:
+				return cli.Exit("pool: give one worker id, or --all", 2)
+			}
+			for _, id := range ids {
+				if err := e.stop(ctx, id, grace); err != nil {
+					return exit1(err)
+				}
+				fmt.Fprintf(e.out, "stopped %s\n", id)
+			}
+			return nil
+		},
+	}
+}
+
+func (e *env) stop(ctx context.Context, id string, grace time.Duration) error {
+	var w store.Worker
+	if err := e.withPool(func(db *store.Pool) (err error) { w, err = db.Worker(id); return err }); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("pool: no worker %q (see llorch pool worker list)", id)
+		}
+		return err
+	}
+	err := supervise.Stop(ctx, supervise.Proc{PID: w.PID, StartTime: w.StartTime}, grace)
+	if err != nil && !errors.Is(err, supervise.ErrNotFound) && !errors.Is(err, supervise.ErrPIDReused) {
+		return err
+	}
+	return e.withPool(func(db *store.Pool) error { return db.DeleteWorker(id) })
+}
+
+func cleanupCommand(e *env) *cli.Command {
+	var timeout time.Duration
+	return &cli.Command{
+		Name:  "cleanup",
+		Usage: "forget dead workers, kill hung ones and stray workers of this pool dir",
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "health-timeout", Value: 3 * time.Second, Usage: "a live worker whose /health does not answer within this is hung", Destination: &timeout},
+		},
+		Action: func(ctx context.Context, _ *cli.Command) error {
+			rep, err := e.cleanup(ctx, timeout)
+			if err != nil {
+				return exit1(err)
+			}
+			return e.print(rep, func(w *tabwriter.Writer) {
+				for _, line := range rep.Actions {
+					fmt.Fprintln(w, line)
+				}
+				fmt.Fprintf(w, "cleanup: %d dead removed, %d hung killed, %d strays killed\n", len(rep.Dead), len(rep.Hung), len(rep.Strays))
+			})
+		},
+	}
+}
+
+// CleanupReport says what cleanup did.
+type CleanupReport struct {
+	Dead    []string `json:"dead"`
+	Hung    []string `json:"hung"`
+	Strays  []int    `json:"strays"`
+	Actions []string `json:"actions"`
+}
+
+func (e *env) cleanup(ctx context.Context, timeout time.Duration) (CleanupReport, error) {
+	rep := CleanupReport{Dead: []string{}, Hung: []string{}, Strays: []int{}, Actions: []string{}}
+	var ws []store.Worker
+	if err := e.withPool(func(db *store.Pool) (err error) { ws, err = db.Workers(); return err }); err != nil {
+		return rep, err
+	}
+	known := map[supervise.Proc]bool{}
+	var forget []string
+	for _, w := range ws {
+		p := supervise.Proc{PID: w.PID, StartTime: w.StartTime}
+		if !supervise.Alive(p) {
+			forget = append(forget, w.ID)
+			rep.Dead = append(rep.Dead, w.ID)
+			rep.Actions = append(rep.Actions, fmt.Sprintf("removed dead worker %s (pid %d)", w.ID, w.PID))
+			continue
+		}
+		if _, err := health(ctx, w.URL, timeout); err != nil {
+			if err := supervise.Kill(p); err != nil && !errors.Is(err, supervise.ErrNotFound) {
+				return rep, err
+			}
+			forget = append(forget, w.ID)
+			rep.Hung = append(rep.Hung, w.ID)
+			rep.Actions = append(rep.Actions, fmt.Sprintf("killed hung worker %s (pid %d): /health: %v", w.ID, w.PID, err))
+			continue
+		}
+		known[p] = true
+	}
+	if len(forget) > 0 {
+		err := e.withPool(func(db *store.Pool) error {
+			for _, id := range forget {
+				if err := db.DeleteWorker(id); err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return rep, err
+		}
+	}
+	found, err := supervise.FindByEnv(envPoolDir, e.dir)
+	if err != nil {
+		return rep, err
+	}
+	for _, f := range found {
+		if known[f.Proc] || !isWorker(f.Cmdline) {
+			continue
+		}
+		if err := supervise.Kill(f.Proc); err != nil && !errors.Is(err, supervise.ErrNotFound) {
+			return rep, err
+		}
+		rep.Strays = append(rep.Strays, f.PID)
+		rep.Actions = append(rep.Actions, fmt.Sprintf("killed stray worker pid %d (%s)", f.PID, strings.Join(f.Cmdline, " ")))
+	}
+	return rep, nil
+}
+
+// isWorker: a `llorch worker` process (whatever the binary is called; the
+// LLORCH_POOL_DIR marker already scopes the search to this pool).
+func isWorker(cmdline []string) bool {
+	return len(cmdline) > 1 && cmdline[1] == "worker"
+}
+
+func statusCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "backends, models and workers in one view",
+		Action: func(ctx context.Context, _ *cli.Command) error {
+			rep, err := e.backends(ctx)
+			if err != nil {
+				return exit1(err)
+			}
+			var ms []store.Model
+			if err := e.withPool(func(db *store.Pool) (err error) { ms, err = db.Models(); return err }); err != nil {
+				return exit1(err)
+			}
+			rows, err := e.workerRows(ctx)
+			if err != nil {
+				return exit1(err)
+			}
+			if e.asJSON {
+				return e.print(map[string]any{"pool_dir": e.dir, "backends": rep, "models": ms, "workers": rows}, nil)
+			}
+			fmt.Fprintf(e.out, "pool %s\n\n", e.dir)
+			if err := e.printBackends(rep); err != nil {
+				return err
+			}
+			fmt.Fprintln(e.out)
+			err = e.print(nil, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "MODEL\tARCH\tTYPE\tSIZE")
+				for _, m := range ms {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", m.ID, m.Arch, m.FileType, human(m.SizeBytes))
+				}
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.out)
+			return e.printWorkers(rows)
+		},
+	}
+}
