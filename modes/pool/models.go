@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -146,23 +147,22 @@ func downloadCommand(e *env) *cli.Command {
 			if alias != "" {
 				m.Aliases = []string{alias}
 			}
-			if ref.Kind == catalog.KindFile {
-				m.InPlace, m.Path = true, ref.File
-				sum, size, err := catalog.SHA256File(ctx, ref.File)
-				if err != nil {
-					return exit1(err)
-				}
-				m.SHA256, m.SizeBytes = sum, size
-			} else {
-				d := &catalog.Downloader{Endpoint: os.Getenv("HF_ENDPOINT"), Token: os.Getenv("HF_TOKEN"), Progress: e.errOut}
-				res, err := d.Download(ctx, ref, filepath.Join(e.modelsDir(), id+".gguf"))
-				if err != nil {
-					return exit1(err)
-				}
-				m.Path, m.SHA256, m.SizeBytes, m.Verified = res.Path, res.SHA256, res.Size, res.Verified
-				if !res.Verified {
-					fmt.Fprintf(e.errOut, "warning: the hub gave no sha256 for %s; recorded the computed one\n", raw)
-				}
+			// file: refs are checked (GGUF magic, sha256) and registered in place.
+			dest := filepath.Join(e.modelsDir(), id+".gguf")
+			unlock, err := lockFile(dest + ".lock")
+			if err != nil {
+				return exit1(err)
+			}
+			defer unlock()
+			d := &catalog.Downloader{Endpoint: os.Getenv("HF_ENDPOINT"), Token: os.Getenv("HF_TOKEN"), Progress: e.errOut}
+			res, err := d.Download(ctx, ref, dest)
+			if err != nil {
+				return exit1(err)
+			}
+			m.Path, m.SHA256, m.SizeBytes, m.Verified = res.Path, res.SHA256, res.Size, res.Verified
+			m.InPlace = ref.Kind == catalog.KindFile
+			if !res.Verified && !m.InPlace {
+				fmt.Fprintf(e.errOut, "warning: the source gave no sha256 for %s; recorded the computed one\n", raw)
 			}
 			return exit1(e.register(m))
 		},
@@ -237,6 +237,23 @@ func synthCommand(e *env) *cli.Command {
 				SHA256: sum, SizeBytes: size, Verified: true, AddedAt: time.Now().UTC()}))
 		},
 	}
+}
+
+// lockFile takes an exclusive lock so that two downloads of one model never
+// write the same .part; the lock goes with the process.
+func lockFile(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("pool: another download of %s is running", strings.TrimSuffix(filepath.Base(path), ".gguf.lock"))
+	}
+	return func() { os.Remove(path); f.Close() }, nil
 }
 
 func oneArg(cmd *cli.Command, what string) (string, error) {
