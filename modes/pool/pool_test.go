@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -228,21 +229,37 @@ func TestWorkerLifecycle(t *testing.T) {
 	if pgid, err := syscall.Getpgid(rows[0].PID); err != nil || pgid != rows[0].PID {
 		t.Errorf("pgid %d, pid %d, %v", pgid, rows[0].PID, err)
 	}
+	// A busy port moves to the next free one.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyPort := busy.Addr().(*net.TCPAddr).Port
+	out2 := p.ok("worker", "spawn", "cpu", "--model", "tiny", "--slots", "1", "--port", fmt.Sprint(busyPort))
+	if f := strings.Fields(out2); len(f) != 2 || f[1] == fmt.Sprintf("http://127.0.0.1:%d", busyPort) {
+		t.Errorf("spawn on a busy port printed %q", out2)
+	}
+	var st struct {
+		Backends struct{ Backends []any } `json:"backends"`
+		Models   []any                    `json:"models"`
+		Workers  []workerRow              `json:"workers"`
+	}
+	p.jsonOut(&st, "status")
+	if len(st.Models) != 1 || len(st.Workers) != 2 || len(st.Backends.Backends) == 0 {
+		t.Errorf("status = %+v", st)
+	}
 	p.ok("worker", "stop", id)
+	if left := p.workers(); len(left) != 1 || left[0].ID == id {
+		t.Errorf("after stop %s: %+v", id, left)
+	}
+	p.ok("worker", "stop", "--all", "--grace", "5s")
 	if rows := p.workers(); len(rows) != 0 {
 		t.Errorf("after stop: %+v", rows)
 	}
-	if err := syscall.Kill(fields2pid(t, rows), 0); err == nil {
+	if err := syscall.Kill(rows[0].PID, 0); err == nil {
 		t.Error("process still alive after stop")
 	}
-}
-
-func fields2pid(t *testing.T, rows []workerRow) int {
-	t.Helper()
-	if len(rows) == 0 {
-		t.Fatal("no rows")
-	}
-	return rows[0].PID
 }
 
 func TestCleanup(t *testing.T) {
