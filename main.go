@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/llorch/llorch/core/buildinfo"
+	"github.com/llorch/llorch/modes/ctl"
 	"github.com/llorch/llorch/modes/pool"
 	"github.com/llorch/llorch/modes/version"
 	"github.com/llorch/llorch/modes/worker"
@@ -28,6 +29,7 @@ func main() {
 		Commands: []*cli.Command{
 			worker.Command(),
 			pool.Command(),
+			ctl.Command(),
 			version.Command(),
 		},
 	}

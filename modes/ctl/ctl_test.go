@@ -1,0 +1,150 @@
+package ctl_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/testkit"
+	"github.com/llorch/llorch/core/workerclient"
+)
+
+var kit *testkit.Kit
+
+func TestMain(m *testing.M) {
+	var err error
+	if kit, err = testkit.Setup(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	kit.Close()
+	os.Exit(code)
+}
+
+// startWorker runs a real worker process on the tiny model.
+func startWorker(t *testing.T) string {
+	t.Helper()
+	port, err := testkit.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(kit.Bin, "worker", "--model", kit.Tiny, "--port", fmt.Sprint(port), "--slots", "1", "--threads", "1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	c := workerclient.New(addr, "", nil)
+	for range 500 {
+		if h, err := c.Health(context.Background()); err == nil && h.Status == api.StatusReady {
+			return addr
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("worker not ready")
+	return ""
+}
+
+func ctl(args ...string) *exec.Cmd { return exec.Command(kit.Bin, append([]string{"ctl"}, args...)...) }
+
+func exitCode(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func TestInferStreams(t *testing.T) {
+	addr := startWorker(t)
+	cmd := ctl("infer", "--worker", addr, "--prompt", "Hello", "--system", "Be brief.", "--max-tokens", "12", "--seed", "4")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("infer: %v\n%s", err, errb.String())
+	}
+	if out.Len() == 0 {
+		t.Error("no tokens on stdout")
+	}
+	if s := errb.String(); !strings.Contains(s, "tokens ") || !strings.Contains(s, "time to first token") || !strings.Contains(s, "stop ") {
+		t.Errorf("stats line = %q", s)
+	}
+	// Same seed, same text: what was streamed is the generation.
+	res, err := workerclient.New(addr, "", nil).Collect(context.Background(), &api.ExecuteRequest{
+		Messages:  []api.Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hello"}},
+		MaxTokens: ptr(12), Seed: ptr(int64(4)), Temperature: ptr(api.DefaultTemperature)})
+	if err != nil || res.Text()+"\n" != out.String() {
+		t.Errorf("stdout %q, direct %q (%v)", out.String(), res.Text(), err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestInferErrors(t *testing.T) {
+	port, _ := testkit.FreePort()
+	out, err := ctl("infer", "--worker", fmt.Sprintf("127.0.0.1:%d", port), "--prompt", "x").CombinedOutput()
+	if exitCode(err) != 1 || !strings.Contains(string(out), "unreachable") {
+		t.Errorf("unreachable: exit %d, %s", exitCode(err), out)
+	}
+	addr := startWorker(t)
+	// Occupy the only slot.
+	st, err := workerclient.New(addr, "", nil).Execute(context.Background(), &api.ExecuteRequest{Prompt: "busy", MaxTokens: ptr(4000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	out, err = ctl("infer", "--worker", addr, "--prompt", "x", "--busy-retries", "1").CombinedOutput()
+	if exitCode(err) != 1 || !strings.Contains(string(out), "busy") {
+		t.Errorf("busy: exit %d, %s", exitCode(err), out)
+	}
+}
+
+func TestInferCtrlCCancels(t *testing.T) {
+	addr := startWorker(t)
+	cmd := ctl("infer", "--worker", addr, "--prompt", "go on", "--max-tokens", "4000", "--temperature", "1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for streamed output, then press Ctrl-C.
+	if _, err := bufio.NewReader(stdout).ReadByte(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, stdout)
+	if code := exitCode(cmd.Wait()); code != 130 {
+		t.Fatalf("exit %d, want 130\n%s", code, errb.String())
+	}
+	if !strings.Contains(errb.String(), "cancelled job") {
+		t.Errorf("stderr = %q", errb.String())
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !bytes.Contains(body, []byte(`llorch_worker_requests_total{outcome="cancelled"} 1`)) {
+		t.Errorf("the worker did not see a cancel:\n%s", body)
+	}
+}
