@@ -13,9 +13,10 @@
 //     appended, like StrictHostKeyChecking=accept-new;
 //   - a changed or revoked key is always refused (ErrHostKeyChanged).
 //
-// Every failure wraps one of the package sentinels (ErrUnknownHostKey,
-// ErrHostKeyChanged, ErrAuth, ErrUnreachable, ErrTimeout, ErrExitStatus) so
-// the CLI can map them to exit codes (255 like ssh for connection failures).
+// Failures of a known kind wrap a package sentinel (ErrUnknownHostKey,
+// ErrHostKeyChanged, ErrAuth, ErrUnreachable, ErrTimeout, ErrExitStatus) and
+// read as one line, so the CLI can print them and exit 255 like ssh; a
+// cancelled context is returned wrapped as such (errors.Is context.Canceled).
 //
 // Remote commands are argv slices; each element is shell-quoted with Quote,
 // so the remote login shell must be POSIX-compatible (sh, bash, dash, zsh).

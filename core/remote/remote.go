@@ -31,6 +31,23 @@ var (
 	ErrExitStatus = errors.New("remote: command failed")
 )
 
+// kindError is an error of one sentinel's kind whose message reads as one
+// plain line ("remote: host key for ... is not known ...") rather than a
+// chain of prefixes; errors.Is finds both the sentinel and the cause.
+type kindError struct {
+	kind error
+	err  error
+}
+
+func (e *kindError) Error() string   { return "remote: " + e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// errorf returns an error of kind with a formatted message; %w works as in
+// fmt.Errorf.
+func errorf(kind error, format string, args ...any) error {
+	return &kindError{kind: kind, err: fmt.Errorf(format, args...)}
+}
+
 // DefaultTimeout bounds connect + handshake when Config.Timeout is zero.
 const DefaultTimeout = 10 * time.Second
 
@@ -125,10 +142,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("remote: connect %s: %w", hostPort, ctx.Err())
 		case dctx.Err() != nil || isTimeout(err):
-			return nil, fmt.Errorf("%w: ssh handshake with %s did not finish within %s", ErrTimeout, hostPort, timeout)
+			return nil, errorf(ErrTimeout, "ssh handshake with %s did not finish within %s", hostPort, timeout)
 		case isAuthFailure(err):
-			return nil, fmt.Errorf("%w: %s@%s: no key was accepted (tried ssh-agent and %d identity file(s)): %w",
-				ErrAuth, t.user, hostPort, len(t.identities), err)
+			return nil, errorf(ErrAuth, "%s@%s: no key was accepted (tried ssh-agent and %d identity file(s)): %w",
+				t.user, hostPort, len(t.identities), err)
 		default:
 			return nil, fmt.Errorf("remote: ssh handshake with %s: %w", hostPort, err)
 		}
@@ -160,10 +177,10 @@ func classifyDial(ctx, dctx context.Context, hostPort string, err error) error {
 	case ctx.Err() != nil:
 		return fmt.Errorf("remote: connect %s: %w", hostPort, ctx.Err())
 	case dctx.Err() != nil || isTimeout(err):
-		return fmt.Errorf("%w: connect %s: %w", ErrTimeout, hostPort, err)
+		return errorf(ErrTimeout, "connect %s: %w", hostPort, err)
 	}
 	// Refused, no route, DNS failure, reset: the host cannot be reached.
-	return fmt.Errorf("%w: connect %s: %w", ErrUnreachable, hostPort, err)
+	return errorf(ErrUnreachable, "connect %s: %w", hostPort, err)
 }
 
 func isTimeout(err error) bool {

@@ -12,6 +12,7 @@ func Command() *cli.Command {
 		Usage: "remote control: run pool commands on hosts over SSH, install llorch there, talk to workers",
 		Commands: []*cli.Command{
 			inferCommand(),
+			poolCommand(),
 		},
 	}
 }
