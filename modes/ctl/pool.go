@@ -347,4 +347,3 @@ func (p *prefixWriter) Flush() {
 		p.Write([]byte("\n"))
 	}
 }
-

@@ -151,4 +151,3 @@ func TestCtlPoolMultiHost(t *testing.T) {
 		t.Errorf("one unreachable: exit %d %q", code, errOut)
 	}
 }
-
