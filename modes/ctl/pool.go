@@ -261,9 +261,8 @@ func install(ctx context.Context, f sshFlags, out, errOut io.Writer) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("ctl pool install: uname on %s: %v", host, err), 1)
 	}
-	if want := platform(); strings.TrimSpace(uname) != want {
-		return cli.Exit(fmt.Sprintf("ctl pool install: %s is %q but this llorch is built for %q (%s/%s); use a release archive for that platform",
-			host, strings.TrimSpace(uname), want, runtime.GOOS, runtime.GOARCH), 1)
+	if err := checkPlatform(host, uname); err != nil {
+		return cli.Exit(err.Error(), 1)
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -289,6 +288,15 @@ func install(ctx context.Context, f sshFlags, out, errOut io.Writer) error {
 		return cli.Exit(fmt.Sprintf("ctl pool install: %s version failed (exit %d): %v", target, code, err), 1)
 	}
 	fmt.Fprintf(out, "%s: %s", host, buf.String())
+	return nil
+}
+
+// checkPlatform refuses a host whose `uname -sm` is not this binary's platform.
+func checkPlatform(host, uname string) error {
+	if got, want := strings.TrimSpace(uname), platform(); got != want {
+		return fmt.Errorf("ctl pool install: %s is %q but this llorch is built for %q (%s/%s); use a release archive for that platform",
+			host, got, want, runtime.GOOS, runtime.GOARCH)
+	}
 	return nil
 }
 

@@ -1,0 +1,43 @@
+package ctl
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func TestCheckPlatform(t *testing.T) {
+	if err := checkPlatform("h", platform()+"\n"); err != nil {
+		t.Errorf("own platform refused: %v", err)
+	}
+	other := "Linux aarch64"
+	if runtime.GOARCH == "arm64" {
+		other = "Linux x86_64"
+	}
+	for _, uname := range []string{other, "Darwin x86_64", "FreeBSD amd64", ""} {
+		err := checkPlatform("h", uname)
+		if err == nil || !strings.Contains(err.Error(), "built for") {
+			t.Errorf("%q accepted (%v)", uname, err)
+		}
+	}
+}
+
+func TestParseSSHFlags(t *testing.T) {
+	f, rest, err := parseSSHFlags([]string{"models", "--host", "a", "download", "hf:x/y/z.gguf", "--hosts=b,c", "--alias", "q",
+		"-i", "/k", "--port", "2222", "--accept-new-host-key", "--llorch", "/opt/llorch", "--json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(f.hosts, ",") != "a,b,c" || f.cfg.Port != 2222 || !f.cfg.AcceptNewHostKey || f.llorch != "/opt/llorch" ||
+		len(f.cfg.IdentityFiles) != 1 {
+		t.Errorf("flags = %+v", f)
+	}
+	if got := strings.Join(rest, " "); got != "models download hf:x/y/z.gguf --alias q --json" {
+		t.Errorf("rest = %q", got)
+	}
+	for _, bad := range [][]string{{"--host"}, {"--port", "x"}, {"--port", "70000"}, {"--ssh-timeout", "soon"}} {
+		if _, _, err := parseSSHFlags(bad); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
