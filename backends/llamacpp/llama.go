@@ -8,11 +8,8 @@ package llamacpp
 import "C"
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"runtime"
@@ -248,20 +245,6 @@ func (m *Model) Close() error {
 		m.m = nil
 	}
 	return nil
-}
-
-// FileDigest returns "sha256:<hex>" of a file.
-func FileDigest(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Quantization types accepted by Quantize.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"testing"
 
 	"github.com/llorch/llorch/core/synth"
 )
@@ -48,12 +49,27 @@ func Setup() (*Kit, error) {
 // Close removes the kit's files.
 func (k *Kit) Close() { os.RemoveAll(k.Dir) }
 
+// Main is a whole TestMain: it sets up the kit, hands it to use, runs the
+// tests and removes the kit.
+func Main(m *testing.M, use func(*Kit)) {
+	k, err := Setup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	use(k)
+	code := m.Run()
+	k.Close()
+	os.Exit(code)
+}
+
 // FreePort returns a loopback port that was free a moment ago.
-func FreePort() (int, error) {
+func FreePort(t testing.TB) int {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, err
+		t.Fatal(err)
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return ln.Addr().(*net.TCPAddr).Port
 }

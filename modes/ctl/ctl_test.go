@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -21,24 +20,12 @@ import (
 
 var kit *testkit.Kit
 
-func TestMain(m *testing.M) {
-	var err error
-	if kit, err = testkit.Setup(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	kit.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.Main(m, func(k *testkit.Kit) { kit = k }) }
 
 // startWorker runs a real worker process on the tiny model.
 func startWorker(t *testing.T) string {
 	t.Helper()
-	port, err := testkit.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	port := testkit.FreePort(t)
 	cmd := exec.Command(kit.Bin, "worker", "--model", kit.Tiny, "--port", fmt.Sprint(port), "--slots", "1", "--threads", "1")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -94,7 +81,7 @@ func TestInferStreams(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestInferErrors(t *testing.T) {
-	port, _ := testkit.FreePort()
+	port := testkit.FreePort(t)
 	out, err := ctl("infer", "--worker", fmt.Sprintf("127.0.0.1:%d", port), "--prompt", "x").CombinedOutput()
 	if exitCode(err) != 1 || !strings.Contains(string(out), "unreachable") {
 		t.Errorf("unreachable: exit %d, %s", exitCode(err), out)

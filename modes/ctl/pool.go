@@ -3,8 +3,6 @@ package ctl
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/llorch/llorch/core/catalog"
 	"github.com/llorch/llorch/core/remote"
 )
 
@@ -268,7 +267,7 @@ func install(ctx context.Context, f sshFlags, out, errOut io.Writer) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	sum, err := fileSHA256(exe)
+	sum, _, err := catalog.SHA256File(ctx, exe)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
@@ -308,19 +307,6 @@ func platform() string {
 		arch = "arm64"
 	}
 	return osName + " " + arch
-}
-
-func fileSHA256(path string) (string, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer fh.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, fh); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // prefixWriter prefixes every line with the host name; lines of several

@@ -27,20 +27,13 @@ var (
 	tinySHA  string
 )
 
-// TestMain builds llorch once and writes the tiny model.
 func TestMain(m *testing.M) {
-	kit, err := testkit.Setup()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath, tinyPath = kit.Bin, kit.Tiny
-	data, _ := os.ReadFile(tinyPath)
-	sum := sha256.Sum256(data)
-	tinySHA = hex.EncodeToString(sum[:])
-	code := m.Run()
-	kit.Close()
-	os.Exit(code)
+	testkit.Main(m, func(k *testkit.Kit) {
+		binPath, tinyPath = k.Bin, k.Tiny
+		data, _ := os.ReadFile(tinyPath)
+		sum := sha256.Sum256(data)
+		tinySHA = hex.EncodeToString(sum[:])
+	})
 }
 
 // pool runs `llorch pool` commands against one pool dir.
@@ -285,7 +278,7 @@ func TestCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A stray: a worker of this pool dir with no metadata.
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	stray := exec.Command(binPath, "worker", "--model", tinyPath, "--port", fmt.Sprint(port), "--threads", "1")
 	stray.Env = append(os.Environ(), "LLORCH_POOL_DIR="+p.dir)
 	if err := stray.Start(); err != nil {
@@ -294,7 +287,7 @@ func TestCleanup(t *testing.T) {
 	strayDone := make(chan struct{})
 	go func() { stray.Wait(); close(strayDone) }()
 	// A worker of another pool dir is not ours.
-	other := exec.Command(binPath, "worker", "--model", tinyPath, "--port", fmt.Sprint(freePort(t)), "--threads", "1")
+	other := exec.Command(binPath, "worker", "--model", tinyPath, "--port", fmt.Sprint(testkit.FreePort(t)), "--threads", "1")
 	other.Env = append(os.Environ(), "LLORCH_POOL_DIR="+t.TempDir())
 	if err := other.Start(); err != nil {
 		t.Fatal(err)
@@ -306,7 +299,7 @@ func TestCleanup(t *testing.T) {
 		Hung   []string `json:"hung"`
 		Strays []int    `json:"strays"`
 	}
-	p.jsonOut(&rep, "worker", "cleanup", "--health-timeout", "1s")
+	p.jsonOut(&rep, "worker", "cleanup", "--health-timeout", "3s")
 	if len(rep.Dead) != 1 || rep.Dead[0] != dead.ID || len(rep.Hung) != 1 || rep.Hung[0] != hung.ID ||
 		len(rep.Strays) != 1 || rep.Strays[0] != stray.Process.Pid {
 		t.Fatalf("cleanup = %+v (dead %s hung %s stray %d)", rep, dead.ID, hung.ID, stray.Process.Pid)
@@ -324,7 +317,7 @@ func TestCleanup(t *testing.T) {
 		}
 	}
 	// Second run: nothing to do; the healthy worker untouched.
-	p.jsonOut(&rep, "worker", "cleanup", "--health-timeout", "1s")
+	p.jsonOut(&rep, "worker", "cleanup", "--health-timeout", "3s")
 	if len(rep.Dead)+len(rep.Hung)+len(rep.Strays) != 0 {
 		t.Errorf("second cleanup = %+v", rep)
 	}
@@ -363,15 +356,6 @@ func TestPIDReuseNotKilled(t *testing.T) {
 		t.Fatalf("the unrelated process was killed: %v", err)
 	}
 	// The real worker lost its record: cleanup killed it as a stray of this pool dir.
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	p, err := testkit.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // reusePID points a worker record at another process's pid, keeping the

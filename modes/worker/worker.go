@@ -17,6 +17,7 @@ import (
 	"github.com/llorch/llorch/backends"
 	"github.com/llorch/llorch/backends/llamacpp"
 	"github.com/llorch/llorch/core/buildinfo"
+	"github.com/llorch/llorch/core/catalog"
 	"github.com/llorch/llorch/core/workerd"
 )
 
@@ -74,7 +75,7 @@ func Command() *cli.Command {
 				cfg.WorkerID = fmt.Sprintf("w-%s-%d", h, port)
 			}
 			llamacpp.SetLogger(log)
-			srv, err := workerd.New(cfg, workerd.Deps{Log: log, Load: load, Digest: llamacpp.FileDigest})
+			srv, err := workerd.New(cfg, workerd.Deps{Log: log, Load: load, Digest: digest})
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
@@ -94,6 +95,12 @@ func Command() *cli.Command {
 
 func load(path string, o workerd.LoadOptions) (backends.Model, error) {
 	return llamacpp.Load(path, llamacpp.LoadParams{GPULayers: o.GPULayers, MainGPU: o.GPU, Progress: o.Progress})
+}
+
+// digest is the model file's "sha256:<hex>", computed after the worker is ready.
+func digest(path string) (string, error) {
+	sum, _, err := catalog.SHA256File(context.Background(), path)
+	return "sha256:" + sum, err
 }
 
 func checkBackend(b string) error {

@@ -25,26 +25,10 @@ var (
 	tinyPath string
 )
 
-// TestMain builds llorch once and writes the tiny model.
 func TestMain(m *testing.M) {
-	kit, err := testkit.Setup()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath, tinyPath = kit.Bin, kit.Tiny
-	code := m.Run()
-	kit.Close()
-	os.Exit(code)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	p, err := testkit.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	testkit.Main(m, func(k *testkit.Kit) {
+		binPath, tinyPath = k.Bin, k.Tiny
+	})
 }
 
 type proc struct {
@@ -58,7 +42,7 @@ type proc struct {
 // startProc runs `llorch worker` as a child process and waits for ready.
 func startProc(t *testing.T, extra ...string) *proc {
 	t.Helper()
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	args := append([]string{"worker", "--model", tinyPath, "--port", fmt.Sprint(port), "--slots", "1", "--threads", "1", "--drain-grace", "2m"}, extra...)
 	cmd := exec.Command(binPath, args...)
 	p := &proc{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), stderr: &strings.Builder{}, done: make(chan error, 1)}
