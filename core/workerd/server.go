@@ -77,8 +77,8 @@ func (c *Config) Validate() error {
 	if c.Batch == 0 {
 		c.Batch = 512
 	}
-	if c.Batch < 1 {
-		return fmt.Errorf("workerd: batch must be positive, got %d", c.Batch)
+	if c.Batch < c.Slots {
+		return fmt.Errorf("workerd: batch (%d) must be at least the slot count (%d): every decoding slot adds a token per step", c.Batch, c.Slots)
 	}
 	switch c.FlashAttn {
 	case "":
