@@ -116,4 +116,4 @@ bench-slots: build ## slots benchmark: K=1 and K=4 streams, ~250-token prompts, 
 	  echo "== K=1 cold";            $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 1 -n 4 -words 120 -max-tokens 128 || exit 1; \
 	  echo "== K=4 cold";            $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 4 -n 8 -words 120 -max-tokens 128 || exit 1; \
 	  echo "== K=1 shared prefix";   $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 1 -n 4 -warmup 1 -words 120 -prefix-words 97 -max-tokens 128 || exit 1; \
-	  echo "== K=4 shared prefix";   $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 4 -n 8 -warmup 4 -words 120 -prefix-words 97 -max-tokens 128 || exit 1
+	  echo "== K=4 shared prefix";   $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 4 -n 8 -warmup 1 -words 120 -prefix-words 97 -max-tokens 128 || exit 1

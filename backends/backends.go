@@ -125,3 +125,10 @@ type Context interface {
 	TrimSeq(seq int, from int) error
 	Close() error
 }
+
+// SeqCopier is the optional ability of a Context to copy one sequence's KV
+// cache to another, so that a slot can start from a prefix another slot has
+// already evaluated instead of prefilling it again.
+type SeqCopier interface {
+	CopySeq(src, dst int) error
+}

@@ -26,7 +26,10 @@ type Context struct {
 	logits []int8
 }
 
-var _ backends.Context = (*Context)(nil)
+var (
+	_ backends.Context   = (*Context)(nil)
+	_ backends.SeqCopier = (*Context)(nil)
+)
 
 // NewContext implements backends.Model.
 func (m *Model) NewContext(p backends.ContextParams) (backends.Context, error) {
@@ -199,6 +202,18 @@ func (c *Context) TrimSeq(seq int, from int) error {
 	if !ok {
 		return fmt.Errorf("llamacpp: cannot trim sequence %d from %d", seq, from)
 	}
+	return nil
+}
+
+// CopySeq replaces sequence dst's KV cache with a copy of src's (the whole
+// sequence: llama.cpp copies across KV streams only in full; trim afterwards).
+// It implements the optional backends.SeqCopier.
+func (c *Context) CopySeq(src, dst int) error {
+	c.o.do(func() {
+		mem := C.llama_get_memory(c.ctx)
+		C.llama_memory_seq_rm(mem, C.llama_seq_id(dst), -1, -1)
+		C.llama_memory_seq_cp(mem, C.llama_seq_id(src), C.llama_seq_id(dst), -1, -1)
+	})
 	return nil
 }
 

@@ -127,8 +127,9 @@ func (m *mailbox) take(buf []event) ([]event, bool) {
 
 // engineConfig sizes the decode loop.
 type engineConfig struct {
-	ModelID string
-	Batch   int
+	ModelID  string
+	WorkerID string
+	Batch    int
 }
 
 // engine owns the llama context: one goroutine (run) builds a batch from every
@@ -344,10 +345,34 @@ func (e *engine) collect(active []*slot) []*slot {
 	return active
 }
 
-// start prepares a slot for its new job: trims the KV cache to the reused
-// prefix and builds the sampler. Called with mu held (cheap work only).
+// minCopyGain is how many more cached tokens another slot must hold before
+// its KV is copied instead of prefilling (a copy moves the whole sequence).
+const minCopyGain = 32
+
+// start prepares a slot for its new job: reuses the longest cached prefix —
+// its own, or another slot's copied over when that is much longer — trims the
+// KV cache to it and builds the sampler. Called with mu held, between steps.
 func (e *engine) start(s *slot) error {
 	j := s.job
+	if cp, ok := e.ctx.(backends.SeqCopier); ok {
+		var donor *slot
+		best := j.cached
+		for _, d := range e.slots {
+			if d == s {
+				continue
+			}
+			if n := min(commonPrefix(d.cache, j.prompt), len(j.prompt)-1); n >= best+minCopyGain {
+				donor, best = d, n
+			}
+		}
+		if donor != nil {
+			if err := cp.CopySeq(donor.id, s.id); err == nil {
+				s.cache = append(s.cache[:0], donor.cache...)
+				j.cached = best
+				e.metrics.kvCopies.Inc()
+			}
+		}
+	}
 	if err := e.ctx.TrimSeq(s.id, j.cached); err != nil {
 		// Fall back to a cold start.
 		j.cached = 0
@@ -378,6 +403,9 @@ func (e *engine) start(s *slot) error {
 		e.metrics.cacheHits.Inc()
 		e.metrics.cachedTokens.Add(float64(j.cached))
 	}
+	// started is sent from here, once the reused prefix is known for sure.
+	j.box.put(event{api.EventStarted, api.Started{JobID: j.id, Model: j.model, WorkerID: e.cfg.WorkerID,
+		Seed: p.Seed, Slot: s.id, PromptTokens: len(j.prompt), CachedTokens: j.cached}}, false)
 	return nil
 }
 

@@ -11,6 +11,7 @@ type metrics struct {
 	promptTokens prometheus.Counter
 	cachedTokens prometheus.Counter
 	cacheHits    prometheus.Counter
+	kvCopies     prometheus.Counter
 	ttft         prometheus.Histogram
 	decode       prometheus.Histogram
 	batchTokens  prometheus.Histogram
@@ -36,6 +37,9 @@ func newMetrics() *metrics {
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "llorch_worker_prompt_cache_hits_total", Help: "Requests that reused a cached prompt prefix.",
 		}),
+		kvCopies: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "llorch_worker_prompt_cache_copies_total", Help: "Requests that started from a prefix copied from another slot's KV cache.",
+		}),
 		ttft: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "llorch_worker_ttft_seconds", Help: "Time from admission to the first generated token.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
@@ -55,7 +59,7 @@ func newMetrics() *metrics {
 			Name: "llorch_worker_slots_total", Help: "Slots (parallel sequences).",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.tokensOut, m.promptTokens, m.cachedTokens, m.cacheHits,
+	m.reg.MustRegister(m.requests, m.tokensOut, m.promptTokens, m.cachedTokens, m.cacheHits, m.kvCopies,
 		m.ttft, m.decode, m.batchTokens, m.slotsBusy, m.slotsTotal)
 	for _, o := range []string{"ok", "cancelled", "error", "invalid", "busy", "draining"} {
 		m.requests.WithLabelValues(o)

@@ -276,7 +276,7 @@ func (s *Server) load(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.model, s.info, s.slotCtx = m, info, bctx.SeqCtx()
-	s.eng = newEngine(engineConfig{ModelID: s.cfg.ModelID, Batch: s.cfg.Batch}, m, bctx, s.cfg.Slots, s.log, s.metrics)
+	s.eng = newEngine(engineConfig{ModelID: s.cfg.ModelID, WorkerID: s.cfg.WorkerID, Batch: s.cfg.Batch}, m, bctx, s.cfg.Slots, s.log, s.metrics)
 	s.mu.Unlock()
 	s.progress.Store(1000)
 	s.log.Info("model loaded", "path", s.cfg.ModelPath, "arch", info.Arch, "desc", info.Desc,
@@ -542,13 +542,9 @@ func (s *Server) stream(c echo.Context, j *job) {
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	c.Response().WriteHeader(http.StatusOK)
+	c.Response().Flush()
 	w := sse.NewWriter(c.Response())
 	log := s.log.With("job_id", j.id)
-	if err := w.JSON(api.EventStarted, "", api.Started{JobID: j.id, Model: j.model, WorkerID: s.cfg.WorkerID,
-		Seed: j.params.Seed, Slot: j.slot.id, PromptTokens: len(j.prompt), CachedTokens: j.cached}); err != nil {
-		j.cancel()
-		return
-	}
 	keep := time.NewTicker(s.cfg.KeepAlive)
 	defer keep.Stop()
 	var buf []event

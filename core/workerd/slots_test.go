@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -298,4 +299,38 @@ func TestLongPromptDoesNotStallStreams(t *testing.T) {
 	}
 	a.Close()
 	<-aDone
+}
+
+// TestPrefixCopiedFromAnotherSlot: a request whose free slot has nothing
+// cached starts from the prefix a busy slot holds (KV copied across slots),
+// and generates exactly what a cold worker generates.
+func TestPrefixCopiedFromAnotherSlot(t *testing.T) {
+	w := startWorker(t, func(c *workerd.Config) { c.Slots = 2; c.Ctx = 4096 })
+	system := strings.Repeat("Answer in one short sentence, politely. ", 8)
+	chat := func(user string, n int) *api.ExecuteRequest {
+		return &api.ExecuteRequest{Messages: []api.Message{{Role: "system", Content: system}, {Role: "user", Content: user}},
+			MaxTokens: ptr(n), Seed: ptr(int64(9)), Temperature: ptr(0.8), IgnoreEOS: true}
+	}
+	// Slot A learns the system prompt, then stays busy with a long job that shares it.
+	collect(t, w.client, chat("first question", 2))
+	busy, _ := streamUntil(t, w.client, chat("a long answer please", 3700), 1)
+	defer busy.Close()
+	// The other slot has nothing cached: the prefix must come from slot A.
+	res := collect(t, w.client, chat("What is a lake?", 12))
+	if res.End == nil || res.End.CachedTokens < 60 || res.Started.CachedTokens != res.End.CachedTokens {
+		t.Fatalf("copied prefix: started %+v end %+v", res.Started, res.End)
+	}
+	cold := collect(t, startWorker(t, func(c *workerd.Config) { c.Slots = 2; c.Ctx = 4096 }).client, chat("What is a lake?", 12))
+	if tokensJSON(res) != tokensJSON(cold) {
+		t.Errorf("copied-prefix run differs from a cold run:\ncold:   %s\ncopied: %s", tokensJSON(cold), tokensJSON(res))
+	}
+	resp, err := http.Get(w.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "llorch_worker_prompt_cache_copies_total 1") {
+		t.Errorf("copy not counted")
+	}
 }
