@@ -177,10 +177,10 @@ func classifyDial(ctx, dctx context.Context, hostPort string, err error) error {
 	case ctx.Err() != nil:
 		return fmt.Errorf("remote: connect %s: %w", hostPort, ctx.Err())
 	case dctx.Err() != nil || isTimeout(err):
-		return errorf(ErrTimeout, "connect %s: %w", hostPort, err)
+		return errorf(ErrTimeout, "connect %s timed out: %w", hostPort, err)
 	}
 	// Refused, no route, DNS failure, reset: the host cannot be reached.
-	return errorf(ErrUnreachable, "connect %s: %w", hostPort, err)
+	return errorf(ErrUnreachable, "%s is unreachable: %w", hostPort, err)
 }
 
 func isTimeout(err error) bool {

@@ -88,7 +88,7 @@ func TestInferErrors(t *testing.T) {
 	}
 	addr := startWorker(t)
 	// Occupy the only slot.
-	st, err := workerclient.New(addr, "", nil).Execute(context.Background(), &api.ExecuteRequest{Prompt: "busy", MaxTokens: ptr(4000)})
+	st, err := workerclient.New(addr, "", nil).Execute(context.Background(), &api.ExecuteRequest{Prompt: "busy", MaxTokens: ptr(4000), IgnoreEOS: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestInferErrors(t *testing.T) {
 
 func TestInferCtrlCCancels(t *testing.T) {
 	addr := startWorker(t)
-	cmd := ctl("infer", "--worker", addr, "--prompt", "go on", "--max-tokens", "4000", "--temperature", "1")
+	cmd := ctl("infer", "--worker", addr, "--prompt", "go on", "--max-tokens", "4000", "--temperature", "1", "--ignore-eos")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

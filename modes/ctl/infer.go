@@ -23,7 +23,7 @@ func inferCommand() *cli.Command {
 		worker, prompt, system, token string
 		maxTokens, seed               int64
 		temperature                   float64
-		raw                           bool
+		raw, ignoreEOS                bool
 		retries                       int
 	)
 	return &cli.Command{
@@ -34,6 +34,7 @@ func inferCommand() *cli.Command {
 			&cli.StringFlag{Name: "prompt", Usage: "the user message (required)", Destination: &prompt},
 			&cli.StringFlag{Name: "system", Usage: "a system message", Destination: &system},
 			&cli.BoolFlag{Name: "raw", Usage: "send the prompt as is, without the chat template", Destination: &raw},
+			&cli.BoolFlag{Name: "ignore-eos", Usage: "keep generating past end-of-generation tokens (benchmarks)", Destination: &ignoreEOS},
 			&cli.Int64Flag{Name: "max-tokens", Value: 256, Destination: &maxTokens},
 			&cli.Float64Flag{Name: "temperature", Value: api.DefaultTemperature, Destination: &temperature},
 			&cli.Int64Flag{Name: "seed", Value: -1, Usage: "sampling seed (-1: the worker picks one and reports it)", Destination: &seed},
@@ -44,7 +45,7 @@ func inferCommand() *cli.Command {
 			if worker == "" || prompt == "" {
 				return cli.Exit("ctl infer: --worker and --prompt are required", 2)
 			}
-			req := &api.ExecuteRequest{MaxTokens: ptr(int(maxTokens)), Temperature: &temperature}
+			req := &api.ExecuteRequest{MaxTokens: ptr(int(maxTokens)), Temperature: &temperature, IgnoreEOS: ignoreEOS}
 			if seed >= 0 {
 				req.Seed = &seed
 			}

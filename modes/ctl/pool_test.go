@@ -147,7 +147,8 @@ func TestCtlPoolMultiHost(t *testing.T) {
 	}
 	// Unreachable host in the set: 255 for it, summary says so.
 	_, errOut, code = e.ctlPool(t, "backends", "list", "--pool-dir", e.poolDir, "--hosts", "mybox,deadbox", "--llorch", kit.Bin)
-	if code == 0 || !strings.Contains(errOut, "1 of 2 hosts succeeded") {
+	if code != 255 || !strings.Contains(errOut, "1 of 2 hosts succeeded") || !strings.Contains(errOut, "deadbox: exit 255") ||
+		!strings.Contains(errOut, "unreachable") {
 		t.Errorf("one unreachable: exit %d %q", code, errOut)
 	}
 }

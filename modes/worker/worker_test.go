@@ -90,7 +90,7 @@ func TestSameSeedAcrossProcesses(t *testing.T) {
 
 func TestSIGTERMDrains(t *testing.T) {
 	p := startProc(t)
-	st, err := p.client.Execute(context.Background(), &api.ExecuteRequest{Prompt: "Drain me", MaxTokens: ptr(400), Seed: ptr(int64(1))})
+	st, err := p.client.Execute(context.Background(), &api.ExecuteRequest{Prompt: "Drain me", MaxTokens: ptr(400), Seed: ptr(int64(1)), IgnoreEOS: true})
 	if err != nil {
 		t.Fatal(err)
 	}
