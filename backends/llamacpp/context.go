@@ -217,11 +217,6 @@ func (c *Context) CopySeq(src, dst int) error {
 	return nil
 }
 
-// Clear empties the whole KV cache.
-func (c *Context) Clear() {
-	c.o.do(func() { C.llama_memory_clear(C.llama_get_memory(c.ctx), true) })
-}
-
 // Close implements backends.Context.
 func (c *Context) Close() error {
 	if c.ctx == nil {

@@ -10,17 +10,16 @@ const (
 	CodeInvalidRequest     = "INVALID_REQUEST"
 	CodeContextOverflow    = "CONTEXT_LENGTH_EXCEEDED"
 	CodeBodyTooLarge       = "BODY_TOO_LARGE"
-	CodeUnsupportedMedia   = "UNSUPPORTED_MEDIA_TYPE"
 	CodeNotFound           = "NOT_FOUND"
 	CodeUnauthorized       = "UNAUTHORIZED"
 	CodeAllSlotsBusy       = "ALL_SLOTS_BUSY"
+	CodeConflict           = "CONFLICT"
 	CodeLoading            = "MODEL_LOADING"
 	CodeDraining           = "DRAINING"
 	CodeCancelled          = "CANCELLED"
 	CodeInternal           = "INTERNAL"
 	CodeDecodeFailed       = "DECODE_FAILED"
 	CodeMethodNotAllowed   = "METHOD_NOT_ALLOWED"
-	CodeUnknownJob         = "UNKNOWN_JOB"
 	CodeWorkerUnreachable  = "WORKER_UNREACHABLE"
 	CodeUnexpectedResponse = "UNEXPECTED_RESPONSE"
 )
@@ -57,9 +56,4 @@ func (e *Error) Error() string {
 // ErrorBody is the JSON body of every HTTP error response.
 type ErrorBody struct {
 	Error *Error `json:"error"`
-}
-
-// Errorf builds an Error with a formatted message.
-func Errorf(code string, retriable bool, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Retriable: retriable}
 }

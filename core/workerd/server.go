@@ -360,17 +360,15 @@ func statusOf(code string) int {
 		return http.StatusBadRequest
 	case api.CodeUnauthorized:
 		return http.StatusUnauthorized
-	case api.CodeNotFound, api.CodeUnknownJob:
+	case api.CodeNotFound:
 		return http.StatusNotFound
 	case api.CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
 	case api.CodeBodyTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case api.CodeUnsupportedMedia:
-		return http.StatusUnsupportedMediaType
 	case api.CodeAllSlotsBusy, api.CodeLoading, api.CodeDraining:
 		return http.StatusServiceUnavailable
-	case "CONFLICT":
+	case api.CodeConflict:
 		return http.StatusConflict
 	default:
 		return http.StatusInternalServerError
@@ -476,7 +474,7 @@ func (s *Server) handleExecute(c echo.Context) error {
 			s.metrics.requests.WithLabelValues("draining").Inc()
 			return writeError(c, &api.Error{Code: api.CodeDraining, Message: "worker is draining", Retriable: true})
 		default:
-			return writeError(c, &api.Error{Code: "CONFLICT", Message: err.Error()})
+			return writeError(c, &api.Error{Code: api.CodeConflict, Message: err.Error()})
 		}
 	}
 	s.stream(c, j)
