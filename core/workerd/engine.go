@@ -545,7 +545,7 @@ func (e *engine) finish(s *slot, end *api.End, apiErr *api.Error) {
 		e.metrics.decode.Observe(now.Sub(j.prefDone).Seconds())
 	case apiErr != nil:
 		last = event{api.EventError, apiErr}
-		e.metrics.requests.WithLabelValues(outcomeFor(apiErr.Code)).Inc()
+		e.metrics.requests.WithLabelValues(outcome(apiErr.Code)).Inc()
 	default:
 		last = event{api.EventError, &api.Error{Code: api.CodeCancelled, Message: "job cancelled"}}
 		e.metrics.requests.WithLabelValues("cancelled").Inc()
@@ -578,13 +578,6 @@ func (e *engine) releaseLocked(s *slot) {
 	if len(e.jobs) == 0 {
 		close(e.idle)
 	}
-}
-
-func outcomeFor(code string) string {
-	if code == api.CodeCancelled {
-		return "cancelled"
-	}
-	return "error"
 }
 
 // byAdmission orders slots by their job's admission time (oldest first).

@@ -1,6 +1,10 @@
 package workerd
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/llorch/llorch/core/api"
+)
 
 // metrics are the worker's Prometheus series. Each Server has its own
 // registry, so tests may run several workers in one process.
@@ -65,4 +69,17 @@ func newMetrics() *metrics {
 		m.requests.WithLabelValues(o)
 	}
 	return m
+}
+
+// outcome is the requests_total label of a failed request's error code.
+func outcome(code string) string {
+	switch code {
+	case api.CodeCancelled:
+		return "cancelled"
+	case api.CodeDraining:
+		return "draining"
+	case api.CodeLoading, api.CodeAllSlotsBusy:
+		return "busy"
+	}
+	return "error"
 }

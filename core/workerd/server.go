@@ -447,7 +447,7 @@ func DecodeExecute(body []byte) (*api.ExecuteRequest, *api.Error) {
 func (s *Server) handleExecute(c echo.Context) error {
 	eng, apiErr := s.ready()
 	if apiErr != nil {
-		s.metrics.requests.WithLabelValues(outcomeOf(apiErr.Code)).Inc()
+		s.metrics.requests.WithLabelValues(outcome(apiErr.Code)).Inc()
 		return writeError(c, apiErr)
 	}
 	body, apiErr := readBody(c)
@@ -479,16 +479,6 @@ func (s *Server) handleExecute(c echo.Context) error {
 	}
 	s.stream(c, j)
 	return nil
-}
-
-func outcomeOf(code string) string {
-	switch code {
-	case api.CodeDraining:
-		return "draining"
-	case api.CodeLoading:
-		return "busy"
-	}
-	return "error"
 }
 
 // prepare builds the prompt tokens and checks them against the slot context.
