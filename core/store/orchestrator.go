@@ -1,0 +1,246 @@
+package store
+
+// The orchestrator database, <data dir>/orchestrator.db:
+//
+//	orchestrator.db
+//	├── meta      version → uint64 (big endian)
+//	├── workers   worker id → Worker registration and last known state (JSON)
+//	├── pools     pool name → api.Pool (JSON)
+//	├── tasks     task id → TaskRecord (JSON; the prompt is dropped when the task ends)
+//	├── events    task id ‖ 0x00 ‖ seq (uint64 big endian) → Event (JSON)
+//	└── settings  name → value (the routing script)
+//
+// Events are appended in batches by the orchestrator's journal (never one
+// write per token); a task's events sort together and in order.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/llorch/llorch/core/api"
+)
+
+var (
+	bucketOrchWorkers = []byte("workers")
+	bucketPools       = []byte("pools")
+	bucketTasks       = []byte("tasks")
+	bucketEvents      = []byte("events")
+	bucketSettings    = []byte("settings")
+)
+
+var orchMigrations = []migration{
+	func(*bolt.Tx) error { return nil },
+}
+
+// WorkerRecord is a registered worker as the orchestrator remembers it.
+type WorkerRecord struct {
+	api.WorkerRegistration
+	State        string    `json:"state"`
+	RegisteredAt time.Time `json:"registered_at"`
+	LastSeen     time.Time `json:"last_seen"`
+}
+
+// TaskRecord is a task in the journal.
+type TaskRecord struct {
+	ID       string           `json:"id"`
+	Request  *api.TaskRequest `json:"request,omitempty"` // nil once the task ended
+	Model    string           `json:"model"`
+	Priority string           `json:"priority"`
+	Status   string           `json:"status"`
+	// Async tasks were answered 202; stream tasks were streamed at once.
+	Async       bool             `json:"async"`
+	Seed        uint32           `json:"seed"`
+	CreatedAt   time.Time        `json:"created_at"`
+	StartedAt   time.Time        `json:"started_at,omitzero"`
+	FinishedAt  time.Time        `json:"finished_at,omitzero"`
+	WorkerID    string           `json:"worker_id,omitempty"`
+	Attempts    int              `json:"attempts"`
+	Text        string           `json:"text,omitempty"`
+	TokensOut   int              `json:"tokens_out"`
+	End         *api.End         `json:"end,omitempty"`
+	Error       *api.Error       `json:"error,omitempty"`
+	Explanation *api.Explanation `json:"explanation,omitempty"`
+}
+
+// Event is one stored stream event; Seq is its SSE id.
+type Event struct {
+	Seq  uint64          `json:"seq"`
+	Name string          `json:"name"`
+	Data json.RawMessage `json:"data"`
+}
+
+// TaskWrite is one task's share of a journal batch: its record and the events
+// appended since the last write.
+type TaskWrite struct {
+	Task   TaskRecord
+	Events []Event
+}
+
+// Orchestrator is the orchestrator's database.
+type Orchestrator struct{ db *bolt.DB }
+
+// OpenOrchestrator opens or creates the orchestrator database at path.
+func OpenOrchestrator(path string, timeout time.Duration) (*Orchestrator, error) {
+	db, err := open(path, timeout, [][]byte{bucketOrchWorkers, bucketPools, bucketTasks, bucketEvents, bucketSettings}, orchMigrations)
+	if err != nil {
+		return nil, err
+	}
+	return &Orchestrator{db: db}, nil
+}
+
+// Close closes the database.
+func (o *Orchestrator) Close() error { return o.db.Close() }
+
+// PutWorker records a worker.
+func (o *Orchestrator) PutWorker(w WorkerRecord) error {
+	return o.db.Update(func(tx *bolt.Tx) error { return put(tx, bucketOrchWorkers, w.WorkerID, w) })
+}
+
+// DeleteWorker forgets a worker; a missing one is not an error.
+func (o *Orchestrator) DeleteWorker(id string) error {
+	return o.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketOrchWorkers).Delete([]byte(id)) })
+}
+
+// Workers lists workers in id order.
+func (o *Orchestrator) Workers() ([]WorkerRecord, error) {
+	var out []WorkerRecord
+	err := o.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = list[WorkerRecord](tx, bucketOrchWorkers)
+		return err
+	})
+	return out, err
+}
+
+// PutPool records a pool.
+func (o *Orchestrator) PutPool(p api.Pool) error {
+	return o.db.Update(func(tx *bolt.Tx) error { return put(tx, bucketPools, p.Name, p) })
+}
+
+// DeletePool removes a pool; ErrNotFound if there is none by that name.
+func (o *Orchestrator) DeletePool(name string) error {
+	return o.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketPools).Get([]byte(name)) == nil {
+			return fmt.Errorf("%w: pool %q", ErrNotFound, name)
+		}
+		return tx.Bucket(bucketPools).Delete([]byte(name))
+	})
+}
+
+// Pools lists pools in name order.
+func (o *Orchestrator) Pools() ([]api.Pool, error) {
+	var out []api.Pool
+	err := o.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = list[api.Pool](tx, bucketPools)
+		return err
+	})
+	return out, err
+}
+
+// Journal writes a batch of task records and their new events in one
+// transaction.
+func (o *Orchestrator) Journal(batch []TaskWrite) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	return o.db.Update(func(tx *bolt.Tx) error {
+		eb := tx.Bucket(bucketEvents)
+		for _, w := range batch {
+			if err := put(tx, bucketTasks, w.Task.ID, w.Task); err != nil {
+				return err
+			}
+			for _, ev := range w.Events {
+				data, err := json.Marshal(ev)
+				if err != nil {
+					return fmt.Errorf("store: encode event: %w", err)
+				}
+				if err := eb.Put(eventKey(w.Task.ID, ev.Seq), data); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// DeleteTasks removes tasks and their events.
+func (o *Orchestrator) DeleteTasks(ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return o.db.Update(func(tx *bolt.Tx) error {
+		for _, id := range ids {
+			if err := tx.Bucket(bucketTasks).Delete([]byte(id)); err != nil {
+				return err
+			}
+			c := tx.Bucket(bucketEvents).Cursor()
+			prefix := eventPrefix(id)
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// Tasks lists every journaled task in id order.
+func (o *Orchestrator) Tasks() ([]TaskRecord, error) {
+	var out []TaskRecord
+	err := o.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = list[TaskRecord](tx, bucketTasks)
+		return err
+	})
+	return out, err
+}
+
+// Events returns a task's stored events in order.
+func (o *Orchestrator) Events(id string) ([]Event, error) {
+	var out []Event
+	err := o.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		prefix := eventPrefix(id)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var ev Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return fmt.Errorf("store: decode event %q: %w", k, err)
+			}
+			out = append(out, ev)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PutSetting stores a named value; nil deletes it.
+func (o *Orchestrator) PutSetting(name string, value []byte) error {
+	return o.db.Update(func(tx *bolt.Tx) error {
+		if value == nil {
+			return tx.Bucket(bucketSettings).Delete([]byte(name))
+		}
+		return tx.Bucket(bucketSettings).Put([]byte(name), value)
+	})
+}
+
+// Setting returns a named value, or nil.
+func (o *Orchestrator) Setting(name string) ([]byte, error) {
+	var out []byte
+	err := o.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketSettings).Get([]byte(name)); v != nil {
+			out = bytes.Clone(v)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func eventPrefix(id string) []byte { return append([]byte(id), 0) }
+
+func eventKey(id string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(eventPrefix(id), seq)
+}
