@@ -23,6 +23,9 @@ type Info struct {
 	HasChatTpl bool
 	// ChatTemplate is the name of the built-in template llama.cpp matched, or "".
 	ChatTemplate string
+	// ChatTemplateSource is the model's tokenizer.chat_template (Jinja source),
+	// or "" when it has none.
+	ChatTemplateSource string
 }
 
 // ChatMessage is one message of a chat prompt.
@@ -131,4 +134,10 @@ type Context interface {
 // already evaluated instead of prefilling it again.
 type SeqCopier interface {
 	CopySeq(src, dst int) error
+}
+
+// DeviceReporter is a Model that runs on an accelerator and can name it: the
+// device's name and its memory in bytes ("" and 0 on the CPU).
+type DeviceReporter interface {
+	Device() (name string, vramBytes uint64)
 }

@@ -9,4 +9,11 @@
 //
 // Build flags (include dirs, -DGGML_USE_CPU_REPACK, -O3 -march) come from the
 // Makefile; see the README.
+//
+// GPU backends: ggml-base, the CPU backend and ggml's backend registry are
+// compiled into the binary and exported from it (-rdynamic). LoadBackend adds
+// a backend module built without ggml-base (libggml-cuda.so from `make cuda`)
+// to that one registry: the module's ggml calls bind to the binary's, and a
+// module that carries its own ggml is refused. Load with LoadParams.Device puts
+// the offloaded layers on one of its devices.
 package llamacpp

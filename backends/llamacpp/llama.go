@@ -86,6 +86,8 @@ type LoadParams struct {
 	GPULayers int
 	MainGPU   int
 	NoMmap    bool
+	// Device, when set (from LoadBackend), receives every offloaded layer.
+	Device *Device
 	// Progress is called with values from 0 to 1 while loading; returning false aborts.
 	Progress func(float32) bool
 }
@@ -98,9 +100,13 @@ type Model struct {
 	pieces [][]byte
 	eog    []bool
 	tmpl   string // Jinja source, or a built-in name
+	dev    *Device
 }
 
-var _ backends.Model = (*Model)(nil)
+var (
+	_ backends.Model          = (*Model)(nil)
+	_ backends.DeviceReporter = (*Model)(nil)
+)
 
 // Load reads a GGUF file.
 func Load(path string, p LoadParams) (*Model, error) {
@@ -119,11 +125,11 @@ func Load(path string, p LoadParams) (*Model, error) {
 	if ngl < 0 {
 		ngl = 999
 	}
-	m := C.llorch_load(cpath, C.int(ngl), C.int(p.MainGPU), C.bool(!p.NoMmap), C.uintptr_t(h))
+	m := loadModel(cpath, ngl, p, uintptr(h))
 	if m == nil {
 		return nil, fmt.Errorf("%w: %s (not a GGUF file llama.cpp supports? run with --log-level debug for details)", ErrLoad, path)
 	}
-	mod := &Model{m: m, vocab: C.llama_model_get_vocab(m)}
+	mod := &Model{m: m, vocab: C.llama_model_get_vocab(m), dev: p.Device}
 	mod.info = backends.Info{
 		Arch:      mod.meta("general.architecture"),
 		CtxTrain:  int(C.llama_model_n_ctx_train(m)),
@@ -138,6 +144,7 @@ func Load(path string, p LoadParams) (*Model, error) {
 	if t := C.llama_model_chat_template(m, nil); t != nil {
 		mod.tmpl = C.GoString(t)
 		mod.info.HasChatTpl = true
+		mod.info.ChatTemplateSource = mod.tmpl
 	} else {
 		mod.tmpl = "chatml" // llama.cpp's own fallback
 	}

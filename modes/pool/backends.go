@@ -62,17 +62,19 @@ func (e *env) backends(ctx context.Context) (detect.Report, error) {
 	return rep, err
 }
 
-// cudaLibDir is where the worker looks for the CUDA backend library:
-// $LLORCH_LIB_PATH, else <dir of the executable>/../lib/llorch.
+// cudaLibDir is the directory the worker loads the CUDA backend library from:
+// the first of $LLORCH_LIB_PATH and <dir of the executable>/../lib/llorch that
+// holds it (else the first of them, for the report's reason).
 func cudaLibDir() string {
-	if d := os.Getenv("LLORCH_LIB_PATH"); d != "" {
-		return d
-	}
-	exe, err := os.Executable()
-	if err != nil {
+	exe, _ := os.Executable()
+	dirs := detect.LibDirs(os.Getenv("LLORCH_LIB_PATH"), exe)
+	if len(dirs) == 0 {
 		return ""
 	}
-	return filepath.Join(filepath.Dir(exe), "..", "lib", "llorch")
+	if p, err := detect.FindLib(detect.CUDALib, dirs); err == nil {
+		return filepath.Dir(p)
+	}
+	return dirs[0]
 }
 
 func (e *env) printBackends(rep detect.Report) error {

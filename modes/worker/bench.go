@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/urfave/cli/v3"
@@ -14,17 +16,20 @@ import (
 
 func benchCommand() *cli.Command {
 	var (
-		cfg     workerd.BenchConfig
-		model   string
-		backend string
-		asJSON  bool
+		cfg    workerd.BenchConfig
+		model  string
+		bf     backendFlags
+		asJSON bool
 	)
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "measure prompt and generation tokens/s the way llama-bench does",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "GGUF model file (required)", Destination: &model},
-			&cli.StringFlag{Name: "backend", Value: "cpu", Usage: "inference backend", Destination: &backend},
+			&cli.StringFlag{Name: "backend", Value: "cpu", Usage: "inference backend: " + strings.Join(backendNames, ", "), Destination: &bf.backend},
+			&cli.IntFlag{Name: "gpu", Usage: "GPU index, as nvidia-smi numbers them (cuda)", Destination: &bf.gpu},
+			&cli.StringFlag{Name: "gpu-layers", Value: "all", Usage: "layers to offload to the GPU: a count or all (cuda)", Destination: &bf.gpuLayers},
+			&cli.StringFlag{Name: "cpu-variant", Value: "auto", Usage: "CPU backend: auto, off, or a variant name (see worker --help)", Destination: &bf.cpuVariant, Sources: cli.EnvVars("LLORCH_CPU_VARIANT")},
 			&cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Value: defaultThreads(), Destination: &cfg.Threads},
 			&cli.IntFlag{Name: "n-prompt", Aliases: []string{"p"}, Value: 128, Usage: "prompt tokens (0 skips the test)", Destination: &cfg.Prompt},
 			&cli.IntFlag{Name: "n-gen", Aliases: []string{"n"}, Value: 64, Usage: "generated tokens (0 skips the test)", Destination: &cfg.Gen},
@@ -36,7 +41,10 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print JSON", Destination: &asJSON},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
-			if err := checkBackend(backend); err != nil {
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			llamacpp.SetLogger(log)
+			place, err := prepareBackend(bf, log)
+			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
 			if model == "" {
@@ -45,7 +53,7 @@ func benchCommand() *cli.Command {
 			if err := checkModel(model); err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
-			m, err := llamacpp.Load(model, llamacpp.LoadParams{GPULayers: -1})
+			m, err := llamacpp.Load(model, place.params())
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
@@ -55,16 +63,20 @@ func benchCommand() *cli.Command {
 				return cli.Exit(err.Error(), 1)
 			}
 			info := m.Info()
+			device, vram := m.Device()
 			out := cmd.Root().Writer
 			if asJSON {
 				return json.NewEncoder(out).Encode(map[string]any{
 					"model": model, "desc": info.Desc, "size_bytes": info.SizeBytes, "params": info.Params,
-					"backend": backend, "threads": cfg.Threads, "flash_attn": cfg.FlashAttn,
+					"backend": bf.backend, "device": device, "vram_bytes": vram, "threads": cfg.Threads, "flash_attn": cfg.FlashAttn,
 					"system_info": strings.TrimSpace(llamacpp.SystemInfo()), "results": stats,
 				})
 			}
 			fmt.Fprintf(out, "model: %s (%s, %.1f MiB, %.1f M params), backend %s, threads %d\n",
-				model, info.Desc, float64(info.SizeBytes)/(1<<20), float64(info.Params)/1e6, backend, cfg.Threads)
+				model, info.Desc, float64(info.SizeBytes)/(1<<20), float64(info.Params)/1e6, bf.backend, cfg.Threads)
+			if device != "" {
+				fmt.Fprintf(out, "device: %s, %.1f GiB, %s GPU layers\n", device, float64(vram)/(1<<30), bf.gpuLayers)
+			}
 			fmt.Fprintf(out, "system: %s\n", strings.TrimSpace(llamacpp.SystemInfo()))
 			for _, s := range stats {
 				fmt.Fprintln(out, s)
