@@ -3,6 +3,7 @@ module github.com/llorch/llorch
 go 1.26.0
 
 require (
+	github.com/d5/tengo/v2 v2.17.0
 	github.com/gpustack/gguf-parser-go v0.28.1
 	github.com/kevinburke/ssh_config v1.6.0
 	github.com/labstack/echo/v4 v4.16.0
