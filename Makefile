@@ -11,6 +11,8 @@ LLAMA_DIR := $(shell $(GO) list -m -f '{{.Dir}}' $(LLAMA_MOD) 2>/dev/null)
 # PORTABLE=1 builds for any x86-64-v3 (AVX2) CPU instead of this machine's.
 ifeq ($(PORTABLE),1)
   MARCH := -march=x86-64-v3
+  # as goreleaser's linux/amd64 builds: the same compiled packages
+  export GOAMD64 := v3
 else
   MARCH := -march=native
 endif
@@ -39,12 +41,23 @@ PRESET ?= tiny
 TYPE   ?= f16
 OUT    ?= $(MODELS)/$(PRESET)-$(TYPE).gguf
 PORT   ?= 8001
+ORCH_PORT ?= 8080
+
+# The CUDA backend library (`make cuda`): CMake + nvcc over the pinned module's
+# ggml sources (never copied), built in CUDA_BUILD outside them, installed in
+# LIB_DIR, which is <dir of bin/llorch>/../lib/llorch as in a release archive.
+GGML_DIR   ?= $(LLAMA_DIR)/ml/backend/ggml/ggml
+CUDA_ARCHS ?= 80;86;89;90
+CUDA_BUILD ?= .cache/ggml-cuda
+LIB_DIR    ?= lib/llorch
+# What scripts/gpu-check.sh needs on a GPU machine without Go (see gpu-bundle).
+GPU_BUNDLE := .cache/gpu-bundle
 
 # Benchmarks: the Qwen2.5-0.5B-shaped synthetic model.
 BENCH_THREADS ?= 2
 BENCH_TYPES   ?= q4_0 q8_0 f16
 
-.PHONY: help build test check bench bench-slots run model deps clean release-check release-snapshot fuzz
+.PHONY: help build test check bench bench-slots run model deps clean release-check release-snapshot fuzz cuda cpu-variants loader-check gpu-bundle
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -73,11 +86,15 @@ model: ## write a synthetic GGUF: PRESET=tiny|qwen05 TYPE=f16|q8_0|q4_0 OUT=path
 	@mkdir -p $(dir $(OUT))
 	$(GO) run ./tools/mkmodel -preset $(PRESET) -type $(TYPE) -out $(OUT)
 
-run: build ## start a worker on the synthetic tiny model and print a curl line
+run: build ## start an orchestrator with one local worker on the synthetic tiny model; prints a curl line
 	@test -f $(MODELS)/tiny-f16.gguf || $(MAKE) --no-print-directory model PRESET=tiny TYPE=f16 OUT=$(MODELS)/tiny-f16.gguf
-	@echo "worker on http://127.0.0.1:$(PORT) — in another shell:"
-	@echo "  curl -N http://127.0.0.1:$(PORT)/execute -d '{\"prompt\":\"Hello\",\"max_tokens\":32,\"seed\":1}'"
-	$(BIN) worker --backend cpu --model $(MODELS)/tiny-f16.gguf --port $(PORT)
+	@data=$$(mktemp -d); \
+	  $(BIN) worker --backend cpu --model $(MODELS)/tiny-f16.gguf --model-id tiny --port $(PORT) \
+	    --orchestrator http://127.0.0.1:$(ORCH_PORT) --worker-id w-local & wpid=$$!; \
+	  trap 'kill $$wpid 2>/dev/null; wait $$wpid 2>/dev/null; rm -rf "$$data"' EXIT; \
+	  echo "orchestrator on http://127.0.0.1:$(ORCH_PORT), worker w-local on :$(PORT) — in another shell:"; \
+	  echo "  curl -N http://127.0.0.1:$(ORCH_PORT)/v2/tasks -H 'Accept: text/event-stream' -d '{\"model\":\"tiny\",\"prompt\":\"Hello\",\"max_tokens\":32,\"seed\":1}'"; \
+	  $(BIN) orchestrate --listen 127.0.0.1:$(ORCH_PORT) --data-dir "$$data"
 
 bench: build ## llama-bench-style pp128/tg64 on the qwen05 synthetic model, plus Go benchmarks
 	@for t in $(BENCH_TYPES); do \
@@ -93,8 +110,25 @@ clean: ## remove build outputs and generated models
 release-check: ## validate goreleaser.yaml (goreleaser v2.15.1)
 	goreleaser check -f goreleaser.yaml
 
-release-snapshot: ## build the cpu archives into dist/ (portable flags; arm64 needs g++-aarch64-linux-gnu)
-	goreleaser release --snapshot --clean -f goreleaser.yaml
+release-snapshot: ## build the linux/amd64 cpu archive into dist/ (with CPU variants: needs cmake; ARM64=1: also arm64, needs g++-aarch64-linux-gnu; CUDA=1: also cuda, needs nvcc)
+	$(if $(filter 1,$(ARM64)),LLORCH_ARM64=1) $(if $(filter 1,$(CUDA)),LLORCH_CUDA=1) goreleaser release --snapshot --clean -f goreleaser.yaml
+
+cuda: ## build lib/llorch/libggml-cuda.so with CMake + nvcc (CUDA_ARCHS="80;86;89;90")
+	CUDA_ARCHS='$(CUDA_ARCHS)' scripts/build-backend.sh cuda $(GGML_DIR) $(CUDA_BUILD) $(LIB_DIR)
+
+cpu-variants: ## build lib/llorch/libggml-cpu-{skylakex,icelake,alderlake}.so: AVX-512/AVX-VNNI CPU backends a portable llorch loads at run time
+	scripts/build-backend.sh cpu $(GGML_DIR) .cache/ggml-cpu $(LIB_DIR)
+
+loader-check: ## load real ggml modules (BLAS, CPU variants; needs cmake, libopenblas-dev) into llorch's one registry
+	scripts/build-backend.sh blas $(GGML_DIR) .cache/ggml-blas .cache/loader-lib
+	scripts/build-backend.sh cpu $(GGML_DIR) .cache/ggml-cpu .cache/loader-lib
+	LLORCH_TEST_BACKEND_LIB=$(CURDIR)/.cache/loader-lib/libggml-blas.so $(GO) test -count=1 -run '^TestLoadBackend' -v ./backends/llamacpp/
+	LLORCH_TEST_CPU_VARIANTS=$(CURDIR)/.cache/loader-lib $(GO) test -count=1 -run '^TestCPUVariant$$' -v ./modes/worker/
+
+gpu-bundle: ## stage .cache/gpu-bundle for scripts/gpu-check.sh: a portable bin/llorch and the ggml sources (tar)
+	$(MAKE) --no-print-directory build PORTABLE=1 BIN=$(GPU_BUNDLE)/bin/llorch
+	tar -C $(GGML_DIR) -czf $(GPU_BUNDLE)/ggml.tar.gz --mode=u+w --exclude=./src/ggml-vulkan --exclude=./src/ggml-metal .
+	@ls -l $(GPU_BUNDLE)/bin/llorch $(GPU_BUNDLE)/ggml.tar.gz
 
 FUZZTIME ?= 30s
 fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
@@ -105,6 +139,10 @@ fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRef$$' -fuzztime $(FUZZTIME) ./core/catalog
 	$(GO) test -run '^$$' -fuzz '^FuzzParseNvidiaSMI$$' -fuzztime $(FUZZTIME) ./core/detect
 	$(GO) test -run '^$$' -fuzz '^FuzzParseStat$$' -fuzztime $(FUZZTIME) ./core/supervise
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTask$$' -fuzztime $(FUZZTIME) ./core/orchestrator
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./core/openai
+	$(GO) test -run '^$$' -fuzz '^FuzzFormat$$' -fuzztime $(FUZZTIME) ./core/prompt
+	$(GO) test -run '^$$' -fuzz '^FuzzDecision$$' -fuzztime $(FUZZTIME) ./core/routing
 
 LOAD_MODEL ?= $(MODELS)/qwen05-q4_0.gguf
 LOAD_PORT  ?= 8011

@@ -14,6 +14,7 @@ import (
 
 	"github.com/llorch/llorch/core/buildinfo"
 	"github.com/llorch/llorch/modes/ctl"
+	"github.com/llorch/llorch/modes/orchestrate"
 	"github.com/llorch/llorch/modes/pool"
 	"github.com/llorch/llorch/modes/version"
 	"github.com/llorch/llorch/modes/worker"
@@ -27,6 +28,7 @@ func main() {
 		Usage:   "run LLM inference across your own machines",
 		Version: buildinfo.Version,
 		Commands: []*cli.Command{
+			orchestrate.Command(),
 			worker.Command(),
 			pool.Command(),
 			ctl.Command(),

@@ -1,7 +1,10 @@
 package api
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 )
 
@@ -40,6 +43,9 @@ type Error struct {
 	Fields    []FieldError `json:"fields,omitempty"`
 	// RetryAfterMs is set on errors that a client should retry later.
 	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
+	// Status, when set, overrides the daemon's status table (a routing
+	// script's rejection chooses its own status and code).
+	Status int `json:"-"`
 }
 
 func (e *Error) Error() string {
@@ -56,4 +62,18 @@ func (e *Error) Error() string {
 // ErrorBody is the JSON body of every HTTP error response.
 type ErrorBody struct {
 	Error *Error `json:"error"`
+}
+
+// ReadBody reads a request body of at most MaxRequestBytes: a larger one is a
+// BODY_TOO_LARGE error (413), an unreadable one INVALID_REQUEST.
+func ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &Error{Code: CodeBodyTooLarge, Message: fmt.Sprintf("request body exceeds %d bytes", MaxRequestBytes)}
+		}
+		return nil, &Error{Code: CodeInvalidRequest, Message: "cannot read request body: " + err.Error()}
+	}
+	return body, nil
 }

@@ -56,6 +56,10 @@ type ExecuteRequest struct {
 	// IgnoreEOS keeps generating past end-of-generation tokens (benchmarks), as
 	// llama-server's ignore_eos.
 	IgnoreEOS bool `json:"ignore_eos,omitempty"`
+	// CachePrompt, as llama-server's cache_prompt (default true), lets the
+	// worker reuse a cached prefix of the prompt. false evaluates the whole
+	// prompt afresh, which makes the output independent of what ran before.
+	CachePrompt *bool `json:"cache_prompt,omitempty"`
 }
 
 // Validate checks every field that can be checked without the model and returns
@@ -151,6 +155,8 @@ type Params struct {
 	Stop      []string
 	LogitBias map[int32]float64
 	IgnoreEOS bool
+	// NoCache disables prompt-cache reuse for this request.
+	NoCache bool
 }
 
 // Resolve returns the sampling parameters with defaults applied. seed is used
@@ -166,6 +172,7 @@ func (r *ExecuteRequest) Resolve(seed uint32) Params {
 		Seed:              seed,
 		Stop:              r.Stop,
 		IgnoreEOS:         r.IgnoreEOS,
+		NoCache:           r.CachePrompt != nil && !*r.CachePrompt,
 	}
 	if r.MaxTokens != nil {
 		p.MaxTokens = *r.MaxTokens

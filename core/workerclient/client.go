@@ -63,9 +63,15 @@ func (s *Stream) Next() (Event, error) {
 		}
 		return Event{}, err
 	}
-	out := Event{Name: ev.Event, Raw: ev.Data}
+	return DecodeEvent(ev.Event, ev.Data)
+}
+
+// DecodeEvent decodes one stream event by name; events with other names come
+// back with only Name and Raw set.
+func DecodeEvent(name string, data []byte) (Event, error) {
+	out := Event{Name: name, Raw: data}
 	var target any
-	switch ev.Event {
+	switch name {
 	case api.EventStarted:
 		out.Started = &api.Started{}
 		target = out.Started
@@ -81,8 +87,8 @@ func (s *Stream) Next() (Event, error) {
 	default:
 		return out, nil
 	}
-	if err := json.Unmarshal(ev.Data, target); err != nil {
-		return out, fmt.Errorf("workerclient: bad %s event: %w", ev.Event, err)
+	if err := json.Unmarshal(data, target); err != nil {
+		return out, fmt.Errorf("workerclient: bad %s event: %w", name, err)
 	}
 	return out, nil
 }
@@ -212,11 +218,22 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (*htt
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	if id, ok := ctx.Value(correlationKey{}).(string); ok && id != "" {
+		req.Header.Set("X-Correlation-Id", id)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, &StatusError{Status: 0, Err: &api.Error{Code: api.CodeWorkerUnreachable, Message: err.Error(), Retriable: true}}
 	}
 	return resp, nil
+}
+
+type correlationKey struct{}
+
+// WithCorrelationID returns a context whose requests carry the id in the
+// X-Correlation-Id header.
+func WithCorrelationID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, correlationKey{}, id)
 }
 
 // StatusError is an error response from the worker.

@@ -215,7 +215,10 @@ func (e *engine) reserveLocked(j *job) error {
 		if s.job != nil {
 			continue
 		}
-		n := commonPrefix(s.cache, j.prompt)
+		n := 0
+		if !j.params.NoCache {
+			n = commonPrefix(s.cache, j.prompt)
+		}
 		if n > bestLCP || (n == bestLCP && s.lastUsed < best.lastUsed) {
 			best, bestLCP = s, n
 		}
@@ -354,7 +357,7 @@ const minCopyGain = 32
 // KV cache to it and builds the sampler. Called with mu held, between steps.
 func (e *engine) start(s *slot) error {
 	j := s.job
-	if cp, ok := e.ctx.(backends.SeqCopier); ok {
+	if cp, ok := e.ctx.(backends.SeqCopier); ok && !j.params.NoCache {
 		var donor *slot
 		best := j.cached
 		for _, d := range e.slots {

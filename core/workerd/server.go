@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
@@ -25,6 +24,8 @@ import (
 	"github.com/llorch/llorch/backends"
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/buildinfo"
+	"github.com/llorch/llorch/core/openai"
+	"github.com/llorch/llorch/core/prompt"
 	"github.com/llorch/llorch/core/sse"
 )
 
@@ -55,6 +56,17 @@ type Config struct {
 	DrainGrace time.Duration
 	// KeepAlive is the interval of SSE keep-alive comments on quiet streams.
 	KeepAlive time.Duration
+	// Orchestrator, when set, is the URL of an orchestrator to register with
+	// once the model is loaded; the worker then heartbeats every
+	// HeartbeatInterval (default 2s). Token is sent as the bearer token.
+	Orchestrator      string
+	HeartbeatInterval time.Duration
+	// AdvertiseURL is how the orchestrator reaches this worker; default
+	// http://<listen address>.
+	AdvertiseURL string
+	// Pool and Labels are reported at registration.
+	Pool   string
+	Labels map[string]string
 }
 
 // Validate checks the configuration and fills defaults.
@@ -98,6 +110,9 @@ func (c *Config) Validate() error {
 	}
 	if c.KeepAlive == 0 {
 		c.KeepAlive = 15 * time.Second
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 2 * time.Second
 	}
 	return nil
 }
@@ -220,6 +235,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}()
 	}
 
+	if s.cfg.Orchestrator != "" {
+		regCtx, stopReg := context.WithCancel(context.Background())
+		regDone := make(chan struct{})
+		go func() { defer close(regDone); s.registerLoop(regCtx, ln.Addr().String()) }()
+		defer func() { stopReg(); <-regDone }()
+	}
+
 	select {
 	case <-ctx.Done():
 	case <-s.shutdownCh:
@@ -324,9 +346,12 @@ func (s *Server) Health() api.Health {
 		Model:      api.ModelInfo{ID: s.cfg.ModelID, Path: s.cfg.ModelPath, Digest: s.digest.Load().(string)},
 	}
 	s.mu.Lock()
-	eng, info := s.eng, s.info
+	eng, info, model := s.eng, s.info, s.model
 	h.SlotCtx = s.slotCtx
 	s.mu.Unlock()
+	if d, ok := model.(backends.DeviceReporter); ok {
+		h.Device, h.VRAMBytes = d.Device()
+	}
 	if eng != nil {
 		h.Model.Arch, h.Model.Ctx, h.Model.CtxTrain = info.Arch, h.SlotCtx, info.CtxTrain
 		h.Model.Params, h.Model.Size, h.Model.ChatTmpl, h.Model.Desc = info.Params, info.SizeBytes, info.HasChatTpl, info.Desc
@@ -350,6 +375,7 @@ func (s *Server) routes() *echo.Echo {
 	e.POST("/execute", s.handleExecute, s.auth)
 	e.POST("/cancel", s.handleCancel, s.auth)
 	e.POST("/shutdown", s.handleShutdown, s.auth)
+	openai.Register(e.Group("/v1", openai.ShapeErrors, s.auth), s.openAI(), s.log)
 	return e
 }
 
@@ -360,7 +386,7 @@ func statusOf(code string) int {
 		return http.StatusBadRequest
 	case api.CodeUnauthorized:
 		return http.StatusUnauthorized
-	case api.CodeNotFound:
+	case api.CodeNotFound, api.CodeModelNotFound:
 		return http.StatusNotFound
 	case api.CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
@@ -419,18 +445,7 @@ func (s *Server) auth(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // readBody reads a JSON body of at most api.MaxRequestBytes.
-func readBody(c echo.Context) ([]byte, *api.Error) {
-	r := http.MaxBytesReader(c.Response(), c.Request().Body, api.MaxRequestBytes)
-	body, err := io.ReadAll(r)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, &api.Error{Code: api.CodeBodyTooLarge, Message: fmt.Sprintf("request body exceeds %d bytes", api.MaxRequestBytes)}
-		}
-		return nil, &api.Error{Code: api.CodeInvalidRequest, Message: "cannot read request body: " + err.Error()}
-	}
-	return body, nil
-}
+func readBody(c echo.Context) ([]byte, *api.Error) { return api.ReadBody(c.Response(), c.Request()) }
 
 // DecodeExecute parses and validates an /execute body.
 func DecodeExecute(body []byte) (*api.ExecuteRequest, *api.Error) {
@@ -485,12 +500,8 @@ func (s *Server) handleExecute(c echo.Context) error {
 func (s *Server) prepare(req *api.ExecuteRequest) (*job, *api.Error) {
 	text := req.Prompt
 	if len(req.Messages) > 0 {
-		msgs := make([]backends.ChatMessage, len(req.Messages))
-		for i, m := range req.Messages {
-			msgs[i] = backends.ChatMessage{Role: m.Role, Content: m.Content}
-		}
 		var err error
-		if text, err = s.model.FormatChat(msgs); err != nil {
+		if text, err = prompt.Detect(s.info.ChatTemplateSource).Format(req.Messages, true); err != nil {
 			return nil, &api.Error{Code: api.CodeInvalidRequest, Message: err.Error(),
 				Fields: []api.FieldError{{Field: "messages", Constraint: "chat_template", Message: "the model's chat template cannot format these messages; send a prompt"}}}
 		}

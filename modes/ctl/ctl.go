@@ -9,10 +9,12 @@ import "github.com/urfave/cli/v3"
 func Command() *cli.Command {
 	return &cli.Command{
 		Name:  "ctl",
-		Usage: "remote control: run pool commands on hosts over SSH, install llorch there, talk to workers",
+		Usage: "remote control: run pool commands on hosts over SSH, install llorch there, talk to workers and the orchestrator",
 		Commands: []*cli.Command{
 			inferCommand(),
 			poolCommand(),
+			workersCommand(),
+			tasksCommand(),
 		},
 	}
 }

@@ -50,6 +50,7 @@ func workerCommand(e *env) *cli.Command {
 func spawnCommand(e *env) *cli.Command {
 	var (
 		model, port, host, tokenFile string
+		orchestrator, poolName       string
 		gpu, slots, ctxSize          int
 		wait                         time.Duration
 	)
@@ -65,6 +66,8 @@ func spawnCommand(e *env) *cli.Command {
 			&cli.IntFlag{Name: "slots", Value: 4, Usage: "parallel sequences", Destination: &slots},
 			&cli.IntFlag{Name: "ctx", Usage: "context size per slot (default: the worker's)", Destination: &ctxSize},
 			&cli.StringFlag{Name: "token-file", Usage: "file holding the worker's shared secret (passed in the environment, never on the command line)", Destination: &tokenFile},
+			&cli.StringFlag{Name: "orchestrator", Usage: "orchestrator URL the worker registers with (and heartbeats to)", Destination: &orchestrator},
+			&cli.StringFlag{Name: "pool-name", Usage: "pool name the worker reports to the orchestrator", Destination: &poolName},
 			&cli.DurationFlag{Name: "wait", Value: 5 * time.Minute, Usage: "how long to wait for the worker to be ready", Destination: &wait},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
@@ -76,13 +79,14 @@ func spawnCommand(e *env) *cli.Command {
 				return cli.Exit("pool: --model is required", 1)
 			}
 			return exit1(e.spawn(ctx, spawnSpec{backend: backend, model: model, port: port, host: host, gpu: gpu,
-				slots: slots, ctx: ctxSize, tokenFile: tokenFile, wait: wait}))
+				slots: slots, ctx: ctxSize, tokenFile: tokenFile, wait: wait, orchestrator: orchestrator, poolName: poolName}))
 		},
 	}
 }
 
 type spawnSpec struct {
 	backend, model, port, host, tokenFile string
+	orchestrator, poolName                string
 	gpu, slots, ctx                       int
 	wait                                  time.Duration
 }
@@ -117,6 +121,12 @@ func (e *env) spawn(ctx context.Context, s spawnSpec) error {
 		"--port", strconv.Itoa(p), "--slots", strconv.Itoa(s.slots), "--worker-id", id, "--gpu", strconv.Itoa(s.gpu)}
 	if s.ctx > 0 {
 		args = append(args, "--ctx", strconv.Itoa(s.ctx))
+	}
+	if s.orchestrator != "" {
+		args = append(args, "--orchestrator", s.orchestrator)
+	}
+	if s.poolName != "" {
+		args = append(args, "--pool", s.poolName)
 	}
 	childEnv := []string{envPoolDir + "=" + e.dir}
 	if s.tokenFile != "" {

@@ -21,9 +21,6 @@ import (
 	"github.com/llorch/llorch/core/workerd"
 )
 
-// Backends compiled into this binary.
-var available = []string{"cpu"}
-
 // Command returns `llorch worker`.
 func Command() *cli.Command {
 	var (
@@ -31,6 +28,7 @@ func Command() *cli.Command {
 		host     string
 		port     int
 		logLevel string
+		bf       backendFlags
 	)
 	return &cli.Command{
 		Name:  "worker",
@@ -38,7 +36,7 @@ func Command() *cli.Command {
 		Description: "Binds HTTP first (GET /health answers \"loading\" with progress), loads the model, then\n" +
 			"serves POST /execute (SSE), POST /cancel, POST /shutdown, GET /metrics.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "backend", Local: true, Value: "cpu", Usage: "inference backend: " + strings.Join(available, ", "), Destination: &cfg.Backend, Sources: cli.EnvVars("LLORCH_BACKEND")},
+			&cli.StringFlag{Name: "backend", Local: true, Value: "cpu", Usage: "inference backend: " + strings.Join(backendNames, ", ") + " (cuda loads libggml-cuda.so from $LLORCH_LIB_PATH or <dir of llorch>/../lib/llorch)", Destination: &bf.backend, Sources: cli.EnvVars("LLORCH_BACKEND")},
 			&cli.StringFlag{Name: "model", Local: true, Aliases: []string{"m"}, Usage: "GGUF model file (required)", Destination: &cfg.ModelPath, Sources: cli.EnvVars("LLORCH_MODEL")},
 			&cli.StringFlag{Name: "model-id", Local: true, Usage: "model name reported to clients (default: file name without .gguf)", Destination: &cfg.ModelID},
 			&cli.StringFlag{Name: "host", Local: true, Value: "127.0.0.1", Usage: "address to listen on", Destination: &host, Sources: cli.EnvVars("LLORCH_HOST")},
@@ -49,9 +47,15 @@ func Command() *cli.Command {
 			&cli.IntFlag{Name: "threads-batch", Local: true, Usage: "CPU threads for prompt processing (default: --threads)", Destination: &cfg.ThreadsBatch},
 			&cli.IntFlag{Name: "batch", Local: true, Value: 512, Usage: "most tokens per decode step (all slots together)", Destination: &cfg.Batch},
 			&cli.StringFlag{Name: "flash-attn", Local: true, Value: "auto", Usage: "flash attention: auto, on, off", Destination: &cfg.FlashAttn},
-			&cli.IntFlag{Name: "gpu", Local: true, Usage: "GPU index (gpu backends)", Destination: &cfg.GPU},
+			&cli.IntFlag{Name: "gpu", Local: true, Usage: "GPU index, as nvidia-smi numbers them (cuda)", Destination: &bf.gpu},
+			&cli.StringFlag{Name: "gpu-layers", Local: true, Value: "all", Usage: "layers to offload to the GPU: a count or all (cuda)", Destination: &bf.gpuLayers},
+			&cli.StringFlag{Name: "cpu-variant", Local: true, Value: "auto", Usage: "CPU backend: auto (the best libggml-cpu-*.so in the library directory, if any), off (the built-in one), or a variant name", Destination: &bf.cpuVariant, Sources: cli.EnvVars("LLORCH_CPU_VARIANT")},
 			&cli.StringFlag{Name: "worker-id", Local: true, Usage: "worker id (default: w-<host>-<port>)", Destination: &cfg.WorkerID, Sources: cli.EnvVars("LLORCH_WORKER_ID")},
-			&cli.StringFlag{Name: "token", Local: true, Usage: "shared secret required as a bearer token on /execute, /cancel, /shutdown", Destination: &cfg.Token, Sources: cli.EnvVars("LLORCH_WORKER_TOKEN")},
+			&cli.StringFlag{Name: "token", Local: true, Usage: "shared secret: required as a bearer token on /execute, /cancel, /shutdown and /v1; sent to the orchestrator", Destination: &cfg.Token, Sources: cli.EnvVars("LLORCH_WORKER_TOKEN")},
+			&cli.StringFlag{Name: "orchestrator", Local: true, Usage: "orchestrator URL to register with once the model is loaded (then heartbeat)", Destination: &cfg.Orchestrator, Sources: cli.EnvVars("LLORCH_ORCHESTRATOR")},
+			&cli.StringFlag{Name: "advertise-url", Local: true, Usage: "URL the orchestrator uses to reach this worker (default http://<host>:<port>)", Destination: &cfg.AdvertiseURL},
+			&cli.StringFlag{Name: "pool", Local: true, Usage: "pool name reported to the orchestrator", Destination: &cfg.Pool, Sources: cli.EnvVars("LLORCH_POOL")},
+			&cli.DurationFlag{Name: "heartbeat", Local: true, Value: 2 * time.Second, Usage: "heartbeat interval to the orchestrator", Destination: &cfg.HeartbeatInterval},
 			&cli.DurationFlag{Name: "drain-grace", Local: true, Value: 30 * time.Second, Usage: "how long SIGTERM or /shutdown waits for running jobs", Destination: &cfg.DrainGrace},
 			&cli.StringFlag{Name: "log-level", Local: true, Value: "info", Usage: "debug, info, warn, error", Destination: &logLevel, Sources: cli.EnvVars("LLORCH_LOG_LEVEL")},
 		},
@@ -61,9 +65,12 @@ func Command() *cli.Command {
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
-			if err := checkBackend(cfg.Backend); err != nil {
+			llamacpp.SetLogger(log)
+			place, err := prepareBackend(bf, log)
+			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
+			cfg.Backend, cfg.GPU = bf.backend, bf.gpu
 			if cfg.ModelPath == "" {
 				return cli.Exit("worker: --model is required", 1)
 			}
@@ -74,8 +81,7 @@ func Command() *cli.Command {
 				h, _ := os.Hostname()
 				cfg.WorkerID = fmt.Sprintf("w-%s-%d", h, port)
 			}
-			llamacpp.SetLogger(log)
-			srv, err := workerd.New(cfg, workerd.Deps{Log: log, Load: load, Digest: digest})
+			srv, err := workerd.New(cfg, workerd.Deps{Log: log, Load: loader(place), Digest: digest})
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
@@ -93,23 +99,19 @@ func Command() *cli.Command {
 	}
 }
 
-func load(path string, o workerd.LoadOptions) (backends.Model, error) {
-	return llamacpp.Load(path, llamacpp.LoadParams{GPULayers: o.GPULayers, MainGPU: o.GPU, Progress: o.Progress})
+// loader loads models where prepareBackend placed them.
+func loader(place placement) workerd.Loader {
+	return func(path string, o workerd.LoadOptions) (backends.Model, error) {
+		p := place.params()
+		p.Progress = o.Progress
+		return llamacpp.Load(path, p)
+	}
 }
 
 // digest is the model file's "sha256:<hex>", computed after the worker is ready.
 func digest(path string) (string, error) {
 	sum, _, err := catalog.SHA256File(context.Background(), path)
 	return "sha256:" + sum, err
-}
-
-func checkBackend(b string) error {
-	for _, a := range available {
-		if a == b {
-			return nil
-		}
-	}
-	return fmt.Errorf("worker: backend %q is not available in this build (available: %s)", b, strings.Join(available, ", "))
 }
 
 // checkModel gives a clear line for a missing or unreadable model before any work.

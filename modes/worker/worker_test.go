@@ -143,7 +143,7 @@ func TestStartupErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown backend", []string{"worker", "--backend", "cuda", "--model", tinyPath}, `backend "cuda" is not available in this build (available: cpu)`},
+		{"unknown backend", []string{"worker", "--backend", "metal", "--model", tinyPath}, `backend "metal" is not available in this build (backends: cpu, cuda)`},
 		{"missing model", []string{"worker", "--model", "/nonexistent/m.gguf"}, "cannot read model"},
 		{"not gguf", []string{"worker", "--model", notGGUF}, "is not a GGUF file"},
 		{"bad slots", []string{"worker", "--model", tinyPath, "--slots", "300", "--port", "0"}, "slots must be"},

@@ -1,0 +1,257 @@
+package api
+
+import (
+	"fmt"
+	"time"
+)
+
+// Orchestrator error codes (in addition to the worker's).
+const (
+	CodeModelNotFound     = "MODEL_NOT_FOUND"
+	CodePoolUnavailable   = "POOL_UNAVAILABLE"
+	CodeQueueFull         = "QUEUE_FULL"
+	CodeQueueFullDropped  = "QUEUE_FULL_DROPPED"
+	CodeDeadlineUnmet     = "DEADLINE_UNMET"
+	CodeWorkerLost        = "WORKER_LOST"
+	CodeTaskNotFound      = "TASK_NOT_FOUND"
+	CodeWorkerNotFound    = "WORKER_NOT_FOUND"
+	CodeForbidden         = "FORBIDDEN"
+	CodeNoWorkerAvailable = "NO_WORKER_AVAILABLE"
+)
+
+// Task priorities.
+const (
+	PriorityInteractive = "interactive"
+	PriorityBatch       = "batch"
+)
+
+// Task statuses.
+const (
+	TaskQueued    = "queued"
+	TaskRunning   = "running"
+	TaskSucceeded = "succeeded"
+	TaskFailed    = "failed"
+	TaskCancelled = "cancelled"
+)
+
+// Placement constrains where a task may run. Pins never fall back: a task
+// pinned to a worker or pool waits for it (or fails) rather than running
+// elsewhere.
+type Placement struct {
+	PinWorker string `json:"pin_worker,omitempty"`
+	PinPool   string `json:"pin_pool,omitempty"`
+}
+
+// TaskRequest is the body of POST /v2/tasks: the worker's execute fields plus
+// the model and the orchestrator's scheduling fields.
+type TaskRequest struct {
+	Model      string     `json:"model"`
+	Priority   string     `json:"priority,omitempty"`
+	SessionID  string     `json:"session_id,omitempty"`
+	DeadlineMs int64      `json:"deadline_ms,omitempty"`
+	Placement  *Placement `json:"placement,omitempty"`
+	// Labels are free-form key/values that routing scripts can read.
+	Labels map[string]string `json:"labels,omitempty"`
+	ExecuteRequest
+}
+
+// Limits on a task request.
+const (
+	MaxModelLength     = 256
+	MaxSessionIDLength = 256
+	MaxLabels          = 32
+)
+
+// Validate checks every field and returns an INVALID_REQUEST error listing all
+// bad fields, or nil. An empty priority means interactive.
+func (r *TaskRequest) Validate() *Error {
+	var fe []FieldError
+	add := func(field, constraint, format string, args ...any) {
+		fe = append(fe, FieldError{Field: field, Constraint: constraint, Message: fmt.Sprintf(format, args...)})
+	}
+	switch {
+	case r.Model == "":
+		add("model", "required", "is required")
+	case len(r.Model) > MaxModelLength || !printableASCII(r.Model):
+		add("model", "printable_ascii<=256", "must be at most %d printable ASCII characters", MaxModelLength)
+	}
+	switch r.Priority {
+	case "", PriorityInteractive, PriorityBatch:
+	default:
+		add("priority", "enum", "must be interactive or batch, got %q", r.Priority)
+	}
+	if len(r.SessionID) > MaxSessionIDLength || !printableASCII(r.SessionID) {
+		add("session_id", "printable_ascii<=256", "must be at most %d printable ASCII characters", MaxSessionIDLength)
+	}
+	if r.DeadlineMs < 0 {
+		add("deadline_ms", ">=0", "must not be negative, got %d", r.DeadlineMs)
+	}
+	if p := r.Placement; p != nil {
+		if p.PinWorker != "" && p.PinPool != "" {
+			add("placement", "exclusive", "give pin_worker or pin_pool, not both")
+		}
+		if len(p.PinWorker) > MaxJobIDLength || !printableASCII(p.PinWorker) {
+			add("placement.pin_worker", "printable_ascii<=128", "must be a worker id")
+		}
+		if len(p.PinPool) > MaxJobIDLength || !printableASCII(p.PinPool) {
+			add("placement.pin_pool", "printable_ascii<=128", "must be a pool name")
+		}
+	}
+	if len(r.Labels) > MaxLabels {
+		add("labels", "max_items", "at most %d labels", MaxLabels)
+	}
+	if r.JobID != "" {
+		add("job_id", "forbidden", "is set by the orchestrator")
+	}
+	if e := r.ExecuteRequest.Validate(); e != nil {
+		fe = append(fe, e.Fields...)
+	}
+	if len(fe) == 0 {
+		return nil
+	}
+	return &Error{Code: CodeInvalidRequest, Message: "invalid request", Fields: fe}
+}
+
+// PriorityOrDefault returns the priority, interactive when unset.
+func (r *TaskRequest) PriorityOrDefault() string {
+	if r.Priority == "" {
+		return PriorityInteractive
+	}
+	return r.Priority
+}
+
+// TaskAccepted is the 202 body of POST /v2/tasks.
+type TaskAccepted struct {
+	TaskID           string `json:"task_id"`
+	Status           string `json:"status"`
+	QueuePosition    int    `json:"queue_position"`
+	PredictedStartMs int64  `json:"predicted_start_ms"`
+	EventsURL        string `json:"events_url"`
+}
+
+// Rejection explains why one worker was not chosen for a task.
+type Rejection struct {
+	WorkerID string `json:"worker_id"`
+	Reason   string `json:"reason"`
+}
+
+// Explanation is the scheduler's account of a placement decision.
+type Explanation struct {
+	At       time.Time   `json:"at"`
+	Chosen   string      `json:"chosen,omitempty"`
+	Score    float64     `json:"score,omitempty"`
+	Summary  string      `json:"summary"`
+	Rejected []Rejection `json:"rejected,omitempty"`
+	// Routing tells what a routing script decided, or why it was ignored.
+	Routing string `json:"routing,omitempty"`
+}
+
+// TaskStatus is the body of GET /v2/tasks/{id}.
+type TaskStatus struct {
+	TaskID        string       `json:"task_id"`
+	Model         string       `json:"model"`
+	Priority      string       `json:"priority"`
+	Status        string       `json:"status"`
+	QueuePosition int          `json:"queue_position,omitempty"`
+	WorkerID      string       `json:"worker_id,omitempty"`
+	Attempts      int          `json:"attempts"`
+	CreatedAt     time.Time    `json:"created_at"`
+	StartedAt     *time.Time   `json:"started_at,omitempty"`
+	FinishedAt    *time.Time   `json:"finished_at,omitempty"`
+	Explanation   *Explanation `json:"explanation,omitempty"`
+	Text          string       `json:"text,omitempty"`
+	TokensOut     int          `json:"tokens_out"`
+	End           *End         `json:"end,omitempty"`
+	Error         *Error       `json:"error,omitempty"`
+}
+
+// WorkerRegistration is the body of POST /v2/workers/register.
+type WorkerRegistration struct {
+	WorkerID  string            `json:"worker_id"`
+	URL       string            `json:"url"`
+	Model     ModelInfo         `json:"model"`
+	Backend   string            `json:"backend"`
+	Slots     int               `json:"slots"`
+	VRAMBytes uint64            `json:"vram_bytes"`
+	Pool      string            `json:"pool,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Validate checks a registration.
+func (r *WorkerRegistration) Validate() *Error {
+	var fe []FieldError
+	add := func(field, constraint, msg string) {
+		fe = append(fe, FieldError{Field: field, Constraint: constraint, Message: msg})
+	}
+	if r.WorkerID == "" || len(r.WorkerID) > MaxJobIDLength || !printableASCII(r.WorkerID) {
+		add("worker_id", "printable_ascii<=128", "is required: at most 128 printable ASCII characters")
+	}
+	if r.URL == "" || len(r.URL) > 1024 {
+		add("url", "url", "is required (http://host:port)")
+	}
+	if r.Model.ID == "" || len(r.Model.ID) > MaxModelLength || !printableASCII(r.Model.ID) {
+		add("model.id", "printable_ascii<=256", "is required")
+	}
+	if r.Slots < 1 || r.Slots > 4096 {
+		add("slots", "1..4096", "must be between 1 and 4096")
+	}
+	if len(r.Pool) > MaxJobIDLength || !printableASCII(r.Pool) {
+		add("pool", "printable_ascii<=128", "must be a pool name")
+	}
+	if len(fe) == 0 {
+		return nil
+	}
+	return &Error{Code: CodeInvalidRequest, Message: "invalid registration", Fields: fe}
+}
+
+// Heartbeat is the body of POST /v2/workers/{id}/heartbeat.
+type Heartbeat struct {
+	Status          string  `json:"status"`
+	SlotsBusy       int     `json:"slots_busy"`
+	SlotsTotal      int     `json:"slots_total"`
+	TokensPerSecond float64 `json:"tokens_per_second"`
+}
+
+// Worker states in the orchestrator's registry.
+const (
+	WorkerHealthy   = "healthy"
+	WorkerUnhealthy = "unhealthy"
+	WorkerDead      = "dead"
+	WorkerDraining  = "draining"
+)
+
+// WorkerView is one worker as GET /v2/workers shows it.
+type WorkerView struct {
+	WorkerRegistration
+	State           string    `json:"state"`
+	SlotsBusy       int       `json:"slots_busy"`
+	Assigned        int       `json:"assigned"`
+	TokensPerSecond float64   `json:"tokens_per_second"`
+	LastSeen        time.Time `json:"last_seen"`
+	RegisteredAt    time.Time `json:"registered_at"`
+}
+
+// Pool is an SSH target the orchestrator may start workers on.
+type Pool struct {
+	Name       string `json:"name"`
+	Host       string `json:"host"`
+	LlorchPath string `json:"llorch_path,omitempty"`
+}
+
+// Validate checks a pool record.
+func (p *Pool) Validate() *Error {
+	var fe []FieldError
+	if p.Name == "" || len(p.Name) > MaxJobIDLength || !printableASCII(p.Name) {
+		fe = append(fe, FieldError{Field: "name", Constraint: "printable_ascii<=128", Message: "is required"})
+	}
+	if p.Host == "" || len(p.Host) > 255 || !printableASCII(p.Host) {
+		fe = append(fe, FieldError{Field: "host", Constraint: "host", Message: "is required: an ssh host or alias"})
+	}
+	if len(p.LlorchPath) > 1024 {
+		fe = append(fe, FieldError{Field: "llorch_path", Constraint: "<=1024", Message: "is too long"})
+	}
+	if len(fe) == 0 {
+		return nil
+	}
+	return &Error{Code: CodeInvalidRequest, Message: "invalid pool", Fields: fe}
+}

@@ -1,0 +1,66 @@
+package orchestrator
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the orchestrator's Prometheus series. No series is labelled by
+// task id: labels are bounded sets (outcomes, priorities, models, states).
+type metrics struct {
+	reg        *prometheus.Registry
+	tasks      *prometheus.CounterVec
+	queueDepth *prometheus.GaugeVec
+	ttft       prometheus.Histogram
+	tokensOut  prometheus.Counter
+	workers    *prometheus.GaugeVec
+	schedule   prometheus.Histogram
+	rejections *prometheus.CounterVec
+
+	routingCalls   *prometheus.CounterVec
+	routingSeconds *prometheus.HistogramVec
+	routingReloads *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llorch_tasks_total", Help: "Finished tasks by outcome (succeeded, failed, cancelled, dropped) and priority.",
+		}, []string{"outcome", "priority"}),
+		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "llorch_queue_depth", Help: "Tasks waiting in the queue.",
+		}, []string{"model", "priority"}),
+		ttft: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "llorch_ttft_seconds", Help: "Time from admission to the first token relayed.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
+		tokensOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "llorch_tokens_out_total", Help: "Tokens relayed to clients.",
+		}),
+		workers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "llorch_workers", Help: "Registered workers by state.",
+		}, []string{"state"}),
+		schedule: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "llorch_schedule_seconds", Help: "Time to place one task (dispatch pass divided by tasks placed).",
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
+		}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llorch_rejections_total", Help: "Requests refused at admission, by reason (error code).",
+		}, []string{"reason"}),
+		routingCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llorch_routing_calls_total", Help: "Routing script calls by stage (admit, place) and outcome (ok, default, error, timeout, alloc_cap, invalid).",
+		}, []string{"stage", "outcome"}),
+		routingSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "llorch_routing_seconds", Help: "Time of one routing script call.",
+			Buckets: prometheus.ExponentialBuckets(1e-5, 3, 10),
+		}, []string{"stage"}),
+		routingReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llorch_routing_reloads_total", Help: "Routing script loads by result (ok, error).",
+		}, []string{"result"}),
+	}
+	m.reg.MustRegister(m.tasks, m.queueDepth, m.ttft, m.tokensOut, m.workers, m.schedule, m.rejections,
+		m.routingCalls, m.routingSeconds, m.routingReloads,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,196 @@
+// Package orchestrate is the `llorch orchestrate` mode: flags → orchestrator.Config → Serve.
+package orchestrate
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/llorch/llorch/core/buildinfo"
+	"github.com/llorch/llorch/core/orchestrator"
+	"github.com/llorch/llorch/core/routing"
+	"github.com/llorch/llorch/core/store"
+)
+
+// Command returns `llorch orchestrate`.
+func Command() *cli.Command {
+	var (
+		cfg        orchestrator.Config
+		listen     string
+		dataDir    string
+		keyFile    string
+		envKeys    string
+		insecure   bool
+		logLevel   string
+		storeWait  time.Duration
+		policyFlag string
+		headers    []string
+	)
+	return &cli.Command{
+		Name:  "orchestrate",
+		Usage: "run the orchestrator: worker registry, admission, queue, scheduling, SSE relay",
+		Description: "Serves the native API (/v2/tasks, /v2/workers, /v2/pools), /metrics and /healthz.\n" +
+			"Workers register themselves with `llorch worker --orchestrator URL`.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Local: true, Value: "127.0.0.1:8080", Usage: "address to listen on", Destination: &listen, Sources: cli.EnvVars("LLORCH_LISTEN")},
+			&cli.StringFlag{Name: "data-dir", Local: true, Usage: "directory of the bbolt database (default ~/.local/share/llorch/orchestrator)", Destination: &dataDir, Sources: cli.EnvVars("LLORCH_DATA_DIR")},
+			&cli.StringFlag{Name: "api-key-file", Local: true, Usage: "file with one API key per line; clients send Authorization: Bearer <key>", Destination: &keyFile},
+			&cli.StringFlag{Name: "api-keys", Local: true, Hidden: true, Destination: &envKeys, Sources: cli.EnvVars("LLORCH_API_KEYS")},
+			&cli.BoolFlag{Name: "insecure-no-auth", Local: true, Usage: "allow a non-loopback --listen without API keys", Destination: &insecure},
+			&cli.StringFlag{Name: "worker-token", Local: true, Usage: "secret shared with workers (their --token)", Destination: &cfg.WorkerToken, Sources: cli.EnvVars("LLORCH_WORKER_TOKEN")},
+			&cli.IntFlag{Name: "queue-capacity", Local: true, Value: 1024, Usage: "most queued tasks per priority class", Destination: &cfg.QueueCapacity},
+			&cli.StringFlag{Name: "queue-policy", Local: true, Value: "reject", Usage: "full queue: reject (429 QUEUE_FULL) or drop-lru (drop the oldest batch task)", Destination: &policyFlag},
+			&cli.DurationFlag{Name: "starvation-limit", Local: true, Value: 30 * time.Second, Usage: "a batch task waiting this long is promoted", Destination: &cfg.StarvationLimit},
+			&cli.StringFlag{Name: "unavailable", Local: true, Value: "wait", Usage: "known model with no healthy worker: wait in the queue, or reject (503 POOL_UNAVAILABLE)", Destination: &cfg.Unavailable},
+			&cli.DurationFlag{Name: "heartbeat-timeout", Local: true, Value: 10 * time.Second, Usage: "a worker silent this long is probed on /health", Destination: &cfg.HeartbeatTimeout},
+			&cli.DurationFlag{Name: "dead-after", Local: true, Value: time.Minute, Usage: "an unhealthy worker is dead after this long", Destination: &cfg.DeadAfter},
+			&cli.IntFlag{Name: "max-attempts", Local: true, Value: 3, Usage: "attempts per task when workers fail before the first token", Destination: &cfg.MaxAttempts},
+			&cli.DurationFlag{Name: "result-ttl", Local: true, Value: time.Hour, Usage: "how long finished tasks are kept", Destination: &cfg.ResultTTL},
+			&cli.StringFlag{Name: "routing-script", Local: true, Usage: "Tengo routing script (reloaded on change and on SIGHUP)", Destination: &cfg.RoutingFile, Sources: cli.EnvVars("LLORCH_ROUTING_SCRIPT")},
+			&cli.DurationFlag{Name: "routing-timeout", Local: true, Value: 50 * time.Millisecond, Usage: "time budget of one routing script call", Destination: &cfg.RoutingTimeout},
+			&cli.Int64Flag{Name: "routing-max-allocs", Local: true, Value: 100000, Usage: "objects one routing script call may allocate", Destination: &cfg.RoutingMaxAllocs},
+			&cli.StringSliceFlag{Name: "routing-header", Local: true, Usage: "a request header routing scripts may read (task.headers; repeatable)", Destination: &headers},
+			&cli.DurationFlag{Name: "store-timeout", Local: true, Value: 2 * time.Second, Usage: "how long to wait for the database lock", Destination: &storeWait},
+			&cli.StringFlag{Name: "log-level", Local: true, Value: "info", Usage: "debug, info, warn, error", Destination: &logLevel, Sources: cli.EnvVars("LLORCH_LOG_LEVEL")},
+		},
+		Commands: []*cli.Command{routingCommand()},
+		Action: func(ctx context.Context, _ *cli.Command) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return cli.Exit(fmt.Sprintf("orchestrate: bad --log-level %q", logLevel), 1)
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			cfg.QueuePolicy = policyFlag
+			cfg.RoutingHeaders = headers
+			keys, err := loadKeys(keyFile, envKeys)
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			cfg.APIKeys = keys
+			if err := orchestrator.CheckBind(listen, len(keys) > 0, insecure); err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			if dataDir == "" {
+				home, err := os.UserHomeDir()
+				if err != nil {
+					return cli.Exit("orchestrate: no home directory; give --data-dir", 1)
+				}
+				dataDir = filepath.Join(home, ".local", "share", "llorch", "orchestrator")
+			}
+			st, err := store.OpenOrchestrator(filepath.Join(dataDir, "orchestrator.db"), storeWait)
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("orchestrate: %v", err), 1)
+			}
+			defer st.Close()
+			srv, err := orchestrator.New(cfg, orchestrator.Deps{Log: log, Store: st})
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("orchestrate: cannot listen: %v", err), 1)
+			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					if err := srv.ReloadRouting(); err != nil {
+						log.Error("SIGHUP: routing script not reloaded; keeping the previous one", "err", err)
+					}
+				}
+			}()
+			log.Info("orchestrator listening", "addr", "http://"+ln.Addr().String(), "data_dir", dataDir, "version", buildinfo.Version, "api_keys", len(keys))
+			if err := srv.Serve(ctx, ln); err != nil {
+				return cli.Exit(fmt.Sprintf("orchestrate: %v", err), 1)
+			}
+			log.Info("orchestrator stopped")
+			return nil
+		},
+	}
+}
+
+// loadKeys reads API keys from a file (one per line, # comments) and from
+// the environment (comma or newline separated).
+func loadKeys(file, env string) ([]string, error) {
+	var keys []string
+	add := func(s string) {
+		for _, line := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == ',' }) {
+			line = strings.TrimSpace(line)
+			if line != "" && !strings.HasPrefix(line, "#") {
+				keys = append(keys, line)
+			}
+		}
+	}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("orchestrate: api key file: %w", err)
+		}
+		add(string(data))
+		if len(keys) == 0 {
+			return nil, fmt.Errorf("orchestrate: api key file %s has no keys", file)
+		}
+	}
+	add(env)
+	return keys, nil
+}
+
+// routingCommand is `llorch orchestrate routing check|replay`.
+func routingCommand() *cli.Command {
+	var (
+		timeout   time.Duration
+		maxAllocs int64
+		snapshot  string
+	)
+	cfg := func() routing.Config { return routing.Config{Timeout: timeout, MaxAllocs: maxAllocs} }
+	flags := []cli.Flag{
+		&cli.DurationFlag{Name: "routing-timeout", Value: 50 * time.Millisecond, Usage: "time budget of one call", Destination: &timeout},
+		&cli.Int64Flag{Name: "routing-max-allocs", Value: 100000, Usage: "objects one call may allocate", Destination: &maxAllocs},
+	}
+	return &cli.Command{
+		Name:  "routing",
+		Usage: "test a routing script before deploying it",
+		Commands: []*cli.Command{
+			{
+				Name:      "check",
+				Usage:     "compile a script and run it on built-in sample inputs",
+				ArgsUsage: "FILE.tengo",
+				Flags:     flags,
+				Action: func(_ context.Context, cmd *cli.Command) error {
+					if cmd.NArg() != 1 {
+						return cli.Exit("orchestrate routing check: give one script file", 1)
+					}
+					if err := routing.RunCheck(os.Stdout, cmd.Args().First(), cfg()); err != nil {
+						return cli.Exit(err.Error(), 1)
+					}
+					return nil
+				},
+			},
+			{
+				Name:      "replay",
+				Usage:     "run a script over a recorded snapshot (GET /v2/routing/snapshot) and print each decision",
+				ArgsUsage: "FILE.tengo",
+				Flags:     append(flags, &cli.StringFlag{Name: "snapshot", Usage: "snapshot JSON file (required)", Destination: &snapshot}),
+				Action: func(_ context.Context, cmd *cli.Command) error {
+					if cmd.NArg() != 1 || snapshot == "" {
+						return cli.Exit("orchestrate routing replay: give one script file and --snapshot", 1)
+					}
+					if err := routing.RunReplay(os.Stdout, cmd.Args().First(), snapshot, cfg()); err != nil {
+						return cli.Exit(err.Error(), 1)
+					}
+					return nil
+				},
+			},
+		},
+	}
+}
