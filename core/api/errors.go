@@ -77,3 +77,15 @@ func ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error) {
 	}
 	return body, nil
 }
+
+// ForStatus is the API error for an HTTP status a router produced itself
+// (no such endpoint, method not allowed, ...).
+func ForStatus(status int, message string) *Error {
+	switch status {
+	case http.StatusNotFound:
+		return &Error{Code: CodeNotFound, Message: "no such endpoint"}
+	case http.StatusMethodNotAllowed:
+		return &Error{Code: CodeMethodNotAllowed, Message: "method not allowed"}
+	}
+	return &Error{Code: CodeInternal, Message: message}
+}

@@ -202,6 +202,8 @@ func pct(d []time.Duration) [2]time.Duration {
 
 // BenchmarkQueued10k admits 10,000 tasks that cannot run (their model's only
 // worker is draining) and reports the heap they take and the process RSS.
+// Run it with -benchtime 1x: each iteration's orchestrator lives until the
+// benchmark ends, so later iterations' RSS includes the earlier ones.
 func BenchmarkQueued10k(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()

@@ -342,21 +342,14 @@ func (s *Server) httpError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
+	e := &api.Error{Code: api.CodeInternal, Message: "internal error"}
 	var he *echo.HTTPError
-	code, msg := api.CodeInternal, "internal error"
 	if errors.As(err, &he) {
-		switch he.Code {
-		case http.StatusNotFound:
-			code, msg = api.CodeNotFound, "no such endpoint"
-		case http.StatusMethodNotAllowed:
-			code, msg = api.CodeMethodNotAllowed, "method not allowed"
-		default:
-			msg = fmt.Sprint(he.Message)
-		}
+		e = api.ForStatus(he.Code, fmt.Sprint(he.Message))
 	} else {
 		s.log.Error("request failed", "path", c.Path(), "correlation_id", metaOf(c.Request().Context()).correlation, "err", err)
 	}
-	_ = writeError(c, &api.Error{Code: code, Message: msg})
+	_ = writeError(c, e)
 }
 
 const headerCorrelation = "X-Correlation-Id"

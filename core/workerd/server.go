@@ -413,22 +413,14 @@ func (s *Server) httpError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
+	e := &api.Error{Code: api.CodeInternal, Message: "internal error"}
 	var he *echo.HTTPError
-	code := api.CodeInternal
-	msg := "internal error"
 	if errors.As(err, &he) {
-		switch he.Code {
-		case http.StatusNotFound:
-			code, msg = api.CodeNotFound, "no such endpoint"
-		case http.StatusMethodNotAllowed:
-			code, msg = api.CodeMethodNotAllowed, "method not allowed"
-		default:
-			msg = fmt.Sprint(he.Message)
-		}
+		e = api.ForStatus(he.Code, fmt.Sprint(he.Message))
 	} else {
 		s.log.Error("request failed", "path", c.Path(), "err", err)
 	}
-	_ = writeError(c, &api.Error{Code: code, Message: msg})
+	_ = writeError(c, e)
 }
 
 func (s *Server) auth(next echo.HandlerFunc) echo.HandlerFunc {

@@ -65,6 +65,22 @@ func (f *orchFlags) get(ctx context.Context, path string, v any) ([]byte, error)
 	return data, json.Unmarshal(data, v)
 }
 
+// show fetches path into v and prints it: the raw JSON with --json, else the
+// table table writes.
+func (f *orchFlags) show(ctx context.Context, path string, v any, table func(tw io.Writer)) error {
+	raw, err := f.get(ctx, path, v)
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	if f.json {
+		_, err := os.Stdout.Write(append(raw, '\n'))
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	table(tw)
+	return tw.Flush()
+}
+
 func workersCommand() *cli.Command {
 	var f orchFlags
 	return &cli.Command{
@@ -73,21 +89,13 @@ func workersCommand() *cli.Command {
 		Flags: f.flags(),
 		Action: func(ctx context.Context, _ *cli.Command) error {
 			var out struct{ Workers []api.WorkerView }
-			raw, err := f.get(ctx, "/v2/workers", &out)
-			if err != nil {
-				return cli.Exit(err.Error(), 1)
-			}
-			if f.json {
-				_, err := os.Stdout.Write(append(raw, '\n'))
-				return err
-			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATE\tMODEL\tPOOL\tSLOTS\tTOK/S\tLAST SEEN\tURL")
-			for _, w := range out.Workers {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%.1f\t%s ago\t%s\n", w.WorkerID, w.State, w.Model.ID, dash(w.Pool),
-					w.Assigned, w.Slots, w.TokensPerSecond, time.Since(w.LastSeen).Round(time.Second), w.URL)
-			}
-			return tw.Flush()
+			return f.show(ctx, "/v2/workers", &out, func(tw io.Writer) {
+				fmt.Fprintln(tw, "ID\tSTATE\tMODEL\tPOOL\tSLOTS\tTOK/S\tLAST SEEN\tURL")
+				for _, w := range out.Workers {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%.1f\t%s ago\t%s\n", w.WorkerID, w.State, w.Model.ID, dash(w.Pool),
+						w.Assigned, w.Slots, w.TokensPerSecond, time.Since(w.LastSeen).Round(time.Second), w.URL)
+				}
+			})
 		},
 	}
 }
@@ -107,28 +115,20 @@ func tasksCommand() *cli.Command {
 			if status != "" {
 				path += "?status=" + url.QueryEscape(status)
 			}
-			raw, err := f.get(ctx, path, &out)
-			if err != nil {
-				return cli.Exit(err.Error(), 1)
-			}
-			if f.json {
-				_, err := os.Stdout.Write(append(raw, '\n'))
-				return err
-			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATUS\tMODEL\tPRIORITY\tWORKER\tTOKENS\tATTEMPTS\tAGE\tNOTE")
-			for _, t := range out.Tasks {
-				note := ""
-				switch {
-				case t.Error != nil:
-					note = t.Error.Code
-				case t.Status == api.TaskQueued && t.Explanation != nil:
-					note = t.Explanation.Summary
+			return f.show(ctx, path, &out, func(tw io.Writer) {
+				fmt.Fprintln(tw, "ID\tSTATUS\tMODEL\tPRIORITY\tWORKER\tTOKENS\tATTEMPTS\tAGE\tNOTE")
+				for _, t := range out.Tasks {
+					note := ""
+					switch {
+					case t.Error != nil:
+						note = t.Error.Code
+					case t.Status == api.TaskQueued && t.Explanation != nil:
+						note = t.Explanation.Summary
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", t.TaskID, t.Status, t.Model, t.Priority, dash(t.WorkerID),
+						t.TokensOut, t.Attempts, time.Since(t.CreatedAt).Round(time.Second), note)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", t.TaskID, t.Status, t.Model, t.Priority, dash(t.WorkerID),
-					t.TokensOut, t.Attempts, time.Since(t.CreatedAt).Round(time.Second), note)
-			}
-			return tw.Flush()
+			})
 		},
 	}
 }
