@@ -126,9 +126,7 @@ func (s *Server) snapshotLocked() ([]scheduler.Worker, map[string]int, int) {
 // s.mu held.
 func (s *Server) startQueuedLocked(ctx context.Context, t *task, w *worker) {
 	s.q.Remove(t.id)
-	k := depthKey{t.model, t.priority}
-	s.depth[k]--
-	s.metrics.queueDepth.WithLabelValues(k.model, k.priority).Set(float64(s.depth[k]))
+	s.countQueued(t, -1)
 	s.startLocked(ctx, t, w)
 }
 
@@ -183,7 +181,7 @@ func (s *Server) startLocked(ctx context.Context, t *task, w *worker) {
 	}
 	exec := t.req.ExecuteRequest
 	exec.JobID = t.jobID
-	if t.resumeSkip > 0 {
+	if len(t.resumeText) > 0 {
 		// The rerun must reproduce the tokens already sent: evaluate the
 		// prompt afresh, as the first run did, not from whatever the
 		// worker has cached since.
@@ -199,7 +197,7 @@ func (s *Server) startLocked(ctx context.Context, t *task, w *worker) {
 // task's log.
 func (s *Server) runAttempt(ctx context.Context, t *task, w *worker, client *workerclient.Client, exec *api.ExecuteRequest) {
 	job := exec.JobID
-	defer s.release(t, w, job)
+	defer s.release(w)
 	st, err := client.Execute(ctx, exec)
 	if err != nil {
 		s.attemptFailed(t, w, job, err)
@@ -248,8 +246,8 @@ func (s *Server) relayEvent(t *task, job string, ev *workerclient.Event) bool {
 		t.visible = len(t.log)
 		t.notify()
 	case ev.Token != nil:
-		if i := ev.Token.I; i < t.resumeSkip {
-			if i >= len(t.resumeText) || t.resumeText[i] != ev.Token.T {
+		if i := ev.Token.I; i >= 0 && i < len(t.resumeText) {
+			if t.resumeText[i] != ev.Token.T {
 				s.finishLocked(t, api.TaskFailed, nil, &api.Error{Code: api.CodeWorkerLost, Retriable: true,
 					Message: "the task could not be resumed after a restart: the rerun diverged from the tokens already sent"})
 				s.mu.Unlock()
@@ -278,12 +276,9 @@ func (s *Server) relayEvent(t *task, job string, ev *workerclient.Event) bool {
 }
 
 // release returns w's slot after an attempt.
-func (s *Server) release(t *task, w *worker, job string) {
+func (s *Server) release(w *worker) {
 	s.mu.Lock()
 	w.assigned--
-	if t.jobID == job && t.cancelAttempt != nil && t.terminal() {
-		t.cancelAttempt = nil
-	}
 	s.mu.Unlock()
 	s.signal()
 }
@@ -348,9 +343,7 @@ func (s *Server) requeue(t *task) {
 		s.finishLocked(t, api.TaskFailed, nil, &api.Error{Code: api.CodeQueueFull, Retriable: true, Message: "the queue was full when the task was retried"})
 		return
 	}
-	k := depthKey{t.model, t.priority}
-	s.depth[k]++
-	s.metrics.queueDepth.WithLabelValues(k.model, k.priority).Set(float64(s.depth[k]))
+	s.countQueued(t, +1)
 	t.notify()
 	s.signal()
 }

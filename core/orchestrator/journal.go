@@ -103,8 +103,7 @@ func (s *Server) loadTasks() error {
 				t.text.WriteString(tok.T)
 			}
 		}
-		t.resumeSkip = len(t.resumeText)
-		t.tokensOut = t.resumeSkip
+		t.tokensOut = len(t.resumeText)
 		if t.req == nil {
 			s.finishLocked(t, api.TaskFailed, nil, &api.Error{Code: api.CodeInternal, Message: "the journal has no request for this task"})
 			continue
@@ -114,7 +113,7 @@ func (s *Server) loadTasks() error {
 			s.finishLocked(t, api.TaskFailed, nil, &api.Error{Code: api.CodeQueueFull, Retriable: true, Message: "the queue was full when the task was restored"})
 			continue
 		}
-		s.depth[depthKey{t.model, t.priority}]++
+		s.countQueued(t, +1)
 		s.markDirty(t)
 		requeued++
 	}

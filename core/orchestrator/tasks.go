@@ -57,12 +57,11 @@ type task struct {
 	jobID         string
 	attemptTokens int
 
-	// Resuming after a restart: the first resumeSkip tokens were already
+	// Resuming after a restart: the first len(resumeText) tokens were already
 	// streamed; the rerun (same seed) must reproduce them and is not relayed
 	// until it passes them.
 	evicted    bool // finished, and its events are only in the store
 	resumed    bool
-	resumeSkip int
 	resumeText []string
 
 	queuedPos       int
@@ -96,6 +95,14 @@ func (s *Server) appendEvent(t *task, name string, data []byte, publish bool) {
 }
 
 func (s *Server) markDirty(t *task) { s.dirty[t.id] = t }
+
+// countQueued adds delta to the queue depth of t's model and priority and
+// its gauge. Called with s.mu held.
+func (s *Server) countQueued(t *task, delta int) {
+	k := depthKey{t.model, t.priority}
+	s.depth[k] += delta
+	s.metrics.queueDepth.WithLabelValues(k.model, k.priority).Set(float64(s.depth[k]))
+}
 
 func (s *Server) record(t *task) store.TaskRecord {
 	r := store.TaskRecord{
@@ -146,23 +153,27 @@ func wantsStream(c echo.Context) bool {
 }
 
 func (s *Server) handleSubmit(c echo.Context) error {
-	body, apiErr := readBody(c)
-	if apiErr == nil {
-		var req *api.TaskRequest
-		if req, apiErr = decodeTask(body); apiErr == nil {
-			stream := wantsStream(c)
-			var t *task
-			var acc api.TaskAccepted
-			if t, acc, apiErr = s.Submit(c.Request().Context(), req, !stream); apiErr == nil {
-				if !stream {
-					return c.JSON(http.StatusAccepted, acc)
-				}
-				return s.stream(c, t, 0, true)
-			}
-		}
+	reject := func(e *api.Error) error {
+		s.metrics.rejections.WithLabelValues(strings.ToLower(e.Code)).Inc()
+		return writeError(c, e)
 	}
-	s.metrics.rejections.WithLabelValues(strings.ToLower(apiErr.Code)).Inc()
-	return writeError(c, apiErr)
+	body, e := readBody(c)
+	if e != nil {
+		return reject(e)
+	}
+	req, e := decodeTask(body)
+	if e != nil {
+		return reject(e)
+	}
+	stream := wantsStream(c)
+	t, acc, e := s.Submit(c.Request().Context(), req, !stream)
+	if e != nil {
+		return reject(e)
+	}
+	if !stream {
+		return c.JSON(http.StatusAccepted, acc)
+	}
+	return s.stream(c, t, 0, true)
 }
 
 // Submit admits a task: checks that some worker can serve it, asks the
@@ -214,9 +225,11 @@ func (s *Server) Submit(ctx context.Context, req *api.TaskRequest, async bool) (
 	}
 
 	s.mu.Lock()
-	if e := s.admitLocked(req); e != nil { // the registry may have changed meanwhile
-		s.mu.Unlock()
-		return nil, api.TaskAccepted{}, e
+	if scripted { // the registry may have changed while the script ran
+		if e := s.admitLocked(req); e != nil {
+			s.mu.Unlock()
+			return nil, api.TaskAccepted{}, e
+		}
 	}
 	ahead := s.depth[depthKey{t.model, api.PriorityInteractive}]
 	if class == queue.Batch {
@@ -235,9 +248,9 @@ func (s *Server) Submit(ctx context.Context, req *api.TaskRequest, async bool) (
 		return nil, api.TaskAccepted{}, &api.Error{Code: api.CodeQueueFull, Retriable: true, RetryAfterMs: retry.Milliseconds(),
 			Message: fmt.Sprintf("the %s queue is full (%d tasks); retry later", prio, s.cfg.QueueCapacity)}
 	}
-	s.depth[depthKey{t.model, prio}]++
+	s.countQueued(t, +1)
 	if didDrop {
-		s.depth[depthKey{dropped.model, dropped.priority}]--
+		s.countQueued(dropped, -1)
 		s.log.Warn("queue full: dropped the oldest batch task", "task_id", droppedID, "for", t.id)
 		s.finishLocked(dropped, api.TaskFailed, nil, &api.Error{Code: api.CodeQueueFullDropped, Retriable: true,
 			Message: "dropped from a full queue to admit a newer task"})
@@ -249,7 +262,6 @@ func (s *Server) Submit(ctx context.Context, req *api.TaskRequest, async bool) (
 		t.expl = &api.Explanation{At: now, Summary: "queued", Routing: note}
 	}
 	s.markDirty(t)
-	s.metrics.queueDepth.WithLabelValues(t.model, prio).Set(float64(s.depth[depthKey{t.model, prio}]))
 	acc := api.TaskAccepted{TaskID: t.id, Status: api.TaskQueued, QueuePosition: t.queuedPos,
 		PredictedStartMs: predicted, EventsURL: "/v2/tasks/" + t.id + "/events"}
 	s.mu.Unlock()
@@ -259,7 +271,7 @@ func (s *Server) Submit(ctx context.Context, req *api.TaskRequest, async bool) (
 		if err := s.flushJournal(); err != nil {
 			s.mu.Lock()
 			if _, ok := s.q.Remove(t.id); ok {
-				s.depth[depthKey{t.model, prio}]--
+				s.countQueued(t, -1)
 			}
 			delete(s.tasks, t.id)
 			delete(s.dirty, t.id)
@@ -315,16 +327,32 @@ func (s *Server) admitLocked(req *api.TaskRequest) *api.Error {
 
 // predictLocked estimates when a task with ahead tasks before it starts.
 func (s *Server) predictLocked(model string, ahead int) int64 {
-	free, total := 0, 0
+	return s.capacityLocked(model).predict(ahead)
+}
+
+// capacity is what predictions need to know of one model's workers.
+type capacity struct {
+	free, total int
+	mean        time.Duration
+}
+
+func (c capacity) predict(ahead int) int64 {
+	return admission.PredictStart(ahead, c.free, c.total, c.mean)
+}
+
+// capacityLocked sums the slots of the healthy workers serving model.
+// Called with s.mu held.
+func (s *Server) capacityLocked(model string) capacity {
+	var c capacity
 	for _, w := range s.workers {
 		if w.rec.Model.ID != model || w.rec.State != api.WorkerHealthy {
 			continue
 		}
-		total += w.rec.Slots
-		free += max(0, w.rec.Slots-w.assigned)
+		c.total += w.rec.Slots
+		c.free += max(0, w.rec.Slots-w.assigned)
 	}
-	mean, _ := s.meter.MeanService(model)
-	return admission.PredictStart(ahead, free, total, mean)
+	c.mean, _ = s.meter.MeanService(model)
+	return c
 }
 
 // finishLocked ends a task with exactly one terminal event. Called with s.mu held.
@@ -439,8 +467,7 @@ func (s *Server) Cancel(id, why string) bool {
 		return true
 	}
 	if _, inQueue := s.q.Remove(id); inQueue {
-		s.depth[depthKey{t.model, t.priority}]--
-		s.metrics.queueDepth.WithLabelValues(t.model, t.priority).Set(float64(s.depth[depthKey{t.model, t.priority}]))
+		s.countQueued(t, -1)
 	}
 	if t.status == api.TaskRunning && t.jobID != "" {
 		if w := s.workers[t.workerID]; w != nil {
@@ -583,12 +610,18 @@ func (s *Server) refreshPositions(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	perModel := map[string]int{}
+	caps := map[string]capacity{} // once per model, not once per task
 	s.q.Each(now, func(pos int, _ string, t *task) bool {
 		ahead := perModel[t.model]
 		perModel[t.model]++
 		if pos != t.queuedPos {
+			c, ok := caps[t.model]
+			if !ok {
+				c = s.capacityLocked(t.model)
+				caps[t.model] = c
+			}
 			t.queuedPos = pos
-			t.queuedPredicted = s.predictLocked(t.model, ahead)
+			t.queuedPredicted = c.predict(ahead)
 			t.notify()
 		}
 		return true
