@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/workerd"
@@ -330,6 +331,18 @@ func TestOpenAIDisconnectFreesSlot(t *testing.T) {
 	}
 	cancel()
 	resp.Body.Close()
+	// The slot is freed between decode steps, shortly after the disconnect.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h, err := w.client.Health(context.Background())
+		if err == nil && h.SlotsBusy == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot not freed 10s after the client left: %+v, %v", h, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	res := collect(t, w.client, req("after the client left", 2, 1))
 	if res.End == nil {
 		t.Fatalf("slot not freed: %v", res.Error)
