@@ -6,7 +6,12 @@ GO    ?= go
 
 # llama.cpp and ggml sources come from the pinned ollama module (see README).
 LLAMA_MOD := github.com/ollama/ollama
-LLAMA_DIR := $(shell $(GO) list -m -f '{{.Dir}}' $(LLAMA_MOD) 2>/dev/null)
+# `go mod download -json` fetches the module first when the module cache is
+# empty (a fresh machine), where `go list -m` would print an empty Dir.
+LLAMA_DIR := $(shell $(GO) mod download -json $(LLAMA_MOD) 2>/dev/null | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$$/\1/p')
+ifeq ($(LLAMA_DIR),)
+  $(error cannot locate the $(LLAMA_MOD) module (go mod download $(LLAMA_MOD) failed: is the Go module proxy reachable?))
+endif
 
 # PORTABLE=1 builds for any x86-64-v3 (AVX2) CPU instead of this machine's.
 ifeq ($(PORTABLE),1)
