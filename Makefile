@@ -62,11 +62,18 @@ GPU_BUNDLE := .cache/gpu-bundle
 BENCH_THREADS ?= 2
 BENCH_TYPES   ?= q4_0 q8_0 f16
 
-.PHONY: help build test check bench bench-slots run model deps clean release-check release-snapshot fuzz cuda cpu-variants loader-check gpu-bundle
+.PHONY: help env build test check bench bench-slots run model deps clean release-check release-snapshot fuzz cuda cpu-variants loader-check gpu-bundle
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+env: ## print the build environment as shell exports: eval "$$(make -s env)" before go test/vet/gopls
+	@echo 'export CGO_ENABLED=$(CGO_ENABLED)'
+	@echo "export CGO_CPPFLAGS='$(CGO_CPPFLAGS)'"
+	@echo "export CGO_CFLAGS='$(CGO_CFLAGS)'"
+	@echo "export CGO_CXXFLAGS='$(CGO_CXXFLAGS)'"
+	@echo "export GOFLAGS='$(GOFLAGS)'"
 
 deps: ## download Go modules
 	$(GO) mod download
