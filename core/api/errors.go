@@ -25,7 +25,75 @@ const (
 	CodeMethodNotAllowed   = "METHOD_NOT_ALLOWED"
 	CodeWorkerUnreachable  = "WORKER_UNREACHABLE"
 	CodeUnexpectedResponse = "UNEXPECTED_RESPONSE"
+	// CodeUnavailable: the daemon cannot serve at all right now (its health
+	// check failed).
+	CodeUnavailable = "UNAVAILABLE"
 )
+
+// codeInfo is what the table knows of one error code.
+type codeInfo struct {
+	status    int
+	retriable bool
+}
+
+// codes is the one table from error codes to HTTP statuses and whether a
+// client may retry. Every daemon (worker, orchestrator) and the OpenAI layer
+// reads it through Status and Retriable; a code missing here is a 500 that is
+// not retried.
+var codes = map[string]codeInfo{
+	CodeInvalidRequest:     {http.StatusBadRequest, false},
+	CodeContextOverflow:    {http.StatusBadRequest, false},
+	CodeDeadlineUnmet:      {http.StatusBadRequest, false},
+	CodeUnauthorized:       {http.StatusUnauthorized, false},
+	CodeForbidden:          {http.StatusForbidden, false},
+	CodeNotFound:           {http.StatusNotFound, false},
+	CodeModelNotFound:      {http.StatusNotFound, false},
+	CodeTaskNotFound:       {http.StatusNotFound, false},
+	CodeWorkerNotFound:     {http.StatusNotFound, false},
+	CodeMethodNotAllowed:   {http.StatusMethodNotAllowed, false},
+	CodeConflict:           {http.StatusConflict, false},
+	CodeBodyTooLarge:       {http.StatusRequestEntityTooLarge, false},
+	CodeQueueFull:          {http.StatusTooManyRequests, true},
+	CodeQueueFullDropped:   {http.StatusTooManyRequests, true},
+	CodeAllSlotsBusy:       {http.StatusServiceUnavailable, true},
+	CodeLoading:            {http.StatusServiceUnavailable, true},
+	CodeDraining:           {http.StatusServiceUnavailable, true},
+	CodePoolUnavailable:    {http.StatusServiceUnavailable, true},
+	CodeNoWorkerAvailable:  {http.StatusServiceUnavailable, true},
+	CodeUnavailable:        {http.StatusServiceUnavailable, true},
+	CodeWorkerLost:         {http.StatusBadGateway, true},
+	CodeWorkerUnreachable:  {http.StatusBadGateway, true},
+	CodeUnexpectedResponse: {http.StatusBadGateway, true},
+	CodeCancelled:          {http.StatusInternalServerError, false},
+	CodeDecodeFailed:       {http.StatusInternalServerError, true},
+	CodeInternal:           {http.StatusInternalServerError, false},
+}
+
+// Status is the HTTP status that answers an error with code.
+func Status(code string) int {
+	if c, ok := codes[code]; ok {
+		return c.status
+	}
+	return http.StatusInternalServerError
+}
+
+// Retriable reports whether a request that failed with code may succeed when
+// tried again later, unchanged.
+func Retriable(code string) bool { return codes[code].retriable }
+
+// Errorf returns an error with code, a message and Retriable from the table.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Retriable: Retriable(code)}
+}
+
+// HTTPStatus is the status e is answered with: its own override (a routing
+// script's rejection), else the table's.
+func (e *Error) HTTPStatus() int {
+	if e.Status != 0 {
+		return e.Status
+	}
+	return Status(e.Code)
+}
 
 // FieldError explains why one request field is invalid.
 type FieldError struct {

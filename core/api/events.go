@@ -1,5 +1,10 @@
 package api
 
+import (
+	"encoding/json"
+	"fmt"
+)
+
 // SSE event names, in the order a stream carries them: queued (orchestrator
 // only), started, token*, metrics*, then exactly one of end or error.
 const (
@@ -54,4 +59,69 @@ type End struct {
 	TTFTMs              float64 `json:"ttft_ms"`
 	StopReason          string  `json:"stop_reason"`
 	StopSequenceMatched string  `json:"stop_sequence_matched,omitempty"`
+}
+
+// Event is one stream event, decoded: Name says which of the payloads is
+// set (none for names this package does not know, such as metrics). The
+// worker's stream, the orchestrator's relay and the OpenAI layer all pass
+// this one type.
+type Event struct {
+	Name    string
+	Queued  *Queued
+	Started *Started
+	Token   *Token
+	End     *End
+	Error   *Error
+}
+
+// Terminal reports whether the event ends its stream.
+func (e Event) Terminal() bool { return e.End != nil || e.Error != nil }
+
+// Payload returns the set payload (what the event's data encodes), nil for an
+// event without one.
+func (e Event) Payload() any {
+	switch {
+	case e.Queued != nil:
+		return e.Queued
+	case e.Started != nil:
+		return e.Started
+	case e.Token != nil:
+		return e.Token
+	case e.End != nil:
+		return e.End
+	case e.Error != nil:
+		return e.Error
+	}
+	return nil
+}
+
+// DecodeEvent decodes the data of a stream event by its name. Events with
+// other names come back with only Name set. A known event whose data does not
+// decode is an error.
+func DecodeEvent(name string, data []byte) (Event, error) {
+	out := Event{Name: name}
+	var target any
+	switch name {
+	case EventQueued:
+		out.Queued = &Queued{}
+		target = out.Queued
+	case EventStarted:
+		out.Started = &Started{}
+		target = out.Started
+	case EventToken:
+		out.Token = &Token{}
+		target = out.Token
+	case EventEnd:
+		out.End = &End{}
+		target = out.End
+	case EventError:
+		out.Error = &Error{}
+		target = out.Error
+	default:
+		return out, nil
+	}
+	if err := json.Unmarshal(data, target); err != nil {
+		return Event{Name: name}, fmt.Errorf("api: bad %s event: %w", name, err)
+	}
+	return out, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/llorch/llorch/core/api"
-	"github.com/llorch/llorch/core/workerclient"
 )
 
 // Backend runs generation requests: the orchestrator (admission → queue →
@@ -36,7 +35,7 @@ type Stream interface {
 	// Next returns the next event: started, token, end or error (events with
 	// other names, such as the orchestrator's queued, are skipped), then io.EOF
 	// after the terminal event.
-	Next() (workerclient.Event, error)
+	Next() (api.Event, error)
 	// Close releases the stream and cancels the request if it has not ended.
 	Close() error
 }

@@ -44,42 +44,23 @@ type outcome struct {
 	code   string // OpenAI's "code"; "" is null
 }
 
-// table is the one table from llorch's api error codes to OpenAI's status,
-// type and code. Codes missing here are 500 server_error.
-var table = map[string]outcome{
-	api.CodeInvalidRequest:     {http.StatusBadRequest, typeInvalidRequest, "invalid_value"},
-	api.CodeContextOverflow:    {http.StatusBadRequest, typeInvalidRequest, "context_length_exceeded"},
-	api.CodeDeadlineUnmet:      {http.StatusBadRequest, typeInvalidRequest, "deadline_unmet"},
-	api.CodeUnauthorized:       {http.StatusUnauthorized, typeAuthentication, "invalid_api_key"},
-	api.CodeForbidden:          {http.StatusForbidden, typePermission, "forbidden"},
-	api.CodeNotFound:           {http.StatusNotFound, typeInvalidRequest, "not_found"},
-	api.CodeModelNotFound:      {http.StatusNotFound, typeInvalidRequest, "model_not_found"},
-	api.CodeTaskNotFound:       {http.StatusNotFound, typeInvalidRequest, "task_not_found"},
-	api.CodeWorkerNotFound:     {http.StatusNotFound, typeInvalidRequest, "worker_not_found"},
-	api.CodeMethodNotAllowed:   {http.StatusMethodNotAllowed, typeInvalidRequest, "method_not_allowed"},
-	api.CodeConflict:           {http.StatusConflict, typeInvalidRequest, "conflict"},
-	api.CodeBodyTooLarge:       {http.StatusRequestEntityTooLarge, typeInvalidRequest, "body_too_large"},
-	api.CodeQueueFull:          {http.StatusTooManyRequests, typeRateLimit, "queue_full"},
-	api.CodeQueueFullDropped:   {http.StatusTooManyRequests, typeRateLimit, "queue_full_dropped"},
-	api.CodeAllSlotsBusy:       {http.StatusServiceUnavailable, typeServer, "all_slots_busy"},
-	api.CodeLoading:            {http.StatusServiceUnavailable, typeServer, "model_loading"},
-	api.CodeDraining:           {http.StatusServiceUnavailable, typeServer, "draining"},
-	api.CodePoolUnavailable:    {http.StatusServiceUnavailable, typeServer, "pool_unavailable"},
-	api.CodeNoWorkerAvailable:  {http.StatusServiceUnavailable, typeServer, "no_worker_available"},
-	api.CodeWorkerLost:         {http.StatusBadGateway, typeServer, "worker_lost"},
-	api.CodeWorkerUnreachable:  {http.StatusBadGateway, typeServer, "worker_unreachable"},
-	api.CodeUnexpectedResponse: {http.StatusBadGateway, typeServer, "unexpected_response"},
-	api.CodeCancelled:          {http.StatusInternalServerError, typeServer, "cancelled"},
-	api.CodeDecodeFailed:       {http.StatusInternalServerError, typeServer, "decode_failed"},
-	api.CodeInternal:           {http.StatusInternalServerError, typeServer, "internal_error"},
+// openAICodes are OpenAI's names for the llorch codes whose lower-case form
+// is not what OpenAI's clients know.
+var openAICodes = map[string]string{
+	api.CodeInvalidRequest: "invalid_value",
+	api.CodeUnauthorized:   "invalid_api_key",
+	api.CodeInternal:       "internal_error",
 }
 
-// outcomeOf looks a code up in the table.
+// outcomeOf shows code as OpenAI does: the status from api's one table, the
+// type that status has in OpenAI's API, and the code in lower case.
 func outcomeOf(code string) outcome {
-	if o, ok := table[code]; ok {
-		return o
+	status := api.Status(code)
+	c, ok := openAICodes[code]
+	if !ok {
+		c = strings.ToLower(code)
 	}
-	return outcome{http.StatusInternalServerError, typeServer, strings.ToLower(code)}
+	return outcome{status, typeOfStatus(status), c}
 }
 
 // typeOfStatus is OpenAI's error type for a status that came without an api code.

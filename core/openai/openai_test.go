@@ -18,7 +18,6 @@ import (
 
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/openai"
-	"github.com/llorch/llorch/core/workerclient"
 )
 
 // script is what the in-test Backend answers: an error from Submit, or a
@@ -26,7 +25,7 @@ import (
 // blocks until the request's context is done.
 type script struct {
 	submitErr error
-	events    []workerclient.Event
+	events    []api.Event
 	after     error
 	block     bool
 }
@@ -74,19 +73,19 @@ type stream struct {
 	b   *backend
 }
 
-func (s *stream) Next() (workerclient.Event, error) {
+func (s *stream) Next() (api.Event, error) {
 	if s.i < len(s.s.events) {
 		s.i++
 		return s.s.events[s.i-1], nil
 	}
 	if s.s.block {
 		<-s.ctx.Done()
-		return workerclient.Event{}, s.ctx.Err()
+		return api.Event{}, s.ctx.Err()
 	}
 	if s.s.after != nil {
-		return workerclient.Event{}, s.s.after
+		return api.Event{}, s.s.after
 	}
-	return workerclient.Event{}, io.EOF
+	return api.Event{}, io.EOF
 }
 
 func (s *stream) Close() error {
@@ -94,27 +93,27 @@ func (s *stream) Close() error {
 	return nil
 }
 
-func started(model string) workerclient.Event {
-	return workerclient.Event{Name: api.EventStarted, Started: &api.Started{JobID: "job-1", Model: model}}
+func started(model string) api.Event {
+	return api.Event{Name: api.EventStarted, Started: &api.Started{JobID: "job-1", Model: model}}
 }
 
-func tok(text string, i int) workerclient.Event {
-	return workerclient.Event{Name: api.EventToken, Token: &api.Token{T: text, I: i}}
+func tok(text string, i int) api.Event {
+	return api.Event{Name: api.EventToken, Token: &api.Token{T: text, I: i}}
 }
 
-func end(reason string, prompt, out, cached int) workerclient.Event {
-	return workerclient.Event{Name: api.EventEnd, End: &api.End{StopReason: reason, PromptTokens: prompt, TokensOut: out, CachedTokens: cached}}
+func end(reason string, prompt, out, cached int) api.Event {
+	return api.Event{Name: api.EventEnd, End: &api.End{StopReason: reason, PromptTokens: prompt, TokensOut: out, CachedTokens: cached}}
 }
 
-func errEvent(code string) workerclient.Event {
-	return workerclient.Event{Name: api.EventError, Error: &api.Error{Code: code, Message: "it broke", Retriable: true}}
+func errEvent(code string) api.Event {
+	return api.Event{Name: api.EventError, Error: &api.Error{Code: code, Message: "it broke", Retriable: true}}
 }
 
-var queued = workerclient.Event{Name: api.EventQueued}
+var queued = api.Event{Name: api.EventQueued}
 
 // hello is a complete generation: "Hello" in three tokens (one held back).
-func hello(reason string) []workerclient.Event {
-	return []workerclient.Event{queued, started("served-model"), tok("Hel", 0), tok("", 1), tok("lo", 2), end(reason, 5, 3, 2)}
+func hello(reason string) []api.Event {
+	return []api.Event{queued, started("served-model"), tok("Hel", 0), tok("", 1), tok("lo", 2), end(reason, 5, 3, 2)}
 }
 
 const key = "sk-test"
@@ -546,13 +545,13 @@ func TestErrorDetails(t *testing.T) {
 func TestStreamErrors(t *testing.T) {
 	streamBody := `{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}`
 	t.Run("error before the first chunk is a status", func(t *testing.T) {
-		ts := server(t, &backend{script: script{events: []workerclient.Event{queued, errEvent(api.CodeQueueFullDropped)}}})
+		ts := server(t, &backend{script: script{events: []api.Event{queued, errEvent(api.CodeQueueFullDropped)}}})
 		if e := errorOf(t, post(t, ts, "/v1/chat/completions", streamBody), 429); e["code"] != "queue_full_dropped" {
 			t.Errorf("error = %v", e)
 		}
 	})
 	t.Run("error mid-stream is a chunk", func(t *testing.T) {
-		ts := server(t, &backend{script: script{events: []workerclient.Event{started("x"), tok("a", 0), errEvent(api.CodeWorkerLost)}}})
+		ts := server(t, &backend{script: script{events: []api.Event{started("x"), tok("a", 0), errEvent(api.CodeWorkerLost)}}})
 		r := post(t, ts, "/v1/chat/completions", streamBody)
 		data := chunks(t, r)
 		if r.status != 200 || len(data) != 3 {
@@ -564,14 +563,14 @@ func TestStreamErrors(t *testing.T) {
 		}
 	})
 	t.Run("error in a non-streaming request", func(t *testing.T) {
-		ts := server(t, &backend{script: script{events: []workerclient.Event{started("x"), tok("a", 0), errEvent(api.CodeDecodeFailed)}}})
+		ts := server(t, &backend{script: script{events: []api.Event{started("x"), tok("a", 0), errEvent(api.CodeDecodeFailed)}}})
 		if e := errorOf(t, post(t, ts, "/v1/chat/completions", chatBody), 500); e["code"] != "decode_failed" {
 			t.Errorf("error = %v", e)
 		}
 	})
 	for name, after := range map[string]error{"EOF": nil, "broken": io.ErrUnexpectedEOF} {
 		t.Run("stream ends early: "+name, func(t *testing.T) {
-			ts := server(t, &backend{script: script{events: []workerclient.Event{started("x"), tok("a", 0)}, after: after}})
+			ts := server(t, &backend{script: script{events: []api.Event{started("x"), tok("a", 0)}, after: after}})
 			if e := errorOf(t, post(t, ts, "/v1/chat/completions", chatBody), 502); e["code"] != "worker_lost" {
 				t.Errorf("error = %v", e)
 			}
@@ -586,7 +585,7 @@ func TestStreamErrors(t *testing.T) {
 func TestClientDisconnectCancels(t *testing.T) {
 	for _, stream := range []bool{true, false} {
 		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
-			b := &backend{script: script{events: []workerclient.Event{started("x"), tok("a", 0)}, block: true}}
+			b := &backend{script: script{events: []api.Event{started("x"), tok("a", 0)}, block: true}}
 			ts := server(t, b)
 			ctx, cancel := context.WithCancel(context.Background())
 			body := fmt.Sprintf(`{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":%v}`, stream)

@@ -1,8 +1,8 @@
 package orchestrator
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -218,7 +218,7 @@ func (s *Server) runAttempt(ctx context.Context, t *task, w *worker, client *wor
 
 // relayEvent moves one worker event into the task's log. It reports whether
 // the attempt is over.
-func (s *Server) relayEvent(t *task, job string, ev *workerclient.Event) bool {
+func (s *Server) relayEvent(t *task, job string, ev *api.Event) bool {
 	s.mu.Lock()
 	if t.terminal() || t.jobID != job {
 		s.mu.Unlock()
@@ -229,7 +229,7 @@ func (s *Server) relayEvent(t *task, job string, ev *workerclient.Event) bool {
 		if t.resumed {
 			break // the client already has this task's started event
 		}
-		data := bytes.Clone(ev.Raw)
+		data, _ := json.Marshal(ev.Payload())
 		if !t.async {
 			s.appendEvent(t, ev.Name, data, true)
 			break
@@ -264,7 +264,8 @@ func (s *Server) relayEvent(t *task, job string, ev *workerclient.Event) bool {
 		t.tokensOut++
 		t.text.WriteString(ev.Token.T)
 		s.metrics.tokensOut.Inc()
-		s.appendEvent(t, ev.Name, bytes.Clone(ev.Raw), true)
+		data, _ := json.Marshal(ev.Token)
+		s.appendEvent(t, ev.Name, data, true)
 	case ev.End != nil:
 		s.finishLocked(t, api.TaskSucceeded, ev.End, nil)
 	case ev.Error != nil:

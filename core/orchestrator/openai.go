@@ -9,7 +9,6 @@ import (
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/openai"
 	"github.com/llorch/llorch/core/store"
-	"github.com/llorch/llorch/core/workerclient"
 )
 
 // openAIBackend serves the OpenAI-compatible API through the same admission,
@@ -76,16 +75,16 @@ type taskStream struct {
 	done bool
 }
 
-func (st *taskStream) Next() (workerclient.Event, error) {
+func (st *taskStream) Next() (api.Event, error) {
 	for {
 		if st.done {
-			return workerclient.Event{}, io.EOF
+			return api.Event{}, io.EOF
 		}
 		s, t := st.s, st.t
 		s.mu.Lock()
 		if t.evicted {
 			s.mu.Unlock()
-			return workerclient.Event{}, io.ErrUnexpectedEOF // a reader more than a minute late
+			return api.Event{}, io.ErrUnexpectedEOF // a reader more than a minute late
 		}
 		var ev *store.Event
 		if st.next < t.visible {
@@ -95,7 +94,7 @@ func (st *taskStream) Next() (workerclient.Event, error) {
 		ch := t.changed
 		s.mu.Unlock()
 		if ev != nil {
-			out, err := workerclient.DecodeEvent(ev.Name, ev.Data)
+			out, err := api.DecodeEvent(ev.Name, ev.Data)
 			if out.Terminal() {
 				st.done = true
 			}
@@ -107,7 +106,7 @@ func (st *taskStream) Next() (workerclient.Event, error) {
 		select {
 		case <-ch:
 		case <-st.ctx.Done():
-			return workerclient.Event{}, st.ctx.Err()
+			return api.Event{}, st.ctx.Err()
 		}
 	}
 }

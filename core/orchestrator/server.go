@@ -296,45 +296,13 @@ func (s *Server) routes() *echo.Echo {
 	return e
 }
 
-// statusOf is the one table from error codes to HTTP statuses.
-func statusOf(code string) int {
-	switch code {
-	case api.CodeInvalidRequest, api.CodeContextOverflow, api.CodeDeadlineUnmet:
-		return http.StatusBadRequest
-	case api.CodeUnauthorized:
-		return http.StatusUnauthorized
-	case api.CodeForbidden:
-		return http.StatusForbidden
-	case api.CodeNotFound, api.CodeModelNotFound, api.CodeTaskNotFound, api.CodeWorkerNotFound:
-		return http.StatusNotFound
-	case api.CodeMethodNotAllowed:
-		return http.StatusMethodNotAllowed
-	case api.CodeBodyTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case api.CodeQueueFull:
-		return http.StatusTooManyRequests
-	case api.CodePoolUnavailable, api.CodeAllSlotsBusy, api.CodeDraining, api.CodeLoading, api.CodeNoWorkerAvailable:
-		return http.StatusServiceUnavailable
-	case api.CodeConflict:
-		return http.StatusConflict
-	case api.CodeWorkerUnreachable, api.CodeWorkerLost, api.CodeUnexpectedResponse:
-		return http.StatusBadGateway
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
 func writeError(c echo.Context, e *api.Error) error {
 	if e.RetryAfterMs > 0 {
 		h := c.Response().Header()
 		h.Set("Retry-After", fmt.Sprint(max(1, (e.RetryAfterMs+999)/1000)))
 		h.Set("X-Backoff-Ms", fmt.Sprint(e.RetryAfterMs))
 	}
-	status := statusOf(e.Code)
-	if e.Status != 0 {
-		status = e.Status
-	}
-	return c.JSON(status, api.ErrorBody{Error: e})
+	return c.JSON(e.HTTPStatus(), api.ErrorBody{Error: e})
 }
 
 // httpError renders echo's own errors (404, 405, ...) in the API's shape.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/sse"
@@ -34,19 +35,6 @@ func New(base, token string, hc *http.Client) *Client {
 	return &Client{base: strings.TrimRight(base, "/"), token: token, http: hc}
 }
 
-// Event is one decoded stream event; exactly one of its pointers is set.
-type Event struct {
-	Name    string
-	Started *api.Started
-	Token   *api.Token
-	End     *api.End
-	Error   *api.Error
-	Raw     json.RawMessage
-}
-
-// Terminal reports whether the event ends the stream.
-func (e Event) Terminal() bool { return e.End != nil || e.Error != nil }
-
 // Stream reads the events of one /execute response.
 type Stream struct {
 	body io.ReadCloser
@@ -55,42 +43,15 @@ type Stream struct {
 
 // Next returns the next event, io.EOF after the terminal one, or an error if the
 // stream broke before a terminal event.
-func (s *Stream) Next() (Event, error) {
+func (s *Stream) Next() (api.Event, error) {
 	ev, err := s.r.Next()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return Event{}, io.ErrUnexpectedEOF
+			return api.Event{}, io.ErrUnexpectedEOF
 		}
-		return Event{}, err
+		return api.Event{}, err
 	}
-	return DecodeEvent(ev.Event, ev.Data)
-}
-
-// DecodeEvent decodes one stream event by name; events with other names come
-// back with only Name and Raw set.
-func DecodeEvent(name string, data []byte) (Event, error) {
-	out := Event{Name: name, Raw: data}
-	var target any
-	switch name {
-	case api.EventStarted:
-		out.Started = &api.Started{}
-		target = out.Started
-	case api.EventToken:
-		out.Token = &api.Token{}
-		target = out.Token
-	case api.EventEnd:
-		out.End = &api.End{}
-		target = out.End
-	case api.EventError:
-		out.Error = &api.Error{}
-		target = out.Error
-	default:
-		return out, nil
-	}
-	if err := json.Unmarshal(data, target); err != nil {
-		return out, fmt.Errorf("workerclient: bad %s event: %w", name, err)
-	}
-	return out, nil
+	return api.DecodeEvent(ev.Event, ev.Data)
 }
 
 // Close releases the connection (and, if the stream was not finished, makes
@@ -254,9 +215,53 @@ func (e *StatusError) Unwrap() error { return e.Err }
 
 func decodeError(resp *http.Response) error {
 	var body api.ErrorBody
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err := json.Unmarshal(data, &body); err != nil || body.Error == nil {
-		body.Error = &api.Error{Code: api.CodeUnexpectedResponse, Message: strings.TrimSpace(string(data))}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	if err := json.Unmarshal(data, &body); err != nil || body.Error == nil || body.Error.Code == "" {
+		// Not a llorch error: whatever answered is not a worker (or a proxy
+		// in front of it failed). Its body is never passed on: a registered
+		// URL must not turn the orchestrator into a reader of other services.
+		return &StatusError{Status: resp.StatusCode, Err: &api.Error{Code: api.CodeUnexpectedResponse, Retriable: true,
+			Message: fmt.Sprintf("the worker answered %d %s without a llorch error body", resp.StatusCode, http.StatusText(resp.StatusCode))}}
 	}
-	return &StatusError{Status: resp.StatusCode, Err: body.Error}
+	e := body.Error
+	e.Code = Sanitize(e.Code, maxCodeLen)
+	e.Message = Sanitize(e.Message, maxMessageLen)
+	if len(e.Fields) > maxFields {
+		e.Fields = e.Fields[:maxFields]
+	}
+	for i := range e.Fields {
+		f := &e.Fields[i]
+		f.Field, f.Constraint, f.Message = Sanitize(f.Field, maxCodeLen), Sanitize(f.Constraint, maxCodeLen), Sanitize(f.Message, maxMessageLen)
+	}
+	e.RetryAfterMs = min(max(e.RetryAfterMs, 0), 10*60*1000)
+	e.Status = 0
+	return &StatusError{Status: resp.StatusCode, Err: e}
+}
+
+// Limits on what a worker's error response may carry on to clients.
+const (
+	maxErrorBody  = 64 << 10
+	maxCodeLen    = 64
+	maxMessageLen = 300
+	maxFields     = 16
+)
+
+// Sanitize makes text from a peer safe to show: control characters become
+// spaces, invalid UTF-8 is dropped, and it is cut to at most limit bytes.
+func Sanitize(s string, limit int) string {
+	s = strings.ToValidUTF8(s, "")
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > limit {
+		cut := limit - len("…")
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }

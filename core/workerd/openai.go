@@ -8,7 +8,6 @@ import (
 
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/openai"
-	"github.com/llorch/llorch/core/workerclient"
 )
 
 // openAIBackend serves the OpenAI-compatible API (core/openai) from this
@@ -84,7 +83,7 @@ type jobStream struct {
 	done      bool // the terminal event was returned
 }
 
-func (st *jobStream) Next() (workerclient.Event, error) {
+func (st *jobStream) Next() (api.Event, error) {
 	for {
 		if st.pos < len(st.buf) {
 			ev := toEvent(st.buf[st.pos])
@@ -95,7 +94,7 @@ func (st *jobStream) Next() (workerclient.Event, error) {
 			return ev, nil
 		}
 		if st.done || st.last {
-			return workerclient.Event{}, io.EOF
+			return api.Event{}, io.EOF
 		}
 		select {
 		case <-st.j.box.notify:
@@ -111,7 +110,7 @@ func (st *jobStream) Next() (workerclient.Event, error) {
 			st.cancelled = true
 		case <-st.ctx.Done():
 			st.j.cancel()
-			return workerclient.Event{}, st.ctx.Err()
+			return api.Event{}, st.ctx.Err()
 		}
 	}
 }
@@ -131,8 +130,8 @@ func (st *jobStream) Close() error {
 }
 
 // toEvent converts a mailbox event into the client's event type.
-func toEvent(ev event) workerclient.Event {
-	out := workerclient.Event{Name: ev.name}
+func toEvent(ev event) api.Event {
+	out := api.Event{Name: ev.name}
 	switch d := ev.data.(type) {
 	case api.Started:
 		out.Started = &d

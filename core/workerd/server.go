@@ -379,33 +379,11 @@ func (s *Server) routes() *echo.Echo {
 	return e
 }
 
-// statusOf is the one table from error codes to HTTP statuses.
-func statusOf(code string) int {
-	switch code {
-	case api.CodeInvalidRequest, api.CodeContextOverflow:
-		return http.StatusBadRequest
-	case api.CodeUnauthorized:
-		return http.StatusUnauthorized
-	case api.CodeNotFound, api.CodeModelNotFound:
-		return http.StatusNotFound
-	case api.CodeMethodNotAllowed:
-		return http.StatusMethodNotAllowed
-	case api.CodeBodyTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case api.CodeAllSlotsBusy, api.CodeLoading, api.CodeDraining:
-		return http.StatusServiceUnavailable
-	case api.CodeConflict:
-		return http.StatusConflict
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
 func writeError(c echo.Context, e *api.Error) error {
 	if e.RetryAfterMs > 0 {
 		c.Response().Header().Set("Retry-After", fmt.Sprint(max(1, (e.RetryAfterMs+999)/1000)))
 	}
-	return c.JSON(statusOf(e.Code), api.ErrorBody{Error: e})
+	return c.JSON(e.HTTPStatus(), api.ErrorBody{Error: e})
 }
 
 // httpError renders echo's own errors (404, 405, ...) in the API's shape.

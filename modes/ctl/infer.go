@@ -89,7 +89,7 @@ func infer(ctx context.Context, c *workerclient.Client, req *api.ExecuteRequest,
 		return cli.Exit("ctl infer: "+err.Error(), 1)
 	}
 	defer st.Close()
-	events := make(chan workerclient.Event)
+	events := make(chan api.Event)
 	errs := make(chan error, 1)
 	go func() {
 		for {
