@@ -1,5 +1,6 @@
 // Package testkit holds helpers shared by tests that run real parts: it builds
-// the llorch binary once per test binary and writes the synthetic tiny model.
+// the llorch binary once per test binary, writes the synthetic tiny model, and
+// starts workers on a port the OS chooses (StartWorker, WaitAddr).
 package testkit
 
 import (
@@ -63,7 +64,10 @@ func Main(m *testing.M, use func(*Kit)) {
 	os.Exit(code)
 }
 
-// FreePort returns a loopback port that was free a moment ago.
+// FreePort returns a loopback port that was free a moment ago. Another
+// process may take it before the caller's child binds it (a flaky test): start
+// workers with StartWorker, or with `--port 0 --addr-file` and WaitAddr,
+// instead. Kept only for core/orchestrator's tests until they move over.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/llorch/llorch/backends"
 	"github.com/llorch/llorch/backends/llamacpp"
+	"github.com/llorch/llorch/core/bind"
 	"github.com/llorch/llorch/core/buildinfo"
 	"github.com/llorch/llorch/core/catalog"
 	"github.com/llorch/llorch/core/workerd"
@@ -28,6 +29,8 @@ func Command() *cli.Command {
 		host     string
 		port     int
 		logLevel string
+		addrFile string
+		insecure bool
 		bf       backendFlags
 	)
 	return &cli.Command{
@@ -40,7 +43,9 @@ func Command() *cli.Command {
 			&cli.StringFlag{Name: "model", Local: true, Aliases: []string{"m"}, Usage: "GGUF model file (required)", Destination: &cfg.ModelPath, Sources: cli.EnvVars("LLORCH_MODEL")},
 			&cli.StringFlag{Name: "model-id", Local: true, Usage: "model name reported to clients (default: file name without .gguf)", Destination: &cfg.ModelID},
 			&cli.StringFlag{Name: "host", Local: true, Value: "127.0.0.1", Usage: "address to listen on", Destination: &host, Sources: cli.EnvVars("LLORCH_HOST")},
-			&cli.IntFlag{Name: "port", Local: true, Value: 8001, Usage: "port to listen on (0: any free port)", Destination: &port, Sources: cli.EnvVars("LLORCH_PORT")},
+			&cli.IntFlag{Name: "port", Local: true, Value: 8001, Usage: "port to listen on (0: a free port the OS chooses; see --addr-file)", Destination: &port, Sources: cli.EnvVars("LLORCH_PORT")},
+			&cli.StringFlag{Name: "addr-file", Local: true, Usage: "once the port is bound, write the worker's URL (http://HOST:PORT and a newline) to this file, atomically", Destination: &addrFile},
+			&cli.BoolFlag{Name: "insecure-no-auth", Local: true, Usage: "allow a non-loopback --host without --token", Destination: &insecure},
 			&cli.IntFlag{Name: "slots", Local: true, Value: 4, Usage: "parallel sequences served at once", Destination: &cfg.Slots},
 			&cli.IntFlag{Name: "ctx", Local: true, Usage: "context size per slot in tokens (default 4096, capped at the model's)", Destination: &cfg.Ctx},
 			&cli.IntFlag{Name: "threads", Local: true, Value: defaultThreads(), Usage: "CPU threads for decoding", Destination: &cfg.Threads},
@@ -66,6 +71,9 @@ func Command() *cli.Command {
 				return cli.Exit(err.Error(), 1)
 			}
 			llamacpp.SetLogger(log)
+			if err := checkBind(host, cfg.Token != "", insecure); err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
 			place, err := prepareBackend(bf, log)
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
@@ -77,19 +85,27 @@ func Command() *cli.Command {
 			if err := checkModel(cfg.ModelPath); err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
+			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("worker: cannot listen: %v", err), 1)
+			}
+			defer ln.Close()
 			if cfg.WorkerID == "" {
+				// The port bound, not the one asked for (0 lets the OS choose).
 				h, _ := os.Hostname()
-				cfg.WorkerID = fmt.Sprintf("w-%s-%d", h, port)
+				cfg.WorkerID = fmt.Sprintf("w-%s-%d", h, ln.Addr().(*net.TCPAddr).Port)
 			}
 			srv, err := workerd.New(cfg, workerd.Deps{Log: log, Load: loader(place), Digest: digest})
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
-			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-			if err != nil {
-				return cli.Exit(fmt.Sprintf("worker: cannot listen: %v", err), 1)
+			url := bind.LocalURL(ln.Addr())
+			if addrFile != "" {
+				if err := bind.WriteAddrFile(addrFile, url); err != nil {
+					return cli.Exit(fmt.Sprintf("worker: %v", err), 1)
+				}
 			}
-			log.Info("worker listening", "addr", "http://"+ln.Addr().String(), "version", buildinfo.Version, "backend", cfg.Backend)
+			log.Info("worker listening", "addr", url, "version", buildinfo.Version, "backend", cfg.Backend)
 			if err := srv.Serve(ctx, ln); err != nil {
 				return cli.Exit(fmt.Sprintf("worker: %v", err), 1)
 			}
@@ -97,6 +113,19 @@ func Command() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// checkBind refuses a listen host other machines can reach when no --token
+// guards /execute and /shutdown, unless the operator insists.
+func checkBind(host string, haveToken, insecure bool) error {
+	if haveToken || insecure || bind.Loopback(host) {
+		return nil
+	}
+	shown := host
+	if shown == "" {
+		shown = "all interfaces"
+	}
+	return fmt.Errorf("worker: refusing to listen on %s without --token (anyone who reaches it could run jobs and /shutdown it): give --token (or LLORCH_WORKER_TOKEN), use --host 127.0.0.1, or pass --insecure-no-auth", shown)
 }
 
 // loader loads models where prepareBackend placed them.

@@ -4,9 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,53 +22,30 @@ import (
 )
 
 var (
+	kit      *testkit.Kit
 	binPath  string
 	tinyPath string
 )
 
 func TestMain(m *testing.M) {
 	testkit.Main(m, func(k *testkit.Kit) {
-		binPath, tinyPath = k.Bin, k.Tiny
+		kit, binPath, tinyPath = k, k.Bin, k.Tiny
 	})
 }
 
 type proc struct {
-	cmd    *exec.Cmd
+	*testkit.Worker
 	url    string
 	client *workerclient.Client
-	stderr *strings.Builder
-	done   chan error
 }
 
-// startProc runs `llorch worker` as a child process and waits for ready.
+// startProc runs `llorch worker` as a child process on a port the OS chooses
+// and waits for ready.
 func startProc(t *testing.T, extra ...string) *proc {
 	t.Helper()
-	port := testkit.FreePort(t)
-	args := append([]string{"worker", "--model", tinyPath, "--port", fmt.Sprint(port), "--slots", "1", "--threads", "1", "--drain-grace", "2m"}, extra...)
-	cmd := exec.Command(binPath, args...)
-	p := &proc{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), stderr: &strings.Builder{}, done: make(chan error, 1)}
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-	})
-	p.client = workerclient.New(p.url, "", nil)
-	for range 1000 {
-		if h, err := p.client.Health(context.Background()); err == nil && h.Status == api.StatusReady {
-			return p
-		}
-		select {
-		case err := <-p.done:
-			t.Fatalf("worker exited: %v\n%s", err, p.stderr)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	t.Fatalf("worker not ready:\n%s", p.stderr)
-	return nil
+	args := append([]string{"--model", tinyPath, "--slots", "1", "--threads", "1", "--drain-grace", "2m"}, extra...)
+	w := kit.StartWorker(t, nil, args...)
+	return &proc{Worker: w, url: w.URL, client: workerclient.New(w.URL, "", nil)}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -104,7 +82,7 @@ func TestSIGTERMDrains(t *testing.T) {
 			break
 		}
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	var end *api.End
@@ -122,16 +100,15 @@ func TestSIGTERMDrains(t *testing.T) {
 		t.Errorf("end = %+v, want the whole job", end)
 	}
 	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, p.stderr)
+	case <-p.Done():
+		if err := p.Err(); err != nil {
+			t.Fatalf("exit: %v\n%s", err, p.Log())
 		}
-		p.done <- nil
 	case <-time.After(20 * time.Second):
 		t.Fatal("worker did not exit after drain")
 	}
-	if !strings.Contains(p.stderr.String(), "draining") {
-		t.Errorf("no drain in log:\n%s", p.stderr)
+	if !strings.Contains(p.Log(), "draining") {
+		t.Errorf("no drain in log:\n%s", p.Log())
 	}
 }
 
@@ -147,6 +124,12 @@ func TestStartupErrors(t *testing.T) {
 		{"missing model", []string{"worker", "--model", "/nonexistent/m.gguf"}, "cannot read model"},
 		{"not gguf", []string{"worker", "--model", notGGUF}, "is not a GGUF file"},
 		{"bad slots", []string{"worker", "--model", tinyPath, "--slots", "300", "--port", "0"}, "slots must be"},
+		{"network without token", []string{"worker", "--model", tinyPath, "--host", "0.0.0.0", "--port", "0"},
+			"worker: refusing to listen on 0.0.0.0 without --token"},
+		{"all interfaces without token", []string{"worker", "--model", tinyPath, "--host", "", "--port", "0"},
+			"worker: refusing to listen on all interfaces without --token"},
+		{"a LAN address without token", []string{"worker", "--model", tinyPath, "--host", "192.0.2.1", "--port", "0"},
+			"--insecure-no-auth"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,6 +140,9 @@ func TestStartupErrors(t *testing.T) {
 			}
 			if !strings.Contains(string(out), tc.want) {
 				t.Errorf("output %q lacks %q", out, tc.want)
+			}
+			if n := strings.Count(strings.TrimSpace(string(out)), "\n"); n != 0 {
+				t.Errorf("%d lines, want one:\n%s", n+1, out)
 			}
 		})
 	}
@@ -209,4 +195,68 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Error("llorch_worker_slots_total 1 missing")
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
+}
+
+// A worker on a network address starts with --token or --insecure-no-auth,
+// and its address file names a URL this machine can reach.
+func TestNetworkHostNeedsTokenOrInsecure(t *testing.T) {
+	for name, extra := range map[string][]string{
+		"token":    {"--token", "s3cret"},
+		"insecure": {"--insecure-no-auth"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := startProc(t, append([]string{"--host", "0.0.0.0"}, extra...)...)
+			if !strings.HasPrefix(p.url, "http://127.0.0.1:") {
+				t.Errorf("address file holds %q, want a loopback URL", p.url)
+			}
+			if !strings.Contains(p.Log(), "worker listening") {
+				t.Errorf("log:\n%s", p.Log())
+			}
+		})
+	}
+}
+
+// --port 0 binds a port the OS chooses; the address file, the default worker
+// id and the registration all carry that port, not 0.
+func TestPortZeroRegistersRealPort(t *testing.T) {
+	regs := make(chan api.WorkerRegistration, 8)
+	orch := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/workers/register" {
+			var reg api.WorkerRegistration
+			if err := json.NewDecoder(r.Body).Decode(&reg); err != nil {
+				t.Errorf("registration body: %v", err)
+			}
+			select {
+			case regs <- reg:
+			default:
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer orch.Close()
+	p := startProc(t, "--orchestrator", orch.URL, "--heartbeat", "100ms")
+	u, err := url.Parse(p.url)
+	if err != nil || u.Port() == "" || u.Port() == "0" {
+		t.Fatalf("address file URL %q: %v", p.url, err)
+	}
+	var reg api.WorkerRegistration
+	select {
+	case reg = <-regs:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no registration\n%s", p.Log())
+	}
+	if reg.URL != p.url {
+		t.Errorf("registered URL %q, address file %q", reg.URL, p.url)
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "w-" + host + "-" + u.Port(); reg.WorkerID != want {
+		t.Errorf("worker id %q, want %q", reg.WorkerID, want)
+	}
+	h, err := p.client.Health(t.Context())
+	if err != nil || h.WorkerID != reg.WorkerID {
+		t.Errorf("health: %+v, %v", h, err)
+	}
 }
