@@ -4,14 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/testkit"
@@ -22,25 +20,12 @@ var kit *testkit.Kit
 
 func TestMain(m *testing.M) { testkit.Main(m, func(k *testkit.Kit) { kit = k }) }
 
-// startWorker runs a real worker process on the tiny model.
+// startWorker runs a real worker process on the tiny model and returns its
+// host:port once it is ready.
 func startWorker(t *testing.T) string {
 	t.Helper()
-	port := testkit.FreePort(t)
-	cmd := exec.Command(kit.Bin, "worker", "--model", kit.Tiny, "--port", fmt.Sprint(port), "--slots", "1", "--threads", "1")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	c := workerclient.New(addr, "", nil)
-	for range 500 {
-		if h, err := c.Health(context.Background()); err == nil && h.Status == api.StatusReady {
-			return addr
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("worker not ready")
-	return ""
+	w := kit.StartWorker(t, nil, "--model", kit.Tiny, "--slots", "1", "--threads", "1")
+	return strings.TrimPrefix(w.URL, "http://")
 }
 
 func ctl(args ...string) *exec.Cmd { return exec.Command(kit.Bin, append([]string{"ctl"}, args...)...) }
@@ -81,8 +66,8 @@ func TestInferStreams(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestInferErrors(t *testing.T) {
-	port := testkit.FreePort(t)
-	out, err := ctl("infer", "--worker", fmt.Sprintf("127.0.0.1:%d", port), "--prompt", "x").CombinedOutput()
+	// Port 1 (tcpmux) is privileged and unused: nothing answers there.
+	out, err := ctl("infer", "--worker", "127.0.0.1:1", "--prompt", "x").CombinedOutput()
 	if exitCode(err) != 1 || !strings.Contains(string(out), "unreachable") {
 		t.Errorf("unreachable: exit %d, %s", exitCode(err), out)
 	}

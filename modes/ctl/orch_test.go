@@ -1,12 +1,13 @@
 package ctl_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -17,19 +18,9 @@ import (
 
 // ctl workers and ctl tasks show a real orchestrator's view.
 func TestWorkersAndTasks(t *testing.T) {
-	oport := testkit.FreePort(t)
-	orch := fmt.Sprintf("http://127.0.0.1:%d", oport)
-	o := exec.Command(kit.Bin, "orchestrate", "--listen", fmt.Sprintf("127.0.0.1:%d", oport), "--data-dir", t.TempDir(), "--api-key-file", writeKeys(t), "--worker-token", "wt")
-	if err := o.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { o.Process.Kill(); o.Wait() })
-	w := exec.Command(kit.Bin, "worker", "--model", kit.Tiny, "--model-id", "tiny", "--port", fmt.Sprint(testkit.FreePort(t)),
-		"--slots", "1", "--threads", "1", "--worker-id", "w-ctl", "--orchestrator", orch, "--token", "wt", "--heartbeat", "200ms")
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Process.Kill(); w.Wait() })
+	orch := startOrchestrator(t, "--api-key-file", writeKeys(t), "--worker-token", "wt")
+	kit.StartWorker(t, nil, "--model", kit.Tiny, "--model-id", "tiny", "--slots", "1", "--threads", "1",
+		"--worker-id", "w-ctl", "--orchestrator", orch, "--token", "wt", "--heartbeat", "200ms")
 
 	var out []byte
 	deadline := time.Now().Add(60 * time.Second)
@@ -48,15 +39,21 @@ func TestWorkersAndTasks(t *testing.T) {
 		t.Fatalf("ctl workers:\n%s", out)
 	}
 
-	req, _ := http.NewRequest(http.MethodPost, orch+"/v2/tasks", strings.NewReader(`{"model":"tiny","prompt":"hi","max_tokens":3}`))
+	req, err := http.NewRequest(http.MethodPost, orch+"/v2/tasks", strings.NewReader(`{"model":"tiny","prompt":"hi","max_tokens":3}`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Authorization", "Bearer k1")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var acc api.TaskAccepted
-	_ = json.NewDecoder(resp.Body).Decode(&acc)
+	err = json.NewDecoder(resp.Body).Decode(&acc)
 	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusAccepted || acc.TaskID == "" {
+		t.Fatalf("submit: %d %+v %v", resp.StatusCode, acc, err)
+	}
 
 	out, err = ctl("tasks", "--orchestrator", orch, "--api-key", "k1", "--json").Output()
 	if err != nil {
@@ -83,3 +80,54 @@ func writeKeys(t *testing.T) string {
 	}
 	return path
 }
+
+// startOrchestrator runs `llorch orchestrate` on a port the OS chooses and
+// returns its URL, read from its "orchestrator listening" log line (it has no
+// address file yet). It is killed when the test ends.
+func startOrchestrator(t *testing.T, args ...string) string {
+	t.Helper()
+	o := exec.Command(kit.Bin, append([]string{"orchestrate", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, args...)...)
+	stderr, err := o.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	found := make(chan string, 1)
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			log.WriteString(line + "\n")
+			if m := listening.FindStringSubmatch(line); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = o.Process.Kill()
+		<-copied
+		_ = o.Wait()
+		if t.Failed() {
+			t.Logf("orchestrator log:\n%s", log.String())
+		}
+	})
+	select {
+	case url := <-found:
+		return url
+	case <-copied:
+		t.Fatal("the orchestrator exited before it listened")
+	case <-time.After(testkit.ReadyTimeout):
+		t.Fatal("the orchestrator did not log its address")
+	}
+	return ""
+}
+
+var listening = regexp.MustCompile(`msg="orchestrator listening" addr=(http://127\.0\.0\.1:[0-9]+)`)
