@@ -53,7 +53,7 @@
 //
 // Errors wrap the sentinels below with %w, so callers test them with
 // errors.Is: [ErrInvalidRef], [ErrInvalidID], [ErrNotFound], [ErrAccessDenied],
-// [ErrChecksumMismatch] and [ErrNotGGUF].
+// [ErrChecksumMismatch], [ErrNotGGUF] and [ErrTruncated].
 package catalog
 
 import "errors"
@@ -72,4 +72,7 @@ var (
 	ErrChecksumMismatch = errors.New("catalog: checksum mismatch")
 	// ErrNotGGUF: the file does not start with the GGUF magic or its header is malformed.
 	ErrNotGGUF = errors.New("catalog: not a GGUF file")
+	// ErrTruncated: the file is shorter than its own GGUF header says (a copy
+	// or download cut short).
+	ErrTruncated = errors.New("catalog: truncated file")
 )

@@ -510,9 +510,14 @@ func TestDownloadCancelKeepsPart(t *testing.T) {
 	}()
 	// Cancel once the first half has reached the .part (the server then
 	// waits for the client to go away).
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if fi, err := os.Stat(dest + ".part"); err == nil && fi.Size() == int64(len(body)/2) {
+		fi, err := os.Stat(dest + ".part")
+		if err == nil && fi.Size() == int64(len(body)/2) {
 			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the .part never held the first half (%d bytes) within 30s: %v, %v", len(body)/2, fi, err)
 		}
 		select {
 		case err := <-done:
@@ -589,7 +594,10 @@ func TestDownloadHTTPSURL(t *testing.T) {
 		t.Error("X-Linked-Etag on a URL download not used")
 	}
 
-	missing, _ := ParseRef(srv.URL + "/files/missing.gguf")
+	missing, err := ParseRef(srv.URL + "/files/missing.gguf")
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, err = d.Download(t.Context(), missing, dest+"2")
 	if !errors.Is(err, ErrNotFound) || strings.Contains(err.Error(), "hub") {
 		t.Errorf("err = %v, want a plain not found", err)

@@ -1,11 +1,16 @@
 package catalog
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
 	"math"
+	"os"
 	"strings"
 
 	parser "github.com/gpustack/gguf-parser-go"
+
+	"github.com/llorch/llorch/core/gguf"
 )
 
 // Estimate methods, the values of [Info.Estimate].
@@ -50,10 +55,13 @@ type Info struct {
 // and estimates the memory to run it with a context of ctx tokens; ctx <= 0
 // means the trained context length, as llama.cpp does for n_ctx = 0 (4096
 // when the file gives none). A file that is not GGUF, or whose header is
-// malformed, yields an error wrapping [ErrNotGGUF]; a missing file wraps
-// [ErrNotFound].
+// malformed, yields an error wrapping [ErrNotGGUF]; one shorter than its
+// header says wraps [ErrTruncated]; a missing file wraps [ErrNotFound].
 func Inspect(path string, ctx int) (Info, error) {
 	if err := checkMagic(path); err != nil {
+		return Info{}, fmt.Errorf("inspect: %w", err)
+	}
+	if err := CheckComplete(path); err != nil {
 		return Info{}, fmt.Errorf("inspect: %w", err)
 	}
 	gf, err := parseGGUF(path)
@@ -90,6 +98,39 @@ func Inspect(path string, ctx int) (Info, error) {
 	}
 	info.EstRAMBytes, info.EstVRAMBytes, info.Estimate = estimate(gf, arch, info.Ctx)
 	return info, nil
+}
+
+// CheckComplete reads the GGUF header of the file at path with core/gguf's
+// reader and reports [ErrTruncated], with the expected and the actual size,
+// when the file ends before the header or before the tensor data it
+// describes. Other header problems are left to the caller's parser (this
+// reader knows only the tensor types of the pinned ggml, so it cannot size
+// newer ones); a file it cannot size is not called truncated.
+func CheckComplete(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s: %w", path, ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	gf, err := gguf.Read(bufio.NewReaderSize(f, 1<<16))
+	if errors.Is(err, gguf.ErrTruncated) {
+		return fmt.Errorf("%w: %s has %d bytes and ends inside its GGUF header (%v): the copy or download was cut short", ErrTruncated, path, st.Size(), err)
+	}
+	if err != nil {
+		return nil
+	}
+	if want := gf.DataOffset + gf.DataSize; st.Size() < want {
+		return fmt.Errorf("%w: %s has %d bytes, its GGUF header describes %d (%d missing): the copy or download was cut short",
+			ErrTruncated, path, st.Size(), want, want-st.Size())
+	}
+	return nil
 }
 
 // parseGGUF parses the header, turning a parser panic into an error.

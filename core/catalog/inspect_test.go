@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,19 +124,57 @@ func TestInspectRejects(t *testing.T) {
 	dir := t.TempDir()
 	notGGUF := filepath.Join(dir, "a.gguf")
 	truncated := filepath.Join(dir, "b.gguf")
-	os.WriteFile(notGGUF, []byte("PK\x03\x04 a zip file"), 0o644)
-	os.WriteFile(truncated, tinyGGUF()[:40], 0o644)
+	if err := os.WriteFile(notGGUF, []byte("PK\x03\x04 a zip file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(truncated, tinyGGUF()[:40], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		path string
 		is   error
 	}{
 		{notGGUF, ErrNotGGUF},
-		{truncated, ErrNotGGUF},
+		{truncated, ErrTruncated},
 		{filepath.Join(dir, "missing.gguf"), ErrNotFound},
 	} {
 		if _, err := Inspect(tc.path, 0); !errors.Is(err, tc.is) {
 			t.Errorf("Inspect(%s) err = %v, want %v", filepath.Base(tc.path), err, tc.is)
 		}
+	}
+}
+
+// A model cut short (here to 100 KB of its 260 KB) is called truncated, with
+// the size its header describes and the size it has; not blamed on its
+// tensor types.
+func TestInspectTruncated(t *testing.T) {
+	full := tinyGGUF()
+	const cut = 100_000
+	path := filepath.Join(t.TempDir(), "cut.gguf")
+	if err := os.WriteFile(path, full[:cut], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Inspect(path, 0)
+	if !errors.Is(err, ErrTruncated) {
+		t.Fatalf("err = %v, want ErrTruncated", err)
+	}
+	for _, want := range []string{"truncated", fmt.Sprintf("has %d bytes", cut), fmt.Sprintf("describes %d", len(full))} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "layout") {
+		t.Errorf("error %q blames the block layout", err)
+	}
+	// One byte short is truncated too; the whole file is not.
+	if err := os.WriteFile(path, full[:len(full)-1], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckComplete(path); !errors.Is(err, ErrTruncated) {
+		t.Errorf("one byte short: %v", err)
+	}
+	if err := CheckComplete(writeTiny(t)); err != nil {
+		t.Errorf("whole file: %v", err)
 	}
 }
 
@@ -250,7 +289,7 @@ func TestFormatBytes(t *testing.T) {
 }
 
 // FuzzInspect: Inspect never panics on a damaged header; it returns Info or
-// an error.
+// an error wrapping ErrNotGGUF or ErrTruncated.
 func FuzzInspect(f *testing.F) {
 	head := tinyGGUF()[:4096] // header and metadata, cut short
 	f.Add(head)
@@ -262,8 +301,8 @@ func FuzzInspect(f *testing.F) {
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Inspect(p, 512); err != nil && !errors.Is(err, ErrNotGGUF) {
-			t.Fatalf("error %v does not wrap ErrNotGGUF", err)
+		if _, err := Inspect(p, 512); err != nil && !errors.Is(err, ErrNotGGUF) && !errors.Is(err, ErrTruncated) {
+			t.Fatalf("error %v wraps neither ErrNotGGUF nor ErrTruncated", err)
 		}
 	})
 }

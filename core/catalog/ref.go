@@ -2,13 +2,14 @@ package catalog
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"path"
 	"path/filepath"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/llorch/llorch/core/bind"
 )
 
 // Reference kinds, the values of [Ref.Kind].
@@ -141,7 +142,7 @@ func checkURL(u *url.URL) error {
 	switch strings.ToLower(u.Scheme) {
 	case "https":
 	case "http":
-		if !isLoopback(u.Hostname()) {
+		if !bind.Loopback(u.Hostname()) {
 			return fmt.Errorf("http:// is allowed only for loopback hosts; use https://")
 		}
 	default:
@@ -154,14 +155,6 @@ func checkURL(u *url.URL) error {
 		return fmt.Errorf("URL must not carry credentials")
 	}
 	return nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // parseFile parses /ABS/PATH.gguf or ///ABS/PATH.gguf.

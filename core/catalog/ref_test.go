@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/llorch/llorch/core/bind"
 )
 
 func TestParseRef(t *testing.T) {
@@ -231,7 +233,10 @@ func FuzzParseRef(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	ep, _ := url.Parse(DefaultEndpoint)
+	ep, err := url.Parse(DefaultEndpoint)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		r, err := ParseRef(s)
 		if err != nil {
@@ -261,7 +266,7 @@ func FuzzParseRef(f *testing.F) {
 			if err != nil {
 				t.Fatalf("accepted URL %q does not parse: %v", r.URL, err)
 			}
-			if u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
+			if u.Scheme != "https" && !(u.Scheme == "http" && bind.Loopback(u.Hostname())) {
 				t.Fatalf("accepted URL %q with scheme %q", r.URL, u.Scheme)
 			}
 			checkSegments(t, s, strings.TrimPrefix(u.Path, "/"))
