@@ -143,7 +143,8 @@ func digest(path string) (string, error) {
 	return "sha256:" + sum, err
 }
 
-// checkModel gives a clear line for a missing or unreadable model before any work.
+// checkModel gives a clear line for a missing, unreadable or truncated model
+// before any work.
 func checkModel(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -153,6 +154,9 @@ func checkModel(path string) error {
 	var magic [4]byte
 	if _, err := f.Read(magic[:]); err != nil || string(magic[:]) != "GGUF" {
 		return fmt.Errorf("worker: %s is not a GGUF file", path)
+	}
+	if err := catalog.CheckComplete(path); err != nil {
+		return fmt.Errorf("worker: %w", err)
 	}
 	return nil
 }

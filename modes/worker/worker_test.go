@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -114,7 +115,17 @@ func TestSIGTERMDrains(t *testing.T) {
 
 func TestStartupErrors(t *testing.T) {
 	notGGUF := filepath.Join(t.TempDir(), "x.gguf")
-	os.WriteFile(notGGUF, []byte("hello"), 0o644)
+	if err := os.WriteFile(notGGUF, []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	full, err := os.ReadFile(tinyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(t.TempDir(), "cut.gguf")
+	if err := os.WriteFile(truncated, full[:100_000], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		args []string
@@ -123,6 +134,8 @@ func TestStartupErrors(t *testing.T) {
 		{"unknown backend", []string{"worker", "--backend", "metal", "--model", tinyPath}, `backend "metal" is not available in this build (backends: cpu, cuda)`},
 		{"missing model", []string{"worker", "--model", "/nonexistent/m.gguf"}, "cannot read model"},
 		{"not gguf", []string{"worker", "--model", notGGUF}, "is not a GGUF file"},
+		{"truncated", []string{"worker", "--model", truncated, "--port", "0"},
+			fmt.Sprintf("worker: catalog: truncated file: %s has 100000 bytes, its GGUF header describes %d", truncated, len(full))},
 		{"bad slots", []string{"worker", "--model", tinyPath, "--slots", "300", "--port", "0"}, "slots must be"},
 		{"network without token", []string{"worker", "--model", tinyPath, "--host", "0.0.0.0", "--port", "0"},
 			"worker: refusing to listen on 0.0.0.0 without --token"},
