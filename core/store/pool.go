@@ -55,8 +55,9 @@ type Worker struct {
 	ID        string    `json:"id"`
 	PID       int       `json:"pid"`
 	StartTime uint64    `json:"start_time"` // /proc start time; pid + start time identify the process
-	Port      int       `json:"port"`
-	URL       string    `json:"url"`
+	Port      int       `json:"port"`       // 0 until the worker has bound and spawn recorded it
+	URL       string    `json:"url"`        // "" until then: read AddrFile
+	AddrFile  string    `json:"addr_file"`  // where the worker writes its URL once bound (worker --addr-file)
 	Model     string    `json:"model"`
 	ModelPath string    `json:"model_path"`
 	Backend   string    `json:"backend"`

@@ -12,16 +12,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/store"
 	"github.com/llorch/llorch/core/testkit"
+	"github.com/llorch/llorch/core/workerclient"
 )
 
 var (
+	kit      *testkit.Kit
 	binPath  string
 	tinyPath string
 	tinySHA  string
@@ -29,8 +33,11 @@ var (
 
 func TestMain(m *testing.M) {
 	testkit.Main(m, func(k *testkit.Kit) {
-		binPath, tinyPath = k.Bin, k.Tiny
-		data, _ := os.ReadFile(tinyPath)
+		kit, binPath, tinyPath = k, k.Bin, k.Tiny
+		data, err := os.ReadFile(tinyPath)
+		if err != nil {
+			panic(err)
+		}
 		sum := sha256.Sum256(data)
 		tinySHA = hex.EncodeToString(sum[:])
 	})
@@ -138,8 +145,35 @@ func TestModelsFileRefAndSynth(t *testing.T) {
 	}
 }
 
+// A model file cut short is refused as truncated, with both sizes, and stays
+// out of the catalog.
+func TestDownloadTruncatedFile(t *testing.T) {
+	full, err := os.ReadFile(tinyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.gguf")
+	if err := os.WriteFile(cut, full[:100_000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := newPool(t)
+	_, errOut, code := p.run("models", "download", "file:"+cut)
+	if code != 1 || !strings.Contains(errOut, "truncated") || !strings.Contains(errOut, "has 100000 bytes") ||
+		!strings.Contains(errOut, fmt.Sprintf("describes %d", len(full))) {
+		t.Errorf("download of a truncated file: exit %d: %s", code, errOut)
+	}
+	var ms []struct{ ID string }
+	p.jsonOut(&ms, "models", "list")
+	if len(ms) != 0 {
+		t.Errorf("catalog = %+v", ms)
+	}
+}
+
 func TestDownloadFromHub(t *testing.T) {
-	data, _ := os.ReadFile(tinyPath)
+	data, err := os.ReadFile(tinyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	hub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/org/repo/resolve/main/tiny-q.gguf" {
 			http.NotFound(w, r)
@@ -278,21 +312,9 @@ func TestCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A stray: a worker of this pool dir with no metadata.
-	port := testkit.FreePort(t)
-	stray := exec.Command(binPath, "worker", "--model", tinyPath, "--port", fmt.Sprint(port), "--threads", "1")
-	stray.Env = append(os.Environ(), "LLORCH_POOL_DIR="+p.dir)
-	if err := stray.Start(); err != nil {
-		t.Fatal(err)
-	}
-	strayDone := make(chan struct{})
-	go func() { stray.Wait(); close(strayDone) }()
+	stray := kit.StartWorker(t, []string{"LLORCH_POOL_DIR=" + p.dir}, "--model", tinyPath, "--threads", "1", "--slots", "1")
 	// A worker of another pool dir is not ours.
-	other := exec.Command(binPath, "worker", "--model", tinyPath, "--port", fmt.Sprint(testkit.FreePort(t)), "--threads", "1")
-	other.Env = append(os.Environ(), "LLORCH_POOL_DIR="+t.TempDir())
-	if err := other.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
+	other := kit.StartWorker(t, []string{"LLORCH_POOL_DIR=" + t.TempDir()}, "--model", tinyPath, "--threads", "1", "--slots", "1")
 
 	var rep struct {
 		Dead   []string `json:"dead"`
@@ -301,18 +323,18 @@ func TestCleanup(t *testing.T) {
 	}
 	p.jsonOut(&rep, "worker", "cleanup", "--health-timeout", "3s")
 	if len(rep.Dead) != 1 || rep.Dead[0] != dead.ID || len(rep.Hung) != 1 || rep.Hung[0] != hung.ID ||
-		len(rep.Strays) != 1 || rep.Strays[0] != stray.Process.Pid {
-		t.Fatalf("cleanup = %+v (dead %s hung %s stray %d)", rep, dead.ID, hung.ID, stray.Process.Pid)
+		len(rep.Strays) != 1 || rep.Strays[0] != stray.Cmd.Process.Pid {
+		t.Fatalf("cleanup = %+v (dead %s hung %s stray %d)", rep, dead.ID, hung.ID, stray.Cmd.Process.Pid)
 	}
 	select {
-	case <-strayDone:
+	case <-stray.Done():
 	case <-time.After(5 * time.Second):
 		t.Error("stray still running")
 	}
 	if err := syscall.Kill(hung.PID, 0); err == nil {
 		// It may linger as a zombie of init briefly; its state must not be stopped.
-		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", hung.PID))
-		if strings.Contains(string(st), ") T ") {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", hung.PID))
+		if err == nil && strings.Contains(string(st), ") T ") {
 			t.Error("hung worker still stopped, not killed")
 		}
 	}
@@ -325,9 +347,29 @@ func TestCleanup(t *testing.T) {
 	if len(rows) != 1 || rows[0].ID != healthy.ID || rows[0].Status != "ready" {
 		t.Errorf("after cleanup: %+v", rows)
 	}
-	if other.ProcessState != nil {
-		t.Error("another pool's worker was killed")
+	// Another pool's worker is untouched: not exited (this test reaps it, so
+	// a killed one would be gone), the pid alive, and /health still ready (a
+	// zombie would pass signal 0 but cannot answer).
+	select {
+	case <-other.Done():
+		t.Fatalf("another pool's worker exited: %v", other.Err())
+	default:
 	}
+	if err := syscall.Kill(other.Cmd.Process.Pid, 0); err != nil {
+		t.Fatalf("another pool's worker: signal 0: %v", err)
+	}
+	if h := healthOf(t, other.URL); h.Status != "ready" {
+		t.Fatalf("another pool's worker: /health %+v", h)
+	}
+}
+
+func healthOf(t *testing.T, url string) api.Health {
+	t.Helper()
+	h, err := workerclient.New(url, "", &http.Client{Timeout: 5 * time.Second}).Health(t.Context())
+	if err != nil {
+		t.Fatalf("%s/health: %v", url, err)
+	}
+	return *h
 }
 
 func TestPIDReuseNotKilled(t *testing.T) {
@@ -374,5 +416,55 @@ func reusePID(t *testing.T, dir, id string, pid int) {
 	w.PID = pid
 	if err := db.PutWorker(w); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// spawn --port auto never picks a port for the worker to bind later (another
+// process could take it in between): the worker binds port 0 and reports the
+// port the OS chose. Concurrent spawns all come up, on distinct ports.
+func TestSpawnPortAuto(t *testing.T) {
+	p := newPool(t)
+	p.ok("models", "download", "file:"+tinyPath)
+	const n = 3
+	outs := make(chan string, n)
+	for range n {
+		go func() {
+			out, errOut, code := p.run("worker", "spawn", "cpu", "--model", "tiny", "--slots", "1")
+			if code != 0 {
+				out = fmt.Sprintf("exit %d: %s", code, errOut)
+			}
+			outs <- out
+		}()
+	}
+	urls := map[string]bool{}
+	for range n {
+		out := <-outs
+		f := strings.Fields(out)
+		if len(f) != 2 || !strings.HasPrefix(f[1], "http://127.0.0.1:") {
+			t.Fatalf("spawn printed %q", out)
+		}
+		urls[f[1]] = true
+	}
+	if len(urls) != n {
+		t.Fatalf("%d spawns, %d distinct URLs: %v", n, len(urls), urls)
+	}
+	rows := p.workers()
+	if len(rows) != n {
+		t.Fatalf("list = %+v", rows)
+	}
+	for _, r := range rows {
+		if !urls[r.URL] || r.Status != "ready" {
+			t.Errorf("row %+v: URL not among %v, or not ready", r, urls)
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", r.PID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if args := strings.Split(string(cmdline), "\x00"); !slices.Contains(args, "--addr-file") || args[slices.Index(args, "--port")+1] != "0" {
+			t.Errorf("worker started with %q, want --port 0 --addr-file", args)
+		}
+		if h := healthOf(t, r.URL); h.WorkerID != r.ID {
+			t.Errorf("worker at %s says it is %q, listed as %q", r.URL, h.WorkerID, r.ID)
+		}
 	}
 }

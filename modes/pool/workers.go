@@ -2,10 +2,13 @@ package pool
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +19,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/bind"
 	"github.com/llorch/llorch/core/store"
 	"github.com/llorch/llorch/core/supervise"
 	"github.com/llorch/llorch/core/workerclient"
@@ -53,6 +57,7 @@ func spawnCommand(e *env) *cli.Command {
 		orchestrator, poolName       string
 		gpu, slots, ctxSize          int
 		wait                         time.Duration
+		insecure                     bool
 	)
 	return &cli.Command{
 		Name:      "spawn",
@@ -60,8 +65,9 @@ func spawnCommand(e *env) *cli.Command {
 		ArgsUsage: "BACKEND",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Usage: "model id or alias from the catalog (required)", Destination: &model},
-			&cli.StringFlag{Name: "port", Value: "auto", Usage: "port, or auto for a free one (a busy port moves to the next free one)", Destination: &port},
-			&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address the worker listens on", Destination: &host},
+			&cli.StringFlag{Name: "port", Value: "auto", Usage: "port, or auto for one the OS chooses when the worker binds (a busy port moves to the next free one)", Destination: &port},
+			&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address the worker listens on (not loopback: needs --token-file or --insecure-no-auth)", Destination: &host},
+			&cli.BoolFlag{Name: "insecure-no-auth", Usage: "let the worker listen on a non-loopback --host without a token", Destination: &insecure},
 			&cli.IntFlag{Name: "gpu", Usage: "GPU index (cuda)", Destination: &gpu},
 			&cli.IntFlag{Name: "slots", Value: 4, Usage: "parallel sequences", Destination: &slots},
 			&cli.IntFlag{Name: "ctx", Usage: "context size per slot (default: the worker's)", Destination: &ctxSize},
@@ -79,7 +85,7 @@ func spawnCommand(e *env) *cli.Command {
 				return cli.Exit("pool: --model is required", 1)
 			}
 			return exit1(e.spawn(ctx, spawnSpec{backend: backend, model: model, port: port, host: host, gpu: gpu,
-				slots: slots, ctx: ctxSize, tokenFile: tokenFile, wait: wait, orchestrator: orchestrator, poolName: poolName}))
+				slots: slots, ctx: ctxSize, tokenFile: tokenFile, wait: wait, orchestrator: orchestrator, poolName: poolName, insecure: insecure}))
 		},
 	}
 }
@@ -89,6 +95,7 @@ type spawnSpec struct {
 	orchestrator, poolName                string
 	gpu, slots, ctx                       int
 	wait                                  time.Duration
+	insecure                              bool
 }
 
 func (e *env) spawn(ctx context.Context, s spawnSpec) error {
@@ -112,13 +119,25 @@ func (e *env) spawn(ctx context.Context, s spawnSpec) error {
 	if err != nil {
 		return err
 	}
-	id := fmt.Sprintf("%s-%d", s.backend, p)
+	id, err := e.newWorkerID(s.backend)
+	if err != nil {
+		return err
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("pool: cannot find the llorch binary: %w", err)
 	}
+	if err := os.MkdirAll(e.logsDir(), 0o700); err != nil {
+		return fmt.Errorf("pool: %w", err)
+	}
+	// The worker binds (port 0: the OS chooses, never a port picked here
+	// and freed for someone else to take) and writes its URL to addrFile.
+	addrFile := filepath.Join(e.logsDir(), id+".addr")
+	if err := os.Remove(addrFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("pool: %w", err)
+	}
 	args := []string{"worker", "--backend", s.backend, "--model", m.Path, "--model-id", m.ID, "--host", s.host,
-		"--port", strconv.Itoa(p), "--slots", strconv.Itoa(s.slots), "--worker-id", id, "--gpu", strconv.Itoa(s.gpu)}
+		"--port", strconv.Itoa(p), "--addr-file", addrFile, "--slots", strconv.Itoa(s.slots), "--worker-id", id, "--gpu", strconv.Itoa(s.gpu)}
 	if s.ctx > 0 {
 		args = append(args, "--ctx", strconv.Itoa(s.ctx))
 	}
@@ -127,6 +146,9 @@ func (e *env) spawn(ctx context.Context, s spawnSpec) error {
 	}
 	if s.poolName != "" {
 		args = append(args, "--pool", s.poolName)
+	}
+	if s.insecure {
+		args = append(args, "--insecure-no-auth")
 	}
 	childEnv := []string{envPoolDir + "=" + e.dir}
 	if s.tokenFile != "" {
@@ -141,18 +163,23 @@ func (e *env) spawn(ctx context.Context, s spawnSpec) error {
 	if err != nil {
 		return err
 	}
-	w := store.Worker{ID: id, PID: proc.PID, StartTime: proc.StartTime, Port: p, URL: "http://" + net.JoinHostPort(s.host, strconv.Itoa(p)),
+	w := store.Worker{ID: id, PID: proc.PID, StartTime: proc.StartTime, AddrFile: addrFile,
 		Model: m.ID, ModelPath: m.Path, Backend: s.backend, GPU: s.gpu, Slots: s.slots, LogPath: logPath, StartedAt: time.Now().UTC()}
-	// Recorded at once, so that cleanup finds it even if this command dies while waiting.
+	// Recorded at once, so that cleanup finds it even if this command dies
+	// while waiting; until the URL is recorded, it is read from AddrFile.
 	if err := e.withPool(func(db *store.Pool) error { return db.PutWorker(w) }); err != nil {
 		_ = supervise.Kill(proc)
 		return err
 	}
-	if err := e.waitReady(ctx, w, proc, s.wait); err != nil {
+	if err := e.waitReady(ctx, &w, proc, s.wait); err != nil {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = supervise.Stop(stopCtx, proc, 5*time.Second)
-		_ = e.withPool(func(db *store.Pool) error { return db.DeleteWorker(id) })
+		if err := supervise.Stop(stopCtx, proc, 5*time.Second); err != nil && !errors.Is(err, supervise.ErrNotFound) {
+			fmt.Fprintf(e.errOut, "pool: stopping worker %s: %v\n", id, err)
+		}
+		if err := e.forget(id); err != nil {
+			fmt.Fprintf(e.errOut, "pool: forgetting worker %s: %v\n", id, err)
+		}
 		return fmt.Errorf("%w\n%s", err, logTail(logPath, 10))
 	}
 	if e.asJSON {
@@ -162,10 +189,43 @@ func (e *env) spawn(ctx context.Context, s spawnSpec) error {
 	return nil
 }
 
-// waitReady polls /health until ready, showing load progress on stderr.
-func (e *env) waitReady(ctx context.Context, w store.Worker, p supervise.Proc, limit time.Duration) error {
+// waitReady waits for the worker's address file, records its URL, then polls
+// /health until ready, showing load progress on stderr.
+func (e *env) waitReady(ctx context.Context, w *store.Worker, p supervise.Proc, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	tick := func() error {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pool: worker %s not ready after %s (log %s)", w.ID, limit, w.LogPath)
+		case <-time.After(50 * time.Millisecond):
+			return nil
+		}
+	}
+	for w.URL == "" {
+		if !supervise.Alive(p) {
+			return fmt.Errorf("pool: worker %s exited before it was ready (log %s)", w.ID, w.LogPath)
+		}
+		url, err := bind.ReadAddrFile(w.AddrFile)
+		switch {
+		case err == nil:
+			u, perr := neturl.Parse(url)
+			port, aerr := strconv.Atoi(u.Port())
+			if perr != nil || aerr != nil {
+				return fmt.Errorf("pool: worker %s wrote a bad address %q", w.ID, url)
+			}
+			w.URL, w.Port = url, port
+			if err := e.withPool(func(db *store.Pool) error { return db.PutWorker(*w) }); err != nil {
+				return err
+			}
+			continue
+		case !errors.Is(err, os.ErrNotExist):
+			return err
+		}
+		if err := tick(); err != nil {
+			return err
+		}
+	}
 	c := workerclient.New(w.URL, "", &http.Client{Timeout: 2 * time.Second})
 	lastShown := -1
 	for {
@@ -184,23 +244,73 @@ func (e *env) waitReady(ctx context.Context, w store.Worker, p supervise.Proc, l
 				lastShown = pct
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("pool: worker %s not ready after %s (log %s)", w.ID, limit, w.LogPath)
-		case <-time.After(50 * time.Millisecond):
+		if err := tick(); err != nil {
+			return err
 		}
 	}
 }
 
-// pickPort resolves --port: auto takes any free port; a busy port moves to the next free one.
+// newWorkerID is BACKEND-<8 hex digits>, unused in this pool. The id is fixed
+// before the worker starts (its log is named after it, and it registers with
+// the orchestrator under it), when its port is not yet known.
+func (e *env) newWorkerID(backend string) (string, error) {
+	for {
+		var b [4]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		id := backend + "-" + hex.EncodeToString(b[:])
+		err := e.withPool(func(db *store.Pool) error { _, err := db.Worker(id); return err })
+		if errors.Is(err, store.ErrNotFound) {
+			return id, nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+}
+
+// forget deletes a worker's record and its address file.
+func (e *env) forget(ids ...string) error {
+	return e.withPool(func(db *store.Pool) error {
+		for _, id := range ids {
+			w, err := db.Worker(id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if w.AddrFile != "" {
+				if err := os.Remove(w.AddrFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return err
+				}
+			}
+			if err := db.DeleteWorker(id); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// workerURL is where w answers: its recorded URL or, while spawn has not yet
+// recorded it, the one in its address file ("" while there is none).
+func workerURL(w store.Worker) string {
+	if w.URL != "" || w.AddrFile == "" {
+		return w.URL
+	}
+	if url, err := bind.ReadAddrFile(w.AddrFile); err == nil {
+		return url
+	}
+	return ""
+}
+
+// pickPort resolves --port: auto is 0 (the worker binds a port the OS
+// chooses); a busy port moves to the next free one.
 func pickPort(host, spec string) (int, error) {
 	if spec == "auto" || spec == "0" {
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			return 0, fmt.Errorf("pool: no free port on %s: %w", host, err)
-		}
-		defer ln.Close()
-		return ln.Addr().(*net.TCPAddr).Port, nil
+		return 0, nil
 	}
 	p, err := strconv.Atoi(spec)
 	if err != nil || p < 1 || p > 65535 {
@@ -248,7 +358,8 @@ func (e *env) workerRows(ctx context.Context) ([]workerRow, error) {
 		r.Alive = supervise.Alive(supervise.Proc{PID: w.PID, StartTime: w.StartTime})
 		if r.Alive {
 			r.Status = "unreachable"
-			if h, err := health(ctx, w.URL, 2*time.Second); err == nil {
+			r.URL = workerURL(w)
+			if h, err := health(ctx, r.URL, 2*time.Second); err == nil {
 				r.Status, r.SlotsBusy, r.SlotsTotal = h.Status, h.SlotsBusy, h.SlotsTotal
 			}
 		}
@@ -322,7 +433,7 @@ func (e *env) stop(ctx context.Context, id string, grace time.Duration) error {
 	if err != nil && !errors.Is(err, supervise.ErrNotFound) && !errors.Is(err, supervise.ErrPIDReused) {
 		return err
 	}
-	return e.withPool(func(db *store.Pool) error { return db.DeleteWorker(id) })
+	return e.forget(id)
 }
 
 func cleanupCommand(e *env) *cli.Command {
@@ -372,7 +483,7 @@ func (e *env) cleanup(ctx context.Context, timeout time.Duration) (CleanupReport
 			rep.Actions = append(rep.Actions, fmt.Sprintf("removed dead worker %s (pid %d)", w.ID, w.PID))
 			continue
 		}
-		if _, err := health(ctx, w.URL, timeout); err != nil {
+		if _, err := e.healthOf(ctx, w, timeout); err != nil {
 			if err := supervise.Kill(p); err != nil && !errors.Is(err, supervise.ErrNotFound) {
 				return rep, err
 			}
@@ -383,18 +494,8 @@ func (e *env) cleanup(ctx context.Context, timeout time.Duration) (CleanupReport
 		}
 		known[p] = true
 	}
-	if len(forget) > 0 {
-		err := e.withPool(func(db *store.Pool) error {
-			for _, id := range forget {
-				if err := db.DeleteWorker(id); err != nil && !errors.Is(err, store.ErrNotFound) {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return rep, err
-		}
+	if err := e.forget(forget...); err != nil {
+		return rep, err
 	}
 	found, err := supervise.FindByEnv(envPoolDir, e.dir)
 	if err != nil {
@@ -411,6 +512,23 @@ func (e *env) cleanup(ctx context.Context, timeout time.Duration) (CleanupReport
 		rep.Actions = append(rep.Actions, fmt.Sprintf("killed stray worker pid %d (%s)", f.PID, strings.Join(f.Cmdline, " ")))
 	}
 	return rep, nil
+}
+
+// healthOf asks w's /health, within timeout in all: a worker spawn has just
+// started may not have written its address file yet.
+func (e *env) healthOf(ctx context.Context, w store.Worker, timeout time.Duration) (*api.Health, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	url := workerURL(w)
+	for url == "" {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no address in %s after %s", w.AddrFile, timeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+		url = workerURL(w)
+	}
+	return workerclient.New(url, "", &http.Client{Timeout: timeout}).Health(ctx)
 }
 
 // isWorker: a `llorch worker` process (whatever the binary is called; the
