@@ -3,6 +3,7 @@ package synth
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -26,15 +27,44 @@ func WriteType(path string, p Preset, typ string, q Quantizer) error {
 	if q == nil {
 		return fmt.Errorf("synth: type %s needs a quantizer", typ)
 	}
-	tmp := path + ".f16.tmp"
+	// Temporary names of this call alone, next to path: two writers of one
+	// path never share a file, and the last rename wins.
+	tmp, err := tempName(path, ".f16.tmp")
+	if err != nil {
+		return err
+	}
 	defer os.Remove(tmp)
 	if err := Write(tmp, p); err != nil {
 		return err
 	}
-	part := path + ".part"
+	part, err := tempName(path, ".part")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(part)
 	if err := q(tmp, part, typ); err != nil {
-		os.Remove(part)
 		return fmt.Errorf("synth: quantize to %s: %w", typ, err)
 	}
-	return os.Rename(part, path)
+	if err := os.Rename(part, path); err != nil {
+		return fmt.Errorf("synth: %w", err)
+	}
+	return nil
+}
+
+// tempName creates an empty file named like path+"*"+suffix in path's
+// directory and returns its name.
+func tempName(path, suffix string) (string, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, base+".*"+suffix)
+	if err != nil {
+		return "", fmt.Errorf("synth: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("synth: %w", err)
+	}
+	return f.Name(), nil
 }

@@ -3,11 +3,14 @@ package synth
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/llorch/llorch/core/gguf"
 )
@@ -205,8 +208,54 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 	if err := Write(filepath.Join(dir, "bad.gguf"), p); err == nil {
 		t.Fatal("Write succeeded")
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-		t.Errorf("left files behind: %v", entries)
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("left files behind: %v %v", entries, err)
+	}
+}
+
+// Writers of one path at once never share a temporary file: each succeeds,
+// the file is whole, nothing is left behind. The quantizer copies (the real
+// one is llama.cpp's; `pool models synth` runs it in concurrent processes).
+func TestWriteTypeConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "m.gguf")
+	const n = 4
+	// Every writer reaches the quantizer before any goes on: they overlap.
+	var mu sync.Mutex
+	entered, all := 0, make(chan struct{})
+	copyQ := func(in, out, typ string) error {
+		mu.Lock()
+		if entered++; entered == n {
+			close(all)
+		}
+		mu.Unlock()
+		select {
+		case <-all:
+		case <-time.After(30 * time.Second):
+			return errors.New("the writers never overlapped")
+		}
+		data, err := os.ReadFile(in)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(out, data, 0o644)
+	}
+	errs := make(chan error, n)
+	for range n {
+		go func() { errs <- WriteType(path, Tiny(), "q8_0", copyQ) }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("WriteType: %v", err)
+		}
+	}
+	f, err := gguf.ReadFile(path)
+	if err != nil || f.Architecture() != "llama" {
+		t.Fatalf("result: %v", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 {
+		t.Errorf("files: %v %v, want only m.gguf", entries, err)
 	}
 }
 
