@@ -734,8 +734,9 @@ func resolveURL(ep *url.URL, r Ref) string {
 		"/resolve/" + url.PathEscape(r.Rev) + "/" + escapePath(r.Path)
 }
 
-// parseContentRange parses "bytes START-END/TOTAL" or "bytes */TOTAL"; start
-// is -1 for the latter and total is -1 when it is "*".
+// parseContentRange parses "bytes START-END/TOTAL" or "bytes */TOTAL" (RFC
+// 9110: every number plain digits); start is -1 for the latter and total is
+// -1 when it is "*" (not allowed with "*/").
 func parseContentRange(s string) (start, total int64, ok bool) {
 	rest, found := strings.CutPrefix(s, "bytes ")
 	if !found {
@@ -747,25 +748,37 @@ func parseContentRange(s string) (start, total int64, ok bool) {
 	}
 	total = -1
 	if tot != "*" {
-		n, err := strconv.ParseInt(tot, 10, 64)
-		if err != nil || n < 0 {
+		n, ok := parseDigits(tot)
+		if !ok {
 			return -1, -1, false
 		}
 		total = n
 	}
 	if rng == "*" {
+		if total < 0 {
+			return -1, -1, false
+		}
 		return -1, total, true
 	}
 	a, b, found := strings.Cut(rng, "-")
 	if !found {
 		return -1, -1, false
 	}
-	start, err1 := strconv.ParseInt(a, 10, 64)
-	end, err2 := strconv.ParseInt(b, 10, 64)
-	if err1 != nil || err2 != nil || start < 0 || end < start || (total >= 0 && end >= total) {
+	start, ok1 := parseDigits(a)
+	end, ok2 := parseDigits(b)
+	if !ok1 || !ok2 || end < start || (total >= 0 && end >= total) {
 		return -1, -1, false
 	}
 	return start, total, true
+}
+
+// parseDigits parses 1*DIGIT that fits an int64 (no sign, no spaces).
+func parseDigits(s string) (int64, bool) {
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
 }
 
 // parseSHA256ETag extracts a sha256 from an ETag value such as

@@ -10,6 +10,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -750,6 +752,9 @@ func TestParseContentRange(t *testing.T) {
 		{"bytes 5-4/10", -1, -1, false},
 		{"bytes 5-10/10", -1, -1, false},
 		{"bytes -1-3/10", -1, -1, false},
+		{"bytes +1-3/10", -1, -1, false},
+		{"bytes 1-3/-0", -1, -1, false},
+		{"bytes */*", -1, -1, false},
 		{"items 0-1/2", -1, -1, false},
 		{"", -1, -1, false},
 	} {
@@ -778,4 +783,68 @@ func TestParseSHA256ETag(t *testing.T) {
 			t.Errorf("parseSHA256ETag(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
 	}
+}
+
+// FuzzParseContentRange: a server's Content-Range is hostile. Whatever it
+// says, an accepted range starts at a byte the total can hold, every number
+// was written as plain digits (RFC 9110: 1*DIGIT), and writing the range
+// back and parsing it again gives the same answer.
+func FuzzParseContentRange(f *testing.F) {
+	for _, s := range []string{"bytes 0-9/10", "bytes 5-9/*", "bytes */10", "bytes 5-4/10", "bytes +1-2/3",
+		"bytes 0-9223372036854775806/9223372036854775807", "bytes 1--2/3", " bytes 0-0/1 ", "bytes 0-0/-0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		start, total, ok := parseContentRange(s)
+		if !ok {
+			if start != -1 || total != -1 {
+				t.Fatalf("rejected %q but returned %d, %d", s, start, total)
+			}
+			return
+		}
+		if start < -1 || total < -1 || (start >= 0 && total >= 0 && start >= total) || (start == -1 && total == -1) {
+			t.Fatalf("%q: start %d, total %d", s, start, total)
+		}
+		if rest := strings.TrimSpace(strings.TrimPrefix(s, "bytes ")); !contentRangeSyntax.MatchString(rest) {
+			t.Fatalf("%q accepted, but %q is not START-END/TOTAL or */TOTAL in digits", s, rest)
+		}
+		again := "bytes */"
+		if start >= 0 {
+			again = fmt.Sprintf("bytes %d-%d/", start, start)
+		}
+		if total >= 0 {
+			again += strconv.FormatInt(total, 10)
+		} else {
+			again += "*"
+		}
+		if s2, t2, ok2 := parseContentRange(again); !ok2 || s2 != start || t2 != total {
+			t.Fatalf("%q → %d, %d; written back as %q → %d, %d, %v", s, start, total, again, s2, t2, ok2)
+		}
+	})
+}
+
+var contentRangeSyntax = regexp.MustCompile(`^(\*/[0-9]+|[0-9]+-[0-9]+/(\*|[0-9]+))$`)
+
+// FuzzParseSHA256ETag: an ETag or X-Linked-Etag is hostile. An accepted one
+// yields 64 lowercase hex digits that the header carried (in any case).
+func FuzzParseSHA256ETag(f *testing.F) {
+	sum := sha256Hex(nil)
+	for _, s := range []string{quoted(sum), `W/"` + strings.ToUpper(sum) + `"`, sum, `"0123abcd"`, `""` + sum + `""`, ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseSHA256ETag(s)
+		if !ok {
+			if got != "" {
+				t.Fatalf("rejected %q but returned %q", s, got)
+			}
+			return
+		}
+		if len(got) != 64 || strings.Trim(got, "0123456789abcdef") != "" {
+			t.Fatalf("%q → %q: not 64 lowercase hex digits", s, got)
+		}
+		if !strings.Contains(strings.ToLower(s), got) {
+			t.Fatalf("%q → %q: not what the header carried", s, got)
+		}
+	})
 }
