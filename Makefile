@@ -81,8 +81,15 @@ deps: ## download Go modules
 build: ## build bin/llorch (PORTABLE=1 for x86-64-v3)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
 
-test: ## run all tests with the race detector, shuffled
+# Allocation checks (tests named *Allocs, using testing.AllocsPerRun) mean
+# nothing under -race, which makes sync.Pool drop items; `test` runs them again
+# without it, in every package that has one.
+GREP_TESTS := grep -rl --include='*_test.go' --exclude-dir=.cache --exclude-dir=.git --exclude-dir=node_modules
+ALLOC_PKGS = $(shell $(GREP_TESTS) 'testing.AllocsPerRun' . | xargs -r -n1 dirname | sort -u)
+
+test: ## run all tests with the race detector, shuffled; then the allocation checks without it
 	$(GO) test -race -shuffle=on -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -run 'Allocs$$' -v $(ALLOC_PKGS)
 
 check: ## gofmt, go vet, staticcheck, import boundaries, go mod tidy diff
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -143,18 +150,19 @@ gpu-bundle: ## stage .cache/gpu-bundle for scripts/gpu-check.sh: a portable bin/
 	@ls -l $(GPU_BUNDLE)/bin/llorch $(GPU_BUNDLE)/ggml.tar.gz
 
 FUZZTIME ?= 30s
-fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
-	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./core/sse
-	$(GO) test -run '^$$' -fuzz '^FuzzStreamer$$' -fuzztime $(FUZZTIME) ./core/textstream
-	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./core/gguf
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeExecute$$' -fuzztime $(FUZZTIME) ./core/workerd
-	$(GO) test -run '^$$' -fuzz '^FuzzParseRef$$' -fuzztime $(FUZZTIME) ./core/catalog
-	$(GO) test -run '^$$' -fuzz '^FuzzParseNvidiaSMI$$' -fuzztime $(FUZZTIME) ./core/detect
-	$(GO) test -run '^$$' -fuzz '^FuzzParseStat$$' -fuzztime $(FUZZTIME) ./core/supervise
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTask$$' -fuzztime $(FUZZTIME) ./core/orchestrator
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./core/openai
-	$(GO) test -run '^$$' -fuzz '^FuzzFormat$$' -fuzztime $(FUZZTIME) ./core/prompt
-	$(GO) test -run '^$$' -fuzz '^FuzzDecision$$' -fuzztime $(FUZZTIME) ./core/routing
+# Every Fuzz* function in the tree: packages found by grep, names by
+# `go test -list` (so a fuzzer added anywhere runs without editing this file).
+fuzz: ## run every Fuzz* function in the tree for FUZZTIME each (default 30s)
+	@set -e; n=0; \
+	for pkg in $$($(GREP_TESTS) '^func Fuzz' . | xargs -r -n1 dirname | sort -u); do \
+	  list=$$($(GO) test -list '^Fuzz' $$pkg) || { echo "$$list"; exit 1; }; \
+	  for fz in $$(echo "$$list" | grep '^Fuzz'); do \
+	    echo "== $$pkg $$fz"; \
+	    $(GO) test -run '^$$' -fuzz "^$$fz\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    n=$$((n+1)); \
+	  done; \
+	done; \
+	echo "fuzz: $$n fuzzers ran for $(FUZZTIME) each"
 
 LOAD_MODEL ?= $(MODELS)/qwen05-q4_0.gguf
 LOAD_PORT  ?= 8011

@@ -205,7 +205,7 @@ func TestWriterAllocs(t *testing.T) {
 		t.Errorf("Event allocates %v times per call, want 0", n)
 	}
 	if raceEnabled {
-		return
+		t.Skip("JSON's allocations cannot be counted under -race; make test runs this again without it")
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = w.JSON("token", "123", tok) }); n > 0 {
 		t.Errorf("JSON allocates %v times per call, want 0", n)
