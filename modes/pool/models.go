@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -149,7 +150,7 @@ func downloadCommand(e *env) *cli.Command {
 			}
 			// file: refs are checked (GGUF magic, sha256) and registered in place.
 			dest := filepath.Join(e.modelsDir(), id+".gguf")
-			unlock, err := lockFile(dest + ".lock")
+			unlock, err := lockModel(ctx, dest, nil)
 			if err != nil {
 				return exit1(err)
 			}
@@ -222,9 +223,14 @@ func synthCommand(e *env) *cli.Command {
 				return exit1(err)
 			}
 			path := filepath.Join(e.modelsDir(), name+".gguf")
-			if err := os.MkdirAll(e.modelsDir(), 0o700); err != nil {
+			// One writer per model file: a second synth of the same name
+			// waits and then writes it again (the result is the same file);
+			// a download of that name is refused meanwhile.
+			unlock, err := lockModel(ctx, path, e.errOut)
+			if err != nil {
 				return exit1(err)
 			}
+			defer unlock()
 			quantize := func(in, out, typ string) error { return llamacpp.Quantize(in, out, typ, runtime.NumCPU()) }
 			if err := synth.WriteType(path, p, typ, quantize); err != nil {
 				return exit1(err)
@@ -239,21 +245,68 @@ func synthCommand(e *env) *cli.Command {
 	}
 }
 
-// lockFile takes an exclusive lock so that two downloads of one model never
-// write the same .part; the lock goes with the process.
-func lockFile(path string) (func(), error) {
+// lockModel takes the exclusive lock of the model file at path
+// (path.lock), held by one download or synth at a time; it goes with the
+// process. With waitMsg nil it fails at once when another holds it; otherwise
+// it says so on waitMsg and waits until the lock is free or ctx ends.
+func lockModel(ctx context.Context, path string, waitMsg io.Writer) (unlock func(), err error) {
+	name := strings.TrimSuffix(filepath.Base(path), ".gguf")
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	lockPath := path + ".lock"
+	said := false
+	for {
+		f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			// The holder before us removes the file as it lets go; a lock on
+			// an unlinked file locks nothing another process can see.
+			if same, err := sameFile(f, lockPath); err != nil || !same {
+				f.Close()
+				if err != nil {
+					return nil, err
+				}
+				continue
+			}
+			return func() { os.Remove(lockPath); f.Close() }, nil
+		}
 		f.Close()
-		return nil, fmt.Errorf("pool: another download of %s is running", strings.TrimSuffix(filepath.Base(path), ".gguf.lock"))
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("pool: lock %s: %w", lockPath, err)
+		}
+		if waitMsg == nil {
+			return nil, fmt.Errorf("pool: another download or synth of %s is running", name)
+		}
+		if !said {
+			fmt.Fprintf(waitMsg, "pool: waiting for another download or synth of %s\n", name)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("pool: waiting for the lock of %s: %w", name, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return func() { os.Remove(path); f.Close() }, nil
+}
+
+// sameFile reports whether the open f is still the file at path.
+func sameFile(f *os.File, path string) (bool, error) {
+	held, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	now, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(held, now), nil
 }
 
 func oneArg(cmd *cli.Command, what string) (string, error) {

@@ -1,6 +1,7 @@
 package pool_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -165,6 +166,108 @@ func TestDownloadTruncatedFile(t *testing.T) {
 	var ms []struct{ ID string }
 	p.jsonOut(&ms, "models", "list")
 	if len(ms) != 0 {
+		t.Errorf("catalog = %+v", ms)
+	}
+}
+
+// Concurrent `models synth` of one name (real processes): each exits 0 and
+// the catalog holds one whole model; the model file has one writer at a time.
+func TestSynthConcurrent(t *testing.T) {
+	p := newPool(t)
+	const n = 3
+	type result struct {
+		code   int
+		errOut string
+	}
+	results := make(chan result, n)
+	for range n {
+		go func() {
+			_, errOut, code := p.run("models", "synth", "demo", "--type", "q8_0")
+			results <- result{code, errOut}
+		}()
+	}
+	for range n {
+		if r := <-results; r.code != 0 {
+			t.Errorf("concurrent synth: exit %d: %s", r.code, r.errOut)
+		}
+	}
+	var ms []struct{ ID, Path string }
+	p.jsonOut(&ms, "models", "list")
+	if len(ms) != 1 || ms[0].ID != "demo" {
+		t.Fatalf("catalog = %+v", ms)
+	}
+	p.ok("models", "verify", "demo")
+	entries, err := os.ReadDir(filepath.Join(p.dir, "models"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != "demo.gguf" {
+			t.Errorf("left behind in models/: %s", e.Name())
+		}
+	}
+}
+
+// While another process holds a model's lock, synth of that name says it
+// waits and finishes once the lock is free; a download of it is refused.
+func TestSynthWaitsForTheModelLock(t *testing.T) {
+	p := newPool(t)
+	if err := os.MkdirAll(filepath.Join(p.dir, "models"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(p.dir, "models", "tiny.gguf.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := p.run("models", "download", "file:"+tinyPath)
+	if code != 1 || !strings.Contains(errOut, "another download or synth of tiny is running") {
+		t.Errorf("download while locked: exit %d: %s", code, errOut)
+	}
+	cmd := exec.Command(binPath, "pool", "--pool-dir", p.dir, "models", "synth", "tiny")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan string, 1)
+	rest := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		var all strings.Builder
+		for sc.Scan() {
+			all.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "waiting for another download or synth of tiny") {
+				select {
+				case waiting <- sc.Text():
+				default:
+				}
+			}
+		}
+		rest <- all.String()
+	}()
+	select {
+	case <-waiting:
+	case out := <-rest:
+		t.Fatalf("synth did not wait for the lock:\n%s", out)
+	case <-time.After(60 * time.Second):
+		t.Fatal("synth never said it was waiting")
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	out := <-rest
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("synth after the lock was freed: %v\n%s", err, out)
+	}
+	var ms []struct{ ID string }
+	p.jsonOut(&ms, "models", "list")
+	if len(ms) != 1 || ms[0].ID != "tiny" {
 		t.Errorf("catalog = %+v", ms)
 	}
 }
