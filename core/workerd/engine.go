@@ -428,11 +428,13 @@ func (e *engine) step(b *backends.Batch, active []*slot) {
 		return
 	}
 	// Decoding slots first: one token each, so streams keep flowing.
+	seqs := 0
 	for _, s := range live {
 		s.batchIdx, s.chunk = -1, 0
 		if s.hasPend {
 			s.batchIdx = b.Len()
 			b.Add(s.pending, int32(len(s.cache)), int32(s.id), true)
+			seqs++
 		}
 	}
 	// Then chunks of pending prompts, oldest job first, within the batch budget.
@@ -452,12 +454,14 @@ func (e *engine) step(b *backends.Batch, active []*slot) {
 		}
 		s.chunk = n
 		budget -= n
+		seqs++
 	}
 	if b.Len() == 0 {
 		return
 	}
 	err := e.ctx.Decode(b)
 	e.metrics.batchTokens.Observe(float64(b.Len()))
+	e.metrics.batchSeqs.Observe(float64(seqs))
 	if err != nil {
 		e.log.Error("decode failed", "err", err, "batch", b.Len())
 		for _, s := range live {

@@ -19,6 +19,7 @@ type metrics struct {
 	ttft         prometheus.Histogram
 	decode       prometheus.Histogram
 	batchTokens  prometheus.Histogram
+	batchSeqs    prometheus.Histogram
 	slotsBusy    prometheus.Gauge
 	slotsTotal   prometheus.Gauge
 }
@@ -56,6 +57,10 @@ func newMetrics() *metrics {
 			Name: "llorch_worker_batch_tokens", Help: "Tokens per decode step (continuous batching).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
+		batchSeqs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "llorch_worker_batch_sequences", Help: "Sequences (slots) per decode step: above 1, streams share the step.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+		}),
 		slotsBusy: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "llorch_worker_slots_busy", Help: "Slots with a running request.",
 		}),
@@ -64,7 +69,7 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.requests, m.tokensOut, m.promptTokens, m.cachedTokens, m.cacheHits, m.kvCopies,
-		m.ttft, m.decode, m.batchTokens, m.slotsBusy, m.slotsTotal)
+		m.ttft, m.decode, m.batchTokens, m.batchSeqs, m.slotsBusy, m.slotsTotal)
 	for _, o := range []string{"ok", "cancelled", "error", "invalid", "busy", "draining"} {
 		m.requests.WithLabelValues(o)
 	}

@@ -61,7 +61,10 @@ type oaObject struct {
 // answers, the decoded object.
 func oaPost(t *testing.T, url, token, body string) (int, http.Header, oaObject) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -70,7 +73,10 @@ func oaPost(t *testing.T, url, token, body string) (int, http.Header, oaObject) 
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var obj oaObject
 	if err := json.Unmarshal(data, &obj); err != nil {
 		t.Fatalf("status %d, not JSON: %s", resp.StatusCode, data)
@@ -87,8 +93,8 @@ func oaStream(t *testing.T, url, body string) []oaObject {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(resp.Body)
-		t.Fatalf("status %d: %s", resp.StatusCode, data)
+		data, err := io.ReadAll(resp.Body)
+		t.Fatalf("status %d: %s (%v)", resp.StatusCode, data, err)
 	}
 	var out []oaObject
 	sc := bufio.NewScanner(resp.Body)
@@ -110,6 +116,9 @@ func oaStream(t *testing.T, url, body string) []oaObject {
 			t.Fatalf("bad chunk %q: %v", data, err)
 		}
 		out = append(out, obj)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
 	}
 	if !done {
 		t.Fatal("stream ended without [DONE]")
@@ -246,6 +255,9 @@ func TestOpenAIErrors(t *testing.T) {
 	t.Run("all slots busy", func(t *testing.T) {
 		st, _ := streamUntil(t, w.client, req("Tell me a long story", 200, 3), 1)
 		defer st.Close()
+		// Held, the job keeps its slot while the request is refused.
+		w.pace.hold()
+		defer w.pace.release()
 		hdr := check(t, `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"max_tokens":2}`, 503, "server_error", "all_slots_busy", "")
 		if hdr.Get("Retry-After") != "1" || hdr.Get("X-Should-Retry") != "true" {
 			t.Errorf("headers %v", hdr)
@@ -256,7 +268,10 @@ func TestOpenAIErrors(t *testing.T) {
 func TestOpenAIAuthAndModels(t *testing.T) {
 	w := startWorker(t, func(c *workerd.Config) { c.Token = "s3cret" })
 	get := func(path, token string) (int, []byte) {
-		req, _ := http.NewRequest(http.MethodGet, w.url+path, nil)
+		req, err := http.NewRequest(http.MethodGet, w.url+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -265,13 +280,18 @@ func TestOpenAIAuthAndModels(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		data, _ := io.ReadAll(resp.Body)
+		data, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
 		return resp.StatusCode, data
 	}
 	for _, token := range []string{"", "wrong"} {
 		status, data := get("/v1/models", token)
 		var obj oaObject
-		_ = json.Unmarshal(data, &obj)
+		if err := json.Unmarshal(data, &obj); err != nil {
+			t.Fatalf("token %q: %d, not JSON: %s", token, status, data)
+		}
 		if status != http.StatusUnauthorized || obj.Error == nil || obj.Error.Type != "authentication_error" || *obj.Error.Code != "invalid_api_key" {
 			t.Errorf("token %q: %d %s", token, status, data)
 		}
@@ -318,31 +338,45 @@ func TestOpenAIDisconnectFreesSlot(t *testing.T) {
 	}
 	body := `{"model":"tiny","messages":[{"role":"user","content":"Tell me everything"}],"max_tokens":3000,"stream":true,"logit_bias":{` + strings.Join(bias, ",") + `}}`
 	ctx, cancel := context.WithCancel(context.Background())
-	hr, _ := http.NewRequestWithContext(ctx, http.MethodPost, w.url+"/v1/chat/completions", strings.NewReader(body))
+	defer cancel()
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.DefaultClient.Do(hr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(resp.Body)
-	for n := 0; n < 3 && sc.Scan(); {
+	for n := 0; n < 3; {
+		if !sc.Scan() {
+			t.Fatalf("stream ended early: %v", sc.Err())
+		}
 		if strings.HasPrefix(sc.Text(), "data: ") {
 			n++
 		}
 	}
+	// From here the loop goes one step at a time: the job (about 2997
+	// tokens to go) cannot end before the server notices the client left.
+	w.pace.hold()
 	cancel()
 	resp.Body.Close()
 	// The slot is freed between decode steps, shortly after the disconnect.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitFor(t, 10*time.Second, "the slot to be freed", func() bool {
 		h, err := w.client.Health(context.Background())
-		if err == nil && h.SlotsBusy == 0 {
-			break
+		if err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot not freed 10s after the client left: %+v, %v", h, err)
+		if h.SlotsBusy == 0 {
+			return true
 		}
-		time.Sleep(5 * time.Millisecond)
+		w.pace.tryStep(5 * time.Millisecond)
+		return false
+	})
+	if got := metric(t, scrape(t, w.url), `llorch_worker_requests_total{outcome="cancelled"}`); got != 1 {
+		t.Errorf("cancelled requests = %v, want 1", got)
 	}
+	w.pace.release()
 	res := collect(t, w.client, req("after the client left", 2, 1))
 	if res.End == nil {
 		t.Fatalf("slot not freed: %v", res.Error)

@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,9 +19,21 @@ import (
 
 func fourSlots(c *workerd.Config) { c.Slots = 4; c.Ctx = 2048 }
 
-func tokensJSON(r *workerclient.Result) string {
-	b, _ := json.Marshal(r.Tokens)
+func tokensJSON(t *testing.T, r *workerclient.Result) string {
+	t.Helper()
+	b, err := json.Marshal(r.Tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return string(b)
+}
+
+// stepsAbove is how many decode steps carried more than n sequences (n a
+// bucket bound of llorch_worker_batch_sequences: 1, 2, 4, ...).
+func stepsAbove(t *testing.T, url string, n int) float64 {
+	t.Helper()
+	m := scrape(t, url)
+	return metric(t, m, "llorch_worker_batch_sequences_count") - metric(t, m, fmt.Sprintf(`llorch_worker_batch_sequences_bucket{le="%d"}`, n))
 }
 
 // sampledReq is a request whose output depends on its seed.
@@ -42,10 +54,16 @@ func TestConcurrentStreamsMatchSolo(t *testing.T) {
 		if res.End == nil {
 			t.Fatalf("solo %d: %v", i, res.Error)
 		}
-		solo[i] = tokensJSON(res)
+		solo[i] = tokensJSON(t, res)
 	}
-	// Fresh worker, so no slot has a cached prefix: all four at once.
+	// One stream at a time never shares a decode step.
+	if n := stepsAbove(t, w.url, 1); n != 0 {
+		t.Fatalf("%v decode steps of sequential streams carried several sequences", n)
+	}
+	// Fresh worker, so no slot has a cached prefix: all four at once. The
+	// loop is held until all four have a slot, so they share decode steps.
 	w2 := startWorker(t, fourSlots)
+	w2.pace.hold()
 	together := make([]*workerclient.Result, len(prompts))
 	var wg sync.WaitGroup
 	for i, p := range prompts {
@@ -58,6 +76,8 @@ func TestConcurrentStreamsMatchSolo(t *testing.T) {
 			together[i] = res
 		})
 	}
+	waitBusy(t, w2, 4)
+	w2.pace.release()
 	wg.Wait()
 	slots := map[int]bool{}
 	for i, res := range together {
@@ -73,33 +93,34 @@ func TestConcurrentStreamsMatchSolo(t *testing.T) {
 			}
 		}
 		slots[res.Started.Slot] = true
-		if got := tokensJSON(res); got != solo[i] {
+		if got := tokensJSON(t, res); got != solo[i] {
 			t.Errorf("stream %d beside others differs from alone:\nalone:    %s\ntogether: %s", i, solo[i], got)
 		}
 	}
 	if len(slots) != 4 {
 		t.Errorf("4 concurrent streams used slots %v", slots)
 	}
-	// Batching happened: some decode step carried more than one sequence.
-	resp, err := http.Get(w2.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	// Batching happened: decode steps carried more than one sequence (all
+	// four for about 39 steps).
+	if n := stepsAbove(t, w2.url, 1); n < 39 {
+		t.Errorf("only %v decode steps carried several sequences", n)
 	}
-	defer resp.Body.Close()
 }
 
 func TestBeyondSlotCount(t *testing.T) {
 	w := startWorker(t, fourSlots)
 	var streams []*workerclient.Stream
-	for i := range 4 {
-		st, _ := streamUntil(t, w.client, req(fmt.Sprintf("busy %d", i), 1500, 1), 1)
-		streams = append(streams, st)
-	}
 	defer func() {
 		for _, st := range streams {
 			st.Close()
 		}
 	}()
+	for i := range 4 {
+		st, _ := streamUntil(t, w.client, req(fmt.Sprintf("busy %d", i), 1500, 1), 1)
+		streams = append(streams, st)
+	}
+	// Held, none of the four can finish.
+	w.pace.hold()
 	status, eb, hdr := postRaw(t, w.url+"/execute", `{"prompt":"fifth","max_tokens":2}`)
 	if status != http.StatusServiceUnavailable || eb.Error.Code != api.CodeAllSlotsBusy || hdr.Get("Retry-After") == "" || !eb.Error.Retriable {
 		t.Errorf("fifth request: %d %+v Retry-After=%q", status, eb.Error, hdr.Get("Retry-After"))
@@ -169,9 +190,12 @@ func TestCancelOneOfFour(t *testing.T) {
 			victim = id
 		}
 	}
-	if _, err := w.client.Cancel(context.Background(), victim); err != nil {
-		t.Fatal(err)
+	// Held, the victim cannot finish before its cancel.
+	w.pace.hold()
+	if resp, err := w.client.Cancel(context.Background(), victim); err != nil || !resp.Found {
+		t.Fatalf("cancel: %+v %v", resp, err)
 	}
+	w.pace.release()
 	wg.Wait()
 	cancelled := 0
 	for i, o := range results {
@@ -212,8 +236,8 @@ func TestPromptCacheReuse(t *testing.T) {
 	if warm.End.CachedTokens != warm.End.PromptTokens-1 {
 		t.Errorf("repeat run cached %d of %d prompt tokens, want all but the last", warm.End.CachedTokens, warm.End.PromptTokens)
 	}
-	if tokensJSON(warm) != tokensJSON(cold) {
-		t.Errorf("cached run differs from cold run:\ncold: %s\nwarm: %s", tokensJSON(cold), tokensJSON(warm))
+	if tokensJSON(t, warm) != tokensJSON(t, cold) {
+		t.Errorf("cached run differs from cold run:\ncold: %s\nwarm: %s", tokensJSON(t, cold), tokensJSON(t, warm))
 	}
 	// A different question with the same system prompt reuses the shared prefix.
 	other := collect(t, w.client, chat("Name a mountain."))
@@ -222,83 +246,127 @@ func TestPromptCacheReuse(t *testing.T) {
 	}
 	// And it matches what a cold worker produces.
 	w2 := startWorker(t, fourSlots)
-	if fresh := collect(t, w2.client, chat("Name a mountain.")); tokensJSON(fresh) != tokensJSON(other) {
+	if fresh := collect(t, w2.client, chat("Name a mountain.")); tokensJSON(t, fresh) != tokensJSON(t, other) {
 		t.Errorf("partially cached run differs from cold run")
 	}
-	resp, err := http.Get(w.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	// Counted: two requests hit the cache (one slot held the prefix, so
+	// nothing was copied), and every prompt token was counted once.
+	m := scrape(t, w.url)
+	for series, want := range map[string]float64{
+		"llorch_worker_prompt_cache_hits_total":    2,
+		"llorch_worker_prompt_tokens_cached_total": float64(warm.End.CachedTokens + other.End.CachedTokens),
+		"llorch_worker_prompt_cache_copies_total":  0,
+		"llorch_worker_prompt_tokens_total":        float64(cold.End.PromptTokens + warm.End.PromptTokens + other.End.PromptTokens),
+	} {
+		if got := metric(t, m, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
 	}
-	defer resp.Body.Close()
 }
 
 // TestLongPromptDoesNotStallStreams: while one slot prefills a long prompt in
-// chunks, another slot's tokens keep flowing (token events interleave).
+// chunks, the other slot's stream gets its next token at every step.
 func TestLongPromptDoesNotStallStreams(t *testing.T) {
 	w := startWorker(t, func(c *workerd.Config) { c.Slots = 2; c.Ctx = 4096; c.Batch = 64 })
-	a, _ := streamUntil(t, w.client, req("decoding stream", 3000, 1), 1)
+	ctx := context.Background()
+	// The loop goes one step at a time, from stream A's first.
+	w.pace.hold()
+	a, err := w.client.Execute(ctx, req("decoding stream", 3000, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer a.Close()
-
-	var mu sync.Mutex
-	var aTimes []time.Time
-	stopA := make(chan struct{})
-	aDone := make(chan struct{})
+	aTok := make(chan int, 4096)
 	go func() {
-		defer close(aDone)
+		defer close(aTok)
 		for {
 			ev, err := a.Next()
 			if err != nil || ev.Terminal() {
 				return
 			}
-			mu.Lock()
-			aTimes = append(aTimes, time.Now())
-			mu.Unlock()
-			select {
-			case <-stopA:
-				return
-			default:
+			if ev.Token != nil {
+				aTok <- ev.Token.I
 			}
 		}
 	}()
+	nextA := func(want int) {
+		t.Helper()
+		select {
+		case i, ok := <-aTok:
+			if !ok || i != want {
+				t.Fatalf("stream A: token %d (open %v), want %d", i, ok, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stream A: no token %d", want)
+		}
+	}
+	w.pace.parked(t)
+	w.pace.step(t) // A's prompt and first token
+	nextA(0)
+
 	long := strings.Repeat("long prompt words fill the context ", 70)
-	bStart := time.Now()
-	b, err := w.client.Execute(context.Background(), req(long, 2, 1))
+	rb := req(long, 2, 1)
+	rb.JobID = "long-prompt"
+	b, err := w.client.Execute(ctx, rb) // returns once B has its slot
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	var bFirst time.Time
-	var prompt int
-	for bFirst.IsZero() {
-		ev, err := b.Next()
+	steps := 0
+	for {
+		w.pace.step(t)
+		steps++
+		nextA(steps) // every step carried A's next token
+		h, err := w.client.Health(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ev.Started != nil {
-			prompt = ev.Started.PromptTokens
+		if slices.ContainsFunc(h.Slots, func(s api.SlotState) bool { return s.JobID == rb.JobID && s.State == "decode" }) {
+			break
 		}
-		if ev.Token != nil {
-			bFirst = time.Now()
-		}
-	}
-	close(stopA)
-	mu.Lock()
-	during := 0
-	for _, at := range aTimes {
-		if at.After(bStart) && at.Before(bFirst) {
-			during++
+		if steps > 200 {
+			t.Fatalf("B still prefilling after %d steps: %+v", steps, h.Slots)
 		}
 	}
-	mu.Unlock()
-	t.Logf("prompt of %d tokens in chunks of 64: %d tokens of the other stream arrived during its prefill (%v)", prompt, during, bFirst.Sub(bStart))
+	w.pace.release()
+	res := readStream(t, b)
+	if res.End == nil || res.End.TokensOut != 2 {
+		t.Fatalf("B: %+v %v", res.End, res.Error)
+	}
+	// B joined after the step that was waiting when it arrived, then took
+	// chunks of at most 63 tokens (the batch of 64 less A's token).
+	prompt := res.End.PromptTokens
+	t.Logf("prompt of %d tokens in chunks of 63: prefilled in %d steps, each with a token of the other stream", prompt, steps-1)
 	if prompt < 640 {
 		t.Fatalf("prompt only %d tokens", prompt)
 	}
-	if during < 3 {
-		t.Errorf("only %d tokens flowed in the other slot while a %d-token prompt was prefilled", during, prompt)
+	if want := (prompt + 62) / 63; steps-1 < want {
+		t.Errorf("B's %d-token prompt took %d steps, want at least %d chunks", prompt, steps-1, want)
 	}
-	a.Close()
-	<-aDone
+}
+
+// readStream reads a stream to its terminal event.
+func readStream(t *testing.T, st *workerclient.Stream) *workerclient.Result {
+	t.Helper()
+	res := &workerclient.Result{}
+	for {
+		ev, err := st.Next()
+		if err != nil {
+			t.Fatalf("stream broke: %v", err)
+		}
+		switch {
+		case ev.Started != nil:
+			res.Started = *ev.Started
+		case ev.Token != nil:
+			res.Tokens = append(res.Tokens, *ev.Token)
+		case ev.End != nil:
+			res.End = ev.End
+			return res
+		case ev.Error != nil:
+			res.Error = ev.Error
+			return res
+		}
+	}
 }
 
 // TestPrefixCopiedFromAnotherSlot: a request whose free slot has nothing
@@ -312,25 +380,29 @@ func TestPrefixCopiedFromAnotherSlot(t *testing.T) {
 			MaxTokens: ptr(n), Seed: ptr(int64(9)), Temperature: ptr(0.8), IgnoreEOS: true}
 	}
 	// Slot A learns the system prompt, then stays busy with a long job that shares it.
-	collect(t, w.client, chat("first question", 2))
+	if first := collect(t, w.client, chat("first question", 2)); first.End == nil {
+		t.Fatalf("first: %v", first.Error)
+	}
 	busy, _ := streamUntil(t, w.client, chat("a long answer please", 3700), 1)
 	defer busy.Close()
-	// The other slot has nothing cached: the prefix must come from slot A.
-	res := collect(t, w.client, chat("What is a lake?", 12))
+	// The other slot has nothing cached: the prefix must come from slot A,
+	// which is held busy until the request has its slot.
+	w.pace.hold()
+	st, err := w.client.Execute(context.Background(), chat("What is a lake?", 12))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	w.pace.release()
+	res := readStream(t, st)
 	if res.End == nil || res.End.CachedTokens < 60 || res.Started.CachedTokens != res.End.CachedTokens {
 		t.Fatalf("copied prefix: started %+v end %+v", res.Started, res.End)
 	}
 	cold := collect(t, startWorker(t, func(c *workerd.Config) { c.Slots = 2; c.Ctx = 4096 }).client, chat("What is a lake?", 12))
-	if tokensJSON(res) != tokensJSON(cold) {
-		t.Errorf("copied-prefix run differs from a cold run:\ncold:   %s\ncopied: %s", tokensJSON(cold), tokensJSON(res))
+	if tokensJSON(t, res) != tokensJSON(t, cold) {
+		t.Errorf("copied-prefix run differs from a cold run:\ncold:   %s\ncopied: %s", tokensJSON(t, cold), tokensJSON(t, res))
 	}
-	resp, err := http.Get(w.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if !strings.Contains(string(body), "llorch_worker_prompt_cache_copies_total 1") {
-		t.Errorf("copy not counted")
+	if got := metric(t, scrape(t, w.url), "llorch_worker_prompt_cache_copies_total"); got != 1 {
+		t.Errorf("copies counted: %v, want 1", got)
 	}
 }

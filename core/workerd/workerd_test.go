@@ -2,7 +2,6 @@ package workerd_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,11 +45,13 @@ func load(path string, o workerd.LoadOptions) (backends.Model, error) {
 	return llamacpp.Load(path, llamacpp.LoadParams{Progress: o.Progress})
 }
 
-// worker is an in-process worker on the tiny model.
+// worker is an in-process worker on the tiny model, its decode loop under a
+// pace the test may hold.
 type worker struct {
 	srv    *workerd.Server
 	url    string
 	client *workerclient.Client
+	pace   *pace
 	done   chan error
 	cancel context.CancelFunc
 }
@@ -64,7 +65,15 @@ func startWorker(t *testing.T, tweak func(*workerd.Config)) *worker {
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	srv, err := workerd.New(cfg, workerd.Deps{Load: load})
+	p := newPace()
+	paced := func(path string, o workerd.LoadOptions) (backends.Model, error) {
+		m, err := load(path, o)
+		if err != nil {
+			return nil, err
+		}
+		return pacedModel{Model: m, p: p}, nil
+	}
+	srv, err := workerd.New(cfg, workerd.Deps{Load: paced})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +82,7 @@ func startWorker(t *testing.T, tweak func(*workerd.Config)) *worker {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &worker{srv: srv, url: "http://" + ln.Addr().String(), done: make(chan error, 1), cancel: cancel}
+	w := &worker{srv: srv, url: "http://" + ln.Addr().String(), pace: p, done: make(chan error, 1), cancel: cancel}
 	w.client = workerclient.New(w.url, cfg.Token, nil)
 	go func() { w.done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
@@ -87,20 +96,17 @@ func startWorker(t *testing.T, tweak func(*workerd.Config)) *worker {
 			t.Error("worker did not stop")
 		}
 	})
+	t.Cleanup(p.release) // runs first: a held loop would never stop
 	waitReady(t, w.client)
 	return w
 }
 
 func waitReady(t *testing.T, c *workerclient.Client) {
 	t.Helper()
-	for range 500 {
+	waitFor(t, 10*time.Second, "the worker to be ready", func() bool {
 		h, err := c.Health(context.Background())
-		if err == nil && h.Status == api.StatusReady {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("worker not ready")
+		return err == nil && h.Status == api.StatusReady
+	})
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -251,8 +257,7 @@ func TestSeedDeterminism(t *testing.T) {
 		if res.Started.Seed != uint32(seed) {
 			t.Errorf("started.seed = %d, want %d", res.Started.Seed, seed)
 		}
-		b, _ := json.Marshal(res.Tokens)
-		return string(b)
+		return tokensJSON(t, res)
 	}
 	a, b := sampled(42), sampled(42)
 	if a != b {
@@ -261,13 +266,24 @@ func TestSeedDeterminism(t *testing.T) {
 	if c := sampled(43); c == a {
 		t.Errorf("different seeds gave identical tokens")
 	}
-	// No seed: one is generated and reported.
-	r := &api.ExecuteRequest{Prompt: "hi", MaxTokens: ptr(2)}
-	res := collect(t, w.client, r)
-	if res.End == nil {
-		t.Fatal("no end")
+	// No seed: one is generated and reported, a new one each time, and it
+	// reproduces the run.
+	unseeded := func() *workerclient.Result {
+		r := req("In a village", 32, 0)
+		r.Seed, r.Temperature = nil, ptr(1.0)
+		res := collect(t, w.client, r)
+		if res.End == nil {
+			t.Fatalf("no end: %v", res.Error)
+		}
+		return res
 	}
-	t.Logf("generated seed %d", res.Started.Seed)
+	x, y := unseeded(), unseeded()
+	if x.Started.Seed == y.Started.Seed {
+		t.Errorf("two requests without a seed both got seed %d", x.Started.Seed)
+	}
+	if got := sampled(int64(x.Started.Seed)); got != tokensJSON(t, x) {
+		t.Errorf("the reported seed %d does not reproduce the run:\n%s\n%s", x.Started.Seed, tokensJSON(t, x), got)
+	}
 }
 
 func postRaw(t *testing.T, url, body string) (int, api.ErrorBody, http.Header) {
@@ -277,9 +293,14 @@ func postRaw(t *testing.T, url, body string) (int, api.ErrorBody, http.Header) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var eb api.ErrorBody
-	data, _ := io.ReadAll(resp.Body)
-	_ = json.Unmarshal(data, &eb)
+	if err := json.Unmarshal(data, &eb); err != nil || eb.Error == nil {
+		t.Fatalf("status %d: not an error body (%v): %.200s", resp.StatusCode, err, data)
+	}
 	return resp.StatusCode, eb, resp.Header
 }
 
@@ -369,25 +390,22 @@ func TestCancel(t *testing.T) {
 	w := startWorker(t, nil)
 	st, jobID := streamUntil(t, w.client, req("Tell me a long story", 4000, 3), 5)
 	defer st.Close()
+	// Held, the job cannot end before the cancel arrives.
+	w.pace.hold()
 	t0 := time.Now()
 	resp, err := w.client.Cancel(context.Background(), jobID)
 	if err != nil || !resp.Found {
 		t.Fatalf("cancel: %+v %v", resp, err)
 	}
-	var cancelled bool
 	for {
 		ev, err := st.Next()
 		if err != nil {
 			t.Fatalf("stream broke: %v", err)
 		}
-		if cancelled && ev.Token != nil {
-			t.Fatal("token after CANCELLED")
-		}
 		if ev.Error != nil {
 			if ev.Error.Code != api.CodeCancelled {
 				t.Fatalf("error %v, want CANCELLED", ev.Error)
 			}
-			cancelled = true
 			break
 		}
 		if ev.End != nil {
@@ -395,8 +413,9 @@ func TestCancel(t *testing.T) {
 		}
 	}
 	t.Logf("cancel to CANCELLED event: %v", time.Since(t0))
-	if _, err := st.Next(); err == nil {
-		t.Error("event after CANCELLED")
+	w.pace.release()
+	if ev, err := st.Next(); err == nil {
+		t.Errorf("event after CANCELLED: %+v", ev)
 	}
 	// Idempotent.
 	if resp, err := w.client.Cancel(context.Background(), jobID); err != nil || resp.JobID != jobID {
@@ -406,27 +425,39 @@ func TestCancel(t *testing.T) {
 	if res := collect(t, w.client, req("next", 4, 1)); res.End == nil {
 		t.Fatalf("next job: %v", res.Error)
 	}
+	m := scrape(t, w.url)
+	if got := metric(t, m, `llorch_worker_requests_total{outcome="cancelled"}`); got != 1 {
+		t.Errorf("cancelled requests = %v, want 1", got)
+	}
 }
 
 func TestDisconnectFreesSlot(t *testing.T) {
 	w := startWorker(t, nil)
 	st, _ := streamUntil(t, w.client, req("Tell me a long story", 4000, 3), 3)
-	st.Close()
-	// The server notices the closed connection asynchronously; the slot must
-	// be free soon after, without any cancel call.
-	for i := 0; ; i++ {
+	// The loop goes one step at a time from here, so the job (3997 tokens
+	// to go) cannot end before the server notices the closed connection.
+	w.pace.hold()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The server notices asynchronously; the slot must be freed soon after,
+	// without any cancel call.
+	waitFor(t, 10*time.Second, "the slot to be freed", func() bool {
 		h, err := w.client.Health(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		if h.SlotsBusy == 0 {
-			break
+			return true
 		}
-		if i == 500 {
-			t.Fatal("slot still busy 5s after the client disconnected")
-		}
-		time.Sleep(10 * time.Millisecond)
+		w.pace.tryStep(5 * time.Millisecond)
+		return false
+	})
+	m := scrape(t, w.url)
+	if c, ok := metric(t, m, `llorch_worker_requests_total{outcome="cancelled"}`), metric(t, m, `llorch_worker_requests_total{outcome="ok"}`); c != 1 || ok != 0 {
+		t.Fatalf("outcomes: cancelled %v ok %v, want the job cancelled", c, ok)
 	}
+	w.pace.release()
 	res := collect(t, w.client, req("after disconnect", 4, 1))
 	if res.End == nil {
 		t.Fatalf("slot not freed: %v", res.Error)
@@ -437,39 +468,44 @@ func TestBusyAndHealthWhileGenerating(t *testing.T) {
 	w := startWorker(t, nil)
 	st, jobID := streamUntil(t, w.client, req("Tell me a long story", 4000, 3), 2)
 	defer st.Close()
+	w.pace.hold()
 
 	h, err := w.client.Health(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Status != api.StatusReady || h.SlotsBusy != 1 || h.SlotsTotal != 1 || h.Slots[0].JobID != jobID {
+	if h.Status != api.StatusReady || h.SlotsBusy != 1 || h.SlotsTotal != 1 || h.Slots[0].JobID != jobID || h.Slots[0].State != "decode" {
 		t.Errorf("health while generating = %+v", h)
 	}
 	status, eb, hdr := postRaw(t, w.url+"/execute", `{"prompt":"second","max_tokens":2}`)
-	if status != http.StatusServiceUnavailable || eb.Error == nil || eb.Error.Code != api.CodeAllSlotsBusy || hdr.Get("Retry-After") == "" {
+	if status != http.StatusServiceUnavailable || eb.Error.Code != api.CodeAllSlotsBusy || hdr.Get("Retry-After") == "" {
 		t.Errorf("second request: %d %+v Retry-After=%q, want 503 ALL_SLOTS_BUSY", status, eb.Error, hdr.Get("Retry-After"))
 	}
 }
 
 func TestMetrics(t *testing.T) {
 	w := startWorker(t, nil)
-	collect(t, w.client, req("metrics", 4, 1))
-	resp, err := http.Get(w.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	res := collect(t, w.client, req("metrics", 4, 1))
+	if res.End == nil {
+		t.Fatalf("job: %v", res.Error)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{
-		`llorch_worker_requests_total{outcome="ok"} 1`,
-		`llorch_worker_tokens_generated_total 4`,
-		"llorch_worker_prompt_tokens_total",
-		"llorch_worker_ttft_seconds_bucket",
-		"llorch_worker_decode_seconds_bucket",
-		"llorch_worker_batch_tokens_bucket",
+	m := scrape(t, w.url)
+	for series, want := range map[string]float64{
+		`llorch_worker_requests_total{outcome="ok"}`: 1,
+		`llorch_worker_tokens_generated_total`:       4,
+		`llorch_worker_prompt_tokens_total`:          float64(res.End.PromptTokens),
+		`llorch_worker_ttft_seconds_count`:           1,
+		`llorch_worker_decode_seconds_count`:         1,
+		`llorch_worker_slots_busy`:                   0,
+		`llorch_worker_slots_total`:                  1,
+		// One prefill step, then one step per sampled token but the last.
+		`llorch_worker_batch_tokens_count`:    4,
+		`llorch_worker_batch_tokens_sum`:      float64(res.End.PromptTokens + 3),
+		`llorch_worker_batch_sequences_count`: 4,
+		`llorch_worker_batch_sequences_sum`:   4,
 	} {
-		if !bytes.Contains(body, []byte(want)) {
-			t.Errorf("metrics lack %q", want)
+		if got := metric(t, m, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
 		}
 	}
 }
@@ -484,45 +520,142 @@ func TestChatMessages(t *testing.T) {
 	}
 	// ChatML wraps the two messages and the assistant prefix in control tokens.
 	plain := collect(t, w.client, req("Be brief. Hi", 1, 1))
+	if plain.End == nil {
+		t.Fatalf("plain: %v", plain.Error)
+	}
 	if res.End.PromptTokens <= plain.End.PromptTokens+4 {
 		t.Errorf("chat prompt has %d tokens, plain %d: template not applied?", res.End.PromptTokens, plain.End.PromptTokens)
 	}
 }
 
+// TestAuthToken: --token guards /execute, /cancel and /shutdown (and /v1, see
+// the OpenAI tests); /health and /metrics stay open.
 func TestAuthToken(t *testing.T) {
 	w := startWorker(t, func(c *workerd.Config) { c.Token = "s3cret" })
-	status, eb, _ := postRaw(t, w.url+"/execute", `{"prompt":"x","max_tokens":1}`)
-	if status != http.StatusUnauthorized || eb.Error.Code != api.CodeUnauthorized {
-		t.Errorf("no token: %d %+v", status, eb.Error)
+	call := func(t *testing.T, path, token, body string) (int, []byte) {
+		t.Helper()
+		hr, err := http.NewRequest(http.MethodPost, w.url+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			hr.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, data
 	}
-	if res := collect(t, w.client, req("x", 1, 1)); res.End == nil {
-		t.Errorf("with token: %v", res.Error)
+	refused := func(t *testing.T, path, body string) {
+		t.Helper()
+		for _, token := range []string{"", "wrong", "s3cret2", "S3CRET"} {
+			status, data := call(t, path, token, body)
+			var eb api.ErrorBody
+			if err := json.Unmarshal(data, &eb); err != nil || status != http.StatusUnauthorized || eb.Error == nil || eb.Error.Code != api.CodeUnauthorized {
+				t.Errorf("%s with token %q: %d %s, want 401 UNAUTHORIZED", path, token, status, data)
+			}
+		}
 	}
-	if _, err := http.Get(w.url + "/health"); err != nil {
-		t.Errorf("health must stay open: %v", err)
-	}
+	t.Run("execute", func(t *testing.T) {
+		refused(t, "/execute", `{"prompt":"x","max_tokens":1}`)
+		res := collect(t, w.client, req("x", 1, 1)) // the client sends the token
+		if res.End == nil || res.End.TokensOut != 1 {
+			t.Errorf("with token: %+v %v", res.End, res.Error)
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		st, jobID := streamUntil(t, w.client, req("Tell me a long story", 4000, 3), 1)
+		defer st.Close()
+		w.pace.hold()
+		defer w.pace.release()
+		refused(t, "/cancel", `{"job_id":"`+jobID+`"}`)
+		if h, err := w.client.Health(context.Background()); err != nil || h.SlotsBusy != 1 {
+			t.Fatalf("a refused cancel freed the slot: %+v %v", h, err)
+		}
+		status, data := call(t, "/cancel", "s3cret", `{"job_id":"`+jobID+`"}`)
+		var cr api.CancelResponse
+		if err := json.Unmarshal(data, &cr); err != nil || status != http.StatusAccepted || !cr.Found {
+			t.Fatalf("cancel with token: %d %s", status, data)
+		}
+		ev, err := st.Next()
+		for err == nil && ev.Token != nil {
+			ev, err = st.Next()
+		}
+		if err != nil || ev.Error == nil || ev.Error.Code != api.CodeCancelled {
+			t.Fatalf("after the cancel: %+v %v, want CANCELLED", ev, err)
+		}
+	})
+	t.Run("open endpoints", func(t *testing.T) {
+		for _, path := range []string{"/health", "/metrics"} {
+			resp, err := http.Get(w.url + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("%s without a token: %d, want 200", path, resp.StatusCode)
+			}
+		}
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		refused(t, "/shutdown", "")
+		if h, err := w.client.Health(context.Background()); err != nil || h.Status != api.StatusReady {
+			t.Fatalf("a refused shutdown drained the worker: %+v %v", h, err)
+		}
+		if status, data := call(t, "/shutdown", "s3cret", ""); status != http.StatusAccepted {
+			t.Fatalf("shutdown with token: %d %s", status, data)
+		}
+		select {
+		case err := <-w.done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.done <- nil // for Cleanup
+		case <-time.After(10 * time.Second):
+			t.Fatal("Serve did not return after an authorised shutdown")
+		}
+	})
 }
 
 func TestShutdownDrains(t *testing.T) {
 	w := startWorker(t, nil)
 	st, _ := streamUntil(t, w.client, req("Tell me a story", 600, 3), 1)
 	defer st.Close()
+	// Held, the job is still running while the drain refuses new work.
+	w.pace.hold()
 	if err := w.client.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	// New work is refused while the running job finishes.
+	waitFor(t, 10*time.Second, "the worker to drain", func() bool {
+		h, err := w.client.Health(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.Status == api.StatusDraining
+	})
 	status, eb, _ := postRaw(t, w.url+"/execute", `{"prompt":"late","max_tokens":1}`)
 	if status != http.StatusServiceUnavailable || eb.Error.Code != api.CodeDraining {
 		t.Errorf("during drain: %d %+v", status, eb.Error)
 	}
+	w.pace.release()
+	n := 1
 	for {
 		ev, err := st.Next()
 		if err != nil {
 			t.Fatalf("running job broken by drain: %v", err)
 		}
+		if ev.Token != nil {
+			n++
+		}
 		if ev.Terminal() {
-			if ev.End == nil || ev.End.StopReason != api.StopMaxTokens {
-				t.Fatalf("running job did not finish: %+v %+v", ev.End, ev.Error)
+			if ev.End == nil || ev.End.StopReason != api.StopMaxTokens || ev.End.TokensOut != 600 || n != 600 {
+				t.Fatalf("running job did not finish: %d tokens, %+v %+v", n, ev.End, ev.Error)
 			}
 			break
 		}
@@ -549,19 +682,21 @@ func TestLoadingState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
 	c := workerclient.New(ln.Addr().String(), "", nil)
 	var h *api.Health
-	for range 200 {
-		if h, err = c.Health(ctx); err == nil && h.Progress == 0.5 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if h == nil || h.Status != api.StatusLoading || h.Progress != 0.5 {
+	waitFor(t, 10*time.Second, "load progress 0.5", func() bool {
+		h, err = c.Health(ctx)
+		return err == nil && h.Progress == 0.5
+	})
+	if h.Status != api.StatusLoading {
 		t.Errorf("health while loading = %+v", h)
 	}
 	status, eb, hdr := postRaw(t, "http://"+ln.Addr().String()+"/execute", `{"prompt":"x"}`)
@@ -578,12 +713,17 @@ func TestLoadingState(t *testing.T) {
 
 func TestUnloadableModel(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.gguf")
-	os.WriteFile(bad, []byte("GGUF not really"), 0o644)
+	if err := os.WriteFile(bad, []byte("GGUF not really"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	srv, err := workerd.New(workerd.Config{ModelPath: bad}, workerd.Deps{Load: load})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	err = srv.Serve(context.Background(), ln)
 	if err == nil || !errors.Is(err, llamacpp.ErrLoad) {
 		t.Fatalf("Serve = %v, want a load error", err)
@@ -592,6 +732,7 @@ func TestUnloadableModel(t *testing.T) {
 
 // sseLines is a raw view of a stream, for checks the client hides.
 func sseLines(t *testing.T, url, body string) []string {
+	t.Helper()
 	resp, err := http.Post(url, "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -605,12 +746,15 @@ func sseLines(t *testing.T, url, body string) []string {
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
 	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
 	return lines
 }
 
 func TestRawSSE(t *testing.T) {
 	w := startWorker(t, nil)
-	lines := sseLines(t, w.url+"/execute", `{"prompt":"raw","max_tokens":3,"seed":1}`)
+	lines := sseLines(t, w.url+"/execute", `{"prompt":"raw","max_tokens":3,"seed":1,"ignore_eos":true}`)
 	var events []string
 	for _, l := range lines {
 		if ev, ok := strings.CutPrefix(l, "event: "); ok {
