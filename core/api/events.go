@@ -39,14 +39,21 @@ type Started struct {
 	Slot         int    `json:"slot"`
 	PromptTokens int    `json:"prompt_tokens"`
 	CachedTokens int    `json:"cached_tokens"`
+	// ResumedTokens is how many tokens of the request's resume_tokens the
+	// job continues from; its first token event has index ResumedTokens.
+	ResumedTokens int `json:"resumed_tokens,omitempty"`
 }
 
 // Token is the data of a "token" event: the text that generated token number I
 // (0-based) made safe to emit. T may be empty while text is held back (an
-// incomplete UTF-8 character, or a possible start of a stop sequence).
+// incomplete UTF-8 character, or a possible start of a stop sequence). ID is
+// the token's vocabulary id (on the end-of-generation flush, the EOG
+// token's): the ids of a stream's token events, in order, are what a worker
+// takes as resume_tokens to continue it.
 type Token struct {
-	T string `json:"t"`
-	I int    `json:"i"`
+	T  string `json:"t"`
+	I  int    `json:"i"`
+	ID int32  `json:"id"`
 }
 
 // End is the data of the terminal "end" event.

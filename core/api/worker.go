@@ -16,6 +16,9 @@ const (
 	MaxMessages      = 1024
 	MaxJobIDLength   = 128
 	MaxLogitBias     = 1024
+	// MaxResumeTokens bounds resume_tokens (a worker's slot context bounds
+	// it further).
+	MaxResumeTokens = 1 << 18
 	// MaxRequestBytes bounds a request body; larger bodies get 413.
 	MaxRequestBytes = 4 << 20
 )
@@ -60,6 +63,12 @@ type ExecuteRequest struct {
 	// worker reuse a cached prefix of the prompt. false evaluates the whole
 	// prompt afresh, which makes the output independent of what ran before.
 	CachePrompt *bool `json:"cache_prompt,omitempty"`
+	// ResumeTokens continues a generation: the vocabulary ids of the tokens
+	// this request already generated and streamed, in order (the id of each
+	// token event). The worker evaluates prompt + these tokens, feeds them to
+	// the sampler and the text streamer without emitting them, and streams
+	// the rest with indexes from len(ResumeTokens). max_tokens counts them.
+	ResumeTokens []int32 `json:"resume_tokens,omitempty"`
 }
 
 // Validate checks every field that can be checked without the model and returns
@@ -133,6 +142,17 @@ func (r *ExecuteRequest) Validate() *Error {
 		}
 		if isBad(v) || v < -100 || v > 100 {
 			add("logit_bias", "-100..100", "bias for %s must be between -100 and 100", k)
+		}
+	}
+	if n := len(r.ResumeTokens); n > MaxResumeTokens {
+		add("resume_tokens", "max_items", "at most %d tokens, got %d", MaxResumeTokens, n)
+	} else if r.MaxTokens != nil && *r.MaxTokens >= 1 && n >= *r.MaxTokens {
+		add("resume_tokens", "<max_tokens", "must be fewer than max_tokens (%d), which counts the resumed tokens; got %d", *r.MaxTokens, n)
+	}
+	for i, t := range r.ResumeTokens {
+		if t < 0 {
+			add("resume_tokens", "token_id", "resume_tokens[%d] = %d is not a token id", i, t)
+			break
 		}
 	}
 	if len(fe) == 0 {

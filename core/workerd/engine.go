@@ -46,18 +46,27 @@ type slot struct {
 	hasPend  bool
 	sampler  backends.Sampler
 	stream   *textstream.Streamer
-	produced int
+	produced int // tokens counted in the stream: resumed + generated here
 	batchIdx int // index of the slot's logits in the current batch, -1 if none
 	chunk    int // prompt tokens of the slot in the current batch
 }
 
 // job is one /execute request from reservation to its terminal event.
 type job struct {
-	id       string
-	model    string
-	prompt   []backends.Token
-	params   api.Params
-	cached   int
+	id     string
+	model  string
+	prompt []backends.Token
+	// resume are the tokens the request already generated (resume_tokens);
+	// seq is prompt + resume, the sequence the slot evaluates.
+	resume []backends.Token
+	seq    []backends.Token
+	params api.Params
+	// stream has been fed the resumed tokens' text (nothing of it is emitted
+	// again); ended is set when that text, or an end-of-generation token among
+	// them, already ended the generation: the job then ends at once.
+	stream   *textstream.Streamer
+	ended    *api.End
+	cached   int // tokens of seq whose KV is reused
 	slot     *slot
 	admitted time.Time
 
@@ -71,10 +80,19 @@ type job struct {
 	prefDone time.Time
 }
 
-func newJob(id, model string, prompt []backends.Token, p api.Params) *job {
-	return &job{id: id, model: model, prompt: prompt, params: p, admitted: time.Now(),
-		cancelCh: make(chan struct{}), box: newMailbox()}
+// newJob builds a job; stream must have been fed resume's text (see resumeStream).
+func newJob(id, model string, prompt, resume []backends.Token, p api.Params, stream *textstream.Streamer, ended *api.End) *job {
+	seq := prompt
+	if len(resume) > 0 {
+		seq = append(append(make([]backends.Token, 0, len(prompt)+len(resume)), prompt...), resume...)
+	}
+	return &job{id: id, model: model, prompt: prompt, resume: resume, seq: seq, params: p, stream: stream, ended: ended,
+		admitted: time.Now(), cancelCh: make(chan struct{}), box: newMailbox()}
 }
+
+// cachedPrompt is what the job reports as cached_tokens: the reused tokens of
+// the prompt (resumed tokens reused beyond it are not prompt tokens).
+func (j *job) cachedPrompt() int { return min(j.cached, len(j.prompt)) }
 
 // cancel marks the job cancelled; the handler ends its stream at once and the
 // decode loop drops the slot before its next step.
@@ -217,7 +235,7 @@ func (e *engine) reserveLocked(j *job) error {
 		}
 		n := 0
 		if !j.params.NoCache {
-			n = commonPrefix(s.cache, j.prompt)
+			n = commonPrefix(s.cache, j.seq)
 		}
 		if n > bestLCP || (n == bestLCP && s.lastUsed < best.lastUsed) {
 			best, bestLCP = s, n
@@ -226,8 +244,9 @@ func (e *engine) reserveLocked(j *job) error {
 	if best == nil {
 		return errBusy
 	}
-	// The last prompt token is always evaluated: its logits give the first token.
-	j.cached = min(bestLCP, len(j.prompt)-1)
+	// The last token of the sequence is always evaluated: its logits give the
+	// next token.
+	j.cached = min(bestLCP, len(j.seq)-1)
 	j.slot = best
 	best.job = j
 	best.state.Store(slotPrefill)
@@ -354,9 +373,21 @@ const minCopyGain = 32
 
 // start prepares a slot for its new job: reuses the longest cached prefix —
 // its own, or another slot's copied over when that is much longer — trims the
-// KV cache to it and builds the sampler. Called with mu held, between steps.
+// KV cache to it and builds the sampler. A job whose resumed tokens already
+// ended the generation touches nothing; step ends it. Called with mu held,
+// between steps.
 func (e *engine) start(s *slot) error {
 	j := s.job
+	s.stream = j.stream
+	s.produced = len(j.resume)
+	s.hasPend = false
+	if j.ended != nil {
+		j.cached = 0
+		s.started = true
+		j.box.put(event{api.EventStarted, api.Started{JobID: j.id, Model: j.model, WorkerID: e.cfg.WorkerID,
+			Seed: j.params.Seed, Slot: s.id, PromptTokens: len(j.prompt), ResumedTokens: len(j.resume)}}, false)
+		return nil
+	}
 	if cp, ok := e.ctx.(backends.SeqCopier); ok && !j.params.NoCache {
 		var donor *slot
 		best := j.cached
@@ -364,7 +395,7 @@ func (e *engine) start(s *slot) error {
 			if d == s {
 				continue
 			}
-			if n := min(commonPrefix(d.cache, j.prompt), len(j.prompt)-1); n >= best+minCopyGain {
+			if n := min(commonPrefix(d.cache, j.seq), len(j.seq)-1); n >= best+minCopyGain {
 				donor, best = d, n
 			}
 		}
@@ -384,7 +415,7 @@ func (e *engine) start(s *slot) error {
 		}
 	}
 	s.cache = append(s.cache[:j.cached], nil...)
-	s.prefill = j.prompt[j.cached:]
+	s.prefill = j.seq[j.cached:]
 	p := j.params
 	smp, err := e.ctx.NewSampler(backends.SamplerParams{
 		Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, MinP: p.MinP,
@@ -396,33 +427,37 @@ func (e *engine) start(s *slot) error {
 	if p.RepetitionPenalty != 1 {
 		smp.Accept(j.prompt)
 	}
+	// The resumed tokens were sampled: the sampler sees them as it saw them
+	// then (penalties count them).
+	smp.Accept(j.resume)
 	s.sampler = smp
-	s.stream = textstream.New(p.Stop)
-	s.produced = 0
-	s.hasPend = false
 	s.started = true
 	s.state.Store(slotPrefill)
 	if j.cached > 0 {
 		e.metrics.cacheHits.Inc()
-		e.metrics.cachedTokens.Add(float64(j.cached))
+		e.metrics.cachedTokens.Add(float64(j.cachedPrompt()))
 	}
 	// started is sent from here, once the reused prefix is known for sure.
 	j.box.put(event{api.EventStarted, api.Started{JobID: j.id, Model: j.model, WorkerID: e.cfg.WorkerID,
-		Seed: p.Seed, Slot: s.id, PromptTokens: len(j.prompt), CachedTokens: j.cached}}, false)
+		Seed: p.Seed, Slot: s.id, PromptTokens: len(j.prompt), CachedTokens: j.cachedPrompt(), ResumedTokens: len(j.resume)}}, false)
 	return nil
 }
 
 // step builds one batch from every active slot, decodes it and samples.
 func (e *engine) step(b *backends.Batch, active []*slot) {
 	b.Reset()
-	// Cancelled jobs leave before the batch is built.
+	// Cancelled jobs, and jobs their resumed tokens ended, leave before the
+	// batch is built.
 	live := active[:0]
 	for _, s := range active {
-		if s.job.cancelled.Load() {
+		switch j := s.job; {
+		case j.cancelled.Load():
 			e.finish(s, nil, nil)
-			continue
+		case j.ended != nil:
+			e.finish(s, j.ended, nil)
+		default:
+			live = append(live, s)
 		}
-		live = append(live, s)
 	}
 	if len(live) == 0 {
 		return
@@ -485,7 +520,7 @@ func (e *engine) step(b *backends.Batch, active []*slot) {
 		if s.batchIdx < 0 {
 			continue
 		}
-		if s.produced == 0 {
+		if s.job.prefDone.IsZero() {
 			s.job.prefDone = now
 			s.state.Store(slotDecode)
 		}
@@ -499,13 +534,13 @@ func (e *engine) step(b *backends.Batch, active []*slot) {
 // emit handles one sampled token of a slot: stream its text, or end the job.
 func (e *engine) emit(s *slot, tok backends.Token, now time.Time) {
 	j := s.job
-	if s.produced == 0 {
+	if j.firstTok.IsZero() {
 		j.firstTok = now
 		e.metrics.ttft.Observe(now.Sub(j.admitted).Seconds())
 	}
 	if e.model.IsEOG(tok) {
 		if tail := s.stream.Flush(); tail != "" {
-			j.box.put(event{api.EventToken, api.Token{T: tail, I: s.produced}}, false)
+			j.box.put(event{api.EventToken, api.Token{T: tail, I: s.produced, ID: tok}}, false)
 			s.produced++
 		}
 		e.finish(s, &api.End{StopReason: api.StopEOS}, nil)
@@ -516,16 +551,16 @@ func (e *engine) emit(s *slot, tok backends.Token, now time.Time) {
 	e.metrics.tokensOut.Inc()
 	switch {
 	case stopped:
-		j.box.put(event{api.EventToken, api.Token{T: text, I: s.produced - 1}}, false)
+		j.box.put(event{api.EventToken, api.Token{T: text, I: s.produced - 1, ID: tok}}, false)
 		e.finish(s, &api.End{StopReason: api.StopSequence, StopSequenceMatched: matched}, nil)
 	case s.produced >= j.params.MaxTokens:
-		j.box.put(event{api.EventToken, api.Token{T: text + s.stream.Flush(), I: s.produced - 1}}, false)
+		j.box.put(event{api.EventToken, api.Token{T: text + s.stream.Flush(), I: s.produced - 1, ID: tok}}, false)
 		e.finish(s, &api.End{StopReason: api.StopMaxTokens}, nil)
 	case len(s.cache) >= e.ctx.SeqCtx():
-		j.box.put(event{api.EventToken, api.Token{T: text + s.stream.Flush(), I: s.produced - 1}}, false)
+		j.box.put(event{api.EventToken, api.Token{T: text + s.stream.Flush(), I: s.produced - 1, ID: tok}}, false)
 		e.finish(s, &api.End{StopReason: api.StopContextLimit}, nil)
 	default:
-		j.box.put(event{api.EventToken, api.Token{T: text, I: s.produced - 1}}, false)
+		j.box.put(event{api.EventToken, api.Token{T: text, I: s.produced - 1, ID: tok}}, false)
 		s.pending, s.hasPend = tok, true
 	}
 }
@@ -541,15 +576,15 @@ func (e *engine) finish(s *slot, end *api.End, apiErr *api.Error) {
 	case end != nil:
 		end.TokensOut = s.produced
 		end.PromptTokens = len(j.prompt)
-		end.CachedTokens = j.cached
+		end.CachedTokens = j.cachedPrompt()
 		if !j.prefDone.IsZero() {
 			end.PrefillTimeMs = ms(j.prefDone.Sub(j.admitted))
 			end.DecodeTimeMs = ms(now.Sub(j.prefDone))
 			end.TTFTMs = ms(j.firstTok.Sub(j.admitted))
+			e.metrics.decode.Observe(now.Sub(j.prefDone).Seconds())
 		}
 		last = event{api.EventEnd, end}
 		e.metrics.requests.WithLabelValues("ok").Inc()
-		e.metrics.decode.Observe(now.Sub(j.prefDone).Seconds())
 	case apiErr != nil:
 		last = event{api.EventError, apiErr}
 		e.metrics.requests.WithLabelValues(outcome(apiErr.Code)).Inc()

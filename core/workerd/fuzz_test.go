@@ -16,6 +16,10 @@ func FuzzDecodeExecute(f *testing.F) {
 		`{"messages":[{"role":"user","content":"x"}],"stop":["a","b"],"temperature":0.5}`,
 		`{"prompt":"x","logit_bias":{"5":100,"-1":3},"top_k":-1}`,
 		`{"prompt":"x","seed":4294967296}`, `[]`, `null`, `{"prompt":"\xff"}`,
+		`{"prompt":"x","max_tokens":8,"resume_tokens":[1,2,3]}`,
+		`{"prompt":"x","max_tokens":3,"resume_tokens":[1,2,3]}`,
+		`{"prompt":"x","resume_tokens":[0,-1]}`, `{"prompt":"x","resume_tokens":[2147483648]}`,
+		`{"prompt":"x","resume_tokens":"abc"}`, `{"prompt":"x","resume_tokens":[]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -40,6 +44,14 @@ func FuzzDecodeExecute(f *testing.F) {
 		for tok := range p.LogitBias {
 			if tok < 0 {
 				t.Fatal("negative token id accepted")
+			}
+		}
+		if len(req.ResumeTokens) > api.MaxResumeTokens || (req.MaxTokens != nil && len(req.ResumeTokens) >= *req.MaxTokens) {
+			t.Fatalf("accepted %d resume_tokens (max_tokens %v)", len(req.ResumeTokens), req.MaxTokens)
+		}
+		for _, tok := range req.ResumeTokens {
+			if tok < 0 {
+				t.Fatal("negative resume token accepted")
 			}
 		}
 	})

@@ -27,6 +27,7 @@ import (
 	"github.com/llorch/llorch/core/openai"
 	"github.com/llorch/llorch/core/prompt"
 	"github.com/llorch/llorch/core/sse"
+	"github.com/llorch/llorch/core/textstream"
 )
 
 // Config configures a worker daemon.
@@ -486,6 +487,16 @@ func (s *Server) prepare(req *api.ExecuteRequest) (*job, *api.Error) {
 	}
 	seed := mrand.Uint32()
 	p := req.Resolve(seed)
+	resume := req.ResumeTokens
+	for i, t := range resume {
+		if int(t) >= s.info.VocabSize {
+			return nil, resumeError(api.CodeInvalidRequest, "token_id", "resume_tokens[%d] = %d is not in the vocabulary (%d tokens)", i, t, s.info.VocabSize)
+		}
+	}
+	if len(resume) > 0 && len(prompt)+len(resume) >= s.slotCtx {
+		return nil, resumeError(api.CodeContextOverflow, "prompt_tokens+resume_tokens<ctx",
+			"prompt (%d tokens) + resume_tokens (%d) leave no room in the slot context of %d tokens", len(prompt), len(resume), s.slotCtx)
+	}
 	room := s.slotCtx - len(prompt)
 	if req.MaxTokens == nil {
 		p.MaxTokens = min(p.MaxTokens, room)
@@ -496,11 +507,49 @@ func (s *Server) prepare(req *api.ExecuteRequest) (*job, *api.Error) {
 			Fields: []api.FieldError{{Field: "max_tokens", Constraint: "prompt_tokens+max_tokens<=ctx",
 				Message: fmt.Sprintf("at most %d for this prompt", max(room, 0))}}}
 	}
+	if len(resume) >= p.MaxTokens {
+		return nil, resumeError(api.CodeInvalidRequest, "<max_tokens",
+			"%d resume_tokens leave nothing to generate: max_tokens (%d) counts them", len(resume), p.MaxTokens)
+	}
+	stream, ended, apiErr := resumeStream(s.model, p.Stop, resume)
+	if apiErr != nil {
+		return nil, apiErr
+	}
 	id := req.JobID
 	if id == "" {
 		id = "job-" + randomHex(8)
 	}
-	return newJob(id, s.cfg.ModelID, prompt, p), nil
+	return newJob(id, s.cfg.ModelID, prompt, resume, p, stream, ended), nil
+}
+
+// resumeStream returns a text streamer for stops that has been fed the text
+// of the resumed tokens, as the interrupted run fed it, so that held-back
+// bytes and partial stop matches carry over. When those tokens already ended
+// the generation (an end-of-generation token, or text completing a stop
+// sequence) ended says how; that may only happen at the last of them.
+func resumeStream(m backends.Model, stops []string, resume []backends.Token) (*textstream.Streamer, *api.End, *api.Error) {
+	st := textstream.New(stops)
+	var ended *api.End
+	for i, t := range resume {
+		if ended != nil {
+			return nil, nil, resumeError(api.CodeInvalidRequest, "ends_last",
+				"the generation ended at resume_tokens[%d] (%s); no token can follow it", i-1, ended.StopReason)
+		}
+		if m.IsEOG(t) {
+			ended = &api.End{StopReason: api.StopEOS}
+			continue
+		}
+		if _, stopped, matched := st.Push(m.Piece(t)); stopped {
+			ended = &api.End{StopReason: api.StopSequence, StopSequenceMatched: matched}
+		}
+	}
+	return st, ended, nil
+}
+
+func resumeError(code, constraint, format string, args ...any) *api.Error {
+	msg := fmt.Sprintf(format, args...)
+	return &api.Error{Code: code, Message: msg,
+		Fields: []api.FieldError{{Field: "resume_tokens", Constraint: constraint, Message: msg}}}
 }
 
 // stream writes the job's events as SSE until its terminal event, a cancel, or
