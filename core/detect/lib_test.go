@@ -45,7 +45,10 @@ func TestLibDirsFollowsSymlink(t *testing.T) {
 		t.Skip(err)
 	}
 	got := LibDirs("", link)
-	want, _ := filepath.EvalSymlinks(filepath.Join(root, "opt"))
+	want, err := filepath.EvalSymlinks(filepath.Join(root, "opt"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(got) != 1 || got[0] != filepath.Join(want, "lib", "llorch") {
 		t.Errorf("LibDirs via symlink = %q, want the real binary's %s/lib/llorch", got, want)
 	}

@@ -28,7 +28,10 @@ func FuzzRead(f *testing.F) {
 		}
 		var total int64
 		for _, ti := range gf.Tensors {
-			n, _ := ti.Size()
+			n, err := ti.Size()
+			if err != nil {
+				t.Fatalf("Read accepted tensor %q that it cannot size: %v", ti.Name, err)
+			}
 			if total += n; total > 1<<20 {
 				return // too large to rewrite cheaply
 			}
@@ -52,7 +55,10 @@ func rewrite(t *testing.T, f *File) []byte {
 		t.Fatalf("NewWriter rejects what Read accepted: %v", err)
 	}
 	for _, ti := range f.Tensors {
-		n, _ := ti.Size()
+		n, err := ti.Size()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if _, err := w.Write(make([]byte, n)); err != nil {
 			t.Fatal(err)
 		}

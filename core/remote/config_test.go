@@ -8,7 +8,10 @@ import (
 )
 
 func TestResolvePrecedence(t *testing.T) {
-	home, _ := os.UserHomeDir()
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
 	sc := filepath.Join(t.TempDir(), "ssh_config")
 	body := "Host box\n  HostName 10.0.0.7\n  User cfguser\n  Port 2200\n  IdentityFile ~/.ssh/box_key\n\nHost *\n  User anyuser\n"
 	if err := os.WriteFile(sc, []byte(body), 0o600); err != nil {

@@ -177,11 +177,11 @@ func TestUnknownHostKey(t *testing.T) {
 	if got := strings.TrimSpace(string(data)); got != srv.HostKeyLine {
 		t.Fatalf("known_hosts = %q, want %q", got, srv.HostKeyLine)
 	}
-	if st, _ := os.Stat(cfg.KnownHostsPath); st.Mode().Perm() != 0o600 {
-		t.Errorf("known_hosts mode %v, want 0600", st.Mode().Perm())
+	if st, err := os.Stat(cfg.KnownHostsPath); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("known_hosts: %v, %v; want mode 0600", st, err)
 	}
-	if st, _ := os.Stat(filepath.Dir(cfg.KnownHostsPath)); st.Mode().Perm() != 0o700 {
-		t.Errorf("known_hosts dir mode %v, want 0700", st.Mode().Perm())
+	if st, err := os.Stat(filepath.Dir(cfg.KnownHostsPath)); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("known_hosts dir: %v, %v; want mode 0700", st, err)
 	}
 
 	cfg.AcceptNewHostKey = false
@@ -207,7 +207,10 @@ func TestChangedHostKeyRefused(t *testing.T) {
 			}
 		}
 	}
-	data, _ := os.ReadFile(cfg.KnownHostsPath)
+	data, err := os.ReadFile(cfg.KnownHostsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if strings.Count(string(data), "\n") != 1 {
 		t.Fatalf("known_hosts was modified:\n%s", data)
 	}
@@ -272,12 +275,12 @@ func TestUpload(t *testing.T) {
 		if err != nil || !bytes.Equal(got, content) {
 			t.Fatalf("Upload #%d: content differs (%d bytes, want %d): %v", i+1, len(got), len(content), err)
 		}
-		if st, _ := os.Stat(dst); st.Mode().Perm() != mode {
-			t.Errorf("Upload #%d: mode %v, want %v", i+1, st.Mode().Perm(), mode)
+		if st, err := os.Stat(dst); err != nil || st.Mode().Perm() != mode {
+			t.Errorf("Upload #%d: %v, %v; want mode %v", i+1, st, err, mode)
 		}
-		entries, _ := os.ReadDir(dstDir)
-		if len(entries) != 1 {
-			t.Fatalf("Upload #%d left %d entries in %s, want only the file", i+1, len(entries), dstDir)
+		entries, err := os.ReadDir(dstDir)
+		if err != nil || len(entries) != 1 {
+			t.Fatalf("Upload #%d left %d entries in %s (%v), want only the file", i+1, len(entries), dstDir, err)
 		}
 	}
 
@@ -286,7 +289,10 @@ func TestUpload(t *testing.T) {
 	if err := c.Upload(t.Context(), local, "~/"+name+"/f", 0o600); err != nil {
 		t.Fatalf("Upload ~/: %v", err)
 	}
-	home, _ := os.UserHomeDir()
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer os.RemoveAll(filepath.Join(home, name))
 	if _, err := os.Stat(filepath.Join(home, name, "f")); err != nil {
 		t.Fatalf("Upload ~/: %v", err)

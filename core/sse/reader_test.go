@@ -220,8 +220,13 @@ func TestReaderDoesNotReadAhead(t *testing.T) {
 
 func TestReaderDataOwned(t *testing.T) {
 	r := NewReader(strings.NewReader("data: aaaa\n\ndata: bbbb\n\n"))
-	first, _ := r.Next()
-	_, _ = r.Next()
+	first, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second, err := r.Next(); err != nil || string(second.Data) != "bbbb" {
+		t.Fatalf("second event: %q, %v", second.Data, err)
+	}
 	if string(first.Data) != "aaaa" {
 		t.Errorf("first event's data was overwritten: %q", first.Data)
 	}

@@ -149,16 +149,20 @@ func TestWriterFlushes(t *testing.T) {
 	t.Run("ResponseWriter", func(t *testing.T) {
 		cf := &countingFlusher{ResponseRecorder: httptest.NewRecorder()}
 		w := NewWriter(cf)
-		_ = w.Event(Event{Data: []byte("a")})
-		_ = w.JSON("t", "", 1)
-		_ = w.Comment("ping")
+		for _, err := range []error{w.Event(Event{Data: []byte("a")}), w.JSON("t", "", 1), w.Comment("ping")} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
 		if cf.flushes != 3 {
 			t.Errorf("flushes = %d, want 3", cf.flushes)
 		}
 	})
 	t.Run("behind Unwrap", func(t *testing.T) {
 		cf := &countingFlusher{ResponseRecorder: httptest.NewRecorder()}
-		_ = NewWriter(unwrapper{cf}).Event(Event{Data: []byte("a")})
+		if err := NewWriter(unwrapper{cf}).Event(Event{Data: []byte("a")}); err != nil {
+			t.Fatal(err)
+		}
 		if cf.flushes != 1 {
 			t.Errorf("flushes = %d, want 1", cf.flushes)
 		}
@@ -178,7 +182,9 @@ func TestWriterFlushes(t *testing.T) {
 	t.Run("bufio", func(t *testing.T) {
 		var out bytes.Buffer
 		bw := bufio.NewWriter(&out)
-		_ = NewWriter(bw).Event(Event{Data: []byte("a")})
+		if err := NewWriter(bw).Event(Event{Data: []byte("a")}); err != nil {
+			t.Fatal(err)
+		}
 		if out.String() != "data: a\n\n" {
 			t.Errorf("not flushed through bufio.Writer: %q", out.String())
 		}
@@ -200,7 +206,9 @@ func TestWriterAllocs(t *testing.T) {
 	w := NewWriter(discard{})
 	ev := Event{ID: "123", Event: "token", Data: []byte(`{"t":"hello","i":42}`)}
 	tok := &token{T: "hello", I: 42}
-	_ = w.JSON("token", "123", tok) // warm up the buffer
+	if err := w.JSON("token", "123", tok); err != nil { // warms up the buffer
+		t.Fatal(err)
+	}
 	if n := testing.AllocsPerRun(100, func() { _ = w.Event(ev) }); n != 0 {
 		t.Errorf("Event allocates %v times per call, want 0", n)
 	}

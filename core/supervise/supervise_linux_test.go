@@ -116,8 +116,8 @@ func TestStopEscalatesToSIGKILL(t *testing.T) {
 	}
 	// SIGKILL went to the whole group: the sleep died with the shell.
 	waitFor(t, "the group to die", func() bool { return len(findMarked(t, "stubborn")) == 0 })
-	if b, _ := os.ReadFile(log); strings.Contains(string(b), "survived") {
-		t.Errorf("log = %q", b)
+	if b, err := os.ReadFile(log); err != nil || strings.Contains(string(b), "survived") {
+		t.Errorf("log = %q, %v", b, err)
 	}
 }
 
@@ -156,8 +156,8 @@ func TestStopStoppedProcess(t *testing.T) {
 	if Alive(p) {
 		t.Fatal("alive after Stop")
 	}
-	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "got TERM") {
-		t.Errorf("log = %q, want the shell to have handled SIGTERM", b)
+	if b, err := os.ReadFile(log); err != nil || !strings.Contains(string(b), "got TERM") {
+		t.Errorf("log = %q, %v; want the shell to have handled SIGTERM", b, err)
 	}
 }
 

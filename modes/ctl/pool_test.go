@@ -78,14 +78,17 @@ func TestCtlPoolInstall(t *testing.T) {
 	if err != nil || st.Mode().Perm()&0o100 == 0 {
 		t.Fatalf("installed file: %v %v", st, err)
 	}
-	want, _ := os.ReadFile(kit.Bin)
-	got, _ := os.ReadFile(target)
-	if !bytes.Equal(want, got) {
-		t.Fatal("installed binary differs")
+	want, err := os.ReadFile(kit.Bin)
+	if err != nil {
+		t.Fatal(err)
 	}
-	entries, _ := os.ReadDir(filepath.Dir(target))
-	if len(entries) != 1 {
-		t.Errorf("temp files left next to the binary: %v", entries)
+	got, err := os.ReadFile(target)
+	if err != nil || !bytes.Equal(want, got) {
+		t.Fatalf("installed binary differs (%v)", err)
+	}
+	entries, err := os.ReadDir(filepath.Dir(target))
+	if err != nil || len(entries) != 1 {
+		t.Errorf("temp files left next to the binary: %v %v", entries, err)
 	}
 	// Idempotent: an identical binary is not copied again.
 	_, errOut, code = e.ctlPool(t, "install", "--host", "mybox", "--path", target)
@@ -127,11 +130,19 @@ func TestCtlPoolHostKeys(t *testing.T) {
 func TestCtlPoolMultiHost(t *testing.T) {
 	e := newSSH(t)
 	cfg2 := e.srv.SSHConfig(t, "otherbox")
-	both, _ := os.ReadFile(e.config)
-	more, _ := os.ReadFile(cfg2)
+	both, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, err := os.ReadFile(cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	combined := filepath.Join(t.TempDir(), "config")
 	dead := "\nHost deadbox\n  HostName 127.0.0.1\n  Port 1\n"
-	os.WriteFile(combined, append(append(append(both, '\n'), more...), dead...), 0o600)
+	if err := os.WriteFile(combined, append(append(append(both, '\n'), more...), dead...), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	e.config = combined
 	out, errOut, code := e.ctlPool(t, "backends", "list", "--pool-dir", e.poolDir, "--hosts", "mybox,otherbox", "--llorch", kit.Bin)
 	if code != 0 {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -59,7 +58,10 @@ func TestSameSeedAcrossProcesses(t *testing.T) {
 		if err != nil || res.End == nil {
 			t.Fatalf("collect: %v %v", err, res)
 		}
-		out, _ := json.Marshal(res.Tokens)
+		out, err := json.Marshal(res.Tokens)
+		if err != nil {
+			t.Fatal(err)
+		}
 		return string(out)
 	}
 	if ra, rb := run(a), run(b); ra != rb {
@@ -204,10 +206,12 @@ func TestMetricsEndpoint(t *testing.T) {
 	for sc.Scan() {
 		found = found || strings.HasPrefix(sc.Text(), "llorch_worker_slots_total 1")
 	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("reading /metrics: %v", err)
+	}
 	if !found {
 		t.Error("llorch_worker_slots_total 1 missing")
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
 }
 
 // A worker on a network address starts with --token or --insecure-no-auth,
