@@ -253,10 +253,9 @@ func TestOpenAIErrors(t *testing.T) {
 		check(t, `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"n":3}`, 400, "invalid_request_error", "unsupported_value", "n")
 	})
 	t.Run("all slots busy", func(t *testing.T) {
-		st, _ := streamUntil(t, w.client, req("Tell me a long story", 200, 3), 1)
-		defer st.Close()
 		// Held, the job keeps its slot while the request is refused.
-		w.pace.hold()
+		st, _ := heldStream(t, w, req("Tell me a long story", 200, 3), 1)
+		defer st.Close()
 		defer w.pace.release()
 		hdr := check(t, `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"max_tokens":2}`, 503, "server_error", "all_slots_busy", "")
 		if hdr.Get("Retry-After") != "1" || hdr.Get("X-Should-Retry") != "true" {
@@ -337,6 +336,9 @@ func TestOpenAIDisconnectFreesSlot(t *testing.T) {
 		bias = append(bias, fmt.Sprintf(`"%d":-100`, tokenIDs(t, s)[0]))
 	}
 	body := `{"model":"tiny","messages":[{"role":"user","content":"Tell me everything"}],"max_tokens":3000,"stream":true,"logit_bias":{` + strings.Join(bias, ",") + `}}`
+	// The loop goes one step at a time: the job (3000 tokens) cannot end
+	// before the server notices that the client left.
+	w.pace.hold()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url+"/v1/chat/completions", strings.NewReader(body))
@@ -347,18 +349,16 @@ func TestOpenAIDisconnectFreesSlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.pace.parked(t)
+	for range 3 {
+		w.pace.step(t)
+	}
 	sc := bufio.NewScanner(resp.Body)
-	for n := 0; n < 3; {
+	for !strings.HasPrefix(sc.Text(), "data: ") {
 		if !sc.Scan() {
 			t.Fatalf("stream ended early: %v", sc.Err())
 		}
-		if strings.HasPrefix(sc.Text(), "data: ") {
-			n++
-		}
 	}
-	// From here the loop goes one step at a time: the job (about 2997
-	// tokens to go) cannot end before the server notices the client left.
-	w.pace.hold()
 	cancel()
 	resp.Body.Close()
 	// The slot is freed between decode steps, shortly after the disconnect.

@@ -309,6 +309,11 @@ func TestResumeBesideBusySlots(t *testing.T) {
 	const n, k = 40, 10
 	base := sampledReq("Resume me beside the others", n, 7)
 	sent := cut(t, w.client, base, k)
+	// Steps of three sequences are the resumed run's.
+	before := stepsAbove(t, w.url, 2)
+	// Held until all three have a slot: the two others (2000 tokens) run
+	// beside the resumed one from its first step to its last.
+	w.pace.hold()
 	var busy []*workerclient.Stream
 	defer func() {
 		for _, st := range busy {
@@ -316,13 +321,12 @@ func TestResumeBesideBusySlots(t *testing.T) {
 		}
 	}()
 	for i := range 2 {
-		st, _ := streamUntil(t, w.client, req(fmt.Sprintf("busy stream %d", i), 2000, int64(i)), 1)
+		st, err := w.client.Execute(context.Background(), req(fmt.Sprintf("busy stream %d", i), 2000, int64(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
 		busy = append(busy, st)
 	}
-	// Steps of three sequences are the resumed run's.
-	before := stepsAbove(t, w.url, 2)
-	// Held until it has its slot, so the two others are still running.
-	w.pace.hold()
 	st, err := w.client.Execute(context.Background(), withResume(base, sent))
 	if err != nil {
 		t.Fatal(err)

@@ -115,12 +115,15 @@ func TestBeyondSlotCount(t *testing.T) {
 			st.Close()
 		}
 	}()
-	for i := range 4 {
-		st, _ := streamUntil(t, w.client, req(fmt.Sprintf("busy %d", i), 1500, 1), 1)
-		streams = append(streams, st)
-	}
 	// Held, none of the four can finish.
 	w.pace.hold()
+	for i := range 4 {
+		st, err := w.client.Execute(context.Background(), req(fmt.Sprintf("busy %d", i), 1500, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, st)
+	}
 	status, eb, hdr := postRaw(t, w.url+"/execute", `{"prompt":"fifth","max_tokens":2}`)
 	if status != http.StatusServiceUnavailable || eb.Error.Code != api.CodeAllSlotsBusy || hdr.Get("Retry-After") == "" || !eb.Error.Retriable {
 		t.Errorf("fifth request: %d %+v Retry-After=%q", status, eb.Error, hdr.Get("Retry-After"))
@@ -143,6 +146,8 @@ func TestCancelOneOfFour(t *testing.T) {
 	results := make([]out, 4)
 	started := make(chan string, 4)
 	var wg sync.WaitGroup
+	// Held from the start: no stream can finish before the cancel.
+	w.pace.hold()
 	for i := range 4 {
 		wg.Go(func() {
 			st, err := w.client.Execute(context.Background(), sampledReq(fmt.Sprintf("stream %d of four", i), 300, int64(i)))
@@ -183,15 +188,22 @@ func TestCancelOneOfFour(t *testing.T) {
 			}
 		})
 	}
+	waitBusy(t, w, 4)
+	w.pace.parked(t)
+	// Two steps give each a first token: the first may hold one prompt only.
+	w.pace.step(t)
+	w.pace.step(t)
 	var victim string
 	for range 4 {
-		id := <-started
-		if victim == "" {
-			victim = id
+		select {
+		case id := <-started:
+			if victim == "" {
+				victim = id
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("not every stream got a token")
 		}
 	}
-	// Held, the victim cannot finish before its cancel.
-	w.pace.hold()
 	if resp, err := w.client.Cancel(context.Background(), victim); err != nil || !resp.Found {
 		t.Fatalf("cancel: %+v %v", resp, err)
 	}
@@ -383,11 +395,10 @@ func TestPrefixCopiedFromAnotherSlot(t *testing.T) {
 	if first := collect(t, w.client, chat("first question", 2)); first.End == nil {
 		t.Fatalf("first: %v", first.Error)
 	}
-	busy, _ := streamUntil(t, w.client, chat("a long answer please", 3700), 1)
+	busy, _ := heldStream(t, w, chat("a long answer please", 3700), 1)
 	defer busy.Close()
 	// The other slot has nothing cached: the prefix must come from slot A,
 	// which is held busy until the request has its slot.
-	w.pace.hold()
 	st, err := w.client.Execute(context.Background(), chat("What is a lake?", 12))
 	if err != nil {
 		t.Fatal(err)

@@ -359,39 +359,45 @@ func TestValidation(t *testing.T) {
 	})
 }
 
-// streamUntil reads n token events, then returns the open stream.
-func streamUntil(t *testing.T, c *workerclient.Client, r *api.ExecuteRequest, n int) (*workerclient.Stream, string) {
+// heldStream starts r with the worker's decode loop held, lets it decode
+// step by step until n token events have arrived, and returns the open
+// stream and its job id with the loop still held: the job keeps its slot and
+// cannot advance until the test steps or releases the pace (r must ask for
+// more than n tokens).
+func heldStream(t *testing.T, w *worker, r *api.ExecuteRequest, n int) (*workerclient.Stream, string) {
 	t.Helper()
-	st, err := c.Execute(context.Background(), r)
+	w.pace.hold()
+	st, err := w.client.Execute(context.Background(), r)
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.pace.parked(t)
 	var jobID string
-	seen := 0
-	for seen < n {
-		ev, err := st.Next()
-		if err != nil {
-			t.Fatal(err)
+	for seen := 0; seen < n; {
+		w.pace.step(t)
+		for tok := false; !tok; {
+			ev, err := st.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.Started != nil {
+				jobID = ev.Started.JobID
+			}
+			if ev.Terminal() {
+				t.Fatalf("stream ended early: %+v %+v", ev.End, ev.Error)
+			}
+			tok = ev.Token != nil
 		}
-		if ev.Started != nil {
-			jobID = ev.Started.JobID
-		}
-		if ev.Token != nil {
-			seen++
-		}
-		if ev.Terminal() {
-			t.Fatalf("stream ended early: %+v %+v", ev.End, ev.Error)
-		}
+		seen++
 	}
 	return st, jobID
 }
 
 func TestCancel(t *testing.T) {
 	w := startWorker(t, nil)
-	st, jobID := streamUntil(t, w.client, req("Tell me a long story", 4000, 3), 5)
+	st, jobID := heldStream(t, w, req("Tell me a long story", 4000, 3), 5)
 	defer st.Close()
 	// Held, the job cannot end before the cancel arrives.
-	w.pace.hold()
 	t0 := time.Now()
 	resp, err := w.client.Cancel(context.Background(), jobID)
 	if err != nil || !resp.Found {
@@ -433,10 +439,9 @@ func TestCancel(t *testing.T) {
 
 func TestDisconnectFreesSlot(t *testing.T) {
 	w := startWorker(t, nil)
-	st, _ := streamUntil(t, w.client, req("Tell me a long story", 4000, 3), 3)
-	// The loop goes one step at a time from here, so the job (3997 tokens
-	// to go) cannot end before the server notices the closed connection.
-	w.pace.hold()
+	// The loop goes one step at a time, so the job (3997 tokens to go after
+	// these) cannot end before the server notices the closed connection.
+	st, _ := heldStream(t, w, req("Tell me a long story", 4000, 3), 3)
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -466,9 +471,8 @@ func TestDisconnectFreesSlot(t *testing.T) {
 
 func TestBusyAndHealthWhileGenerating(t *testing.T) {
 	w := startWorker(t, nil)
-	st, jobID := streamUntil(t, w.client, req("Tell me a long story", 4000, 3), 2)
+	st, jobID := heldStream(t, w, req("Tell me a long story", 4000, 3), 2)
 	defer st.Close()
-	w.pace.hold()
 
 	h, err := w.client.Health(context.Background())
 	if err != nil {
@@ -570,9 +574,8 @@ func TestAuthToken(t *testing.T) {
 		}
 	})
 	t.Run("cancel", func(t *testing.T) {
-		st, jobID := streamUntil(t, w.client, req("Tell me a long story", 4000, 3), 1)
+		st, jobID := heldStream(t, w, req("Tell me a long story", 4000, 3), 1)
 		defer st.Close()
-		w.pace.hold()
 		defer w.pace.release()
 		refused(t, "/cancel", `{"job_id":"`+jobID+`"}`)
 		if h, err := w.client.Health(context.Background()); err != nil || h.SlotsBusy != 1 {
@@ -625,10 +628,9 @@ func TestAuthToken(t *testing.T) {
 
 func TestShutdownDrains(t *testing.T) {
 	w := startWorker(t, nil)
-	st, _ := streamUntil(t, w.client, req("Tell me a story", 600, 3), 1)
-	defer st.Close()
 	// Held, the job is still running while the drain refuses new work.
-	w.pace.hold()
+	st, _ := heldStream(t, w, req("Tell me a story", 600, 3), 1)
+	defer st.Close()
 	if err := w.client.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
