@@ -1,7 +1,9 @@
-// Package admission turns measured service times into the predictions the
-// orchestrator gives at admission: when a queued task should start
-// (predicted_start_ms), whether a deadline can be met (DEADLINE_UNMET), and
-// when a client refused for a full queue should retry (Retry-After).
+// Package admission decides whether a task may enter the queue (Check, over
+// the scheduler's view of the registry: one pin rule, in the scheduler) and
+// turns measured service times into the predictions the orchestrator gives
+// at admission: when a queued task should start (predicted_start_ms), whether
+// a deadline can be met (DEADLINE_UNMET), and when a client refused for a
+// full queue should retry (Retry-After).
 //
 // A Meter keeps, per model, an exponentially weighted mean of how long tasks
 // ran, and across models an exponentially decaying count of completions from

@@ -90,18 +90,21 @@ func (r *TaskRequest) Validate() *Error {
 		if p.PinWorker != "" && p.PinPool != "" {
 			add("placement", "exclusive", "give pin_worker or pin_pool, not both")
 		}
-		if len(p.PinWorker) > MaxJobIDLength || !printableASCII(p.PinWorker) {
-			add("placement.pin_worker", "printable_ascii<=128", "must be a worker id")
+		if why := CheckID(p.PinWorker); p.PinWorker != "" && why != "" {
+			add("placement.pin_worker", "id", "must be a worker id: %s", why)
 		}
-		if len(p.PinPool) > MaxJobIDLength || !printableASCII(p.PinPool) {
-			add("placement.pin_pool", "printable_ascii<=128", "must be a pool name")
+		if why := CheckID(p.PinPool); p.PinPool != "" && why != "" {
+			add("placement.pin_pool", "id", "must be a pool name: %s", why)
 		}
 	}
-	if len(r.Labels) > MaxLabels {
-		add("labels", "max_items", "at most %d labels", MaxLabels)
+	if msg := checkLabels(r.Labels); msg != "" {
+		add("labels", "labels", "%s", msg)
 	}
 	if r.JobID != "" {
 		add("job_id", "forbidden", "is set by the orchestrator")
+	}
+	if len(r.ResumeTokens) > 0 {
+		add("resume_tokens", "forbidden", "is set by the orchestrator")
 	}
 	if e := r.ExecuteRequest.Validate(); e != nil {
 		fe = append(fe, e.Fields...)
@@ -177,31 +180,75 @@ type WorkerRegistration struct {
 	Labels    map[string]string `json:"labels,omitempty"`
 }
 
-// Validate checks a registration.
+// Validate checks a registration and normalizes its URL (see BaseURL).
 func (r *WorkerRegistration) Validate() *Error {
 	var fe []FieldError
 	add := func(field, constraint, msg string) {
 		fe = append(fe, FieldError{Field: field, Constraint: constraint, Message: msg})
 	}
-	if r.WorkerID == "" || len(r.WorkerID) > MaxJobIDLength || !printableASCII(r.WorkerID) {
-		add("worker_id", "printable_ascii<=128", "is required: at most 128 printable ASCII characters")
+	if why := CheckID(r.WorkerID); why != "" {
+		add("worker_id", "id", why)
 	}
-	if r.URL == "" || len(r.URL) > 1024 {
-		add("url", "url", "is required (http://host:port)")
+	if u, err := BaseURL(r.URL); err != nil {
+		add("url", "url", "must be http(s)://host:port: "+err.Error())
+	} else {
+		r.URL = u
 	}
-	if r.Model.ID == "" || len(r.Model.ID) > MaxModelLength || !printableASCII(r.Model.ID) {
-		add("model.id", "printable_ascii<=256", "is required")
+	if why := CheckID(r.Model.ID); why != "" {
+		add("model.id", "id", why)
 	}
-	if r.Slots < 1 || r.Slots > 4096 {
+	if r.Slots < 1 || r.Slots > MaxSlots {
 		add("slots", "1..4096", "must be between 1 and 4096")
 	}
-	if len(r.Pool) > MaxJobIDLength || !printableASCII(r.Pool) {
-		add("pool", "printable_ascii<=128", "must be a pool name")
+	if why := CheckID(r.Pool); r.Pool != "" && why != "" {
+		add("pool", "id", why)
+	}
+	if r.Model.Ctx < 0 || r.Model.Ctx > MaxContext {
+		add("model.ctx", "0..16777216", "must be between 0 and 16777216")
+	}
+	if len(r.Backend) > 32 || !printableASCII(r.Backend) {
+		add("backend", "printable_ascii<=32", "must be at most 32 printable ASCII characters")
+	}
+	if msg := checkLabels(r.Labels); msg != "" {
+		add("labels", "labels", msg)
 	}
 	if len(fe) == 0 {
 		return nil
 	}
 	return &Error{Code: CodeInvalidRequest, Message: "invalid registration", Fields: fe}
+}
+
+// MaxContext bounds a context size anyone reports (16M tokens).
+const MaxContext = 1 << 24
+
+// MaxSlots bounds a worker's slots.
+const MaxSlots = 4096
+
+// checkLabels checks free-form labels: at most MaxLabels, keys 1..64 and
+// values 0..256 printable ASCII bytes (no spaces in keys). It returns "" when
+// they are valid.
+func checkLabels(l map[string]string) string {
+	if len(l) > MaxLabels {
+		return fmt.Sprintf("at most %d labels", MaxLabels)
+	}
+	for k, v := range l {
+		if k == "" || len(k) > 64 || !printableASCII(k) {
+			return "label keys are 1 to 64 printable ASCII characters without spaces"
+		}
+		if len(v) > 256 || !printableOrSpace(v) {
+			return fmt.Sprintf("label %s: values are at most 256 printable ASCII characters", k)
+		}
+	}
+	return ""
+}
+
+func printableOrSpace(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // Heartbeat is the body of POST /v2/workers/{id}/heartbeat.
@@ -210,6 +257,29 @@ type Heartbeat struct {
 	SlotsBusy       int     `json:"slots_busy"`
 	SlotsTotal      int     `json:"slots_total"`
 	TokensPerSecond float64 `json:"tokens_per_second"`
+}
+
+// Validate checks a heartbeat's numbers and status.
+func (h *Heartbeat) Validate() *Error {
+	var fe []FieldError
+	switch h.Status {
+	case StatusLoading, StatusReady, StatusDraining, StatusFailed:
+	default:
+		fe = append(fe, FieldError{Field: "status", Constraint: "enum", Message: "must be loading, ready, draining or failed"})
+	}
+	if h.SlotsTotal < 0 || h.SlotsTotal > MaxSlots {
+		fe = append(fe, FieldError{Field: "slots_total", Constraint: "0..4096", Message: "must be between 0 and 4096"})
+	}
+	if h.SlotsBusy < 0 || h.SlotsBusy > MaxSlots {
+		fe = append(fe, FieldError{Field: "slots_busy", Constraint: "0..4096", Message: "must be between 0 and 4096"})
+	}
+	if v := h.TokensPerSecond; isBad(v) || v < 0 || v > 1e9 {
+		fe = append(fe, FieldError{Field: "tokens_per_second", Constraint: "0..1e9", Message: "must be a finite number between 0 and 1e9"})
+	}
+	if len(fe) == 0 {
+		return nil
+	}
+	return &Error{Code: CodeInvalidRequest, Message: "invalid heartbeat", Fields: fe}
 }
 
 // Worker states in the orchestrator's registry.
@@ -241,8 +311,8 @@ type Pool struct {
 // Validate checks a pool record.
 func (p *Pool) Validate() *Error {
 	var fe []FieldError
-	if p.Name == "" || len(p.Name) > MaxJobIDLength || !printableASCII(p.Name) {
-		fe = append(fe, FieldError{Field: "name", Constraint: "printable_ascii<=128", Message: "is required"})
+	if why := CheckID(p.Name); why != "" {
+		fe = append(fe, FieldError{Field: "name", Constraint: "id", Message: why})
 	}
 	if p.Host == "" || len(p.Host) > 255 || !printableASCII(p.Host) {
 		fe = append(fe, FieldError{Field: "host", Constraint: "host", Message: "is required: an ssh host or alias"})

@@ -113,7 +113,7 @@ func BenchmarkAddedTTFT(b *testing.B) {
 	direct := workerclient.New(fmt.Sprintf("http://127.0.0.1:%d", port), "", nil)
 	var viaD, directD []time.Duration
 	one := func(via bool, i int) time.Duration {
-		req := newTask("tiny", "ttft probe "+strconv.Itoa(i%8), 1, 1)
+		req := taskReq("tiny", "ttft probe "+strconv.Itoa(i%8), 1, 1)
 		start := time.Now()
 		if via {
 			hreq, _ := http.NewRequest(http.MethodPost, o.URL+"/v2/tasks", strings.NewReader(mustJSON(req)))
@@ -209,9 +209,9 @@ func BenchmarkQueued10k(b *testing.B) {
 		b.StopTimer()
 		o := startOrch(b, Config{QueueCapacity: 10000})
 		register(b, o, "w-drained", "http://127.0.0.1:1", "m", 1)
-		o.mu.Lock()
-		o.workers["w-drained"].rec.State = api.WorkerDraining
-		o.mu.Unlock()
+		if _, e := o.reg.drain("w-drained"); e != nil {
+			b.Fatal(e)
+		}
 		runtime.GC()
 		debug.FreeOSMemory()
 		var before, after runtime.MemStats
@@ -220,13 +220,13 @@ func BenchmarkQueued10k(b *testing.B) {
 		b.StartTimer()
 		prompt := strings.Repeat("word ", 100)
 		for i := range 10000 {
-			req := newTask("m", prompt+strconv.Itoa(i), 64, 1)
-			if _, _, e := o.Submit(context.Background(), req, false); e != nil {
+			req := taskReq("m", prompt+strconv.Itoa(i), 64, 1)
+			if _, e := o.submit(context.Background(), req, false); e != nil {
 				b.Fatal(e)
 			}
 		}
 		b.StopTimer()
-		_ = o.flushJournal()
+		_ = o.tasks.flush()
 		// Twice: the journal's big commit leaves bbolt pages in a sync.Pool,
 		// which only the second collection frees. FreeOSMemory returns what
 		// is free, so RSS shows the steady state.

@@ -1,13 +1,50 @@
 // Package orchestrator is the llorch brain: an HTTP daemon that registers
-// workers, admits tasks, journals them in bbolt, queues them by priority,
-// schedules them onto workers (filter → score → tie-break, with an
-// explanation) and relays the workers' event streams to clients, resumably.
+// workers, admits tasks, journals them, queues them by priority, places them
+// on workers (filter → score → tie-break, with an explanation) and relays the
+// workers' event streams to clients, resumably.
 //
-//	client ─POST /v2/tasks─► admit ─► journal ─► queue ─► dispatch ─► worker /execute
-//	   ▲                                                      │
-//	   └──── SSE (id: per event, replay from Last-Event-ID) ◄─┘ relay
+// It is a small composition of parts, each owning its state and its lock,
+// each testable without HTTP. A task travels in one direction, file by file:
 //
-// One mutex guards the registry, the queue and every task; the dispatcher,
-// the health monitor, the journal and the janitor are goroutines started by
-// Serve. The daemon is embeddable: New, Handler, Serve.
+//	http.go, http_tasks.go   POST /v2/tasks: decode, authenticate (auth.go), validate
+//	   │
+//	submit.go                admission.Check over the registry's workers
+//	   │                     → routing script, admit stage (routing.go)
+//	   │                     → dispatcher.enqueue (a place in the queue, held)
+//	   │                     → tasks.add (the table; the tail log; before a 202, the journal)
+//	   ▼
+//	dispatcher.go            the one loop: queue → routing script, place stage
+//	   │                     (optional: filter, bias, wait) → scheduler → registry.acquire
+//	   │                     (a slot) → tasks.begin (running; the tokens to continue from)
+//	   ▼
+//	attempt.go               workerclient: POST /execute on the worker, an idle watchdog;
+//	   │                     every event → tasks.relay (the task's log)
+//	   ▼                     a failed attempt → dispatcher.failed: busy → wait; before the
+//	worker                   first token → another worker; after it → continue elsewhere
+//	                         from the tokens sent (resume_tokens); or give up
+//
+//	follow.go                the way back: a task's log → SSE (ids 1..n, Last-Event-ID)
+//	                         and the OpenAI layer's stream (openai.go)
+//
+// The parts:
+//
+//   - registry (registry.go): workers and pools, heartbeats, the health
+//     monitor (silent → probed → unhealthy → dead); tells the dispatcher
+//     when a worker can take work (onReady) and when one is lost (onLost:
+//     its attempts are abandoned and fail over).
+//   - tasks (tasks.go, journal.go, follow.go): the task table, each task's
+//     event log and subscribers, and the journal: bbolt batches every
+//     JournalInterval plus a tail log written before any event is shown, so
+//     a crash loses nothing a client saw; restore at startup.
+//   - dispatcher (dispatcher.go, attempt.go, routing.go): the queue, the
+//     placement loop, attempts and what their failures mean.
+//   - http (http*.go, openai.go): handlers that decode, call a part, encode.
+//
+// Locks: the dispatcher may call the registry and the tasks while holding
+// its own lock; the registry and the tasks never call another part while
+// holding theirs (their hooks run after unlocking). Every critical section
+// unlocks with defer, so a panic never leaves a lock held; /healthz fails
+// when a lock stays taken or a loop stops.
+//
+// The daemon is embeddable: New, Handler, Serve.
 package orchestrator

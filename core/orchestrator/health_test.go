@@ -29,7 +29,7 @@ func TestHealthStateMachine(t *testing.T) {
 		}
 		var answers atomic.Bool
 		probes := atomic.Int32{}
-		s.health = func(ctx context.Context, _ *workerclient.Client) (*api.Health, error) {
+		s.reg.health = func(ctx context.Context, _ *workerclient.Client) (*api.Health, error) {
 			probes.Add(1)
 			if answers.Load() {
 				return &api.Health{Status: api.StatusReady}, nil
@@ -37,24 +37,24 @@ func TestHealthStateMachine(t *testing.T) {
 			<-ctx.Done() // a hung worker
 			return nil, ctx.Err()
 		}
-		s.mu.Lock()
-		s.workers["w1"] = s.newWorker(store.WorkerRecord{WorkerRegistration: api.WorkerRegistration{WorkerID: "w1", URL: "http://127.0.0.1:1", Slots: 1},
+		s.reg.mu.Lock()
+		s.reg.workers["w1"] = s.reg.newWorker(store.WorkerRecord{WorkerRegistration: api.WorkerRegistration{WorkerID: "w1", URL: "http://127.0.0.1:1", Slots: 1},
 			State: api.WorkerHealthy, LastSeen: time.Now()})
-		s.mu.Unlock()
+		s.reg.mu.Unlock()
 		state := func() string {
 			synctest.Wait()
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			return s.workers["w1"].rec.State
+			s.reg.mu.Lock()
+			defer s.reg.mu.Unlock()
+			return s.reg.workers["w1"].rec.State
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		go s.monitorLoop(ctx)
+		go s.reg.monitorLoop(ctx, func() {})
 
 		// Heartbeats every 5s: never probed.
 		for range 4 {
 			time.Sleep(5 * time.Second)
-			if e := s.heartbeat("w1", api.Heartbeat{Status: api.StatusReady}); e != nil {
+			if e := s.reg.heartbeat("w1", api.Heartbeat{Status: api.StatusReady}); e != nil {
 				t.Fatal(e)
 			}
 		}
@@ -70,7 +70,7 @@ func TestHealthStateMachine(t *testing.T) {
 		if got := state(); got != api.WorkerDead {
 			t.Fatalf("a minute unhealthy: %s", got)
 		}
-		if e := s.heartbeat("w1", api.Heartbeat{Status: api.StatusReady}); e != nil {
+		if e := s.reg.heartbeat("w1", api.Heartbeat{Status: api.StatusReady}); e != nil {
 			t.Fatal(e)
 		}
 		if got := state(); got != api.WorkerHealthy {
@@ -82,10 +82,10 @@ func TestHealthStateMachine(t *testing.T) {
 		if got := state(); got != api.WorkerHealthy || probes.Load() < 2 {
 			t.Fatalf("silent but answering: %s after %d probes", got, probes.Load())
 		}
-		if e := s.heartbeat("w1", api.Heartbeat{Status: api.StatusDraining}); e != nil || state() != api.WorkerDraining {
+		if e := s.reg.heartbeat("w1", api.Heartbeat{Status: api.StatusDraining}); e != nil || state() != api.WorkerDraining {
 			t.Fatalf("draining heartbeat: %v %s", e, state())
 		}
-		if e := s.heartbeat("nope", api.Heartbeat{}); e == nil || e.Code != api.CodeWorkerNotFound {
+		if e := s.reg.heartbeat("nope", api.Heartbeat{}); e == nil || e.Code != api.CodeWorkerNotFound {
 			t.Fatalf("unknown worker heartbeat: %v", e)
 		}
 		cancel()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -68,8 +67,11 @@ func startOrch(t testing.TB, cfg Config) *orch {
 	go func() { defer close(done); _ = srv.Serve(ctx, ln) }()
 	t.Cleanup(func() { cancel(); <-done; st.Close() })
 	o := &orch{Server: srv, URL: "http://" + ln.Addr().String(), store: st}
-	if len(cfg.APIKeys) > 0 {
-		o.key = cfg.APIKeys[0]
+	for _, k := range cfg.Keys { // requests are made as the first admin key
+		if k.Role == RoleAdmin {
+			o.key = k.Secret
+			break
+		}
 	}
 	return o
 }
@@ -118,23 +120,27 @@ func spawn(t *testing.T, args ...string) *proc {
 
 // startWorker starts a real worker process on the tiny model that registers
 // with o, and waits until o lists it healthy.
-func startWorker(t *testing.T, o *orch, id string, slots int, extra ...string) *proc {
+func startWorker(t *testing.T, o *orch, id string, slots int, extra ...string) *testkit.Worker {
 	t.Helper()
-	port := testkit.FreePort(t)
-	args := append([]string{"worker", "--backend", "cpu", "--model", kit.Tiny, "--model-id", "tiny", "--port", strconv.Itoa(port),
+	args := append([]string{"--backend", "cpu", "--model", kit.Tiny, "--model-id", "tiny",
 		"--threads", "1", "--slots", strconv.Itoa(slots), "--worker-id", id, "--orchestrator", o.URL, "--heartbeat", "200ms",
 		"--ctx", "4096"}, extra...)
-	p := spawn(t, args...)
-	p.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	w := kit.StartWorker(t, nil, args...)
 	waitFor(t, 60*time.Second, "worker "+id+" registered", func() bool { return o.workerState(id) == api.WorkerHealthy })
-	return p
+	return w
+}
+
+// kill kills a worker process and waits until it is gone.
+func kill(w *testkit.Worker) {
+	_ = w.Cmd.Process.Kill()
+	<-w.Done()
 }
 
 func (o *orch) workerState(id string) string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if w, ok := o.workers[id]; ok {
-		return w.rec.State
+	for _, w := range o.reg.list() {
+		if w.WorkerID == id {
+			return w.State
+		}
 	}
 	return ""
 }
@@ -204,7 +210,7 @@ func apiErr(t *testing.T, resp *http.Response, status int, code string) *api.Err
 	return body.Error
 }
 
-func newTask(model, prompt string, maxTokens int, seed int64) *api.TaskRequest {
+func taskReq(model, prompt string, maxTokens int, seed int64) *api.TaskRequest {
 	return &api.TaskRequest{Model: model, ExecuteRequest: api.ExecuteRequest{
 		Prompt: prompt, MaxTokens: &maxTokens, Seed: &seed, IgnoreEOS: true, Temperature: ptr(0.0)}}
 }
@@ -322,4 +328,9 @@ func (o *orch) waitTask(t *testing.T, id string, limit time.Duration) api.TaskSt
 		return st.Status == api.TaskSucceeded || st.Status == api.TaskFailed || st.Status == api.TaskCancelled
 	})
 	return st
+}
+
+// cancelTask cancels a task as an admin would.
+func (o *orch) cancelTask(id string) {
+	o.cancel(id, "cancelled by the test", principal{role: RoleAdmin})
 }

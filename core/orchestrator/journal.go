@@ -11,150 +11,272 @@ import (
 	"github.com/llorch/llorch/core/store"
 )
 
-// journalLoop writes task progress to the store in batches: on a timer and
-// when a task ends. Never once per token.
-func (s *Server) journalLoop(ctx context.Context) {
-	tick(ctx, s.cfg.JournalInterval, s.journalKick, func() {
-		if err := s.flushJournal(); err != nil {
-			s.log.Error("journal write failed", "err", err)
+// The journal: task progress goes to bbolt in batches (on a timer, when a
+// task ends, and before an async task's 202), never once per token; the tail
+// log (store.TailLog) holds every event from the moment it is shown until
+// the batch that has it is written.
+
+// tailLoop writes the tail log whenever events are pending, until ctx ends;
+// then it writes what is left.
+func (ts *tasks) tailLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			ts.writeTail()
+			return
+		case <-ts.tailKick:
 		}
+		ts.writeTail()
+	}
+}
+
+// journalLoop writes a batch on a timer and when a task ends.
+func (ts *tasks) journalLoop(ctx context.Context, alive func()) {
+	tick(ctx, ts.cfg.JournalInterval, ts.journalKick, func() {
+		if err := ts.flush(); err != nil {
+			ts.log.Error("journal write failed", "err", err)
+		}
+		alive()
 	})
 }
 
-// flushJournal writes every task with unjournaled changes in one transaction.
-func (s *Server) flushJournal() error {
-	s.journalMu.Lock()
-	defer s.journalMu.Unlock()
+// flush writes every task with unjournaled changes in one transaction, then
+// drops the tail log segments the batch made redundant.
+func (ts *tasks) flush() error {
+	ts.journalMu.Lock()
+	defer ts.journalMu.Unlock()
 	type mark struct {
 		t *task
 		n int
 	}
-	s.mu.Lock()
-	if len(s.dirty) == 0 {
-		s.mu.Unlock()
+	var (
+		batch  []store.TaskWrite
+		marks  []mark
+		sealed uint64
+		rerr   error
+	)
+	func() {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		if len(ts.dirty) == 0 {
+			return
+		}
+		// Every event appended so far is in this batch; the tail log's new
+		// segment gets everything after it.
+		sealed, rerr = ts.st.Tail().Rotate()
+		batch = make([]store.TaskWrite, 0, len(ts.dirty))
+		marks = make([]mark, 0, len(ts.dirty))
+		for _, t := range ts.dirty {
+			w := store.TaskWrite{Task: ts.record(t)}
+			for _, le := range t.log[t.persisted:] {
+				w.Events = append(w.Events, store.Event{Seq: le.seq, Name: le.ev.Name, Data: le.data})
+			}
+			batch = append(batch, w)
+			marks = append(marks, mark{t, len(t.log)})
+		}
+		clear(ts.dirty)
+	}()
+	if len(batch) == 0 {
 		return nil
 	}
-	batch := make([]store.TaskWrite, 0, len(s.dirty))
-	marks := make([]mark, 0, len(s.dirty))
-	for _, t := range s.dirty {
-		w := store.TaskWrite{Task: s.record(t)}
-		if t.persisted < len(t.log) {
-			w.Events = append([]store.Event(nil), t.log[t.persisted:]...)
+	err := ts.st.Journal(batch)
+	func() {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		for _, m := range marks {
+			if err != nil {
+				ts.dirty[m.t.id] = m.t
+				continue
+			}
+			m.t.persisted = max(m.t.persisted, m.n)
 		}
-		batch = append(batch, w)
-		marks = append(marks, mark{t, len(t.log)})
-	}
-	clear(s.dirty)
-	s.mu.Unlock()
-
-	err := s.st.Journal(batch)
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, m := range marks {
-		if err != nil {
-			s.dirty[m.t.id] = m.t
-			continue
-		}
-		m.t.persisted = max(m.t.persisted, m.n)
-	}
-	return err
-}
-
-// loadTasks restores the journal: finished tasks are kept for their TTL;
-// unfinished ones are queued again. A task that had started streaming is
-// rerun with its seed and the tokens already sent are checked and skipped,
-// so a client resuming with Last-Event-ID sees neither a gap nor a repeat.
-func (s *Server) loadTasks() error {
-	recs, err := s.st.Tasks()
+	}()
 	if err != nil {
+		ts.m.journalErrors.WithLabelValues("batch").Inc()
 		return err
 	}
-	now := time.Now()
-	requeued := 0
-	for _, r := range recs {
-		evs, err := s.st.Events(r.ID)
-		if err != nil {
-			return err
+	if rerr == nil {
+		if err := ts.st.Tail().Drop(sealed); err != nil {
+			ts.log.Warn("tail log cleanup failed", "err", err)
 		}
-		class, _ := queue.ParseClass(r.Priority)
-		t := &task{
-			id: r.ID, req: r.Request, model: r.Model, priority: r.Priority, class: class, async: r.Async,
-			seed: r.Seed, status: r.Status, created: r.CreatedAt, started: r.StartedAt, finished: r.FinishedAt,
-			workerID: r.WorkerID, attempts: r.Attempts, expl: r.Explanation, end: r.End, err: r.Error,
-			log: evs, visible: len(evs), persisted: len(evs), changed: make(chan struct{}),
-		}
-		s.tasks[t.id] = t
-		if t.terminal() {
-			t.text.WriteString(r.Text)
-			t.tokensOut = r.TokensOut
-			continue
-		}
-		for _, ev := range evs {
-			switch ev.Name {
-			case api.EventStarted:
-				t.resumed = true
-			case api.EventToken:
-				var tok api.Token
-				if err := json.Unmarshal(ev.Data, &tok); err != nil {
-					return fmt.Errorf("orchestrator: task %s: bad token event: %w", t.id, err)
-				}
-				t.resumeText = append(t.resumeText, tok.T)
-				t.text.WriteString(tok.T)
-			}
-		}
-		t.tokensOut = len(t.resumeText)
-		if t.req == nil {
-			s.finishLocked(t, api.TaskFailed, nil, &api.Error{Code: api.CodeInternal, Message: "the journal has no request for this task"})
-			continue
-		}
-		t.status = api.TaskQueued
-		if _, _, _, err := s.q.Push(t.id, t.class, now, t); err != nil {
-			s.finishLocked(t, api.TaskFailed, nil, &api.Error{Code: api.CodeQueueFull, Retriable: true, Message: "the queue was full when the task was restored"})
-			continue
-		}
-		s.countQueued(t, +1)
-		s.markDirty(t)
-		requeued++
-	}
-	if requeued > 0 {
-		s.log.Info("restored unfinished tasks from the journal", "requeued", requeued)
 	}
 	return nil
 }
 
+// restored is an unfinished task found at startup, to queue again.
+type restored struct {
+	t     *task
+	class queue.Class
+}
+
+// restore loads the journal and the tail log an earlier process left: finished
+// tasks are kept for their TTL; unfinished ones are returned, oldest first,
+// to be queued again (those that had streamed tokens continue from them).
+func (ts *tasks) restore() ([]restored, error) {
+	recs, err := ts.st.Tasks()
+	if err != nil {
+		return nil, err
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for i := range recs {
+		r := &recs[i]
+		t := taskFromRecord(r)
+		evs, err := ts.st.Events(r.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range evs {
+			if err := ts.replayLocked(t, ev); err != nil {
+				return nil, err
+			}
+		}
+		t.persisted = len(t.log)
+		if t.terminal() {
+			t.text.Reset()
+			t.text.WriteString(r.Text)
+			t.tokensOut = r.TokensOut
+		}
+		ts.table[t.id] = t
+	}
+	// The tail log: tasks and events the last batch had not reached.
+	tailed := 0
+	err = ts.st.ReplayTail(func(rec store.TailRecord) error {
+		if rec.Task != nil {
+			if _, ok := ts.table[rec.Task.ID]; !ok && rec.Task.Request != nil {
+				t := taskFromRecord(rec.Task)
+				ts.table[t.id] = t
+				ts.dirty[t.id] = t
+				tailed++
+			}
+			return nil
+		}
+		t := ts.table[rec.TaskID]
+		if t == nil || rec.Event.Seq != uint64(len(t.log)+1) {
+			return nil // already journaled, or of a task that was never accepted
+		}
+		ts.dirty[t.id] = t
+		tailed++
+		return ts.replayLocked(t, rec.Event)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []restored
+	for _, t := range ts.table {
+		t.visible = len(t.log)
+		if t.terminal() {
+			continue
+		}
+		if t.req == nil {
+			ts.finishLocked(t, api.TaskFailed, nil, api.Errorf(api.CodeInternal, "the journal has no request for this task"))
+			continue
+		}
+		t.status, t.jobID = api.TaskQueued, ""
+		ts.dirty[t.id] = t
+		out = append(out, restored{t: t, class: t.class})
+	}
+	sortRestored(out)
+	if len(out) > 0 || tailed > 0 {
+		ts.log.Info("restored the journal", "requeued", len(out), "from_tail_log", tailed)
+	}
+	return out, nil
+}
+
+func taskFromRecord(r *store.TaskRecord) *task {
+	class, _ := queue.ParseClass(r.Priority)
+	return &task{
+		id: r.ID, owner: r.Owner, req: r.Request, model: r.Model, priority: r.Priority, class: class, async: r.Async,
+		seed: r.Seed, correlation: r.Correlation, status: r.Status, created: r.CreatedAt, started: r.StartedAt,
+		finished: r.FinishedAt, workerID: r.WorkerID, attempts: r.Attempts, expl: r.Explanation, end: r.End, err: r.Error,
+		changed: make(chan struct{}),
+	}
+}
+
+// replayLocked applies one journaled event to a restored task.
+func (ts *tasks) replayLocked(t *task, se store.Event) error {
+	ev, err := api.DecodeEvent(se.Name, se.Data)
+	if err != nil {
+		return fmt.Errorf("orchestrator: task %s: %w", t.id, err)
+	}
+	t.log = append(t.log, logEvent{seq: se.Seq, ev: ev, data: se.Data})
+	switch {
+	case ev.Token != nil:
+		t.tokensOut++
+		t.text.WriteString(ev.Token.T)
+		t.tokenIDs = append(t.tokenIDs, ev.Token.ID)
+		if !tokenHasID(se.Data) {
+			t.noResume = "the journal was written by a llorch that did not record token ids"
+		}
+	case ev.Terminal() && !t.terminal():
+		// The batch had not recorded the end: the event says how it ended.
+		t.finished = time.Now()
+		switch {
+		case ev.End != nil:
+			t.status, t.end = api.TaskSucceeded, ev.End
+		case ev.Error.Code == api.CodeCancelled:
+			t.status, t.err = api.TaskCancelled, ev.Error
+		default:
+			t.status, t.err = api.TaskFailed, ev.Error
+		}
+		t.req = nil
+	}
+	return nil
+}
+
+// tokenHasID reports whether a token event's data carries an "id" field
+// (journals from before token ids did not).
+func tokenHasID(data []byte) bool {
+	var probe struct {
+		ID *int32 `json:"id"`
+	}
+	return json.Unmarshal(data, &probe) == nil && probe.ID != nil
+}
+
+func sortRestored(rs []restored) {
+	for i := 1; i < len(rs); i++ {
+		for k := i; k > 0 && rs[k].t.created.Before(rs[k-1].t.created); k-- {
+			rs[k], rs[k-1] = rs[k-1], rs[k]
+		}
+	}
+}
+
 // janitorLoop forgets finished tasks after the result TTL.
-func (s *Server) janitorLoop(ctx context.Context) {
-	every := min(max(s.cfg.ResultTTL/4, time.Second), time.Minute)
-	tick(ctx, every, nil, func() { s.expire(time.Now()) })
+func (ts *tasks) janitorLoop(ctx context.Context) {
+	every := min(max(ts.cfg.ResultTTL/4, time.Second), time.Minute)
+	tick(ctx, every, nil, func() { ts.expire(time.Now()) })
 }
 
 // evictAfter is how long a finished task's events stay in memory; later
 // replays read them from the store.
 const evictAfter = time.Minute
 
-// expire deletes tasks that finished more than the result TTL before now.
-func (s *Server) expire(now time.Time) {
-	if err := s.flushJournal(); err != nil {
-		s.log.Error("journal write failed", "err", err)
+// expire deletes tasks that finished more than the result TTL before now,
+// and moves the events of tasks finished a while ago out of memory.
+func (ts *tasks) expire(now time.Time) {
+	if err := ts.flush(); err != nil {
+		ts.log.Error("journal write failed", "err", err)
 		return
 	}
-	s.mu.Lock()
 	var ids []string
-	for id, t := range s.tasks {
-		switch {
-		case !t.terminal():
-		case now.Sub(t.finished) > s.cfg.ResultTTL:
-			ids = append(ids, id)
-			delete(s.tasks, id)
-			delete(s.dirty, id)
-		case t.log != nil && t.persisted == len(t.log) && now.Sub(t.finished) > evictAfter:
-			// The events are in the store; replays read them from there.
-			t.log, t.visible, t.evicted = nil, 0, true
+	func() {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		for id, t := range ts.table {
+			switch {
+			case !t.terminal():
+			case now.Sub(t.finished) > ts.cfg.ResultTTL:
+				ids = append(ids, id)
+				delete(ts.table, id)
+				delete(ts.dirty, id)
+			case t.log != nil && t.persisted == len(t.log) && now.Sub(t.finished) > evictAfter:
+				// The events are in the store; replays read them from there.
+				t.log, t.visible, t.evicted = nil, 0, true
+				t.tokenIDs = nil
+			}
 		}
-	}
-	s.mu.Unlock()
-	if err := s.st.DeleteTasks(ids); err != nil {
-		s.log.Error("deleting expired tasks", "err", err)
+	}()
+	if err := ts.st.DeleteTasks(ids); err != nil {
+		ts.log.Error("deleting expired tasks", "err", err)
 	}
 }

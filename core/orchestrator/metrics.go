@@ -20,6 +20,10 @@ type metrics struct {
 	routingCalls   *prometheus.CounterVec
 	routingSeconds *prometheus.HistogramVec
 	routingReloads *prometheus.CounterVec
+
+	attemptsFailed *prometheus.CounterVec
+	resumes        *prometheus.CounterVec
+	journalErrors  *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -58,9 +62,18 @@ func newMetrics() *metrics {
 		routingReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llorch_routing_reloads_total", Help: "Routing script loads by result (ok, error).",
 		}, []string{"result"}),
+		attemptsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llorch_attempts_failed_total", Help: "Attempts that ended without a terminal event, by reason (busy, worker_error, worker_lost, idle, bad_stream).",
+		}, []string{"reason"}),
+		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llorch_resumes_total", Help: "Tasks continued from the tokens already sent, by cause (restart: after an orchestrator restart; migration: after a worker was lost).",
+		}, []string{"cause"}),
+		journalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llorch_journal_errors_total", Help: "Failed writes of the task journal, by part (batch: bbolt, tail: the tail log).",
+		}, []string{"part"}),
 	}
 	m.reg.MustRegister(m.tasks, m.queueDepth, m.ttft, m.tokensOut, m.workers, m.schedule, m.rejections,
-		m.routingCalls, m.routingSeconds, m.routingReloads,
+		m.routingCalls, m.routingSeconds, m.routingReloads, m.attemptsFailed, m.resumes, m.journalErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

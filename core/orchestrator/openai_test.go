@@ -12,10 +12,10 @@ import (
 // The OpenAI API goes through the same admission, queue, scheduler and relay.
 func TestOpenAIThroughOrchestrator(t *testing.T) {
 	cfg := testConfig()
-	cfg.APIKeys = []string{"sk-test"}
-	cfg.WorkerToken = "wt"
+	cfg.Keys = []Key{{Secret: "sk-test-0001", Role: RoleAdmin}}
+	cfg.WorkerToken = "worker-token-1"
 	o := startOrch(t, cfg)
-	startWorker(t, o, "w1", 2, "--token", "wt")
+	startWorker(t, o, "w1", 2, "--token", "worker-token-1")
 
 	chat := `{"model":"tiny","messages":[{"role":"user","content":"Hi"}],"max_tokens":8,"seed":3,"temperature":0}`
 	resp := o.do(t, http.MethodPost, "/v1/chat/completions", chat)
@@ -76,11 +76,11 @@ func TestOpenAIThroughOrchestrator(t *testing.T) {
 func TestOpenAISDKThroughOrchestrator(t *testing.T) {
 	sdk := openaitest.NeedSDK(t)
 	cfg := testConfig()
-	cfg.APIKeys = []string{"sk-sdk"}
-	cfg.WorkerToken = "wt"
+	cfg.Keys = []Key{{Secret: "sk-sdk-0001", Role: RoleAdmin}}
+	cfg.WorkerToken = "worker-token-1"
 	o := startOrch(t, cfg)
-	startWorker(t, o, "w1", 2, "--token", "wt")
-	sdk.Run(t, o.URL, "sk-sdk", "tiny")
+	startWorker(t, o, "w1", 2, "--token", "worker-token-1")
+	sdk.Run(t, o.URL, "sk-sdk-0001", "tiny")
 }
 
 type chatCompletion struct {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/llorch/llorch/core/api"
-	"github.com/llorch/llorch/core/testkit"
 	"github.com/llorch/llorch/core/workerclient"
 )
 
@@ -19,7 +18,7 @@ func TestSubmitStreamAndStatus(t *testing.T) {
 	o := startOrch(t, testConfig())
 	startWorker(t, o, "w1", 2)
 
-	evs := o.submitStream(t, newTask("tiny", "Hello there", 12, 7), "X-Correlation-Id", "corr-123")
+	evs := o.submitStream(t, taskReq("tiny", "Hello there", 12, 7), "X-Correlation-Id", "corr-123")
 	text, last := checkStream(t, evs, 0)
 	if last.Name != api.EventEnd {
 		t.Fatalf("last event %s %s", last.Name, last.Data)
@@ -67,7 +66,7 @@ func TestRelayFidelity(t *testing.T) {
 	o := startOrch(t, testConfig())
 	w := startWorker(t, o, "w1", 1)
 
-	req := newTask("tiny", "The quick brown fox", 24, 42)
+	req := taskReq("tiny", "The quick brown fox", 24, 42)
 	req.Temperature = ptr(0.9)
 	req.CachePrompt = ptr(false)
 	via, _ := checkStream(t, o.submitStream(t, req), 0)
@@ -85,7 +84,7 @@ func TestAsyncEventsReplayAndResume(t *testing.T) {
 	o := startOrch(t, testConfig())
 	startWorker(t, o, "w1", 1)
 
-	acc := o.submitAsync(t, newTask("tiny", "async please", 16, 3))
+	acc := o.submitAsync(t, taskReq("tiny", "async please", 16, 3))
 	if acc.Status != api.TaskQueued || acc.EventsURL != "/v2/tasks/"+acc.TaskID+"/events" {
 		t.Fatalf("accepted %+v", acc)
 	}
@@ -113,13 +112,13 @@ func TestAdmissionErrors(t *testing.T) {
 	startWorker(t, o, "w1", 1)
 
 	t.Run("unknown model", func(t *testing.T) {
-		e := apiErr(t, o.do(t, http.MethodPost, "/v2/tasks", newTask("nope", "hi", 4, 1)), http.StatusNotFound, api.CodeModelNotFound)
+		e := apiErr(t, o.do(t, http.MethodPost, "/v2/tasks", taskReq("nope", "hi", 4, 1)), http.StatusNotFound, api.CodeModelNotFound)
 		if !strings.Contains(e.Message, "nope") {
 			t.Fatalf("message %q", e.Message)
 		}
 	})
 	t.Run("bad priority and fields", func(t *testing.T) {
-		req := newTask("tiny", "hi", 0, 1)
+		req := taskReq("tiny", "hi", 0, 1)
 		req.Priority = "urgent"
 		e := apiErr(t, o.do(t, http.MethodPost, "/v2/tasks", req), http.StatusBadRequest, api.CodeInvalidRequest)
 		fields := map[string]bool{}
@@ -138,19 +137,19 @@ func TestAdmissionErrors(t *testing.T) {
 		apiErr(t, o.do(t, http.MethodPost, "/v2/tasks", big), http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge)
 	})
 	t.Run("pin to unknown worker", func(t *testing.T) {
-		req := newTask("tiny", "hi", 4, 1)
+		req := taskReq("tiny", "hi", 4, 1)
 		req.Placement = &api.Placement{PinWorker: "ghost"}
 		apiErr(t, o.do(t, http.MethodPost, "/v2/tasks", req), http.StatusNotFound, api.CodeWorkerNotFound)
 	})
 	t.Run("unmeetable deadline", func(t *testing.T) {
 		// Occupy the only slot, then ask for a start within 1 ms behind a queue.
-		long := o.submitAsync(t, newTask("tiny", "long", 2000, 1))
-		defer o.Cancel(long.TaskID, "test over")
-		o.submitAsync(t, newTask("tiny", "queued", 4, 1))
-		o.mu.Lock()
-		o.meter.Observe("tiny", 2*time.Second, time.Now())
-		o.mu.Unlock()
-		req := newTask("tiny", "hi", 4, 1)
+		long := o.submitAsync(t, taskReq("tiny", "long", 2000, 1))
+		defer o.cancelTask(long.TaskID)
+		o.submitAsync(t, taskReq("tiny", "queued", 4, 1))
+		o.disp.mu.Lock()
+		o.disp.meter.Observe("tiny", 2*time.Second, time.Now())
+		o.disp.mu.Unlock()
+		req := taskReq("tiny", "hi", 4, 1)
 		req.DeadlineMs = 1
 		apiErr(t, o.do(t, http.MethodPost, "/v2/tasks", req), http.StatusBadRequest, api.CodeDeadlineUnmet)
 	})
@@ -164,63 +163,111 @@ func TestPoolUnavailablePolicy(t *testing.T) {
 	cfg.Unavailable = "reject"
 	o := startOrch(t, cfg)
 	// A known model whose only worker is dead.
-	reg := api.WorkerRegistration{WorkerID: "gone", URL: fmt.Sprintf("http://127.0.0.1:%d", testkit.FreePort(t)), Model: api.ModelInfo{ID: "tiny"}, Slots: 1}
+	reg := api.WorkerRegistration{WorkerID: "gone", URL: "http://127.0.0.1:1", Model: api.ModelInfo{ID: "tiny"}, Slots: 1}
 	decode[api.WorkerView](t, o.do(t, http.MethodPost, "/v2/workers/register", reg), http.StatusOK)
-	o.mu.Lock()
-	o.workers["gone"].rec.State = api.WorkerDead
-	o.mu.Unlock()
-	resp := o.do(t, http.MethodPost, "/v2/tasks", newTask("tiny", "hi", 4, 1))
+	o.reg.mu.Lock()
+	o.reg.workers["gone"].rec.State = api.WorkerDead
+	o.reg.mu.Unlock()
+	resp := o.do(t, http.MethodPost, "/v2/tasks", taskReq("tiny", "hi", 4, 1))
 	apiErr(t, resp, http.StatusServiceUnavailable, api.CodePoolUnavailable)
 }
 
-func TestAuth(t *testing.T) {
+// Keys have roles: an admin manages the fleet, a user runs tasks and sees
+// only its own, and only the worker token registers and heartbeats.
+func TestAuthRoles(t *testing.T) {
+	const admin, user1, user2, token = "admin-key-0001", "user-key-00001", "user-key-00002", "worker-secret-1"
 	cfg := testConfig()
-	cfg.APIKeys = []string{"key-one", "key-two"}
-	cfg.WorkerToken = "worker-secret"
+	cfg.Keys = []Key{{Secret: admin, Role: RoleAdmin, Name: "ops"}, {Secret: user1, Role: RoleUser}, {Secret: user2, Role: RoleUser}}
+	cfg.WorkerToken = token
 	o := startOrch(t, cfg)
-	startWorker(t, o, "w1", 1, "--token", "worker-secret")
+	startWorker(t, o, "w1", 1, "--token", token)
 
+	call := func(method, path, auth string, body any) *http.Response {
+		t.Helper()
+		saved := o.key
+		defer func() { o.key = saved }()
+		o.key = ""
+		var hdr []string
+		if auth != "" {
+			hdr = []string{"Authorization", auth}
+		}
+		return o.do(t, method, path, body, hdr...)
+	}
+	status := func(method, path, auth string, body any) int {
+		t.Helper()
+		resp := call(method, path, auth, body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	reg := api.WorkerRegistration{WorkerID: "evil", URL: "http://127.0.0.1:1", Model: api.ModelInfo{ID: "tiny"}, Slots: 1}
 	for _, tc := range []struct {
-		name, auth string
-		want       int
+		name, method, path, auth string
+		body                     any
+		want                     int
 	}{
-		{"missing", "", http.StatusUnauthorized},
-		{"wrong", "Bearer nope", http.StatusUnauthorized},
-		{"worker token is not an api key", "Bearer worker-secret", http.StatusUnauthorized},
-		{"second key", "Bearer key-two", http.StatusOK},
+		{"no key", "GET", "/v2/workers", "", nil, http.StatusUnauthorized},
+		{"wrong key", "GET", "/v2/workers", "Bearer nope-nope-nope", nil, http.StatusUnauthorized},
+		{"not a bearer", "GET", "/v2/workers", "Basic " + admin, nil, http.StatusUnauthorized},
+		{"worker token is not a client key", "GET", "/v2/tasks", "Bearer " + token, nil, http.StatusUnauthorized},
+		{"user lists workers", "GET", "/v2/workers", "Bearer " + user1, nil, http.StatusForbidden},
+		{"user drains", "POST", "/v2/workers/w1/drain", "Bearer " + user1, nil, http.StatusForbidden},
+		{"user deletes a worker", "DELETE", "/v2/workers/w1", "Bearer " + user1, nil, http.StatusForbidden},
+		{"user sets a script", "PUT", "/v2/routing/script", "Bearer " + user1, "decision = undefined", http.StatusForbidden},
+		{"user adds a pool", "POST", "/v2/pools", "Bearer " + user1, api.Pool{Name: "p", Host: "h"}, http.StatusForbidden},
+		{"admin lists workers", "GET", "/v2/workers", "Bearer " + admin, nil, http.StatusOK},
+		{"the scheme is case-insensitive", "GET", "/v2/workers", "bearer " + admin, nil, http.StatusOK},
+		{"user lists models", "GET", "/v1/models", "Bearer " + user1, nil, http.StatusOK},
+		{"user key registers", "POST", "/v2/workers/register", "Bearer " + user1, reg, http.StatusUnauthorized},
+		{"admin key registers", "POST", "/v2/workers/register", "Bearer " + admin, reg, http.StatusUnauthorized},
+		{"no token registers", "POST", "/v2/workers/register", "", reg, http.StatusUnauthorized},
+		{"wrong token registers", "POST", "/v2/workers/register", "Bearer worker-secret-2", reg, http.StatusUnauthorized},
+		{"user key heartbeats", "POST", "/v2/workers/w1/heartbeat", "Bearer " + user1, api.Heartbeat{Status: "ready"}, http.StatusUnauthorized},
+		{"metrics are open", "GET", "/metrics", "", nil, http.StatusOK},
+		{"healthz is open", "GET", "/healthz", "", nil, http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodGet, o.URL+"/v2/workers", nil)
-			if tc.auth != "" {
-				req.Header.Set("Authorization", tc.auth)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != tc.want {
-				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			if got := status(tc.method, tc.path, tc.auth, tc.body); got != tc.want {
+				t.Fatalf("%s %s: %d, want %d", tc.method, tc.path, got, tc.want)
 			}
 		})
 	}
-	// Metrics and healthz stay open.
-	for _, p := range []string{"/metrics", "/healthz"} {
-		resp, err := http.Get(o.URL + p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("%s: %d", p, resp.StatusCode)
-		}
+	if o.workerState("evil") != "" {
+		t.Fatal("a client key registered a worker")
 	}
+
+	// A user's task is its own: another user cannot see, follow or cancel it.
+	acc := decode[api.TaskAccepted](t, call("POST", "/v2/tasks", "Bearer "+user1, taskReq("tiny", "mine", 3000, 1)), http.StatusAccepted)
+	for _, tc := range []struct{ method, path string }{
+		{"GET", "/v2/tasks/" + acc.TaskID}, {"GET", acc.EventsURL}, {"DELETE", "/v2/tasks/" + acc.TaskID},
+	} {
+		apiErr(t, call(tc.method, tc.path, "Bearer "+user2, nil), http.StatusNotFound, api.CodeTaskNotFound)
+	}
+	list := func(key string) []api.TaskStatus {
+		return decode[struct{ Tasks []api.TaskStatus }](t, call("GET", "/v2/tasks", "Bearer "+key, nil), http.StatusOK).Tasks
+	}
+	if n := len(list(user2)); n != 0 {
+		t.Fatalf("user2 lists %d tasks of others", n)
+	}
+	if n := len(list(user1)); n != 1 {
+		t.Fatalf("user1 lists %d tasks, want 1", n)
+	}
+	if n := len(list(admin)); n != 1 {
+		t.Fatalf("admin lists %d tasks, want 1", n)
+	}
+	if st := o.taskStatus(t, acc.TaskID); st.Status == api.TaskCancelled {
+		t.Fatal("user2's cancel reached user1's task")
+	}
+	// The owner cancels it; the admin could too.
+	if got := status("DELETE", "/v2/tasks/"+acc.TaskID, "Bearer "+user1, nil); got != http.StatusAccepted {
+		t.Fatalf("owner's cancel: %d", got)
+	}
+
 	// A task runs end to end: the orchestrator passes the worker token on.
-	_, last := checkStream(t, o.submitStream(t, newTask("tiny", "secure", 4, 1)), 0)
+	_, last := checkStream(t, o.submitStream(t, taskReq("tiny", "secure", 4, 1)), 0)
 	if last.Name != api.EventEnd {
 		t.Fatalf("last %s %s", last.Name, last.Data)
 	}
-	if got := Fingerprint("key-one"); len(got) != 6 {
+	if got := Fingerprint(admin); len(got) != 6 {
 		t.Fatalf("fingerprint %q", got)
 	}
 }
@@ -258,23 +305,23 @@ func startTime(t *testing.T, o *orch, id string) time.Time {
 func TestPriorityOrder(t *testing.T) {
 	o := startOrch(t, testConfig())
 	startWorker(t, o, "w1", 1)
-	blocker := o.submitAsync(t, newTask("tiny", "blocker", 3000, 1))
+	blocker := o.submitAsync(t, taskReq("tiny", "blocker", 3000, 1))
 	waitFor(t, 30*time.Second, "blocker running", func() bool { return o.taskStatus(t, blocker.TaskID).Status == api.TaskRunning })
 
 	var batch, inter []string
 	for i := range 2 {
-		r := newTask("tiny", fmt.Sprintf("batch %d", i), 2, 1)
+		r := taskReq("tiny", fmt.Sprintf("batch %d", i), 2, 1)
 		r.Priority = api.PriorityBatch
 		batch = append(batch, o.submitAsync(t, r).TaskID)
 	}
 	for i := range 2 {
-		acc := o.submitAsync(t, newTask("tiny", fmt.Sprintf("interactive %d", i), 2, 1))
+		acc := o.submitAsync(t, taskReq("tiny", fmt.Sprintf("interactive %d", i), 2, 1))
 		if acc.QueuePosition != i {
 			t.Fatalf("interactive %d at position %d", i, acc.QueuePosition)
 		}
 		inter = append(inter, acc.TaskID)
 	}
-	o.Cancel(blocker.TaskID, "make room")
+	o.cancelTask(blocker.TaskID)
 	order := append(inter, batch...)
 	for i := 1; i < len(order); i++ {
 		if a, b := startTime(t, o, order[i-1]), startTime(t, o, order[i]); !a.Before(b) {
@@ -291,13 +338,13 @@ func TestQueueFull(t *testing.T) {
 			cfg.QueuePolicy = policy
 			o := startOrch(t, cfg)
 			startWorker(t, o, "w1", 1)
-			blocker := o.submitAsync(t, newTask("tiny", "blocker", 3000, 1))
-			defer o.Cancel(blocker.TaskID, "test over")
+			blocker := o.submitAsync(t, taskReq("tiny", "blocker", 3000, 1))
+			defer o.cancelTask(blocker.TaskID)
 			waitFor(t, 30*time.Second, "blocker running", func() bool { return o.taskStatus(t, blocker.TaskID).Status == api.TaskRunning })
-			first := newTask("tiny", "first", 2, 1)
+			first := taskReq("tiny", "first", 2, 1)
 			first.Priority = api.PriorityBatch
 			firstAcc := o.submitAsync(t, first)
-			second := newTask("tiny", "second", 2, 1)
+			second := taskReq("tiny", "second", 2, 1)
 			second.Priority = api.PriorityBatch
 			resp := o.do(t, http.MethodPost, "/v2/tasks", second)
 			if policy == "reject" {
@@ -324,8 +371,8 @@ func TestQueueFull(t *testing.T) {
 func TestCancel(t *testing.T) {
 	o := startOrch(t, testConfig())
 	startWorker(t, o, "w1", 1)
-	running := o.submitAsync(t, newTask("tiny", "run long", 3000, 1))
-	queued := o.submitAsync(t, newTask("tiny", "wait", 4, 1))
+	running := o.submitAsync(t, taskReq("tiny", "run long", 3000, 1))
+	queued := o.submitAsync(t, taskReq("tiny", "wait", 4, 1))
 	waitFor(t, 30*time.Second, "first token", func() bool { return o.taskStatus(t, running.TaskID).TokensOut > 0 })
 
 	for _, id := range []string{queued.TaskID, running.TaskID, running.TaskID} { // the second cancel is a no-op
@@ -346,7 +393,7 @@ func TestCancel(t *testing.T) {
 		}
 	}
 	// The worker's slot comes back: a new task runs.
-	_, last := checkStream(t, o.submitStream(t, newTask("tiny", "after", 3, 1)), 0)
+	_, last := checkStream(t, o.submitStream(t, taskReq("tiny", "after", 3, 1)), 0)
 	if last.Name != api.EventEnd {
 		t.Fatalf("after cancel: %s", last.Data)
 	}
@@ -356,7 +403,7 @@ func TestCancel(t *testing.T) {
 func TestDisconnectCancels(t *testing.T) {
 	o := startOrch(t, testConfig())
 	startWorker(t, o, "w1", 1)
-	resp := o.do(t, http.MethodPost, "/v2/tasks", newTask("tiny", "bye", 3000, 1), "Accept", "text/event-stream")
+	resp := o.do(t, http.MethodPost, "/v2/tasks", taskReq("tiny", "bye", 3000, 1), "Accept", "text/event-stream")
 	id := resp.Header.Get("X-Task-Id")
 	buf := make([]byte, 512)
 	if _, err := resp.Body.Read(buf); err != nil {
@@ -374,10 +421,10 @@ func TestPinsNeverFallBack(t *testing.T) {
 	startWorker(t, o, "w1", 1)
 	startWorker(t, o, "w2", 1)
 	// Occupy w1, then pin a task to it: it waits although w2 is free.
-	busy := newTask("tiny", "busy", 3000, 1)
+	busy := taskReq("tiny", "busy", 3000, 1)
 	busy.Placement = &api.Placement{PinWorker: "w1"}
 	b := o.submitAsync(t, busy)
-	pinned := newTask("tiny", "pinned", 2, 1)
+	pinned := taskReq("tiny", "pinned", 2, 1)
 	pinned.Placement = &api.Placement{PinWorker: "w1"}
 	p := o.submitAsync(t, pinned)
 	time.Sleep(300 * time.Millisecond)
@@ -385,13 +432,13 @@ func TestPinsNeverFallBack(t *testing.T) {
 	if st.Status != api.TaskQueued || st.Explanation == nil || !strings.Contains(st.Explanation.Summary+fmt.Sprint(st.Explanation.Rejected), "w2") {
 		t.Fatalf("pinned task %+v (explanation %+v)", st, st.Explanation)
 	}
-	o.Cancel(b.TaskID, "free w1")
+	o.cancelTask(b.TaskID)
 	st = o.waitTask(t, p.TaskID, 30*time.Second)
 	if st.Status != api.TaskSucceeded || st.WorkerID != "w1" {
 		t.Fatalf("pinned task ran as %+v", st)
 	}
 	// A pool pin with no such pool for the model is refused.
-	bad := newTask("tiny", "x", 2, 1)
+	bad := taskReq("tiny", "x", 2, 1)
 	bad.Placement = &api.Placement{PinPool: "nowhere"}
 	apiErr(t, o.do(t, http.MethodPost, "/v2/tasks", bad), http.StatusNotFound, api.CodeModelNotFound)
 }
@@ -403,9 +450,9 @@ func TestRetryBeforeFirstToken(t *testing.T) {
 	// "w0" sorts first and wins the tie-break, but its process is killed
 	// before the task arrives (and before a missed heartbeat could tell).
 	w0 := startWorker(t, o, "w0", 1)
-	w0.kill()
+	kill(w0)
 
-	evs := o.submitStream(t, newTask("tiny", "retry me", 6, 1))
+	evs := o.submitStream(t, taskReq("tiny", "retry me", 6, 1))
 	_, last := checkStream(t, evs, 0)
 	if last.Name != api.EventEnd {
 		t.Fatalf("ended with %s", last.Data)
@@ -423,9 +470,9 @@ func TestRetryBeforeFirstToken(t *testing.T) {
 func TestWorkerLostMidStream(t *testing.T) {
 	o := startOrch(t, testConfig())
 	w := startWorker(t, o, "w1", 1)
-	acc := o.submitAsync(t, newTask("tiny", "doomed", 3000, 1))
+	acc := o.submitAsync(t, taskReq("tiny", "doomed", 3000, 1))
 	waitFor(t, 30*time.Second, "tokens", func() bool { return o.taskStatus(t, acc.TaskID).TokensOut > 3 })
-	w.kill()
+	kill(w)
 	st := o.waitTask(t, acc.TaskID, 10*time.Second)
 	if st.Status != api.TaskFailed || st.Error == nil || st.Error.Code != api.CodeWorkerLost || !st.Error.Retriable {
 		t.Fatalf("status %+v", st)
@@ -441,16 +488,16 @@ func TestWorkerLostMidStream(t *testing.T) {
 func TestHeartbeatLoss(t *testing.T) {
 	o := startOrch(t, testConfig())
 	w := startWorker(t, o, "w1", 1)
-	if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := w.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 15*time.Second, "w1 unhealthy", func() bool { return o.workerState("w1") == api.WorkerUnhealthy })
-	acc := o.submitAsync(t, newTask("tiny", "later", 3, 1))
+	acc := o.submitAsync(t, taskReq("tiny", "later", 3, 1))
 	time.Sleep(300 * time.Millisecond)
 	if st := o.taskStatus(t, acc.TaskID); st.Status != api.TaskQueued {
 		t.Fatalf("task on an unhealthy worker: %+v", st)
 	}
-	if err := w.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := w.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 15*time.Second, "w1 healthy", func() bool { return o.workerState("w1") == api.WorkerHealthy })
@@ -472,7 +519,7 @@ func TestRegistryDrainDeleteAndPools(t *testing.T) {
 	if v := decode[api.WorkerView](t, resp, http.StatusAccepted); v.State != api.WorkerDraining {
 		t.Fatalf("drain: %+v", v)
 	}
-	acc := o.submitAsync(t, newTask("tiny", "not on a draining worker", 2, 1))
+	acc := o.submitAsync(t, taskReq("tiny", "not on a draining worker", 2, 1))
 	time.Sleep(300 * time.Millisecond)
 	if st := o.taskStatus(t, acc.TaskID); st.Status != api.TaskQueued {
 		t.Fatalf("scheduled on a draining worker: %+v", st)
@@ -513,13 +560,13 @@ func get(t *testing.T, url string) string {
 func TestEvictedEventsReplayFromStore(t *testing.T) {
 	o := startOrch(t, testConfig())
 	startWorker(t, o, "w1", 1)
-	acc := o.submitAsync(t, newTask("tiny", "evict me", 8, 1))
+	acc := o.submitAsync(t, taskReq("tiny", "evict me", 8, 1))
 	o.waitTask(t, acc.TaskID, 30*time.Second)
 	before := relayed(readAll(t, o.do(t, http.MethodGet, acc.EventsURL, nil)))
-	o.expire(time.Now().Add(evictAfter + time.Second))
-	o.mu.Lock()
-	evicted := o.tasks[acc.TaskID].evicted
-	o.mu.Unlock()
+	o.tasks.expire(time.Now().Add(evictAfter + time.Second))
+	o.tasks.mu.Lock()
+	evicted := o.tasks.table[acc.TaskID].evicted
+	o.tasks.mu.Unlock()
 	if !evicted {
 		t.Fatal("events not evicted")
 	}

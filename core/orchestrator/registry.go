@@ -2,32 +2,210 @@ package orchestrator
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/openai"
 	"github.com/llorch/llorch/core/scheduler"
 	"github.com/llorch/llorch/core/store"
 	"github.com/llorch/llorch/core/workerclient"
 )
 
-// worker is a registered worker. Guarded by Server.mu.
+// registry is the part that owns the workers and pools: registration,
+// heartbeats and the health monitor (silent → probed → unhealthy → dead).
+//
+// Its lock is a leaf: no method calls another part while holding it. What
+// the others must hear goes through hooks called after the lock is released:
+// onReady when a worker can take work, onLost when one stops answering or is
+// removed (its attempts are abandoned).
+type registry struct {
+	cfg *Config
+	log *slog.Logger
+	st  *store.Orchestrator
+	hc  *http.Client
+	m   *metrics
+
+	// health asks a worker for /health (replaced in time tests).
+	health  func(context.Context, *workerclient.Client) (*api.Health, error)
+	onReady func()
+	onLost  func(workerID, reason string)
+
+	mu      sync.Mutex
+	workers map[string]*worker
+	dirty   map[string]bool // records to persist
+	saveMu  sync.Mutex      // one save at a time, so records land in order
+}
+
+// worker is a registered worker. Guarded by registry.mu.
 type worker struct {
 	rec            store.WorkerRecord
 	client         *workerclient.Client
-	assigned       int     // tasks dispatched here and not finished
-	slotsBusy      int     // as last reported
-	tps            float64 // tokens/s as last reported
-	load           float64 // EWMA of the busy fraction
+	assigned       int       // attempts running here
+	slotsBusy      int       // as last reported
+	tps            float64   // tokens/s as last reported
+	load           float64   // EWMA of the busy fraction
+	fullUntil      time.Time // answered ALL_SLOTS_BUSY: no free slot until then
 	probing        bool
 	suspect        bool // an attempt on it failed: probe at the next round
 	unhealthySince time.Time
+}
+
+func newRegistry(cfg *Config, log *slog.Logger, st *store.Orchestrator, hc *http.Client, m *metrics) *registry {
+	return &registry{
+		cfg: cfg, log: log.With("part", "registry"), st: st, hc: hc, m: m,
+		health:  func(ctx context.Context, c *workerclient.Client) (*api.Health, error) { return c.Health(ctx) },
+		onReady: func() {}, onLost: func(string, string) {},
+		workers: map[string]*worker{}, dirty: map[string]bool{},
+	}
+}
+
+func (r *registry) newWorker(rec store.WorkerRecord) *worker {
+	return &worker{rec: rec, client: workerclient.New(rec.URL, r.cfg.WorkerToken, r.hc)}
+}
+
+// load reads the registry from the store.
+func (r *registry) load() error {
+	recs, err := r.st.Workers()
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	for _, rec := range recs {
+		w := r.newWorker(rec)
+		// A restarted orchestrator has heard nothing yet: give every worker
+		// a full heartbeat timeout before probing it.
+		if w.rec.State != api.WorkerDead {
+			w.rec.LastSeen = now
+		}
+		r.workers[rec.WorkerID] = w
+	}
+	r.gaugeLocked()
+	return nil
+}
+
+// gaugeLocked recounts workers by state.
+func (r *registry) gaugeLocked() {
+	counts := map[string]int{api.WorkerHealthy: 0, api.WorkerUnhealthy: 0, api.WorkerDead: 0, api.WorkerDraining: 0}
+	for _, w := range r.workers {
+		counts[w.rec.State]++
+	}
+	for st, n := range counts {
+		r.m.workers.WithLabelValues(st).Set(float64(n))
+	}
+}
+
+// save persists the records changed since the last save, in one transaction.
+func (r *registry) save() error {
+	r.saveMu.Lock()
+	defer r.saveMu.Unlock()
+	r.mu.Lock()
+	var recs []store.WorkerRecord
+	var gone []string
+	for id := range r.dirty {
+		if w, ok := r.workers[id]; ok {
+			recs = append(recs, w.rec)
+		} else {
+			gone = append(gone, id)
+		}
+	}
+	clear(r.dirty)
+	r.mu.Unlock()
+	var errs []error
+	for _, rec := range recs {
+		errs = append(errs, r.st.PutWorker(rec))
+	}
+	for _, id := range gone {
+		errs = append(errs, r.st.DeleteWorker(id))
+	}
+	return errors.Join(errs...)
+}
+
+// register adds a worker or updates one in place (running attempts keep
+// their slot accounting). A worker that comes back at another URL is a new
+// process: its attempts at the old address are lost.
+func (r *registry) register(reg api.WorkerRegistration) api.WorkerView {
+	now := time.Now()
+	lost := ""
+	v := func() api.WorkerView {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		rec := store.WorkerRecord{WorkerRegistration: reg, State: api.WorkerHealthy, RegisteredAt: now, LastSeen: now}
+		w, ok := r.workers[reg.WorkerID]
+		if ok {
+			rec.RegisteredAt = w.rec.RegisteredAt
+			if w.rec.State == api.WorkerDraining {
+				rec.State = api.WorkerDraining // an operator's drain outlives a restart of the worker
+			}
+			if rec.URL != w.rec.URL {
+				w.client = workerclient.New(rec.URL, r.cfg.WorkerToken, r.hc)
+				if w.assigned > 0 {
+					lost = "registered again at " + rec.URL
+				}
+			}
+			w.rec = rec
+			w.suspect, w.fullUntil = false, time.Time{}
+		} else {
+			w = r.newWorker(rec)
+			r.workers[reg.WorkerID] = w
+		}
+		r.dirty[reg.WorkerID] = true
+		r.gaugeLocked()
+		return w.view()
+	}()
+	if lost != "" {
+		r.onLost(reg.WorkerID, lost)
+	}
+	if err := r.save(); err != nil {
+		r.log.Error("saving the registry", "err", err)
+	}
+	r.log.Info("worker registered", "worker_id", reg.WorkerID, "url", reg.URL, "model", reg.Model.ID, "slots", reg.Slots, "pool", reg.Pool)
+	r.onReady()
+	return v
+}
+
+// heartbeat records a worker's heartbeat; a worker that was unhealthy or
+// dead is healthy again.
+func (r *registry) heartbeat(id string, hb api.Heartbeat) *api.Error {
+	ready, err := func() (bool, *api.Error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		w, ok := r.workers[id]
+		if !ok {
+			return false, api.Errorf(api.CodeWorkerNotFound, "unknown worker %s: register first", id)
+		}
+		w.rec.LastSeen = time.Now()
+		w.slotsBusy, w.tps = hb.SlotsBusy, hb.TokensPerSecond
+		if hb.SlotsTotal > 0 {
+			w.rec.Slots = hb.SlotsTotal
+		}
+		if w.rec.Slots > 0 {
+			frac := float64(max(w.slotsBusy, w.assigned)) / float64(w.rec.Slots)
+			w.load = 0.7*w.load + 0.3*min(frac, 1)
+		}
+		switch {
+		case hb.Status == api.StatusDraining:
+			r.setStateLocked(w, api.WorkerDraining, "the worker is draining")
+		case w.rec.State == api.WorkerUnhealthy || w.rec.State == api.WorkerDead:
+			r.setStateLocked(w, api.WorkerHealthy, "heartbeats resumed")
+			return true, nil
+		}
+		return w.rec.State == api.WorkerHealthy && w.assigned < w.rec.Slots, nil
+	}()
+	if err != nil {
+		return err
+	}
+	if ready {
+		r.onReady()
+	}
+	return nil
 }
 
 func (w *worker) view() api.WorkerView {
@@ -42,296 +220,287 @@ func (w *worker) view() api.WorkerView {
 	}
 }
 
-func (w *worker) schedulable() scheduler.Worker {
-	return scheduler.Worker{
-		ID: w.rec.WorkerID, Pool: w.rec.Pool, Model: w.rec.Model.ID, State: w.rec.State,
-		SlotsTotal: w.rec.Slots, SlotsBusy: w.assigned, Load: w.load, TokensPerSecond: w.tps, Labels: w.rec.Labels,
-	}
-}
-
-func (s *Server) newWorker(rec store.WorkerRecord) *worker {
-	return &worker{rec: rec, client: workerclient.New(rec.URL, s.cfg.WorkerToken, s.hc)}
-}
-
-func (s *Server) loadRegistry() error {
-	recs, err := s.st.Workers()
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	for _, r := range recs {
-		w := s.newWorker(r)
-		// A restarted orchestrator has heard nothing yet: give every worker
-		// a full heartbeat timeout before probing it.
-		if w.rec.State != api.WorkerDead {
-			w.rec.LastSeen = now
-		}
-		s.workers[r.WorkerID] = w
-	}
-	s.updateWorkerGauge()
-	return nil
-}
-
-// updateWorkerGauge recounts workers by state. Called with s.mu held.
-func (s *Server) updateWorkerGauge() {
-	counts := map[string]int{api.WorkerHealthy: 0, api.WorkerUnhealthy: 0, api.WorkerDead: 0, api.WorkerDraining: 0}
-	for _, w := range s.workers {
-		counts[w.rec.State]++
-	}
-	for st, n := range counts {
-		s.metrics.workers.WithLabelValues(st).Set(float64(n))
-	}
-}
-
-func (s *Server) handleRegister(c echo.Context) error {
-	body, apiErr := readBody(c)
-	if apiErr != nil {
-		return writeError(c, apiErr)
-	}
-	var reg api.WorkerRegistration
-	if err := json.Unmarshal(body, &reg); err != nil {
-		return writeError(c, &api.Error{Code: api.CodeInvalidRequest, Message: "body is not a worker registration: " + err.Error()})
-	}
-	if e := reg.Validate(); e != nil {
-		return writeError(c, e)
-	}
-	if !strings.HasPrefix(reg.URL, "http://") && !strings.HasPrefix(reg.URL, "https://") {
-		reg.URL = "http://" + reg.URL
-	}
-	now := time.Now()
-	s.mu.Lock()
-	w, ok := s.workers[reg.WorkerID]
-	rec := store.WorkerRecord{WorkerRegistration: reg, State: api.WorkerHealthy, RegisteredAt: now, LastSeen: now}
-	if ok {
-		// Update in place: running attempts hold this worker and give
-		// their slots back to it.
-		rec.RegisteredAt = w.rec.RegisteredAt
-		if w.rec.State == api.WorkerDraining {
-			rec.State = api.WorkerDraining
-		}
-		if rec.URL != w.rec.URL {
-			w.client = workerclient.New(rec.URL, s.cfg.WorkerToken, s.hc)
-		}
-		w.rec = rec
-	} else {
-		w = s.newWorker(rec)
-		s.workers[reg.WorkerID] = w
-	}
-	s.updateWorkerGauge()
-	v := w.view()
-	s.mu.Unlock()
-	if err := s.st.PutWorker(rec); err != nil {
-		return err
-	}
-	s.log.Info("worker registered", "worker_id", reg.WorkerID, "url", reg.URL, "model", reg.Model.ID, "slots", reg.Slots, "pool", reg.Pool)
-	s.signal()
-	return c.JSON(http.StatusOK, v)
-}
-
-func (s *Server) handleHeartbeat(c echo.Context) error {
-	body, apiErr := readBody(c)
-	if apiErr != nil {
-		return writeError(c, apiErr)
-	}
-	var hb api.Heartbeat
-	if err := json.Unmarshal(body, &hb); err != nil {
-		return writeError(c, &api.Error{Code: api.CodeInvalidRequest, Message: "body is not a heartbeat: " + err.Error()})
-	}
-	if e := s.heartbeat(c.Param("id"), hb); e != nil {
-		return writeError(c, e)
-	}
-	return c.NoContent(http.StatusNoContent)
-}
-
-// heartbeat records a worker's heartbeat; a worker that was unhealthy or
-// dead is healthy again.
-func (s *Server) heartbeat(id string, hb api.Heartbeat) *api.Error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	w, ok := s.workers[id]
-	if !ok {
-		return &api.Error{Code: api.CodeWorkerNotFound, Message: "unknown worker " + id + ": register first"}
-	}
-	w.rec.LastSeen = time.Now()
-	w.slotsBusy, w.tps = hb.SlotsBusy, hb.TokensPerSecond
-	if hb.SlotsTotal > 0 {
-		w.rec.Slots = hb.SlotsTotal
-	}
-	if w.rec.Slots > 0 {
-		frac := float64(max(w.slotsBusy, w.assigned)) / float64(w.rec.Slots)
-		w.load = 0.7*w.load + 0.3*min(frac, 1)
-	}
-	switch {
-	case hb.Status == api.StatusDraining:
-		s.setState(w, api.WorkerDraining, "the worker is draining")
-	case w.rec.State == api.WorkerUnhealthy || w.rec.State == api.WorkerDead:
-		s.setState(w, api.WorkerHealthy, "heartbeats resumed")
-	}
-	return nil
-}
-
-func (s *Server) handleListWorkers(c echo.Context) error {
-	s.mu.Lock()
-	out := make([]api.WorkerView, 0, len(s.workers))
-	for _, w := range s.workers {
+// list returns every worker in id order.
+func (r *registry) list() []api.WorkerView {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]api.WorkerView, 0, len(r.workers))
+	for _, w := range r.workers {
 		out = append(out, w.view())
 	}
-	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b api.WorkerView) int { return strings.Compare(a.WorkerID, b.WorkerID) })
-	return c.JSON(http.StatusOK, map[string]any{"workers": out})
+	return out
 }
 
-func (s *Server) handleDrain(c echo.Context) error {
-	id := c.Param("id")
-	s.mu.Lock()
-	w, ok := s.workers[id]
-	if !ok {
-		s.mu.Unlock()
-		return writeError(c, &api.Error{Code: api.CodeWorkerNotFound, Message: "no worker " + id})
+// drain stops new work for a worker; running attempts finish.
+func (r *registry) drain(id string) (api.WorkerView, *api.Error) {
+	v, err := func() (api.WorkerView, *api.Error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		w, ok := r.workers[id]
+		if !ok {
+			return api.WorkerView{}, api.Errorf(api.CodeWorkerNotFound, "no worker %s", id)
+		}
+		r.setStateLocked(w, api.WorkerDraining, "drained by an operator")
+		return w.view(), nil
+	}()
+	if err == nil {
+		if e := r.save(); e != nil {
+			r.log.Error("saving the registry", "err", e)
+		}
 	}
-	w.rec.State = api.WorkerDraining
-	rec, v := w.rec, w.view()
-	s.updateWorkerGauge()
-	s.mu.Unlock()
-	if err := s.st.PutWorker(rec); err != nil {
-		return err
-	}
-	s.log.Info("worker draining", "worker_id", id)
-	return c.JSON(http.StatusAccepted, v)
+	return v, err
 }
 
-func (s *Server) handleDeleteWorker(c echo.Context) error {
-	id := c.Param("id")
-	s.mu.Lock()
-	_, ok := s.workers[id]
-	delete(s.workers, id)
-	s.updateWorkerGauge()
-	s.mu.Unlock()
+// remove forgets a worker; its running attempts are abandoned.
+func (r *registry) remove(id string) *api.Error {
+	ok := func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		_, ok := r.workers[id]
+		delete(r.workers, id)
+		r.dirty[id] = true
+		r.gaugeLocked()
+		return ok
+	}()
 	if !ok {
-		return writeError(c, &api.Error{Code: api.CodeWorkerNotFound, Message: "no worker " + id})
+		return api.Errorf(api.CodeWorkerNotFound, "no worker %s", id)
 	}
-	if err := s.st.DeleteWorker(id); err != nil {
-		return err
+	r.onLost(id, "removed from the registry")
+	if err := r.save(); err != nil {
+		r.log.Error("saving the registry", "err", err)
 	}
-	s.log.Info("worker removed", "worker_id", id)
-	return c.NoContent(http.StatusNoContent)
+	r.log.Info("worker removed", "worker_id", id)
+	return nil
+}
+
+// snapshot appends the scheduler's view of every worker to ws, in id order.
+// A worker's busy slots are the attempts running on it, or all of them for a
+// while after it answered ALL_SLOTS_BUSY (clients of its own hold slots the
+// orchestrator does not see).
+func (r *registry) snapshot(ws []scheduler.Worker, now time.Time) []scheduler.Worker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	start := len(ws)
+	for _, w := range r.workers {
+		busy := w.assigned
+		if now.Before(w.fullUntil) {
+			busy = max(busy, w.rec.Slots)
+		}
+		ws = append(ws, scheduler.Worker{
+			ID: w.rec.WorkerID, Pool: w.rec.Pool, Model: w.rec.Model.ID, State: w.rec.State,
+			SlotsTotal: w.rec.Slots, SlotsBusy: busy, Load: w.load, TokensPerSecond: w.tps, Labels: w.rec.Labels,
+			Ctx: w.rec.Model.Ctx,
+		})
+	}
+	slices.SortFunc(ws[start:], func(a, b scheduler.Worker) int { return strings.Compare(a.ID, b.ID) })
+	return ws
+}
+
+// acquire takes a slot of a worker for an attempt: the worker must still be
+// registered and healthy.
+func (r *registry) acquire(id string) (*workerclient.Client, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.workers[id]
+	if !ok || w.rec.State != api.WorkerHealthy || w.assigned >= w.rec.Slots {
+		return nil, false
+	}
+	w.assigned++
+	return w.client, true
+}
+
+// release gives back the slot of an attempt.
+func (r *registry) release(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w, ok := r.workers[id]; ok && w.assigned > 0 {
+		w.assigned--
+	}
+}
+
+// client returns a worker's client (to cancel a job), nil when unknown.
+func (r *registry) client(id string) *workerclient.Client {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w, ok := r.workers[id]; ok {
+		return w.client
+	}
+	return nil
+}
+
+// busy records that a worker answered ALL_SLOTS_BUSY: it gets no new
+// attempt until then (its slots are taken by clients the orchestrator does
+// not see, or freed later than it assumed).
+func (r *registry) busy(id string, until time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w, ok := r.workers[id]; ok && until.After(w.fullUntil) {
+		w.fullUntil = until
+	}
+}
+
+// suspect makes the monitor probe a worker at its next round: an attempt on
+// it failed.
+func (r *registry) suspect(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w, ok := r.workers[id]; ok {
+		w.suspect = true
+	}
 }
 
 // monitorLoop probes silent workers and ages unhealthy ones to dead.
-func (s *Server) monitorLoop(ctx context.Context) {
-	tick(ctx, s.cfg.MonitorInterval, nil, func() { s.monitor(ctx, time.Now()) })
+func (r *registry) monitorLoop(ctx context.Context, alive func()) {
+	tick(ctx, r.cfg.MonitorInterval, nil, func() {
+		r.monitor(ctx, time.Now())
+		alive()
+	})
 }
 
 // monitor runs one round of health checks at now.
-func (s *Server) monitor(ctx context.Context, now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, w := range s.workers {
-		switch w.rec.State {
-		case api.WorkerHealthy, api.WorkerDraining:
-			if (w.suspect || now.Sub(w.rec.LastSeen) > s.cfg.HeartbeatTimeout) && !w.probing {
-				w.suspect = false
-				w.probing = true
-				go s.probe(ctx, w, w.client)
-			}
-		case api.WorkerUnhealthy:
-			if now.Sub(w.unhealthySince) > s.cfg.DeadAfter {
-				s.setState(w, api.WorkerDead, "no heartbeat and no answer to /health")
-			} else if !w.probing {
-				w.probing = true
-				go s.probe(ctx, w, w.client)
+func (r *registry) monitor(ctx context.Context, now time.Time) {
+	var lost []string
+	func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, w := range r.workers {
+			switch w.rec.State {
+			case api.WorkerHealthy, api.WorkerDraining:
+				if (w.suspect || now.Sub(w.rec.LastSeen) > r.cfg.HeartbeatTimeout) && !w.probing {
+					w.suspect = false
+					w.probing = true
+					go r.probe(ctx, w, w.client)
+				}
+			case api.WorkerUnhealthy:
+				if now.Sub(w.unhealthySince) > r.cfg.DeadAfter {
+					r.setStateLocked(w, api.WorkerDead, "no heartbeat and no answer to /health")
+					if w.assigned > 0 {
+						lost = append(lost, w.rec.WorkerID)
+					}
+				} else if !w.probing {
+					w.probing = true
+					go r.probe(ctx, w, w.client)
+				}
 			}
 		}
+	}()
+	for _, id := range lost {
+		r.onLost(id, "the worker is dead")
+	}
+	if err := r.save(); err != nil {
+		r.log.Error("saving the registry", "err", err)
 	}
 }
 
 // probe asks a silent worker for /health.
-func (s *Server) probe(ctx context.Context, w *worker, client *workerclient.Client) {
-	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
-	h, err := s.health(pctx, client)
+func (r *registry) probe(ctx context.Context, w *worker, client *workerclient.Client) {
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeTimeout)
+	h, err := r.health(pctx, client)
 	cancel()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	w.probing = false
-	if s.workers[w.rec.WorkerID] != w {
-		return // removed or re-registered meanwhile
-	}
-	if err == nil && h.Status != api.StatusFailed {
-		w.rec.LastSeen = time.Now()
-		w.slotsBusy = h.SlotsBusy
-		if w.rec.State == api.WorkerUnhealthy {
-			s.setState(w, api.WorkerHealthy, "answered /health")
+	lost, ready := "", false
+	func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		w.probing = false
+		if r.workers[w.rec.WorkerID] != w {
+			return // removed or registered anew meanwhile
 		}
-		return
-	}
-	if w.rec.State == api.WorkerHealthy || w.rec.State == api.WorkerDraining {
-		reason := "no heartbeat for " + s.cfg.HeartbeatTimeout.String()
-		if err != nil {
-			reason += " and /health failed: " + err.Error()
+		if err == nil && h.Status != api.StatusFailed {
+			w.rec.LastSeen = time.Now()
+			w.slotsBusy = h.SlotsBusy
+			if w.rec.State == api.WorkerUnhealthy {
+				r.setStateLocked(w, api.WorkerHealthy, "answered /health")
+				ready = true
+			}
+			return
 		}
-		w.unhealthySince = time.Now()
-		s.setState(w, api.WorkerUnhealthy, reason)
+		if w.rec.State == api.WorkerHealthy || w.rec.State == api.WorkerDraining {
+			reason := "no heartbeat for " + r.cfg.HeartbeatTimeout.String()
+			if err != nil {
+				reason += " and /health failed: " + workerclient.Sanitize(err.Error(), 200)
+			} else {
+				reason += " and /health says failed"
+			}
+			w.unhealthySince = time.Now()
+			r.setStateLocked(w, api.WorkerUnhealthy, reason)
+			if w.assigned > 0 {
+				lost = "the worker became unhealthy: " + reason
+			}
+		}
+	}()
+	if lost != "" {
+		r.onLost(w.rec.WorkerID, lost)
+	}
+	if ready {
+		r.onReady()
 	}
 }
 
-// setState changes a worker's state, logs and persists it. Called with s.mu held.
-func (s *Server) setState(w *worker, state, why string) {
+// setStateLocked changes a worker's state and marks it to be saved.
+func (r *registry) setStateLocked(w *worker, state, why string) {
 	if w.rec.State == state {
 		return
 	}
-	s.log.Warn("worker state", "worker_id", w.rec.WorkerID, "from", w.rec.State, "to", state, "why", why)
+	r.log.Warn("worker state", "worker_id", w.rec.WorkerID, "from", w.rec.State, "to", state, "why", why)
 	w.rec.State = state
-	s.updateWorkerGauge()
-	rec := w.rec
-	go func() {
-		if err := s.st.PutWorker(rec); err != nil {
-			s.log.Error("saving worker", "worker_id", rec.WorkerID, "err", err)
-		}
-	}()
-	if state == api.WorkerHealthy {
-		s.signal()
-	}
+	r.dirty[w.rec.WorkerID] = true
+	r.gaugeLocked()
 }
 
-func (s *Server) handleListPools(c echo.Context) error {
-	pools, err := s.st.Pools()
-	if err != nil {
-		return err
+// models lists the models registered workers serve, with worker counts.
+func (r *registry) models() []openai.Model {
+	r.mu.Lock()
+	byID := map[string]*openai.Model{}
+	for _, w := range r.workers {
+		if w.rec.State == api.WorkerDead {
+			continue
+		}
+		m := byID[w.rec.Model.ID]
+		if m == nil {
+			m = &openai.Model{ID: w.rec.Model.ID, Created: w.rec.RegisteredAt.Unix()}
+			byID[m.ID] = m
+		}
+		m.Workers++
+		if w.rec.State == api.WorkerHealthy {
+			m.Ready++
+		}
+		m.Created = min(m.Created, w.rec.RegisteredAt.Unix())
 	}
+	r.mu.Unlock()
+	out := make([]openai.Model, 0, len(byID))
+	for _, m := range byID {
+		out = append(out, *m)
+	}
+	slices.SortFunc(out, func(a, b openai.Model) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Pools are records in the store; the registry only validates and keeps them.
+
+func (r *registry) pools() ([]api.Pool, error) {
+	pools, err := r.st.Pools()
 	if pools == nil {
 		pools = []api.Pool{}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"pools": pools})
+	return pools, err
 }
 
-func (s *Server) handlePutPool(c echo.Context) error {
-	body, apiErr := readBody(c)
-	if apiErr != nil {
-		return writeError(c, apiErr)
-	}
-	var p api.Pool
-	if err := json.Unmarshal(body, &p); err != nil {
-		return writeError(c, &api.Error{Code: api.CodeInvalidRequest, Message: "body is not a pool: " + err.Error()})
-	}
-	if e := p.Validate(); e != nil {
-		return writeError(c, e)
-	}
+func (r *registry) putPool(p api.Pool) error {
 	if p.LlorchPath == "" {
 		p.LlorchPath = "llorch"
 	}
-	if err := s.st.PutPool(p); err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, p)
+	return r.st.PutPool(p)
 }
 
-func (s *Server) handleDeletePool(c echo.Context) error {
-	err := s.st.DeletePool(c.Param("name"))
+func (r *registry) deletePool(name string) *api.Error {
+	err := r.st.DeletePool(name)
 	if errors.Is(err, store.ErrNotFound) {
-		return writeError(c, &api.Error{Code: api.CodeNotFound, Message: "no pool " + c.Param("name")})
+		return api.Errorf(api.CodeNotFound, "no pool %s", name)
 	}
 	if err != nil {
-		return err
+		r.log.Error("deleting a pool", "pool", name, "err", err)
+		return api.Errorf(api.CodeInternal, "cannot delete the pool")
 	}
-	return c.NoContent(http.StatusNoContent)
+	return nil
 }

@@ -1,80 +1,164 @@
 package orchestrator
 
 import (
-	"fmt"
+	"encoding/json"
+	"io"
 	"net/http"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/sse"
 	"github.com/llorch/llorch/core/testkit"
 )
 
-// Kill -9 the orchestrator process with tasks running and queued: after a
-// restart on the same data dir they run to the end, and a client resuming
-// with Last-Event-ID sees no gap and no repeat.
-func TestRestartDurability(t *testing.T) {
-	dataDir := t.TempDir()
-	port := testkit.FreePort(t)
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	args := []string{"orchestrate", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", dataDir, "--log-level", "debug"}
-	first := spawn(t, args...)
-	o := &orch{URL: url}
-	up := func() bool {
+// orchProc is an orchestrator child process on a data dir.
+type orchProc struct {
+	*proc
+	URL string
+}
+
+// startOrchProc starts `llorch orchestrate` on a port the OS chooses and
+// waits until it answers.
+func startOrchProc(t *testing.T, dataDir, listen string, extra ...string) *orchProc {
+	t.Helper()
+	addr := filepath.Join(t.TempDir(), "orch.addr")
+	p := spawn(t, append([]string{"orchestrate", "--listen", listen, "--addr-file", addr, "--data-dir", dataDir,
+		"--log-level", "debug", "--heartbeat-timeout", "2s", "--dead-after", "3s"}, extra...)...)
+	url := testkit.WaitAddr(t, addr, p.done, 30*time.Second)
+	waitFor(t, 30*time.Second, "orchestrator up", func() bool {
 		resp, err := http.Get(url + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 		}
 		return err == nil && resp.StatusCode == http.StatusOK
-	}
-	waitFor(t, 30*time.Second, "orchestrator up", up)
-	wport := testkit.FreePort(t)
-	spawn(t, "worker", "--backend", "cpu", "--model", kit.Tiny, "--model-id", "tiny", "--port", strconv.Itoa(wport),
-		"--threads", "1", "--slots", "1", "--worker-id", "w1", "--orchestrator", url, "--heartbeat", "200ms")
-	waitFor(t, 60*time.Second, "worker registered", func() bool {
-		resp, err := http.Get(url + "/v2/workers")
-		if err != nil {
-			return false
-		}
-		v := decode[struct{ Workers []api.WorkerView }](t, resp, http.StatusOK)
-		return len(v.Workers) == 1 && v.Workers[0].State == api.WorkerHealthy
 	})
+	return &orchProc{proc: p, URL: url}
+}
 
-	running := o.submitAsync(t, newTask("tiny", "a long story about durable queues", 3000, 11))
+// Kill -9 the orchestrator with tasks running (beside other jobs on the same
+// worker, which changes llama.cpp's batches) and queued: after a restart on
+// the same data dir they run to the end, each continued from the tokens it
+// had sent. A client that was streaming resumes with Last-Event-ID and sees
+// neither a gap nor a repeat, and the text it assembles is the task's text.
+func TestRestartDurability(t *testing.T) {
+	dataDir := t.TempDir()
+	first := startOrchProc(t, dataDir, "127.0.0.1:0")
+	o := &orch{URL: first.URL}
+	// The second orchestrator listens where the first did, so the worker
+	// (and the clients) find it at the same URL.
+	host := first.URL[len("http://"):]
+	kit.StartWorker(t, nil, "--backend", "cpu", "--model", kit.Tiny, "--model-id", "tiny", "--threads", "1",
+		"--slots", "4", "--worker-id", "w1", "--orchestrator", first.URL, "--heartbeat", "200ms", "--ctx", "4096")
+	waitFor(t, 60*time.Second, "worker registered", func() bool { return workerStateAt(t, first.URL, "w1") == api.WorkerHealthy })
+
+	const n = 1500
+	var running []api.TaskAccepted
+	for i := range 3 {
+		running = append(running, o.submitAsync(t, taskReq("tiny", "a long story about durable queues "+strconv.Itoa(i), n, int64(11+i))))
+	}
 	queued := []api.TaskAccepted{
-		o.submitAsync(t, newTask("tiny", "queued one", 8, 12)),
-		o.submitAsync(t, newTask("tiny", "queued two", 8, 13)),
+		o.submitAsync(t, taskReq("tiny", "queued one", 8, 12)),
+		o.submitAsync(t, taskReq("tiny", "queued two", 8, 13)),
 	}
-	waitFor(t, 30*time.Second, "tokens journaled", func() bool { return o.taskStatus(t, running.TaskID).TokensOut >= 40 })
-	time.Sleep(100 * time.Millisecond) // let the journal catch up with what clients saw
-	first.kill()
-
-	spawn(t, args...)
-	waitFor(t, 30*time.Second, "orchestrator up again", up)
-	st := o.waitTask(t, running.TaskID, 120*time.Second)
-	if st.Status != api.TaskSucceeded || st.TokensOut != 3000 {
-		t.Fatalf("resumed task: %+v", st)
+	// A client streams the first task live.
+	live, err := http.Get(first.URL + running[0].EventsURL)
+	if err != nil {
+		t.Fatal(err)
 	}
-	all := relayed(readAll(t, o.do(t, http.MethodGet, running.EventsURL, nil)))
-	text, _ := checkStream(t, all, 0)
-	if text != st.Text {
-		t.Fatalf("events text differs from status text")
-	}
-	tokens := 0
-	for _, e := range all {
-		if e.Name == api.EventToken {
-			tokens++
+	r := sse.NewReader(live.Body)
+	var seen []ev
+	for len(seen) < 40 {
+		e, err := r.Next()
+		if err != nil {
+			t.Fatalf("live stream: %v", err)
+		}
+		if e.Event != api.EventQueued {
+			seen = append(seen, ev{ID: e.ID, Name: e.Event, Data: e.Data})
 		}
 	}
-	if tokens != 3000 {
-		t.Fatalf("%d token events, want 3000 (no repeat, no gap)", tokens)
+	first.kill() // mid-stream, with events a batch has not journaled yet
+	// Whatever else reached the client before the connection broke.
+	for {
+		e, err := r.Next()
+		if err != nil {
+			break
+		}
+		if e.Event != api.EventQueued {
+			seen = append(seen, ev{ID: e.ID, Name: e.Event, Data: e.Data})
+		}
 	}
-	rest := relayed(readAll(t, o.do(t, http.MethodGet, running.EventsURL, nil, "Last-Event-ID", "30")))
-	checkStream(t, rest, 30)
+	live.Body.Close()
+
+	second := startOrchProc(t, dataDir, host)
+	if second.URL != first.URL {
+		t.Fatalf("second orchestrator at %s, want %s", second.URL, first.URL)
+	}
+	waitFor(t, 60*time.Second, "worker back", func() bool { return workerStateAt(t, second.URL, "w1") == api.WorkerHealthy })
+
+	// The live client resumes after the last event it saw.
+	resp := o.do(t, http.MethodGet, running[0].EventsURL, nil, "Last-Event-ID", seen[len(seen)-1].ID)
+	rest := relayed(readAll(t, resp))
+	all := append(append([]ev(nil), seen...), rest...)
+	text, last := checkStream(t, all, 0)
+	if last.Name != api.EventEnd {
+		t.Fatalf("resumed stream ended with %s %s", last.Name, last.Data)
+	}
+	for i, acc := range running {
+		st := o.waitTask(t, acc.TaskID, 180*time.Second)
+		if st.Status != api.TaskSucceeded || st.TokensOut != n {
+			t.Fatalf("task %d after the restart: %+v", i, st)
+		}
+		evs := relayed(readAll(t, o.do(t, http.MethodGet, acc.EventsURL, nil)))
+		got, _ := checkStream(t, evs, 0)
+		if got != st.Text {
+			t.Fatalf("task %d: events text differs from status text", i)
+		}
+		if tokens := countTokens(evs); tokens != n {
+			t.Fatalf("task %d: %d token events, want %d (no repeat, no gap)", i, tokens, n)
+		}
+		if i == 0 && got != text {
+			t.Fatalf("the live client assembled a text that differs from the task's")
+		}
+	}
 	for _, q := range queued {
 		if st := o.waitTask(t, q.TaskID, 60*time.Second); st.Status != api.TaskSucceeded || st.TokensOut != 8 {
 			t.Fatalf("queued task after restart: %+v", st)
 		}
 	}
+	if m := get(t, second.URL+"/metrics"); !regexp.MustCompile(`llorch_resumes_total\{cause="restart"\} [1-9]`).MatchString(m) {
+		t.Errorf("no restart resumes counted")
+	}
+}
+
+func countTokens(evs []ev) int {
+	n := 0
+	for _, e := range evs {
+		if e.Name == api.EventToken {
+			n++
+		}
+	}
+	return n
+}
+
+func workerStateAt(t *testing.T, url, id string) string {
+	resp, err := http.Get(url + "/v2/workers")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	v := struct{ Workers []api.WorkerView }{}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return ""
+	}
+	for _, w := range v.Workers {
+		if w.WorkerID == id {
+			return w.State
+		}
+	}
+	return ""
 }

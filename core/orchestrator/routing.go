@@ -4,29 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/routing"
 	"github.com/llorch/llorch/core/scheduler"
 )
 
+// Routing scripts take part in admission (Server.submit) and placement
+// (dispatcher.placeScripted). This file is the glue: loading and reloading
+// the script, and what a script sees of tasks, queues and workers.
+
 // settingRouting is the store setting that holds a script set through the API.
 const settingRouting = "routing_script"
 
-// maxScriptBytes bounds a routing script.
-const maxScriptBytes = 1 << 20
-
 // initRouting loads the script: the file when one is configured, else the
-// one stored through the API. A script that does not compile at startup is
-// an error (there is no previous script to keep).
+// one stored through the API. A file that does not compile at startup is an
+// error; a stored script that does not compile, or fails its trial, is not
+// loaded (the built-in policy decides) and the log says why.
 func (s *Server) initRouting() error {
 	if s.cfg.RoutingFile != "" {
 		return s.ReloadRouting()
@@ -35,11 +34,27 @@ func (s *Server) initRouting() error {
 	if err != nil || src == nil {
 		return err
 	}
-	if err := s.routing.Load("api.tengo", src); err != nil {
-		return fmt.Errorf("orchestrator: stored routing script: %w", err)
+	if err := s.loadScript(context.Background(), "api.tengo", src); err != nil {
+		s.log.Error("the stored routing script is not loaded: the built-in policy decides until a script is stored again", "err", err)
+		s.m.routingReloads.WithLabelValues("error").Inc()
+		return nil
 	}
 	s.log.Info("routing script loaded", "from", "store")
 	return nil
+}
+
+// loadScript tries a script in a sandboxed child process (when a trial is
+// configured), then compiles and installs it. On error the current script
+// stays.
+func (s *Server) loadScript(ctx context.Context, name string, src []byte) error {
+	if s.deps.TrialScript != nil {
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := s.deps.TrialScript(tctx, name, src); err != nil {
+			return fmt.Errorf("routing: %s failed its trial in a sandboxed process: %w", name, err)
+		}
+	}
+	return s.routing.Load(name, src)
 }
 
 // ReloadRouting reads the configured script file again (SIGHUP). On error the
@@ -52,11 +67,11 @@ func (s *Server) ReloadRouting() error {
 	if err != nil {
 		return fmt.Errorf("orchestrator: routing script: %w", err)
 	}
-	if err := s.routing.Load(s.cfg.RoutingFile, src); err != nil {
-		s.metrics.routingReloads.WithLabelValues("error").Inc()
+	if err := s.loadScript(context.Background(), s.cfg.RoutingFile, src); err != nil {
+		s.m.routingReloads.WithLabelValues("error").Inc()
 		return err
 	}
-	s.metrics.routingReloads.WithLabelValues("ok").Inc()
+	s.m.routingReloads.WithLabelValues("ok").Inc()
 	s.log.Info("routing script loaded", "file", s.cfg.RoutingFile)
 	return nil
 }
@@ -68,22 +83,22 @@ func (s *Server) watchRouting(ctx context.Context) {
 	}
 	s.routing.WatchFile(ctx, s.cfg.RoutingFile, time.Second, func(err error) {
 		if err != nil {
-			s.metrics.routingReloads.WithLabelValues("error").Inc()
+			s.m.routingReloads.WithLabelValues("error").Inc()
 			s.log.Error("routing script not reloaded; keeping the previous one", "err", err)
 			return
 		}
-		s.metrics.routingReloads.WithLabelValues("ok").Inc()
+		s.m.routingReloads.WithLabelValues("ok").Inc()
 		s.log.Info("routing script reloaded", "file", s.cfg.RoutingFile)
 	})
 }
 
-func (s *Server) observeRouting(stage string, o routing.Outcome, d time.Duration) {
-	s.metrics.routingCalls.WithLabelValues(stage, string(o)).Inc()
-	s.metrics.routingSeconds.WithLabelValues(stage).Observe(d.Seconds())
+func (m *metrics) observeRouting(stage string, o routing.Outcome, d time.Duration) {
+	m.routingCalls.WithLabelValues(stage, string(o)).Inc()
+	m.routingSeconds.WithLabelValues(stage).Observe(d.Seconds())
 }
 
 // routingTask is what a script sees of a task.
-func (s *Server) routingTask(id string, req *api.TaskRequest, prio, keyFP string, headers map[string]string) routing.Task {
+func routingTask(id string, req *api.TaskRequest, prio, keyFP string, headers map[string]string) routing.Task {
 	rt := routing.Task{ID: id, Model: req.Model, Priority: prio, SessionID: req.SessionID, Key: keyFP, Labels: req.Labels, Headers: headers}
 	rt.MaxTokens = api.DefaultMaxTokens
 	if req.MaxTokens != nil {
@@ -104,12 +119,12 @@ func estimateTokens(req *api.TaskRequest) int {
 }
 
 // whitelisted keeps the request headers the operator lets scripts read.
-func (s *Server) whitelisted(h http.Header) map[string]string {
-	if len(s.cfg.RoutingHeaders) == 0 || h == nil {
+func whitelisted(names []string, h http.Header) map[string]string {
+	if len(names) == 0 || h == nil {
 		return nil
 	}
 	out := map[string]string{}
-	for _, name := range s.cfg.RoutingHeaders {
+	for _, name := range names {
 		if v := h.Get(name); v != "" {
 			out[strings.ToLower(name)] = v
 		}
@@ -117,10 +132,16 @@ func (s *Server) whitelisted(h http.Header) map[string]string {
 	return out
 }
 
-// queueDepths is the queue depth per model and priority. Called with s.mu held.
-func (s *Server) queueDepths() map[string]map[string]int {
+// depths is the queue depth per model and priority, as scripts see it.
+func (d *dispatcher) depths() map[string]map[string]int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.depthsLocked()
+}
+
+func (d *dispatcher) depthsLocked() map[string]map[string]int {
 	out := map[string]map[string]int{}
-	for k, n := range s.depth {
+	for k, n := range d.depth {
 		if n == 0 {
 			continue
 		}
@@ -132,90 +153,78 @@ func (s *Server) queueDepths() map[string]map[string]int {
 	return out
 }
 
-func (s *Server) candidate(w scheduler.Worker, session string) routing.Candidate {
+// candidateLocked is what a script sees of a worker.
+func (d *dispatcher) candidateLocked(w scheduler.Worker, session string) routing.Candidate {
 	c := routing.Candidate{ID: w.ID, Pool: w.Pool, Model: w.Model, SlotsFree: max(0, w.SlotsTotal-w.SlotsBusy), SlotsTotal: w.SlotsTotal,
 		Load: w.Load, TokensPerSecond: w.TokensPerSecond, Labels: w.Labels}
-	if session != "" && s.sessions[session] == w.ID {
+	if session != "" && d.sessions[session] == w.ID {
 		c.CachedPrefix = 1 // this worker served the session last: its prompt cache likely holds the prefix
 	}
 	return c
 }
 
+// snapshot is the queued tasks and the workers, for routing replay.
+func (d *dispatcher) snapshot() routing.Snapshot {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	snap := routing.Snapshot{Now: time.Now(), Queue: d.depthsLocked()}
+	d.q.Each(snap.Now, func(_ int, _ string, e *entry) bool {
+		snap.Tasks = append(snap.Tasks, routingTask(e.id, e.req, e.priority, e.keyFP, e.headers))
+		return true
+	})
+	for _, w := range d.reg.snapshot(nil, snap.Now) {
+		snap.Candidates = append(snap.Candidates, d.candidateLocked(w, ""))
+	}
+	return snap
+}
+
 type planItem struct {
-	t   *task
-	st  scheduler.Task
+	e   *entry
 	in  routing.PlaceInput
 	d   routing.PlaceDecision
 	res routing.Result
 }
 
-// dispatchScripted is dispatch with a routing script: the tasks to place and
-// their candidates are chosen under the lock, the script runs without it,
-// then its decisions are applied under the lock again, checked against what
-// changed meanwhile. A decision that no longer holds falls back to the
-// built-in policy.
-func (s *Server) dispatchScripted(ctx context.Context) {
-	s.mu.Lock()
-	ws, _, free := s.snapshotLocked()
-	if s.q.Len() == 0 || free == 0 {
-		s.mu.Unlock()
-		return
+// placeScripted is place with a routing script: the tasks to place and their
+// candidates are chosen under the lock, the script runs without it, then its
+// decisions are applied under the lock again, checked against what changed
+// meanwhile. A decision that no longer holds falls back to the built-in
+// policy.
+func (d *dispatcher) placeScripted(ctx context.Context) []start {
+	plan := d.planLocked()
+	if len(plan) == 0 {
+		return nil
+	}
+	for _, p := range plan {
+		p.d, p.res = d.routing.Place(ctx, p.in)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
 	}
 	now := time.Now()
-	var plan []*planItem
-	blocked := map[string]bool{}
-	var d scheduler.Decision
-	s.q.Each(now, func(_ int, _ string, t *task) bool {
-		if t.notBefore.After(now) {
-			return true
-		}
-		st := schedulerTask(t)
-		key := st.Model + "\x00" + st.PinWorker + "\x00" + st.PinPool
-		if blocked[key] {
-			return true
-		}
-		scheduler.Filter(st, ws, &d)
-		if len(d.Candidates) == 0 {
-			blocked[key] = true
-			t.expl = explain(&d, st, ws, now)
-			return true
-		}
-		cands := make([]routing.Candidate, 0, len(d.Candidates))
-		for _, i := range d.Candidates {
-			cands = append(cands, s.candidate(ws[i], st.SessionID))
-		}
-		plan = append(plan, &planItem{t: t, st: st, in: routing.PlaceInput{
-			Task: s.routingTask(t.id, t.req, t.priority, t.keyFP, t.headers), Candidates: cands, Now: now}})
-		return len(plan) < free
-	})
-	s.mu.Unlock()
-
+	ws, index, _ := d.snapshotLocked(now)
+	opts := d.optionsLocked()
+	var places []placement
 	for _, p := range plan {
-		p.d, p.res = s.routing.Place(ctx, p.in)
-	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ws, index, _ := s.snapshotLocked()
-	opts := scheduler.Options{SessionWorker: func(sid string) string { return s.sessions[sid] }}
-	now = time.Now()
-	for _, p := range plan {
-		t := p.t
-		if _, queued := s.q.Get(t.id); !queued || t.status != api.TaskQueued {
+		e := p.e
+		if cur, queued := d.q.Get(e.id); !queued || cur != e {
 			continue
 		}
-		note := joinNotes(t.routingNote, p.res.Note)
+		note := joinNotes(e.routingNote, p.res.Note)
 		o := opts
 		chosen := ""
 		switch p.d.Action {
 		case routing.ActionWait:
 			wait := time.Duration(p.d.RetryAfterMs) * time.Millisecond
-			t.notBefore = now.Add(wait)
-			scheduler.Filter(p.st, ws, &d)
-			t.expl = explain(&d, p.st, ws, now)
-			t.expl.Summary = fmt.Sprintf("waiting %s as the routing script asked", wait)
-			t.expl.Routing = note
-			time.AfterFunc(wait, s.signal)
+			e.notBefore = now.Add(wait)
+			scheduler.Filter(e.st, ws, &d.dec)
+			ex := explain(&d.dec, e.st, ws, now)
+			ex.Summary = fmt.Sprintf("waiting %s as the routing script asked", wait)
+			ex.Routing = note
+			d.explainLocked(e, ex)
+			time.AfterFunc(wait, d.kick)
 			continue
 		case routing.ActionScore:
 			o.Bias = p.d.Scores
@@ -227,19 +236,60 @@ func (s *Server) dispatchScripted(ctx context.Context) {
 			}
 		}
 		if chosen != "" {
-			scheduler.Filter(p.st, ws, &d)
-			d.WorkerID = chosen
+			scheduler.Filter(e.st, ws, &d.dec)
+			d.dec.WorkerID = chosen
 		} else {
-			s.scheduleTask(p.st, t, ws, o, &d)
+			d.scheduleLocked(e, ws, o)
 		}
-		t.expl = explain(&d, p.st, ws, now)
-		t.expl.Routing = note
-		if d.WorkerID == "" {
+		ex := explain(&d.dec, e.st, ws, now)
+		ex.Routing = note
+		if d.dec.WorkerID == "" {
+			d.explainLocked(e, ex)
 			continue
 		}
-		ws[index[d.WorkerID]].SlotsBusy++
-		s.startQueuedLocked(ctx, t, s.workers[d.WorkerID])
+		ws[index[d.dec.WorkerID]].SlotsBusy++
+		places = append(places, placement{e: e, w: d.dec.WorkerID, expl: ex})
 	}
+	return d.startAllLocked(ctx, places)
+}
+
+// planLocked picks the tasks a scripted pass may place and their candidates.
+func (d *dispatcher) planLocked() []*planItem {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	if d.q.Len() == 0 || d.closed {
+		return nil
+	}
+	ws, _, free := d.snapshotLocked(now)
+	if free == 0 {
+		return nil
+	}
+	var plan []*planItem
+	blocked := map[string]bool{}
+	d.q.Each(now, func(_ int, _ string, e *entry) bool {
+		if e.held || e.notBefore.After(now) {
+			return true
+		}
+		key := e.st.Model + "\x00" + e.st.PinWorker + "\x00" + e.st.PinPool
+		if blocked[key] {
+			return true
+		}
+		scheduler.Filter(e.st, ws, &d.dec)
+		if len(d.dec.Candidates) == 0 {
+			blocked[key] = true
+			d.explainLocked(e, explain(&d.dec, e.st, ws, now))
+			return true
+		}
+		cands := make([]routing.Candidate, 0, len(d.dec.Candidates))
+		for _, i := range d.dec.Candidates {
+			cands = append(cands, d.candidateLocked(ws[i], e.st.SessionID))
+		}
+		plan = append(plan, &planItem{e: e, in: routing.PlaceInput{
+			Task: routingTask(e.id, e.req, e.priority, e.keyFP, e.headers), Candidates: cands, Now: now}})
+		return len(plan) < free
+	})
+	return plan
 }
 
 func joinNotes(a, b string) string {
@@ -250,59 +300,4 @@ func joinNotes(a, b string) string {
 		return a
 	}
 	return a + "; " + b
-}
-
-func (s *Server) handleGetScript(c echo.Context) error {
-	name, src, ok := s.routing.Source()
-	if !ok {
-		return writeError(c, &api.Error{Code: api.CodeNotFound, Message: "no routing script is loaded: the built-in policy decides"})
-	}
-	c.Response().Header().Set("X-Routing-Script", name)
-	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", src)
-}
-
-func (s *Server) handlePutScript(c echo.Context) error {
-	src, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxScriptBytes))
-	if err != nil {
-		return writeError(c, &api.Error{Code: api.CodeBodyTooLarge, Message: fmt.Sprintf("a routing script is at most %d bytes", maxScriptBytes)})
-	}
-	if err := s.routing.Load("api.tengo", src); err != nil {
-		s.metrics.routingReloads.WithLabelValues("error").Inc()
-		return writeError(c, &api.Error{Code: api.CodeInvalidRequest, Message: err.Error() + " (the previous script stays)"})
-	}
-	s.metrics.routingReloads.WithLabelValues("ok").Inc()
-	if err := s.st.PutSetting(settingRouting, src); err != nil {
-		return err
-	}
-	s.log.Info("routing script loaded", "from", "api", "key", metaOf(c.Request().Context()).keyFP)
-	s.signal()
-	return c.JSON(http.StatusOK, map[string]any{"loaded": true, "bytes": len(src)})
-}
-
-func (s *Server) handleDeleteScript(c echo.Context) error {
-	s.routing.Clear()
-	if err := s.st.PutSetting(settingRouting, nil); err != nil {
-		return err
-	}
-	s.log.Info("routing script removed: the built-in policy decides")
-	return c.NoContent(http.StatusNoContent)
-}
-
-// handleSnapshot captures the queued tasks and the workers as a routing
-// snapshot, for `llorch orchestrate routing replay`.
-func (s *Server) handleSnapshot(c echo.Context) error {
-	s.mu.Lock()
-	snap := routing.Snapshot{Now: time.Now(), Queue: s.queueDepths()}
-	s.q.Each(snap.Now, func(_ int, _ string, t *task) bool {
-		if t.req != nil {
-			snap.Tasks = append(snap.Tasks, s.routingTask(t.id, t.req, t.priority, t.keyFP, t.headers))
-		}
-		return true
-	})
-	ws, _, _ := s.snapshotLocked()
-	for _, w := range ws {
-		snap.Candidates = append(snap.Candidates, s.candidate(w, ""))
-	}
-	s.mu.Unlock()
-	return c.JSON(http.StatusOK, snap)
 }

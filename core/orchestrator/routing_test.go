@@ -44,13 +44,13 @@ func TestRoutingScripts(t *testing.T) {
 		if resp := putScript(t, o, string(src)); resp.StatusCode != http.StatusOK {
 			t.Fatalf("put: %d", resp.StatusCode)
 		}
-		big := newTask("tiny", "x", 1001, 1)
+		big := taskReq("tiny", "x", 1001, 1)
 		big.Priority = api.PriorityBatch
 		e := apiErr(t, o.do(t, http.MethodPost, "/v2/tasks", big), http.StatusBadRequest, "BATCH_TOO_BIG")
 		if !strings.Contains(e.Message, "1001") {
 			t.Fatalf("message %q", e.Message)
 		}
-		small := newTask("tiny", "x", 4, 1)
+		small := taskReq("tiny", "x", 4, 1)
 		small.Priority = api.PriorityBatch
 		apiErr(t, o.do(t, http.MethodPost, "/v2/tasks", small, "X-Tenant-Plan", "trial"), http.StatusForbidden, "BATCH_NOT_ALLOWED")
 		if st := o.waitTask(t, o.submitAsync(t, small).TaskID, 30*time.Second); st.Status != api.TaskSucceeded {
@@ -61,7 +61,7 @@ func TestRoutingScripts(t *testing.T) {
 	t.Run("dispatch to a chosen worker", func(t *testing.T) {
 		putScript(t, o, `if stage == "place" { decision = {action: "dispatch", worker: "w2"} }`).Body.Close()
 		for range 3 {
-			acc := o.submitAsync(t, newTask("tiny", "pick w2", 3, 1))
+			acc := o.submitAsync(t, taskReq("tiny", "pick w2", 3, 1))
 			st := o.waitTask(t, acc.TaskID, 30*time.Second)
 			if st.WorkerID != "w2" || st.Explanation == nil || !strings.Contains(st.Explanation.Routing, "dispatch w2") {
 				t.Fatalf("status %+v, explanation %+v", st, st.Explanation)
@@ -71,7 +71,7 @@ func TestRoutingScripts(t *testing.T) {
 
 	t.Run("non-candidate is ignored", func(t *testing.T) {
 		putScript(t, o, `if stage == "place" { decision = {action: "dispatch", worker: "ghost"} }`).Body.Close()
-		st := o.waitTask(t, o.submitAsync(t, newTask("tiny", "ghost", 3, 1)).TaskID, 30*time.Second)
+		st := o.waitTask(t, o.submitAsync(t, taskReq("tiny", "ghost", 3, 1)).TaskID, 30*time.Second)
 		if st.Status != api.TaskSucceeded || !strings.Contains(st.Explanation.Routing, "ignored") {
 			t.Fatalf("status %+v, routing %q", st, st.Explanation.Routing)
 		}
@@ -80,7 +80,7 @@ func TestRoutingScripts(t *testing.T) {
 	t.Run("infinite loop falls back within budget", func(t *testing.T) {
 		putScript(t, o, `for { x := 1 }`).Body.Close()
 		start := time.Now()
-		acc := o.submitAsync(t, newTask("tiny", "loop", 3, 1))
+		acc := o.submitAsync(t, taskReq("tiny", "loop", 3, 1))
 		if d := time.Since(start); d > 2*time.Second {
 			t.Fatalf("admission took %v with a looping script", d)
 		}
@@ -95,7 +95,7 @@ func TestRoutingScripts(t *testing.T) {
 
 	t.Run("wait then run", func(t *testing.T) {
 		putScript(t, o, `if stage == "place" { decision = {action: "wait", retry_after_ms: 200} }`).Body.Close()
-		acc := o.submitAsync(t, newTask("tiny", "wait", 3, 1))
+		acc := o.submitAsync(t, taskReq("tiny", "wait", 3, 1))
 		time.Sleep(500 * time.Millisecond)
 		st := o.taskStatus(t, acc.TaskID)
 		if st.Status != api.TaskQueued || st.Explanation == nil || !strings.Contains(st.Explanation.Summary, "waiting") {
@@ -119,7 +119,7 @@ func TestRoutingScripts(t *testing.T) {
 		if got != good {
 			t.Fatalf("script now %q", got)
 		}
-		st := o.waitTask(t, o.submitAsync(t, newTask("tiny", "score", 3, 1)).TaskID, 30*time.Second)
+		st := o.waitTask(t, o.submitAsync(t, taskReq("tiny", "score", 3, 1)).TaskID, 30*time.Second)
 		if st.WorkerID != "w1" {
 			t.Fatalf("scored task ran on %s", st.WorkerID)
 		}
@@ -153,16 +153,16 @@ func TestRoutingFileReload(t *testing.T) {
 	cfg.RoutingFile = path
 	o := startOrch(t, cfg)
 	startWorker(t, o, "w1", 1)
-	apiErr(t, o.do(t, http.MethodPost, "/v2/tasks", newTask("tiny", "x", 2, 1)), http.StatusForbidden, "CLOSED")
+	apiErr(t, o.do(t, http.MethodPost, "/v2/tasks", taskReq("tiny", "x", 2, 1)), http.StatusForbidden, "CLOSED")
 	write(`decision = {action: "admit"}  `)
 	waitFor(t, 10*time.Second, "reload", func() bool {
-		resp := o.do(t, http.MethodPost, "/v2/tasks", newTask("tiny", "x", 2, 1))
+		resp := o.do(t, http.MethodPost, "/v2/tasks", taskReq("tiny", "x", 2, 1))
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusAccepted
 	})
 	write(`this is not tengo (`)
 	time.Sleep(2500 * time.Millisecond)
-	resp := o.do(t, http.MethodPost, "/v2/tasks", newTask("tiny", "x", 2, 1))
+	resp := o.do(t, http.MethodPost, "/v2/tasks", taskReq("tiny", "x", 2, 1))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("broken edit replaced the script: %d", resp.StatusCode)

@@ -3,28 +3,21 @@ package orchestrator
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/llorch/llorch/core/admission"
-	"github.com/llorch/llorch/core/api"
-	"github.com/llorch/llorch/core/openai"
 	"github.com/llorch/llorch/core/queue"
 	"github.com/llorch/llorch/core/routing"
 	"github.com/llorch/llorch/core/store"
-	"github.com/llorch/llorch/core/workerclient"
 )
 
 // Config is the orchestrator's behaviour. Zero values take the defaults listed.
@@ -49,10 +42,19 @@ type Config struct {
 	MonitorInterval  time.Duration
 	ProbeTimeout     time.Duration
 	// MaxAttempts bounds how often a task is tried when workers fail before
-	// its first token (default 3); RetryBackoff is the first wait between
-	// attempts, doubled each time (default 100ms).
+	// its first token (default 3); a worker that answers ALL_SLOTS_BUSY does
+	// not count. RetryBackoff is the first wait between attempts, doubled
+	// each time (default 100ms).
 	MaxAttempts  int
 	RetryBackoff time.Duration
+	// MaxMigrations bounds how often a task whose worker was lost mid-stream
+	// is continued on another worker from the tokens already sent (default
+	// 2; -1: never, the stream ends with WORKER_LOST).
+	MaxMigrations int
+	// AttemptIdleTimeout abandons an attempt whose worker sends nothing, not
+	// even a keep-alive, for this long (default 60s; workers send one every
+	// 15s).
+	AttemptIdleTimeout time.Duration
 	// ResultTTL is how long finished tasks (text, stats, events) are kept
 	// (default 1h).
 	ResultTTL time.Duration
@@ -64,10 +66,12 @@ type Config struct {
 	// JournalInterval is how often task progress is written to the store
 	// (default 200ms). Async tasks are written before their 202 regardless.
 	JournalInterval time.Duration
-	// APIKeys, when not empty, are required as bearer tokens on /v2 and /v1.
-	APIKeys []string
+	// Keys, when not empty, are required as bearer tokens on /v2 and /v1;
+	// each has a role (see Role). Without keys every client is an admin.
+	Keys []Key
 	// WorkerToken is the secret shared with workers: the orchestrator sends
-	// it to workers and accepts it on register and heartbeat.
+	// it to workers, and only it registers and heartbeats. With keys and no
+	// worker token, workers cannot register.
 	WorkerToken string
 	// RoutingFile is a Tengo routing script, watched for changes; without it
 	// a script stored through PUT /v2/routing/script is used, if any.
@@ -114,12 +118,37 @@ func (c *Config) Validate() error {
 	def(&c.QueuedInterval, time.Second)
 	def(&c.JournalInterval, 200*time.Millisecond)
 	def(&c.RoutingTimeout, 50*time.Millisecond)
+	def(&c.AttemptIdleTimeout, time.Minute)
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 3
 	}
-	for i, k := range c.APIKeys {
-		if strings.TrimSpace(k) != k || k == "" || len(k) > 512 {
-			return fmt.Errorf("orchestrator: api key %d is empty, too long or has surrounding spaces", i+1)
+	switch {
+	case c.MaxMigrations == 0:
+		c.MaxMigrations = 2
+	case c.MaxMigrations < 0:
+		c.MaxMigrations = 0
+	}
+	for i, k := range c.Keys {
+		if err := checkSecret(k.Secret); err != nil {
+			return fmt.Errorf("orchestrator: api key %d: %w", i+1, err)
+		}
+		if k.Role != RoleUser && k.Role != RoleAdmin {
+			return fmt.Errorf("orchestrator: api key %d: role must be user or admin", i+1)
+		}
+		for _, o := range c.Keys[:i] {
+			if o.Secret == k.Secret {
+				return fmt.Errorf("orchestrator: api key %d is listed twice", i+1)
+			}
+		}
+	}
+	if c.WorkerToken != "" {
+		if err := checkSecret(c.WorkerToken); err != nil {
+			return fmt.Errorf("orchestrator: worker token: %w", err)
+		}
+		for i, k := range c.Keys {
+			if k.Secret == c.WorkerToken {
+				return fmt.Errorf("orchestrator: api key %d is the worker token: a client key must not let its holder act as a worker", i+1)
+			}
 		}
 	}
 	return nil
@@ -132,38 +161,36 @@ type Deps struct {
 	// HTTP talks to workers; nil uses a client without an overall timeout
 	// (streams are long) and a 5s dial timeout.
 	HTTP *http.Client
+	// TrialScript, when set, runs a routing script once in a sandboxed child
+	// process before it is loaded (routing.Trial); an error refuses it.
+	TrialScript func(ctx context.Context, name string, src []byte) error
 }
 
-// Server is the orchestrator daemon.
+// Server is the orchestrator daemon: a composition of parts, each owning
+// its state and its lock (see the package doc).
 type Server struct {
 	cfg     Config
+	deps    Deps
 	log     *slog.Logger
-	routing *routing.Manager
+	m       *metrics
 	st      *store.Orchestrator
-	hc      *http.Client
+	auth    *authn
+	routing *routing.Manager
+	reg     *registry
+	tasks   *tasks
+	disp    *dispatcher
 	echo    *echo.Echo
-	metrics *metrics
-	keys    [][]byte
 
-	mu       sync.Mutex
-	workers  map[string]*worker
-	tasks    map[string]*task
-	q        *queue.Queue[*task]
-	depth    map[depthKey]int // queued tasks per model and priority
-	meter    *admission.Meter
-	sessions map[string]string // session id → worker that served it last
-	dirty    map[string]*task  // tasks with unjournaled changes
-
-	// health asks a worker for /health (replaced in time tests).
-	health func(context.Context, *workerclient.Client) (*api.Health, error)
-
-	kick        chan struct{} // wakes the dispatcher
-	journalKick chan struct{}
-	journalMu   sync.Mutex // one journal write at a time
-	started     chan struct{}
+	// beats are the loops' last signs of life, for /healthz.
+	beats [numLoops]atomic.Int64
 }
 
-type depthKey struct{ model, priority string }
+// The loops whose liveness /healthz checks.
+const (
+	loopMonitor = iota
+	loopJournal
+	numLoops
+)
 
 // New validates cfg and builds a server. It loads the registry and the task
 // journal from the store; Serve resumes unfinished tasks.
@@ -184,41 +211,31 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			IdleConnTimeout:     90 * time.Second,
 		}}
 	}
-	pol, _ := queue.ParsePolicy(cfg.QueuePolicy)
-	s := &Server{
-		cfg:         cfg,
-		log:         deps.Log.With("component", "orchestrator"),
-		st:          deps.Store,
-		hc:          deps.HTTP,
-		metrics:     newMetrics(),
-		workers:     map[string]*worker{},
-		tasks:       map[string]*task{},
-		q:           queue.New[*task](queue.Config{Capacity: cfg.QueueCapacity, StarvationLimit: cfg.StarvationLimit, Policy: pol}),
-		depth:       map[depthKey]int{},
-		meter:       admission.NewMeter(0.2),
-		sessions:    map[string]string{},
-		dirty:       map[string]*task{},
-		health:      func(ctx context.Context, c *workerclient.Client) (*api.Health, error) { return c.Health(ctx) },
-		kick:        make(chan struct{}, 1),
-		journalKick: make(chan struct{}, 1),
-		started:     make(chan struct{}),
-	}
-	for _, k := range cfg.APIKeys {
-		s.keys = append(s.keys, []byte(k))
-	}
-	s.routing = routing.NewManager(routing.Config{Timeout: cfg.RoutingTimeout, MaxAllocs: cfg.RoutingMaxAllocs, Observe: s.observeRouting})
+	s := &Server{cfg: cfg, deps: deps, log: deps.Log.With("component", "orchestrator"), m: newMetrics(), st: deps.Store,
+		auth: newAuthn(cfg.Keys, cfg.WorkerToken)}
+	s.routing = routing.NewManager(routing.Config{Timeout: cfg.RoutingTimeout, MaxAllocs: cfg.RoutingMaxAllocs, Observe: s.m.observeRouting})
+	s.reg = newRegistry(&s.cfg, s.log, s.st, deps.HTTP, s.m)
+	s.tasks = newTasks(&s.cfg, s.log, s.st, s.m)
+	s.disp = newDispatcher(&s.cfg, s.log, s.m, s.reg, s.tasks, s.routing)
+	s.reg.onReady = s.disp.kick
+	s.reg.onLost = s.disp.workerLost
 	if err := s.initRouting(); err != nil {
 		return nil, err
 	}
-	if err := s.loadRegistry(); err != nil {
+	if err := s.reg.load(); err != nil {
 		return nil, err
 	}
-	if err := s.loadTasks(); err != nil {
+	rs, err := s.tasks.restore()
+	if err != nil {
 		return nil, err
 	}
+	s.requeueRestored(rs)
 	s.echo = s.routes()
-	for _, k := range cfg.APIKeys {
-		s.log.Info("api key loaded", "key", Fingerprint(k))
+	for _, k := range cfg.Keys {
+		s.log.Info("api key loaded", "key", Fingerprint(k.Secret), "role", k.Role, "name", k.Name)
+	}
+	if len(cfg.Keys) > 0 && cfg.WorkerToken == "" {
+		s.log.Warn("API keys are set but no worker token: workers cannot register (give --worker-token)")
 	}
 	return s, nil
 }
@@ -226,20 +243,35 @@ func New(cfg Config, deps Deps) (*Server, error) {
 // Handler is the orchestrator's HTTP API.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// Serve runs the daemon's loops and serves HTTP on ln until ctx ends.
+// Serve runs the parts' loops and serves HTTP on ln until ctx ends. Running
+// tasks stay running in the journal: a restart continues them.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The tail writer outlives the other loops, so their last events are
+	// written before the final journal batch.
+	tailCtx, stopTail := context.WithCancel(context.Background())
+	tailDone := make(chan struct{})
+	go func() { defer close(tailDone); s.tasks.tailLoop(tailCtx) }()
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){s.dispatchLoop, s.monitorLoop, s.journalLoop, s.janitorLoop, s.queuedLoop, s.watchRouting} {
+	for i := range s.beats {
+		s.beats[i].Store(time.Now().UnixNano())
+	}
+	alive := func(i int) func() { return func() { s.beats[i].Store(time.Now().UnixNano()) } }
+	loops := []func(context.Context){
+		s.disp.loop,
+		func(ctx context.Context) { s.reg.monitorLoop(ctx, alive(loopMonitor)) },
+		func(ctx context.Context) { s.tasks.journalLoop(ctx, alive(loopJournal)) },
+		s.tasks.janitorLoop, s.disp.queuedLoop, s.watchRouting,
+	}
+	for _, loop := range loops {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop(ctx) }()
 	}
 	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	close(s.started)
-	s.signal()
+	s.disp.kick()
 	var err error
 	select {
 	case <-ctx.Done():
@@ -247,199 +279,67 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	shut, c2 := context.WithTimeout(context.Background(), 5*time.Second)
 	defer c2()
-	_ = srv.Shutdown(shut)
+	if srv.Shutdown(shut) != nil {
+		_ = srv.Close() // streams that did not end in time
+	}
 	cancel()
-	wg.Wait()
-	s.flushJournal()
+	stopped := make(chan struct{})
+	go func() { wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		s.log.Error("the orchestrator's loops did not stop in 10s; exiting without them")
+	}
+	stopTail()
+	<-tailDone
+	if ferr := s.tasks.flush(); ferr != nil {
+		s.log.Error("final journal write failed", "err", ferr)
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err
 }
 
-// signal wakes the dispatcher.
-func (s *Server) signal() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (s *Server) routes() *echo.Echo {
-	e := echo.New()
-	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = s.httpError
-	e.Use(correlation)
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
-
-	v2 := e.Group("/v2")
-	v2.POST("/tasks", s.handleSubmit, s.requireKey)
-	v2.GET("/tasks", s.handleListTasks, s.requireKey)
-	v2.GET("/tasks/:id", s.handleGetTask, s.requireKey)
-	v2.GET("/tasks/:id/events", s.handleEvents, s.requireKey)
-	v2.DELETE("/tasks/:id", s.handleCancel, s.requireKey)
-	v2.POST("/workers/register", s.handleRegister, s.requireWorker)
-	v2.POST("/workers/:id/heartbeat", s.handleHeartbeat, s.requireWorker)
-	v2.GET("/workers", s.handleListWorkers, s.requireKey)
-	v2.POST("/workers/:id/drain", s.handleDrain, s.requireKey)
-	v2.DELETE("/workers/:id", s.handleDeleteWorker, s.requireKey)
-	v2.GET("/pools", s.handleListPools, s.requireKey)
-	v2.POST("/pools", s.handlePutPool, s.requireKey)
-	v2.DELETE("/pools/:name", s.handleDeletePool, s.requireKey)
-	v2.GET("/routing/script", s.handleGetScript, s.requireKey)
-	v2.PUT("/routing/script", s.handlePutScript, s.requireKey)
-	v2.DELETE("/routing/script", s.handleDeleteScript, s.requireKey)
-	v2.GET("/routing/snapshot", s.handleSnapshot, s.requireKey)
-
-	openai.Register(e.Group("/v1", openai.ShapeErrors, s.requireKey), openAIBackend{s}, s.log)
-	return e
-}
-
-func writeError(c echo.Context, e *api.Error) error {
-	if e.RetryAfterMs > 0 {
-		h := c.Response().Header()
-		h.Set("Retry-After", fmt.Sprint(max(1, (e.RetryAfterMs+999)/1000)))
-		h.Set("X-Backoff-Ms", fmt.Sprint(e.RetryAfterMs))
-	}
-	return c.JSON(e.HTTPStatus(), api.ErrorBody{Error: e})
-}
-
-// httpError renders echo's own errors (404, 405, ...) in the API's shape.
-func (s *Server) httpError(err error, c echo.Context) {
-	if c.Response().Committed {
-		return
-	}
-	e := &api.Error{Code: api.CodeInternal, Message: "internal error"}
-	var he *echo.HTTPError
-	if errors.As(err, &he) {
-		e = api.ForStatus(he.Code, fmt.Sprint(he.Message))
-	} else {
-		s.log.Error("request failed", "path", c.Path(), "correlation_id", metaOf(c.Request().Context()).correlation, "err", err)
-	}
-	_ = writeError(c, e)
-}
-
-const headerCorrelation = "X-Correlation-Id"
-
-// correlation echoes a client's X-Correlation-Id (printable, ≤128 bytes) or
-// generates one, on every response.
-func correlation(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		id := c.Request().Header.Get(headerCorrelation)
-		if id == "" || len(id) > 128 || !printable(id) {
-			id = newID("c-")
+// health checks that the server can serve: every part's lock can be taken
+// within a second, and the periodic loops have run recently. A request that
+// left a lock held (or a deadlock) makes /healthz fail instead of hanging.
+func (s *Server) health() []string {
+	var bad []string
+	for _, p := range []struct {
+		name string
+		mu   *sync.Mutex
+	}{{"registry", &s.reg.mu}, {"tasks", &s.tasks.mu}, {"dispatcher", &s.disp.mu}} {
+		if !tryLockFor(p.mu, time.Second) {
+			bad = append(bad, p.name+" is locked for more than 1s")
 		}
-		c.Response().Header().Set(headerCorrelation, id)
-		r := c.Request()
-		c.SetRequest(r.WithContext(context.WithValue(r.Context(), metaKey{}, &reqMeta{correlation: id, header: r.Header})))
-		return next(c)
 	}
-}
-
-type metaKey struct{}
-
-// reqMeta is what the middleware learned about a request.
-type reqMeta struct {
-	correlation string
-	keyFP       string // fingerprint of the API key used
-	header      http.Header
-}
-
-func metaOf(ctx context.Context) *reqMeta {
-	if m, ok := ctx.Value(metaKey{}).(*reqMeta); ok {
-		return m
-	}
-	return &reqMeta{}
-}
-
-// requireKey enforces the API keys, when any are configured.
-func (s *Server) requireKey(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if len(s.keys) == 0 {
-			return next(c)
+	now := time.Now().UnixNano()
+	for i, every := range [numLoops]time.Duration{loopMonitor: s.cfg.MonitorInterval, loopJournal: s.cfg.JournalInterval} {
+		if lag := time.Duration(now - s.beats[i].Load()); lag > 3*every+5*time.Second {
+			bad = append(bad, fmt.Sprintf("the %s loop has not run for %s", [numLoops]string{"monitor", "journal"}[i], lag.Round(time.Second)))
 		}
-		if got := bearer(c); s.keyOK(got) {
-			metaOf(c.Request().Context()).keyFP = Fingerprint(string(got))
-			return next(c)
+	}
+	return bad
+}
+
+// tryLockFor takes and releases mu if it can within limit.
+func tryLockFor(mu *sync.Mutex, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for {
+		if mu.TryLock() {
+			mu.Unlock()
+			return true
 		}
-		s.metrics.rejections.WithLabelValues("unauthorized").Inc()
-		return writeError(c, &api.Error{Code: api.CodeUnauthorized, Message: "missing or wrong API key (Authorization: Bearer <key>)"})
-	}
-}
-
-// requireWorker accepts the worker token or an API key; with neither
-// configured the endpoint is open.
-func (s *Server) requireWorker(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if len(s.keys) == 0 && s.cfg.WorkerToken == "" {
-			return next(c)
+		if time.Now().After(deadline) {
+			return false
 		}
-		got := bearer(c)
-		if s.cfg.WorkerToken != "" && subtle.ConstantTimeCompare(got, []byte(s.cfg.WorkerToken)) == 1 {
-			return next(c)
-		}
-		if len(s.keys) > 0 && s.keyOK(got) {
-			return next(c)
-		}
-		s.metrics.rejections.WithLabelValues("unauthorized").Inc()
-		return writeError(c, &api.Error{Code: api.CodeUnauthorized, Message: "missing or wrong worker token"})
+		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-// keyOK compares against every key in constant time.
-func (s *Server) keyOK(got []byte) bool {
-	ok := 0
-	for _, k := range s.keys {
-		ok |= subtle.ConstantTimeCompare(got, k)
-	}
-	return ok == 1
-}
-
-func bearer(c echo.Context) []byte {
-	v, _ := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
-	return []byte(v)
-}
-
-// Fingerprint is how logs name a secret: the first 6 hex digits of its SHA-256.
-func Fingerprint(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:3])
-}
-
-// CheckBind refuses to serve a non-loopback address without API keys unless
-// the operator insists.
-func CheckBind(addr string, haveKeys, insecure bool) error {
-	if haveKeys || insecure {
-		return nil
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("orchestrator: bad listen address %q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	return fmt.Errorf("orchestrator: refusing to listen on %s without API keys: give --api-key-file (or LLORCH_API_KEYS), listen on 127.0.0.1, or pass --insecure-no-auth", addr)
-}
-
-// readBody reads a JSON body of at most api.MaxRequestBytes.
-func readBody(c echo.Context) ([]byte, *api.Error) { return api.ReadBody(c.Response(), c.Request()) }
 
 func newID(prefix string) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])
-}
-
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }

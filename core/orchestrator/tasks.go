@@ -1,77 +1,112 @@
 package orchestrator
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net/http"
+	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
-	"github.com/llorch/llorch/core/admission"
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/queue"
-	"github.com/llorch/llorch/core/routing"
-	"github.com/llorch/llorch/core/scheduler"
-	"github.com/llorch/llorch/core/sse"
 	"github.com/llorch/llorch/core/store"
+	"github.com/llorch/llorch/core/workerclient"
 )
 
-// task is one admitted task. Guarded by Server.mu.
+// tasks is the part that owns every task: the table, each task's event log
+// and its subscribers, and the journal (journal.go). Its lock is a leaf: no
+// method calls another part while holding it.
+//
+// An event reaches clients in three steps: it is appended to the task's log
+// (under the lock), written to the tail log by the tail writer (one write
+// for whatever accumulated, no lock held), then made visible and the task's
+// subscribers woken. So every event a client has seen survives a crash of
+// the process, and a client resuming with Last-Event-ID after a restart
+// sees neither a gap nor a repeat.
+type tasks struct {
+	cfg *Config
+	log *slog.Logger
+	st  *store.Orchestrator
+	m   *metrics
+
+	mu    sync.Mutex
+	table map[string]*task
+	dirty map[string]*task // tasks with unjournaled changes
+
+	tailMu      sync.Mutex
+	tailPending []tailItem
+	tailKick    chan struct{}
+	tailIdle    *sync.Cond // tailBusy went false (guarded by tailMu)
+	tailBusy    bool
+
+	journalMu   sync.Mutex // one journal batch at a time
+	journalKick chan struct{}
+}
+
+// task is one admitted task. Guarded by tasks.mu.
 type task struct {
 	id          string
-	req         *api.TaskRequest // nil once the task ended (the prompt is not kept)
+	owner       string
 	model       string
 	priority    string
 	class       queue.Class
 	async       bool
 	seed        uint32
-	status      string
 	correlation string
+	req         *api.TaskRequest // nil once the task ended (the prompt is not kept)
+	status      string
 
 	created, started, finished, firstToken time.Time
 
 	workerID string
+	jobID    string // the running attempt; events of other jobs are dropped
 	attempts int
-	failedOn []string // workers whose attempt failed before the first token
 	expl     *api.Explanation
 
-	// The event log: ids are 1-based positions. Subscribers see log[:visible].
-	log       []store.Event
+	// The event log: ids are 1-based positions. Subscribers see
+	// log[:visible]; the tail writer moves visible forward.
+	log       []logEvent
 	visible   int
 	persisted int
 	changed   chan struct{} // closed and replaced whenever subscribers have news
+	evicted   bool          // finished, and its events are only in the store
 
 	text      strings.Builder
 	tokensOut int
-	end       *api.End
-	err       *api.Error
-
-	// The running attempt.
-	cancelAttempt context.CancelFunc
-	jobID         string
-	attemptTokens int
-
-	// Resuming after a restart: the first len(resumeText) tokens were already
-	// streamed; the rerun (same seed) must reproduce them and is not relayed
-	// until it passes them.
-	evicted    bool // finished, and its events are only in the store
-	resumed    bool
-	resumeText []string
+	tokenIDs  []int32 // the id of every token sent, to resume from
+	// noResume is why the task cannot be continued from its tokens (a
+	// journal written before token ids were recorded), "" when it can.
+	noResume string
+	end      *api.End
+	err      *api.Error
 
 	queuedPos       int
 	queuedPredicted int64
+}
 
-	// For routing scripts.
-	keyFP       string
-	headers     map[string]string
-	routingNote string    // what the admit stage decided
-	notBefore   time.Time // a place decision said "wait" until then
+// logEvent is one event of a task's log, decoded once and encoded once.
+type logEvent struct {
+	seq  uint64
+	ev   api.Event
+	data []byte
+}
+
+// tailItem is an event waiting for the tail writer.
+type tailItem struct {
+	t    *task
+	rec  store.TailRecord
+	seq  uint64 // 0 for a task record
+	show bool   // make it visible once written
+}
+
+func newTasks(cfg *Config, log *slog.Logger, st *store.Orchestrator, m *metrics) *tasks {
+	ts := &tasks{cfg: cfg, log: log.With("part", "tasks"), st: st, m: m,
+		table: map[string]*task{}, dirty: map[string]*task{},
+		tailKick: make(chan struct{}, 1), journalKick: make(chan struct{}, 1)}
+	ts.tailIdle = sync.NewCond(&ts.tailMu)
+	return ts
 }
 
 func (t *task) terminal() bool {
@@ -83,40 +118,54 @@ func (t *task) notify() {
 	t.changed = make(chan struct{})
 }
 
-// appendEvent adds an event to the task's log; publish makes it visible to
-// subscribers at once. Called with s.mu held.
-func (s *Server) appendEvent(t *task, name string, data []byte, publish bool) {
-	t.log = append(t.log, store.Event{Seq: uint64(len(t.log) + 1), Name: name, Data: data})
-	if publish {
-		t.visible = len(t.log)
-		t.notify()
+// newTask builds a queued task from an admitted request.
+func newTask(id string, req *api.TaskRequest, async bool, p principal, correlation string, now time.Time) *task {
+	prio := req.PriorityOrDefault()
+	class, _ := queue.ParseClass(prio)
+	return &task{
+		id: id, owner: p.owner, model: req.Model, priority: prio, class: class, async: async, seed: uint32(*req.Seed),
+		correlation: correlation, req: req, status: api.TaskQueued, created: now, changed: make(chan struct{}),
 	}
-	s.markDirty(t)
 }
 
-func (s *Server) markDirty(t *task) { s.dirty[t.id] = t }
-
-// countQueued adds delta to the queue depth of t's model and priority and
-// its gauge. Called with s.mu held.
-func (s *Server) countQueued(t *task, delta int) {
-	k := depthKey{t.model, t.priority}
-	s.depth[k] += delta
-	s.metrics.queueDepth.WithLabelValues(k.model, k.priority).Set(float64(s.depth[k]))
+// add puts a new task in the table and its creation record in the tail log.
+func (ts *tasks) add(t *task) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.table[t.id] = t
+	ts.dirty[t.id] = t
+	rec := ts.record(t)
+	ts.tailLocked(tailItem{t: t, rec: store.TailRecord{Task: &rec}})
 }
 
-func (s *Server) record(t *task) store.TaskRecord {
-	r := store.TaskRecord{
-		ID: t.id, Request: t.req, Model: t.model, Priority: t.priority, Status: t.status, Async: t.async,
-		Seed: t.seed, CreatedAt: t.created, StartedAt: t.started, FinishedAt: t.finished, WorkerID: t.workerID,
-		Attempts: t.attempts, TokensOut: t.tokensOut, End: t.end, Error: t.err, Explanation: t.expl,
-	}
-	if t.terminal() {
-		r.Text = t.text.String()
-	}
-	return r
+// discard forgets a task that was never accepted (its journal write failed).
+func (ts *tasks) discard(id string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	delete(ts.table, id)
+	delete(ts.dirty, id)
 }
 
-func (s *Server) status(t *task) api.TaskStatus {
+// get returns a task p may see, nil when there is none (or it is another
+// key's: the two are not told apart).
+func (ts *tasks) get(id string, p principal) *task {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	t := ts.table[id]
+	if t == nil || !p.canSee(t.owner) {
+		return nil
+	}
+	return t
+}
+
+// status is a task's status as GET /v2/tasks/{id} shows it.
+func (ts *tasks) status(t *task) api.TaskStatus {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.statusLocked(t, true)
+}
+
+func (ts *tasks) statusLocked(t *task, withText bool) api.TaskStatus {
 	st := api.TaskStatus{
 		TaskID: t.id, Model: t.model, Priority: t.priority, Status: t.status, WorkerID: t.workerID,
 		Attempts: t.attempts, CreatedAt: t.created, Explanation: t.expl, TokensOut: t.tokensOut, End: t.end, Error: t.err,
@@ -130,512 +179,323 @@ func (s *Server) status(t *task) api.TaskStatus {
 	if !t.finished.IsZero() {
 		st.FinishedAt = &t.finished
 	}
-	if t.terminal() {
+	if withText && t.terminal() {
 		st.Text = t.text.String()
 	}
 	return st
 }
 
-// decodeTask parses and validates a POST /v2/tasks body.
-func decodeTask(body []byte) (*api.TaskRequest, *api.Error) {
-	var req api.TaskRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, &api.Error{Code: api.CodeInvalidRequest, Message: "body is not a valid task: " + err.Error()}
+// list returns the newest tasks p may see, oldest first, at most limit,
+// optionally only those with a status.
+func (ts *tasks) list(p principal, status string, limit int) []api.TaskStatus {
+	ts.mu.Lock()
+	out := make([]api.TaskStatus, 0, min(len(ts.table), limit))
+	for _, t := range ts.table {
+		if (status == "" || t.status == status) && p.canSee(t.owner) {
+			out = append(out, ts.statusLocked(t, false))
+		}
 	}
-	if e := req.Validate(); e != nil {
-		return nil, e
+	ts.mu.Unlock()
+	slices.SortFunc(out, func(a, b api.TaskStatus) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	if len(out) > limit {
+		out = out[len(out)-limit:]
 	}
-	return &req, nil
+	return out
 }
 
-func wantsStream(c echo.Context) bool {
-	return strings.Contains(c.Request().Header.Get("Accept"), "text/event-stream")
+// record is a task as the journal keeps it.
+func (ts *tasks) record(t *task) store.TaskRecord {
+	r := store.TaskRecord{
+		ID: t.id, Request: t.req, Model: t.model, Priority: t.priority, Status: t.status, Owner: t.owner,
+		Correlation: t.correlation, Async: t.async, Seed: t.seed, CreatedAt: t.created, StartedAt: t.started,
+		FinishedAt: t.finished, WorkerID: t.workerID, Attempts: t.attempts, TokensOut: t.tokensOut, End: t.end,
+		Error: t.err, Explanation: t.expl,
+	}
+	if t.terminal() {
+		r.Text = t.text.String()
+	}
+	return r
 }
 
-func (s *Server) handleSubmit(c echo.Context) error {
-	reject := func(e *api.Error) error {
-		s.metrics.rejections.WithLabelValues(strings.ToLower(e.Code)).Inc()
-		return writeError(c, e)
+// appendLocked adds an event to t's log; the tail writer makes it visible.
+func (ts *tasks) appendLocked(t *task, ev api.Event) {
+	data, err := json.Marshal(ev.Payload())
+	if err != nil { // cannot happen for the api types
+		data = []byte("{}")
 	}
-	body, e := readBody(c)
-	if e != nil {
-		return reject(e)
-	}
-	req, e := decodeTask(body)
-	if e != nil {
-		return reject(e)
-	}
-	stream := wantsStream(c)
-	t, acc, e := s.Submit(c.Request().Context(), req, !stream)
-	if e != nil {
-		return reject(e)
-	}
-	if !stream {
-		return c.JSON(http.StatusAccepted, acc)
-	}
-	return s.stream(c, t, 0, true)
+	seq := uint64(len(t.log) + 1)
+	t.log = append(t.log, logEvent{seq: seq, ev: ev, data: data})
+	ts.dirty[t.id] = t
+	ts.tailLocked(tailItem{t: t, seq: seq, show: true, rec: store.TailRecord{TaskID: t.id, Event: store.Event{Seq: seq, Name: ev.Name, Data: data}}})
 }
 
-// Submit admits a task: checks that some worker can serve it, asks the
-// routing script (if any), predicts its start, queues it and journals it
-// (synchronously when async, since the caller answers 202 next). ctx carries
-// the request's metadata (correlation id, API key fingerprint, headers).
-func (s *Server) Submit(ctx context.Context, req *api.TaskRequest, async bool) (*task, api.TaskAccepted, *api.Error) {
-	meta := metaOf(ctx)
-	id := newID("t-")
-	s.mu.Lock()
-	if e := s.admitLocked(req); e != nil {
-		s.mu.Unlock()
-		return nil, api.TaskAccepted{}, e
+// tailLocked queues an item for the tail writer.
+func (ts *tasks) tailLocked(it tailItem) {
+	ts.tailMu.Lock()
+	ts.tailPending = append(ts.tailPending, it)
+	ts.tailMu.Unlock()
+	select {
+	case ts.tailKick <- struct{}{}:
+	default:
 	}
-	var in routing.AdmitInput
-	scripted := s.routing.Script() != nil
-	if scripted {
-		in = routing.AdmitInput{Task: s.routingTask(id, req, req.PriorityOrDefault(), meta.keyFP, s.whitelisted(meta.header)), Queue: s.queueDepths(), Now: time.Now()}
-	}
-	s.mu.Unlock()
-	var note string
-	if scripted {
-		d, res := s.routing.Admit(ctx, in)
-		note = res.Note
-		switch d.Action {
-		case routing.ActionReject:
-			return nil, api.TaskAccepted{}, &api.Error{Code: d.Code, Message: d.Message, Status: d.Status, Retriable: d.Status == http.StatusTooManyRequests}
-		case routing.ActionAdmit:
-			if d.Priority != "" {
-				req.Priority = d.Priority
-			}
-		}
-	}
-
-	now := time.Now()
-	prio := req.PriorityOrDefault()
-	class, _ := queue.ParseClass(prio)
-	t := &task{
-		id: id, req: req, model: req.Model, priority: prio, class: class, async: async,
-		status: api.TaskQueued, created: now, changed: make(chan struct{}), correlation: meta.correlation,
-		keyFP: meta.keyFP, headers: s.whitelisted(meta.header), routingNote: note,
-	}
-	if req.Seed != nil {
-		t.seed = uint32(*req.Seed)
-	} else {
-		t.seed = rand.Uint32()
-		seed := int64(t.seed)
-		req.Seed = &seed // retries and resumes reproduce the same tokens
-	}
-
-	s.mu.Lock()
-	if scripted { // the registry may have changed while the script ran
-		if e := s.admitLocked(req); e != nil {
-			s.mu.Unlock()
-			return nil, api.TaskAccepted{}, e
-		}
-	}
-	ahead := s.depth[depthKey{t.model, api.PriorityInteractive}]
-	if class == queue.Batch {
-		ahead += s.depth[depthKey{t.model, api.PriorityBatch}]
-	}
-	predicted := s.predictLocked(t.model, ahead)
-	if req.DeadlineMs > 0 && !admission.DeadlineMet(req.DeadlineMs, predicted) {
-		s.mu.Unlock()
-		return nil, api.TaskAccepted{}, &api.Error{Code: api.CodeDeadlineUnmet,
-			Message: fmt.Sprintf("deadline %d ms cannot be met: predicted start in %d ms", req.DeadlineMs, predicted)}
-	}
-	droppedID, dropped, didDrop, err := s.q.Push(t.id, class, now, t)
-	if err != nil {
-		retry := admission.RetryAfter(s.q.Len(), s.meter.DrainRate(now))
-		s.mu.Unlock()
-		return nil, api.TaskAccepted{}, &api.Error{Code: api.CodeQueueFull, Retriable: true, RetryAfterMs: retry.Milliseconds(),
-			Message: fmt.Sprintf("the %s queue is full (%d tasks); retry later", prio, s.cfg.QueueCapacity)}
-	}
-	s.countQueued(t, +1)
-	if didDrop {
-		s.countQueued(dropped, -1)
-		s.log.Warn("queue full: dropped the oldest batch task", "task_id", droppedID, "for", t.id)
-		s.finishLocked(dropped, api.TaskFailed, nil, &api.Error{Code: api.CodeQueueFullDropped, Retriable: true,
-			Message: "dropped from a full queue to admit a newer task"})
-	}
-	s.tasks[t.id] = t
-	t.queuedPos, _ = s.q.Position(t.id, now)
-	t.queuedPredicted = predicted
-	if note != "" {
-		t.expl = &api.Explanation{At: now, Summary: "queued", Routing: note}
-	}
-	s.markDirty(t)
-	acc := api.TaskAccepted{TaskID: t.id, Status: api.TaskQueued, QueuePosition: t.queuedPos,
-		PredictedStartMs: predicted, EventsURL: "/v2/tasks/" + t.id + "/events"}
-	s.mu.Unlock()
-
-	if async {
-		// The journal holds the task before the client hears 202.
-		if err := s.flushJournal(); err != nil {
-			s.mu.Lock()
-			if _, ok := s.q.Remove(t.id); ok {
-				s.countQueued(t, -1)
-			}
-			delete(s.tasks, t.id)
-			delete(s.dirty, t.id)
-			s.mu.Unlock()
-			s.log.Error("journal write failed", "task_id", t.id, "err", err)
-			return nil, api.TaskAccepted{}, &api.Error{Code: api.CodeInternal, Message: "cannot journal the task", Retriable: true}
-		}
-	}
-	s.log.Debug("task admitted", "task_id", t.id, "model", t.model, "priority", prio, "async", async, "correlation_id", t.correlation)
-	s.signal()
-	return t, acc, nil
 }
 
-// admitLocked checks that the task can ever run. Called with s.mu held.
-func (s *Server) admitLocked(req *api.TaskRequest) *api.Error {
-	var pinW, pinP string
-	if p := req.Placement; p != nil {
-		pinW, pinP = p.PinWorker, p.PinPool
+// writeTail writes what is pending to the tail log and makes the events
+// visible. A failed write is logged and counted; the events are shown all
+// the same (the journal's next batch still has them).
+func (ts *tasks) writeTail() {
+	ts.tailMu.Lock()
+	for ts.tailBusy {
+		ts.tailIdle.Wait()
 	}
-	if pinW != "" {
-		w, ok := s.workers[pinW]
-		if !ok {
-			return &api.Error{Code: api.CodeWorkerNotFound, Message: fmt.Sprintf("placement.pin_worker: no worker %q is registered", pinW)}
-		}
-		if w.rec.Model.ID != req.Model {
-			return &api.Error{Code: api.CodeInvalidRequest, Message: "invalid request", Fields: []api.FieldError{{
-				Field: "placement.pin_worker", Constraint: "serves_model", Message: fmt.Sprintf("worker %q serves %q, not %q", pinW, w.rec.Model.ID, req.Model)}}}
-		}
+	items := ts.tailPending
+	ts.tailPending = nil
+	ts.tailBusy = len(items) > 0
+	ts.tailMu.Unlock()
+	if len(items) == 0 {
+		return
 	}
-	known, servable := false, false
-	for _, w := range s.workers {
-		if w.rec.Model.ID != req.Model || (pinP != "" && w.rec.Pool != pinP) || (pinW != "" && w.rec.WorkerID != pinW) {
+	defer func() {
+		ts.tailMu.Lock()
+		ts.tailBusy = false
+		ts.tailIdle.Broadcast()
+		ts.tailMu.Unlock()
+	}()
+	recs := make([]store.TailRecord, len(items))
+	for i := range items {
+		recs[i] = items[i].rec
+	}
+	if err := ts.st.Tail().Append(recs); err != nil {
+		ts.m.journalErrors.WithLabelValues("tail").Inc()
+		ts.log.Error("tail log write failed", "err", err)
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	var woken []*task
+	for _, it := range items {
+		t := it.t
+		if !it.show || it.seq <= uint64(t.visible) || it.seq > uint64(len(t.log)) {
 			continue
 		}
-		known = true
-		if w.rec.State == api.WorkerHealthy {
-			servable = true
+		t.visible = int(it.seq)
+		if len(woken) == 0 || woken[len(woken)-1] != t {
+			woken = append(woken, t)
 		}
 	}
-	if !known {
-		msg := fmt.Sprintf("no registered worker serves model %q", req.Model)
-		if pinP != "" {
-			msg += fmt.Sprintf(" in pool %q", pinP)
-		}
-		return &api.Error{Code: api.CodeModelNotFound, Message: msg}
+	for _, t := range woken {
+		t.notify()
 	}
-	if !servable && s.cfg.Unavailable == "reject" {
-		return &api.Error{Code: api.CodePoolUnavailable, Retriable: true, RetryAfterMs: 1000,
-			Message: fmt.Sprintf("no healthy worker serves model %q now", req.Model)}
-	}
-	return nil
 }
 
-// predictLocked estimates when a task with ahead tasks before it starts.
-func (s *Server) predictLocked(model string, ahead int) int64 {
-	return s.capacityLocked(model).predict(ahead)
-}
-
-// capacity is what predictions need to know of one model's workers.
-type capacity struct {
-	free, total int
-	mean        time.Duration
-}
-
-func (c capacity) predict(ahead int) int64 {
-	return admission.PredictStart(ahead, c.free, c.total, c.mean)
-}
-
-// capacityLocked sums the slots of the healthy workers serving model.
-// Called with s.mu held.
-func (s *Server) capacityLocked(model string) capacity {
-	var c capacity
-	for _, w := range s.workers {
-		if w.rec.Model.ID != model || w.rec.State != api.WorkerHealthy {
-			continue
-		}
-		c.total += w.rec.Slots
-		c.free += max(0, w.rec.Slots-w.assigned)
-	}
-	c.mean, _ = s.meter.MeanService(model)
-	return c
-}
-
-// finishLocked ends a task with exactly one terminal event. Called with s.mu held.
-func (s *Server) finishLocked(t *task, status string, end *api.End, apiErr *api.Error) {
+// finishLocked ends a task with exactly one terminal event.
+func (ts *tasks) finishLocked(t *task, status string, end *api.End, apiErr *api.Error) {
 	if t.terminal() {
 		return
 	}
 	now := time.Now()
 	t.status, t.finished, t.end, t.err = status, now, end, apiErr
 	if end != nil {
-		data, _ := json.Marshal(end)
-		s.appendEvent(t, api.EventEnd, data, true)
+		ts.appendLocked(t, api.Event{Name: api.EventEnd, End: end})
 	} else {
-		data, _ := json.Marshal(apiErr)
-		s.appendEvent(t, api.EventError, data, true)
+		ts.appendLocked(t, api.Event{Name: api.EventError, Error: apiErr})
 	}
 	t.req = nil
-	if t.cancelAttempt != nil {
-		t.cancelAttempt()
-	}
+	t.jobID = ""
 	outcome := status
 	if apiErr != nil && apiErr.Code == api.CodeQueueFullDropped {
 		outcome = "dropped"
 	}
-	s.metrics.tasks.WithLabelValues(outcome, t.priority).Inc()
-	if status == api.TaskSucceeded && !t.started.IsZero() {
-		s.meter.Observe(t.model, now.Sub(t.started), now)
-	}
+	ts.m.tasks.WithLabelValues(outcome, t.priority).Inc()
 	code := ""
 	if apiErr != nil {
 		code = apiErr.Code
 	}
-	s.log.Debug("task finished", "task_id", t.id, "status", status, "code", code, "tokens_out", t.tokensOut, "correlation_id", t.correlation)
+	ts.log.Debug("task finished", "task_id", t.id, "status", status, "code", code, "tokens_out", t.tokensOut, "correlation_id", t.correlation)
 	select {
-	case s.journalKick <- struct{}{}:
+	case ts.journalKick <- struct{}{}:
 	default:
 	}
 }
 
-func (s *Server) lookup(c echo.Context) (*task, error) {
-	id := c.Param("id")
-	s.mu.Lock()
-	t, ok := s.tasks[id]
-	s.mu.Unlock()
-	if !ok {
-		return nil, writeError(c, &api.Error{Code: api.CodeTaskNotFound, Message: "no task " + id + " (finished tasks are kept for the result TTL)"})
+// fail ends a task with an error unless it has ended already.
+func (ts *tasks) fail(id string, e *api.Error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if t := ts.table[id]; t != nil {
+		ts.finishLocked(t, api.TaskFailed, nil, e)
 	}
-	return t, nil
 }
 
-func (s *Server) handleGetTask(c echo.Context) error {
-	t, err := s.lookup(c)
-	if t == nil {
-		return err
-	}
-	s.mu.Lock()
-	st := s.status(t)
-	s.mu.Unlock()
-	return c.JSON(http.StatusOK, st)
-}
-
-func (s *Server) handleListTasks(c echo.Context) error {
-	want := c.QueryParam("status")
-	s.mu.Lock()
-	out := make([]api.TaskStatus, 0, len(s.tasks))
-	for _, t := range s.tasks {
-		if want == "" || t.status == want {
-			st := s.status(t)
-			st.Text = ""
-			out = append(out, st)
-		}
-	}
-	s.mu.Unlock()
-	slices.SortFunc(out, func(a, b api.TaskStatus) int { return a.CreatedAt.Compare(b.CreatedAt) })
-	if len(out) > 1000 {
-		out = out[len(out)-1000:]
-	}
-	return c.JSON(http.StatusOK, map[string]any{"tasks": out})
-}
-
-func (s *Server) handleEvents(c echo.Context) error {
-	t, err := s.lookup(c)
-	if t == nil {
-		return err
-	}
-	last := c.Request().Header.Get("Last-Event-ID")
-	if last == "" {
-		last = c.QueryParam("last_event_id")
-	}
-	var after uint64
-	if last != "" {
-		n, err := strconv.ParseUint(last, 10, 64)
-		if err != nil {
-			return writeError(c, &api.Error{Code: api.CodeInvalidRequest, Message: "Last-Event-ID must be an event id from this task's stream"})
-		}
-		after = n
-	}
-	return s.stream(c, t, after, false)
-}
-
-// Cancel cancels a task; it is idempotent. Queued tasks leave the queue;
-// running ones end now (the worker is told to stop, and nothing it sends
-// later is relayed).
-func (s *Server) Cancel(id, why string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, ok := s.tasks[id]
-	if !ok {
-		return false
+// cancel ends a task as cancelled. It reports whether the task exists (for
+// p), and the worker and job of its running attempt, if any.
+func (ts *tasks) cancel(id, why string, p principal) (found bool, workerID, job string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	t := ts.table[id]
+	if t == nil || !p.canSee(t.owner) {
+		return false, "", ""
 	}
 	if t.terminal() {
-		return true
+		return true, "", ""
 	}
-	if _, inQueue := s.q.Remove(id); inQueue {
-		s.countQueued(t, -1)
-	}
-	if t.status == api.TaskRunning && t.jobID != "" {
-		if w := s.workers[t.workerID]; w != nil {
-			job := t.jobID
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				defer cancel()
-				if _, err := w.client.Cancel(ctx, job); err != nil {
-					s.log.Debug("cancel on worker", "task_id", id, "err", err)
-				}
-			}()
-		}
-	}
-	s.finishLocked(t, api.TaskCancelled, nil, &api.Error{Code: api.CodeCancelled, Message: why})
-	return true
+	workerID, job = t.workerID, t.jobID
+	ts.finishLocked(t, api.TaskCancelled, nil, &api.Error{Code: api.CodeCancelled, Message: why})
+	return true, workerID, job
 }
 
-func (s *Server) handleCancel(c echo.Context) error {
-	id := c.Param("id")
-	if !s.Cancel(id, "cancelled by the client") {
-		return writeError(c, &api.Error{Code: api.CodeTaskNotFound, Message: "no task " + id})
-	}
-	return c.JSON(http.StatusAccepted, map[string]string{"task_id": id, "status": api.TaskCancelled})
+// succeeded reports whether a task ended well.
+func (ts *tasks) succeeded(id string) bool {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	t := ts.table[id]
+	return t != nil && t.status == api.TaskSucceeded
 }
 
-// stream relays a task's events from after (an event id) to its end.
-// cancelOnGone cancels the task when the client goes away (streamed
-// submissions; never async ones).
-func (s *Server) stream(c echo.Context, t *task, after uint64, cancelOnGone bool) error {
-	h := c.Response().Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	h.Set("X-Task-Id", t.id)
-	c.Response().WriteHeader(http.StatusOK)
-	w := sse.NewWriter(c.Response())
-	err := s.relay(c.Request().Context(), w, t, after)
-	if err != nil && cancelOnGone {
-		if s.Cancel(t.id, "the client disconnected") {
-			s.log.Debug("client gone: task cancelled", "task_id", t.id)
-		}
-	}
-	return nil
+// active reports whether a task exists and has not ended.
+func (ts *tasks) active(id string) bool {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	t := ts.table[id]
+	return t != nil && !t.terminal()
 }
 
-// relay writes t's events after the given id, then follows the task live
-// until its terminal event. It returns nil once the terminal event was
-// written, or the error that stopped it (client gone).
-func (s *Server) relay(ctx context.Context, w *sse.Writer, t *task, after uint64) error {
-	s.mu.Lock()
-	evicted := t.evicted
-	s.mu.Unlock()
-	if evicted {
-		evs, err := s.st.Events(t.id)
-		if err != nil {
-			s.log.Error("reading a finished task's events", "task_id", t.id, "err", err)
-			return nil
-		}
-		var idbuf []byte
-		for _, ev := range evs {
-			if ev.Seq <= after {
-				continue
+// explain records a scheduling explanation on a queued task.
+func (ts *tasks) explain(id string, e *api.Explanation) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if t := ts.table[id]; t != nil && !t.terminal() {
+		t.expl = e
+	}
+}
+
+// queued records a waiting task's position and predicted start; its streams
+// get a fresh queued event.
+func (ts *tasks) queued(id string, pos int, predicted int64) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if t := ts.table[id]; t != nil && !t.terminal() && (t.queuedPos != pos || t.queuedPredicted != predicted) {
+		t.queuedPos, t.queuedPredicted = pos, predicted
+		t.notify()
+	}
+}
+
+// begin starts an attempt of a task on a worker. It returns the request to
+// send (with the tokens already sent, to continue from) and the attempt's
+// job id, or false when the task ended meanwhile or cannot be continued.
+func (ts *tasks) begin(id, workerID string, expl *api.Explanation) (*api.ExecuteRequest, string, bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	t := ts.table[id]
+	if t == nil || t.terminal() || t.req == nil {
+		return nil, "", false
+	}
+	if t.tokensOut > 0 && t.noResume != "" {
+		ts.finishLocked(t, api.TaskFailed, nil, api.Errorf(api.CodeWorkerLost, "the task cannot be continued: %s", t.noResume))
+		return nil, "", false
+	}
+	now := time.Now()
+	t.attempts++
+	job := fmt.Sprintf("%s-%d", t.id, t.attempts)
+	t.status, t.workerID, t.jobID = api.TaskRunning, workerID, job
+	if t.started.IsZero() {
+		t.started = now
+	}
+	if expl != nil {
+		t.expl = expl
+	}
+	ts.dirty[t.id] = t
+	t.notify()
+	exec := t.req.ExecuteRequest
+	exec.JobID = job
+	if t.tokensOut > 0 {
+		exec.ResumeTokens = slices.Clone(t.tokenIDs)
+	}
+	return &exec, job, true
+}
+
+// requeued marks a task whose attempt failed as queued again.
+func (ts *tasks) requeued(id string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if t := ts.table[id]; t != nil && !t.terminal() {
+		t.status, t.jobID = api.TaskQueued, ""
+		ts.dirty[t.id] = t
+		t.notify()
+	}
+}
+
+// errBadStream is a worker's stream that breaks the contract.
+type errBadStream struct{ msg string }
+
+func (e *errBadStream) Error() string { return "the worker's stream is invalid: " + e.msg }
+
+// relay moves one event of an attempt into its task's log. It reports
+// whether the attempt is over for the task (it ended, or the attempt is no
+// longer the task's); an error is a stream that breaks the contract, which
+// fails the attempt. A retriable error event from the worker is returned as
+// retry, for the dispatcher to try again.
+func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Error, err error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	t := ts.table[id]
+	if t == nil || t.terminal() || t.jobID != job {
+		return true, nil, nil
+	}
+	switch {
+	case ev.Started != nil:
+		for _, le := range t.log {
+			if le.ev.Started != nil {
+				return false, nil, nil // resumed: the client has this task's started event
 			}
-			idbuf = strconv.AppendUint(idbuf[:0], ev.Seq, 10)
-			if err := w.Event(sse.Event{ID: string(idbuf), Event: ev.Name, Data: ev.Data}); err != nil {
-				return err
-			}
 		}
-		return nil
+		s := *ev.Started
+		s.WorkerID = workerclient.Sanitize(s.WorkerID, api.MaxIDLength)
+		s.Model = workerclient.Sanitize(s.Model, api.MaxModelLength)
+		s.JobID = job
+		ts.appendLocked(t, api.Event{Name: api.EventStarted, Started: &s})
+	case ev.Token != nil:
+		if ev.Token.I != t.tokensOut {
+			return true, nil, &errBadStream{fmt.Sprintf("token %d where %d was due", ev.Token.I, t.tokensOut)}
+		}
+		now := time.Now()
+		if t.firstToken.IsZero() {
+			t.firstToken = now
+			ts.m.ttft.Observe(now.Sub(t.created).Seconds())
+		}
+		tok := *ev.Token
+		t.tokensOut++
+		t.tokenIDs = append(t.tokenIDs, tok.ID)
+		t.text.WriteString(tok.T)
+		ts.m.tokensOut.Inc()
+		ts.appendLocked(t, api.Event{Name: api.EventToken, Token: &tok})
+	case ev.End != nil:
+		end := *ev.End
+		end.TokensOut = t.tokensOut
+		if !slices.Contains(t.req.Stop, end.StopSequenceMatched) {
+			end.StopSequenceMatched = ""
+		}
+		end.StopReason = workerclient.Sanitize(end.StopReason, 32)
+		ts.finishLocked(t, api.TaskSucceeded, &end, nil)
+	case ev.Error != nil:
+		e := api.Error{Code: workerclient.Sanitize(ev.Error.Code, 64), Message: workerclient.Sanitize(ev.Error.Message, 300),
+			Retriable: ev.Error.Retriable}
+		if e.Retriable && e.Code != api.CodeCancelled {
+			return true, &e, nil
+		}
+		ts.finishLocked(t, api.TaskFailed, nil, &e)
+	default:
+		return false, nil, nil // metrics and unknown events are not relayed
 	}
-	keep := time.NewTimer(s.cfg.KeepAlive)
-	defer keep.Stop()
-	next := int(after)
-	lastPos := -1
-	var idbuf []byte
-	for {
-		s.mu.Lock()
-		var evs []store.Event
-		if next < t.visible {
-			evs = t.log[next:t.visible]
-		}
-		ch := t.changed
-		done := t.terminal() && t.visible == len(t.log) && next+len(evs) >= t.visible
-		var q *api.Queued
-		if t.status == api.TaskQueued && t.queuedPos != lastPos {
-			q = &api.Queued{Position: t.queuedPos, PredictedStartMs: t.queuedPredicted}
-			lastPos = t.queuedPos
-		}
-		s.mu.Unlock()
-		if q != nil {
-			if err := w.JSON(api.EventQueued, "", q); err != nil {
-				return err
-			}
-		}
-		for _, ev := range evs {
-			idbuf = strconv.AppendUint(idbuf[:0], ev.Seq, 10)
-			if err := w.Event(sse.Event{ID: string(idbuf), Event: ev.Name, Data: ev.Data}); err != nil {
-				return err
-			}
-		}
-		next += len(evs)
-		if done {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-keep.C:
-			if err := w.Comment("keep-alive"); err != nil {
-				return err
-			}
-			keep.Reset(s.cfg.KeepAlive)
-		}
-	}
+	return t.terminal(), nil, nil
 }
 
-// queuedLoop refreshes queue positions and predictions of waiting tasks, so
-// their streams get fresh queued events.
-func (s *Server) queuedLoop(ctx context.Context) {
-	tick(ctx, s.cfg.QueuedInterval, nil, func() { s.refreshPositions(time.Now()) })
-}
-
-// tick calls fn every interval, and whenever kick fires, until ctx ends.
-func tick(ctx context.Context, every time.Duration, kick <-chan struct{}, fn func()) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-kick:
-		}
-		fn()
+// progress is what the dispatcher needs to decide about a failed attempt.
+func (ts *tasks) progress(id, job string) (current bool, tokens int) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	t := ts.table[id]
+	if t == nil || t.terminal() || t.jobID != job {
+		return false, 0
 	}
-}
-
-func (s *Server) refreshPositions(now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	perModel := map[string]int{}
-	caps := map[string]capacity{} // once per model, not once per task
-	s.q.Each(now, func(pos int, _ string, t *task) bool {
-		ahead := perModel[t.model]
-		perModel[t.model]++
-		if pos != t.queuedPos {
-			c, ok := caps[t.model]
-			if !ok {
-				c = s.capacityLocked(t.model)
-				caps[t.model] = c
-			}
-			t.queuedPos = pos
-			t.queuedPredicted = c.predict(ahead)
-			t.notify()
-		}
-		return true
-	})
-}
-
-// schedulerTask is the scheduler's view of a task.
-func schedulerTask(t *task) scheduler.Task {
-	st := scheduler.Task{Model: t.model}
-	if t.req != nil {
-		st.SessionID = t.req.SessionID
-		if p := t.req.Placement; p != nil {
-			st.PinWorker, st.PinPool = p.PinWorker, p.PinPool
-		}
-	}
-	return st
+	return true, t.tokensOut
 }

@@ -211,6 +211,92 @@ func (q *Queue[T]) Push(id string, c Class, now time.Time, v T) (droppedID strin
 	return droppedID, dropped, didDrop, nil
 }
 
+// Readmit enqueues v under id in class c at time now whatever the capacity:
+// for tasks that were admitted before (restored after a restart), which must
+// never be refused or make another task be dropped for room they were
+// already granted. A duplicate id gives ErrDuplicate.
+func (q *Queue[T]) Readmit(id string, c Class, now time.Time, v T) error {
+	if c >= numClasses {
+		return ErrClass
+	}
+	if _, dup := q.byID[id]; dup {
+		return ErrDuplicate
+	}
+	l := &q.lists[c]
+	if l.tail != nil && now.Before(l.tail.at) {
+		now = l.tail.at
+	}
+	n := q.newNode()
+	q.seq++
+	n.id, n.seq, n.at, n.class, n.v = id, q.seq, now, c, v
+	l.pushBack(n)
+	q.byID[id] = n
+	return nil
+}
+
+// Ticket is a task's place in the queue, as Take returns it.
+type Ticket struct {
+	seq   uint64
+	at    time.Time
+	class Class
+}
+
+// Take removes the task id like Remove and also returns its place, so that
+// Restore can put it back there.
+func (q *Queue[T]) Take(id string) (T, Ticket, bool) {
+	n, ok := q.byID[id]
+	if !ok {
+		var zero T
+		return zero, Ticket{}, false
+	}
+	v, tk := n.v, Ticket{seq: n.seq, at: n.at, class: n.class}
+	q.remove(n)
+	return v, tk, true
+}
+
+// Restore puts a task back at the place Take gave it (among the tasks queued
+// now, in enqueue order), whatever the capacity: a task whose attempt failed
+// returns ahead of the tasks that arrived after it, and is never refused or
+// the cause of a drop. A zero Ticket gives ErrClass; a duplicate id
+// ErrDuplicate.
+func (q *Queue[T]) Restore(id string, tk Ticket, v T) error {
+	if tk.seq == 0 || tk.class >= numClasses {
+		return ErrClass
+	}
+	if _, dup := q.byID[id]; dup {
+		return ErrDuplicate
+	}
+	l := &q.lists[tk.class]
+	n := q.newNode()
+	n.id, n.seq, n.at, n.class, n.v = id, tk.seq, tk.at, tk.class, v
+	// The first node enqueued after it; nodes keep enqueue order, and enqueue
+	// times never decrease along a class, so the order stays valid.
+	next := l.head
+	for next != nil && next.seq < tk.seq {
+		next = next.next
+	}
+	if next == nil {
+		l.pushBack(n)
+	} else {
+		n.prev, n.next = next.prev, next
+		if next.prev == nil {
+			l.head = n
+		} else {
+			next.prev.next = n
+		}
+		next.prev = n
+		l.n++
+		if n.prev != nil && n.at.Before(n.prev.at) {
+			n.at = n.prev.at
+		}
+		if n.at.After(next.at) {
+			n.at = next.at
+		}
+	}
+	q.byID[id] = n
+	return nil
+}
+
 func (q *Queue[T]) newNode() *node[T] {
 	n := q.free
 	if n == nil {

@@ -102,15 +102,15 @@ func BenchmarkSummary(b *testing.B) {
 	}
 }
 
-// BenchmarkHasEligible is the admission check over 1,000 workers when only
+// BenchmarkEligible is the admission check over 1,000 workers when only
 // the last one is eligible.
-func BenchmarkHasEligible(b *testing.B) {
+func BenchmarkEligible(b *testing.B) {
 	_, ws, _ := benchSnapshot()
 	ws[len(ws)-1] = worker("last", model("rare"))
 	task := Task{Model: "rare"}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, ok := HasEligible(task, ws); !ok {
+		if e := Eligible(task, ws); e.Ready != 1 {
 			b.Fatal("not eligible")
 		}
 	}

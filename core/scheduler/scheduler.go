@@ -24,6 +24,8 @@ type Worker struct {
 	// TokensPerSecond is informational: it is not scored.
 	TokensPerSecond float64
 	Labels          map[string]string
+	// Ctx is the context of one slot in tokens (0: unknown).
+	Ctx int
 }
 
 // Task is what the scheduler needs to know about a task.
@@ -146,10 +148,10 @@ func Filter(t Task, ws []Worker, d *Decision) {
 		w := &ws[i]
 		var r Reason
 		var detail string
-		switch {
-		case t.PinWorker != "" && w.ID != t.PinWorker:
+		switch pin := t.pinned(w); {
+		case pin == NotPinnedWorker:
 			r, detail = NotPinnedWorker, d.detail(NotPinnedWorker, t.PinWorker, 0, 0)
-		case t.PinPool != "" && w.Pool != t.PinPool:
+		case pin == NotInPinnedPool:
 			r, detail = NotInPinnedPool, d.detail(NotInPinnedPool, w.Pool, 0, 0)
 		case w.Model != t.Model:
 			r, detail = WrongModel, d.detail(WrongModel, w.Model, 0, 0)
@@ -236,24 +238,60 @@ func clamp01(x float64) float64 {
 	return min(x, 1)
 }
 
-// HasEligible answers the admission questions for t: whether any worker
-// serves t.Model at all, in any state (no: MODEL_NOT_FOUND), and whether any
-// could run it now or later, slots aside: healthy, not draining, and inside
-// the task's pins (no: POOL_UNAVAILABLE).
-func HasEligible(t Task, ws []Worker) (servesModel bool, anyHealthy bool) {
+// pinned is the one pin rule: 0 when t's pins allow w, else the reason
+// they do not. Pins never fall back.
+func (t Task) pinned(w *Worker) Reason {
+	switch {
+	case t.PinWorker != "" && w.ID != t.PinWorker:
+		return NotPinnedWorker
+	case t.PinPool != "" && w.Pool != t.PinPool:
+		return NotInPinnedPool
+	}
+	return 0
+}
+
+// Eligibility is what admission needs to know about the workers that could
+// ever run a task.
+type Eligibility struct {
+	// Pinned is the worker t.PinWorker names, nil when it is not among the
+	// workers or the task pins none.
+	Pinned *Worker
+	// Known counts the workers inside the task's pins that serve its model,
+	// in any state; Ready those of them that are healthy (slots aside).
+	Known, Ready int
+	// MaxCtx is the largest slot context among the Known workers; 0 when
+	// some of them do not report one (no limit can be told).
+	MaxCtx int
+}
+
+// Eligible answers the admission questions for t over ws with the same pin
+// and model rules Filter applies: is there a worker that could ever run it
+// (no: MODEL_NOT_FOUND), could one run it now or later, slots aside (no:
+// POOL_UNAVAILABLE), and how long may its context be.
+func Eligible(t Task, ws []Worker) Eligibility {
+	var e Eligibility
+	unknownCtx := false
 	for i := range ws {
 		w := &ws[i]
-		if w.Model != t.Model {
+		if t.PinWorker != "" && w.ID == t.PinWorker {
+			e.Pinned = w
+		}
+		if t.pinned(w) != 0 || w.Model != t.Model {
 			continue
 		}
-		servesModel = true
-		if w.State == api.WorkerHealthy &&
-			(t.PinWorker == "" || w.ID == t.PinWorker) &&
-			(t.PinPool == "" || w.Pool == t.PinPool) {
-			return true, true
+		e.Known++
+		if w.State == api.WorkerHealthy {
+			e.Ready++
 		}
+		if w.Ctx <= 0 {
+			unknownCtx = true
+		}
+		e.MaxCtx = max(e.MaxCtx, w.Ctx)
 	}
-	return servesModel, false
+	if unknownCtx {
+		e.MaxCtx = 0
+	}
+	return e
 }
 
 // Explain returns d's rejections as the API shows them, nil when there are

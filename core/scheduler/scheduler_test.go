@@ -16,7 +16,7 @@ import (
 // worker returns a healthy, idle worker of model llama in pool p1 with four
 // slots; tests tweak it with options.
 func worker(id string, opts ...func(*Worker)) Worker {
-	w := Worker{ID: id, Pool: "p1", Model: "llama", State: api.WorkerHealthy, SlotsTotal: 4}
+	w := Worker{ID: id, Pool: "p1", Model: "llama", State: api.WorkerHealthy, SlotsTotal: 4, Ctx: 4096}
 	for _, o := range opts {
 		o(&w)
 	}
@@ -24,6 +24,7 @@ func worker(id string, opts ...func(*Worker)) Worker {
 }
 
 func busy(n int) func(*Worker)        { return func(w *Worker) { w.SlotsBusy = n } }
+func ctx(n int) func(*Worker)         { return func(w *Worker) { w.Ctx = n } }
 func slots(n int) func(*Worker)       { return func(w *Worker) { w.SlotsTotal = n } }
 func load(x float64) func(*Worker)    { return func(w *Worker) { w.Load = x } }
 func state(s string) func(*Worker)    { return func(w *Worker) { w.State = s } }
@@ -352,30 +353,40 @@ func TestSummary(t *testing.T) {
 	}
 }
 
-func TestHasEligible(t *testing.T) {
+func TestEligible(t *testing.T) {
 	cases := []struct {
-		name          string
-		task          Task
-		ws            []Worker
-		serves, anyOK bool
+		name         string
+		task         Task
+		ws           []Worker
+		known, ready int
+		pinned       string
+		maxCtx       int
 	}{
-		{"no workers", llama(), nil, false, false},
-		{"other models only", llama(), []Worker{worker("w1", model("qwen"))}, false, false},
-		{"dead worker still knows the model", llama(), []Worker{worker("w1", state(api.WorkerDead))}, true, false},
-		{"draining only", llama(), []Worker{worker("w1", state(api.WorkerDraining))}, true, false},
-		{"busy but healthy", llama(), []Worker{worker("w1", busy(4))}, true, true},
-		{"pinned worker elsewhere", llama(pinWorker("w2")), []Worker{worker("w1")}, true, false},
-		{"pinned worker unhealthy", llama(pinWorker("w1")), []Worker{worker("w1", state(api.WorkerUnhealthy)), worker("w2")}, true, false},
-		{"pinned worker healthy", llama(pinWorker("w1")), []Worker{worker("w2"), worker("w1", busy(4))}, true, true},
-		{"pinned pool elsewhere", llama(pinPool("p2")), []Worker{worker("w1")}, true, false},
-		{"pinned pool has one", llama(pinPool("p2")), []Worker{worker("w1"), worker("w2", pool("p2"))}, true, true},
-		{"pinned pool, wrong model", llama(pinPool("p2")), []Worker{worker("w1"), worker("w2", pool("p2"), model("qwen"))}, true, false},
+		{"no workers", llama(), nil, 0, 0, "", 0},
+		{"other models only", llama(), []Worker{worker("w1", model("qwen"))}, 0, 0, "", 0},
+		{"dead worker still knows the model", llama(), []Worker{worker("w1", state(api.WorkerDead))}, 1, 0, "", 4096},
+		{"draining only", llama(), []Worker{worker("w1", state(api.WorkerDraining))}, 1, 0, "", 4096},
+		{"busy but healthy", llama(), []Worker{worker("w1", busy(4))}, 1, 1, "", 4096},
+		{"pinned worker elsewhere", llama(pinWorker("w2")), []Worker{worker("w1")}, 0, 0, "", 0},
+		{"pinned worker unhealthy", llama(pinWorker("w1")), []Worker{worker("w1", state(api.WorkerUnhealthy)), worker("w2")}, 1, 0, "w1", 4096},
+		{"pinned worker healthy", llama(pinWorker("w1")), []Worker{worker("w2"), worker("w1", busy(4))}, 1, 1, "w1", 4096},
+		{"pinned worker serves another model", llama(pinWorker("w1")), []Worker{worker("w1", model("qwen"))}, 0, 0, "w1", 0},
+		{"pinned pool elsewhere", llama(pinPool("p2")), []Worker{worker("w1")}, 0, 0, "", 0},
+		{"pinned pool has one", llama(pinPool("p2")), []Worker{worker("w1"), worker("w2", pool("p2"))}, 1, 1, "", 4096},
+		{"pinned pool, wrong model", llama(pinPool("p2")), []Worker{worker("w1"), worker("w2", pool("p2"), model("qwen"))}, 0, 0, "", 0},
+		{"largest context", llama(), []Worker{worker("w1", ctx(2048)), worker("w2", ctx(8192))}, 2, 2, "", 8192},
+		{"an unknown context means no limit", llama(), []Worker{worker("w1", ctx(2048)), worker("w2", ctx(0))}, 2, 2, "", 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			serves, anyOK := HasEligible(tc.task, tc.ws)
-			if serves != tc.serves || anyOK != tc.anyOK {
-				t.Errorf("HasEligible = %v, %v; want %v, %v", serves, anyOK, tc.serves, tc.anyOK)
+			e := Eligible(tc.task, tc.ws)
+			pinned := ""
+			if e.Pinned != nil {
+				pinned = e.Pinned.ID
+			}
+			if e.Known != tc.known || e.Ready != tc.ready || pinned != tc.pinned || e.MaxCtx != tc.maxCtx {
+				t.Errorf("Eligible = known %d ready %d pinned %q ctx %d; want %d %d %q %d", e.Known, e.Ready, pinned, e.MaxCtx,
+					tc.known, tc.ready, tc.pinned, tc.maxCtx)
 			}
 		})
 	}

@@ -10,6 +10,9 @@ package store
 //	├── events    task id ‖ 0x00 ‖ seq (uint64 big endian) → Event (JSON)
 //	└── settings  name → value (the routing script)
 //
+// Next to it, orchestrator.db.tail/ holds the tail log: the events appended
+// since the last journal batch (see tail.go).
+//
 // Events are appended in batches by the orchestrator's journal (never one
 // write per token); a task's events sort together and in order.
 
@@ -52,6 +55,11 @@ type TaskRecord struct {
 	Model    string           `json:"model"`
 	Priority string           `json:"priority"`
 	Status   string           `json:"status"`
+	// Owner identifies the API key that submitted the task (a hash, never
+	// the key); "" when the orchestrator runs without keys.
+	Owner string `json:"owner,omitempty"`
+	// Correlation is the request's X-Correlation-Id, passed to workers.
+	Correlation string `json:"correlation,omitempty"`
 	// Async tasks were answered 202; stream tasks were streamed at once.
 	Async       bool             `json:"async"`
 	Seed        uint32           `json:"seed"`
@@ -81,20 +89,48 @@ type TaskWrite struct {
 	Events []Event
 }
 
-// Orchestrator is the orchestrator's database.
-type Orchestrator struct{ db *bolt.DB }
+// Orchestrator is the orchestrator's database and its tail log (tail.go).
+type Orchestrator struct {
+	db   *bolt.DB
+	tail *TailLog
+}
 
-// OpenOrchestrator opens or creates the orchestrator database at path.
+// OpenOrchestrator opens or creates the orchestrator database at path, and
+// its tail log in path + ".tail" (opened after bbolt's lock is taken, so two
+// orchestrators never share it).
 func OpenOrchestrator(path string, timeout time.Duration) (*Orchestrator, error) {
 	db, err := open(path, timeout, [][]byte{bucketOrchWorkers, bucketPools, bucketTasks, bucketEvents, bucketSettings}, orchMigrations)
 	if err != nil {
 		return nil, err
 	}
-	return &Orchestrator{db: db}, nil
+	tail, err := OpenTail(path + ".tail")
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Orchestrator{db: db, tail: tail}, nil
 }
 
-// Close closes the database.
-func (o *Orchestrator) Close() error { return o.db.Close() }
+// Close closes the database and the tail log.
+func (o *Orchestrator) Close() error {
+	terr := o.tail.Close()
+	if err := o.db.Close(); err != nil {
+		return err
+	}
+	return terr
+}
+
+// Tail is the tail log.
+func (o *Orchestrator) Tail() *TailLog { return o.tail }
+
+// ReplayTail calls fn with the records an earlier process left in the tail
+// log (the segments before the one this process writes), oldest first.
+func (o *Orchestrator) ReplayTail(fn func(TailRecord) error) error {
+	o.tail.mu.Lock()
+	cur := o.tail.seg
+	o.tail.mu.Unlock()
+	return ReadTail(o.tail.dir, cur, fn)
+}
 
 // PutWorker records a worker.
 func (o *Orchestrator) PutWorker(w WorkerRecord) error {

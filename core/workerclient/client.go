@@ -11,6 +11,9 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/llorch/llorch/core/api"
@@ -29,16 +32,19 @@ func New(base, token string, hc *http.Client) *Client {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
+	if u, err := api.BaseURL(base); err == nil {
+		base = u
 	}
-	return &Client{base: strings.TrimRight(base, "/"), token: token, http: hc}
+	return &Client{base: base, token: token, http: hc}
 }
 
 // Stream reads the events of one /execute response.
 type Stream struct {
 	body io.ReadCloser
 	r    *sse.Reader
+	// cause, when set, explains why the stream was abandoned (ErrIdle).
+	cause func() error
+	stop  func()
 }
 
 // Next returns the next event, io.EOF after the terminal one, or an error if the
@@ -46,6 +52,11 @@ type Stream struct {
 func (s *Stream) Next() (api.Event, error) {
 	ev, err := s.r.Next()
 	if err != nil {
+		if s.cause != nil {
+			if c := s.cause(); c != nil {
+				return api.Event{}, c
+			}
+		}
 		if errors.Is(err, io.EOF) {
 			return api.Event{}, io.ErrUnexpectedEOF
 		}
@@ -56,11 +67,87 @@ func (s *Stream) Next() (api.Event, error) {
 
 // Close releases the connection (and, if the stream was not finished, makes
 // the worker cancel the job).
-func (s *Stream) Close() error { return s.body.Close() }
+func (s *Stream) Close() error {
+	if s.stop != nil {
+		s.stop()
+	}
+	return s.body.Close()
+}
+
+// ErrIdle is why ExecuteWatched abandons a request: the worker sent nothing
+// at all — no status, no event, no keep-alive comment — for the idle time
+// (a frozen or partitioned worker).
+var ErrIdle = errors.New("workerclient: the worker sent nothing")
+
+// ExecuteWatched is Execute with a watchdog: when the worker sends no byte
+// for idle (workers send keep-alive comments on quiet streams), the request
+// is abandoned and Execute or Next return an error wrapping ErrIdle. idle <= 0
+// means Execute.
+func (c *Client) ExecuteWatched(ctx context.Context, req *api.ExecuteRequest, idle time.Duration) (*Stream, error) {
+	if idle <= 0 {
+		return c.Execute(ctx, req)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	done := make(chan struct{})
+	var once sync.Once
+	stop := func() { once.Do(func() { close(done) }) }
+	go func() {
+		t := time.NewTicker(max(idle/8, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				cancel(nil)
+				return
+			case now := <-t.C:
+				if now.UnixNano()-last.Load() > int64(idle) {
+					cancel(fmt.Errorf("%w for %s", ErrIdle, idle))
+					return
+				}
+			}
+		}
+	}()
+	cause := func() error {
+		if c := context.Cause(ctx); errors.Is(c, ErrIdle) {
+			return c
+		}
+		return nil
+	}
+	st, err := c.execute(ctx, req, func(r io.ReadCloser) io.ReadCloser { return &activity{r, &last} })
+	if err != nil {
+		stop()
+		if c := cause(); c != nil {
+			return nil, &StatusError{Status: 0, Err: &api.Error{Code: api.CodeWorkerUnreachable, Retriable: true, Message: c.Error()}, cause: c}
+		}
+		return nil, err
+	}
+	st.cause, st.stop = cause, stop
+	return st, nil
+}
+
+// activity records when bytes last arrived.
+type activity struct {
+	io.ReadCloser
+	last *atomic.Int64
+}
+
+func (a *activity) Read(p []byte) (int, error) {
+	n, err := a.ReadCloser.Read(p)
+	if n > 0 {
+		a.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
 
 // Execute starts a job. A request the worker refuses before streaming returns
 // an *api.Error with its HTTP status in StatusError.
 func (c *Client) Execute(ctx context.Context, req *api.ExecuteRequest) (*Stream, error) {
+	return c.execute(ctx, req, nil)
+}
+
+func (c *Client) execute(ctx context.Context, req *api.ExecuteRequest, wrap func(io.ReadCloser) io.ReadCloser) (*Stream, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -73,7 +160,11 @@ func (c *Client) Execute(ctx context.Context, req *api.ExecuteRequest) (*Stream,
 		defer resp.Body.Close()
 		return nil, decodeError(resp)
 	}
-	return &Stream{body: resp.Body, r: sse.NewReader(resp.Body)}, nil
+	rc := resp.Body
+	if wrap != nil {
+		rc = wrap(rc)
+	}
+	return &Stream{body: rc, r: sse.NewReader(rc)}, nil
 }
 
 // Result is a whole generation, collected from a stream.
@@ -197,10 +288,11 @@ func WithCorrelationID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, correlationKey{}, id)
 }
 
-// StatusError is an error response from the worker.
+// StatusError is an error response from the worker (Status 0: no response).
 type StatusError struct {
 	Status int
 	Err    *api.Error
+	cause  error
 }
 
 func (e *StatusError) Error() string {
@@ -210,8 +302,13 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("worker answered %d: %v", e.Status, e.Err)
 }
 
-// Unwrap exposes the API error.
-func (e *StatusError) Unwrap() error { return e.Err }
+// Unwrap exposes the API error (and ErrIdle when the watchdog gave up).
+func (e *StatusError) Unwrap() []error {
+	if e.cause != nil {
+		return []error{e.Err, e.cause}
+	}
+	return []error{e.Err}
+}
 
 func decodeError(resp *http.Response) error {
 	var body api.ErrorBody

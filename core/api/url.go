@@ -1,0 +1,47 @@
+package api
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+)
+
+// BaseURL normalizes the address of a llorch daemon (a worker or the
+// orchestrator) to "scheme://host[:port][/path]" with no trailing slash:
+// "host:port" means http://host:port. Only http and https are accepted, and
+// no user info, query or fragment. It is the one place that turns what an
+// operator or a worker wrote into a URL to call.
+func BaseURL(raw string) (string, error) {
+	s := strings.TrimSpace(raw)
+	if s == "" {
+		return "", errors.New("empty address")
+	}
+	if len(s) > 1024 {
+		return "", errors.New("address longer than 1024 bytes")
+	}
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", errors.New("not a URL: " + strings.TrimPrefix(err.Error(), "parse "))
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", errors.New("scheme must be http or https")
+	case u.Host == "" || u.Hostname() == "":
+		return "", errors.New("no host")
+	case u.User != nil:
+		return "", errors.New("user info is not allowed")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return "", errors.New("query and fragment are not allowed")
+	}
+	if p := u.Port(); p != "" {
+		for _, c := range p {
+			if c < '0' || c > '9' {
+				return "", errors.New("bad port")
+			}
+		}
+	}
+	return strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"), nil
+}

@@ -1,0 +1,53 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+
+	"github.com/llorch/llorch/core/api"
+)
+
+// run runs one attempt: the worker's /execute stream, event by event, into
+// the task's log. It ends when the task ends (ended) or when the attempt
+// fails (failed: the dispatcher decides what then). No event for
+// AttemptIdleTimeout — not even a keep-alive — abandons it, like a worker
+// the monitor found unhealthy.
+func (d *dispatcher) run(serveCtx context.Context, s start) {
+	a := s.a
+	defer func() {
+		a.cancel(nil)
+		d.reg.release(a.workerID)
+		d.kick()
+	}()
+	fail := func(err error, retry *api.Error) {
+		if c := context.Cause(s.ctx); c != nil && !errors.Is(c, context.Canceled) {
+			err = c // lost or cancelled: say why
+		}
+		d.failed(serveCtx, a, err, retry)
+	}
+	st, err := s.client.ExecuteWatched(s.ctx, s.exec, d.cfg.AttemptIdleTimeout)
+	if err != nil {
+		fail(err, nil)
+		return
+	}
+	defer st.Close()
+	for {
+		ev, err := st.Next()
+		if err != nil {
+			fail(err, nil)
+			return
+		}
+		done, retry, err := d.tasks.relay(a.e.id, a.job, ev)
+		switch {
+		case err != nil:
+			fail(err, nil)
+			return
+		case retry != nil:
+			fail(errors.New(retry.Message), retry)
+			return
+		case done:
+			d.ended(a, d.tasks.succeeded(a.e.id))
+			return
+		}
+	}
+}

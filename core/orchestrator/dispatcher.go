@@ -1,0 +1,636 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/llorch/llorch/core/admission"
+	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/queue"
+	"github.com/llorch/llorch/core/routing"
+	"github.com/llorch/llorch/core/scheduler"
+	"github.com/llorch/llorch/core/workerclient"
+)
+
+// dispatcher is the part that owns the queue and the attempts: one loop
+// takes queued tasks in order, asks the routing script (when one is loaded)
+// and the scheduler where each goes, starts an attempt there (attempt.go),
+// and decides what a failed attempt means: wait and try again (the worker
+// was busy), try another worker (it failed before the first token), continue
+// elsewhere from the tokens already sent (it was lost mid-stream), or give up.
+//
+// Lock order: the dispatcher may call the registry and the tasks while it
+// holds its lock; they never call back while holding theirs.
+type dispatcher struct {
+	cfg     *Config
+	log     *slog.Logger
+	m       *metrics
+	reg     *registry
+	tasks   *tasks
+	routing *routing.Manager
+	wake    chan struct{}
+
+	mu       sync.Mutex
+	q        *queue.Queue[*entry]
+	depth    map[depthKey]int    // queued tasks per model and priority
+	meter    *admission.Meter    // service times and drain rate
+	sessions map[string]string   // session id → worker that served it last
+	running  map[string]*attempt // by task id
+	closed   bool
+	ws       []scheduler.Worker // snapshot buffer, reused under mu
+	dec      scheduler.Decision
+}
+
+type depthKey struct{ model, priority string }
+
+// entry is a task as the dispatcher sees it, from admission to its end.
+type entry struct {
+	id       string
+	model    string
+	priority string
+	class    queue.Class
+	st       scheduler.Task
+	req      *api.TaskRequest // read-only: for routing script inputs
+	created  time.Time
+	// correlation is the X-Correlation-Id workers get.
+	correlation string
+
+	// For routing scripts.
+	keyFP       string
+	headers     map[string]string
+	routingNote string
+
+	held      bool      // admitted but not yet journaled: not dispatched
+	notBefore time.Time // a routing script said "wait" until then
+	ticket    queue.Ticket
+	expl      *api.Explanation // the last explanation given to the task
+	pos       int              // the last queue position given to the task
+	predicted int64
+
+	failedOn   []string // workers whose attempt failed before the first token
+	failures   int      // such failures
+	busy       int      // ALL_SLOTS_BUSY answers in a row
+	migrations int      // continuations after a worker was lost mid-stream
+}
+
+// attempt is one try of a task on a worker.
+type attempt struct {
+	e        *entry
+	workerID string
+	job      string
+	start    time.Time
+	cancel   context.CancelCauseFunc
+}
+
+// Causes that end an attempt from outside.
+var (
+	errCancelledByClient = errors.New("cancelled")
+	errShutdown          = errors.New("the orchestrator is shutting down")
+)
+
+// lostError is the cause of an attempt abandoned because its worker was
+// lost.
+type lostError struct{ reason string }
+
+func (e *lostError) Error() string { return e.reason }
+
+func newDispatcher(cfg *Config, log *slog.Logger, m *metrics, reg *registry, ts *tasks, rm *routing.Manager) *dispatcher {
+	pol, _ := queue.ParsePolicy(cfg.QueuePolicy)
+	return &dispatcher{
+		cfg: cfg, log: log.With("part", "dispatcher"), m: m, reg: reg, tasks: ts, routing: rm,
+		wake:     make(chan struct{}, 1),
+		q:        queue.New[*entry](queue.Config{Capacity: cfg.QueueCapacity, StarvationLimit: cfg.StarvationLimit, Policy: pol}),
+		depth:    map[depthKey]int{},
+		meter:    admission.NewMeter(0.2),
+		sessions: map[string]string{},
+		running:  map[string]*attempt{},
+	}
+}
+
+// kick wakes the loop.
+func (d *dispatcher) kick() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// loop places tasks whenever something changed, until ctx ends.
+func (d *dispatcher) loop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			d.mu.Lock()
+			d.closed = true
+			d.mu.Unlock()
+			return
+		case <-d.wake:
+		}
+		d.pass(ctx)
+	}
+}
+
+// countLocked adds delta to the queue depth of e's model and priority.
+func (d *dispatcher) countLocked(e *entry, delta int) {
+	k := depthKey{e.model, e.priority}
+	d.depth[k] += delta
+	d.m.queueDepth.WithLabelValues(k.model, k.priority).Set(float64(d.depth[k]))
+}
+
+// capacity is what predictions need to know of one model's workers.
+type capacity struct {
+	free, total int
+	mean        time.Duration
+}
+
+func (c capacity) predict(ahead int) int64 {
+	return admission.PredictStart(ahead, c.free, c.total, c.mean)
+}
+
+// capacityLocked sums the slots of the healthy workers in ws serving model.
+func (d *dispatcher) capacityLocked(model string, ws []scheduler.Worker) capacity {
+	var c capacity
+	for i := range ws {
+		w := &ws[i]
+		if w.Model != model || w.State != api.WorkerHealthy {
+			continue
+		}
+		c.total += w.SlotsTotal
+		c.free += max(0, w.SlotsTotal-w.SlotsBusy)
+	}
+	c.mean, _ = d.meter.MeanService(model)
+	return c
+}
+
+// enqueue admits e to the queue, held until release. It returns e's place
+// and predicted start, and the id of a task the queue dropped to make room
+// (drop-lru), which the caller must end.
+func (d *dispatcher) enqueue(e *entry) (pos int, predicted int64, dropped string, apiErr *api.Error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	d.ws = d.reg.snapshot(d.ws[:0], now)
+	ahead := d.depth[depthKey{e.model, api.PriorityInteractive}]
+	if e.class == queue.Batch {
+		ahead += d.depth[depthKey{e.model, api.PriorityBatch}]
+	}
+	predicted = d.capacityLocked(e.model, d.ws).predict(ahead)
+	if dl := e.req.DeadlineMs; dl > 0 && !admission.DeadlineMet(dl, predicted) {
+		return 0, 0, "", api.Errorf(api.CodeDeadlineUnmet, "deadline %d ms cannot be met: predicted start in %d ms", dl, predicted)
+	}
+	e.held = true
+	droppedID, old, didDrop, err := d.q.Push(e.id, e.class, now, e)
+	if err != nil {
+		qe := api.Errorf(api.CodeQueueFull, "the %s queue is full (%d tasks); retry later", e.priority, d.cfg.QueueCapacity)
+		qe.RetryAfterMs = admission.RetryAfter(d.q.Len(), d.meter.DrainRate(now)).Milliseconds()
+		return 0, 0, "", qe
+	}
+	d.countLocked(e, +1)
+	if didDrop {
+		d.countLocked(old, -1)
+		d.log.Warn("queue full: dropped the oldest batch task", "task_id", droppedID, "for", e.id)
+	}
+	pos, _ = d.q.Position(e.id, now)
+	e.pos, e.predicted = pos, predicted
+	return pos, predicted, droppedID, nil
+}
+
+// readmit queues a task restored after a restart, in its old order and
+// whatever the capacity: it was admitted before.
+func (d *dispatcher) readmit(e *entry) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.q.Readmit(e.id, e.class, e.created, e); err == nil {
+		d.countLocked(e, +1)
+	}
+}
+
+// release lets a held entry be dispatched (its task is journaled).
+func (d *dispatcher) release(id string) {
+	func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if e, ok := d.q.Get(id); ok {
+			e.held = false
+		}
+	}()
+	d.kick()
+}
+
+// remove takes an entry that was never accepted out of the queue.
+func (d *dispatcher) remove(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e, ok := d.q.Remove(id); ok {
+		d.countLocked(e, -1)
+	}
+}
+
+// forget stops a task that ended (cancelled): out of the queue, or its
+// attempt stopped and the worker told to cancel the job.
+func (d *dispatcher) forget(id, workerID, job string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e, ok := d.q.Remove(id); ok {
+		d.countLocked(e, -1)
+	}
+	if a := d.running[id]; a != nil {
+		a.cancel(errCancelledByClient)
+	}
+	if job == "" {
+		return
+	}
+	if c := d.reg.client(workerID); c != nil {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if _, err := c.Cancel(ctx, job); err != nil {
+				d.log.Debug("cancel on worker", "task_id", id, "worker_id", workerID, "err", err)
+			}
+		}()
+	}
+}
+
+// workerLost abandons the attempts running on a worker that stopped
+// answering (or was removed): each fails over as its policy says.
+func (d *dispatcher) workerLost(workerID, reason string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, a := range d.running {
+		if a.workerID == workerID {
+			a.cancel(&lostError{reason})
+		}
+	}
+}
+
+// pass places as many queued tasks as there are free slots, in queue order.
+func (d *dispatcher) pass(ctx context.Context) {
+	var starts []start
+	if d.routing.Script() != nil {
+		starts = d.placeScripted(ctx)
+	} else {
+		starts = d.place(ctx)
+	}
+	for _, s := range starts {
+		go d.run(ctx, s)
+	}
+}
+
+// placement is one task the scheduler placed in this pass.
+type placement struct {
+	e    *entry
+	w    string
+	expl *api.Explanation
+}
+
+// place runs the built-in policy over the queue: tasks that cannot be
+// placed now stay queued; once a task of a model (and pins) finds no
+// worker, later ones with the same constraints are skipped in this pass.
+func (d *dispatcher) place(ctx context.Context) []start {
+	begin := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.q.Len() == 0 || d.closed {
+		return nil
+	}
+	now := time.Now()
+	ws, index, free := d.snapshotLocked(now)
+	if free == 0 {
+		return nil
+	}
+	opts := d.optionsLocked()
+	blocked := map[string]*api.Explanation{}
+	var places []placement
+	d.q.Each(now, func(_ int, _ string, e *entry) bool {
+		if e.held || e.notBefore.After(now) {
+			return true
+		}
+		key := e.st.Model + "\x00" + e.st.PinWorker + "\x00" + e.st.PinPool
+		if ex, ok := blocked[key]; ok && len(e.failedOn) == 0 {
+			d.explainLocked(e, ex)
+			return true
+		}
+		d.scheduleLocked(e, ws, opts)
+		ex := explain(&d.dec, e.st, ws, now)
+		if d.dec.WorkerID == "" {
+			d.explainLocked(e, ex)
+			if len(e.failedOn) == 0 {
+				blocked[key] = ex
+			}
+			return true
+		}
+		ws[index[d.dec.WorkerID]].SlotsBusy++
+		free--
+		places = append(places, placement{e: e, w: d.dec.WorkerID, expl: ex})
+		return free > 0
+	})
+	starts := d.startAllLocked(ctx, places)
+	if n := len(starts); n > 0 {
+		per := time.Since(begin) / time.Duration(n)
+		for range n {
+			d.m.schedule.Observe(per.Seconds())
+		}
+	}
+	return starts
+}
+
+// snapshotLocked is the registry as the scheduler sees it, with the index of
+// each worker and the free slots of healthy workers.
+func (d *dispatcher) snapshotLocked(now time.Time) ([]scheduler.Worker, map[string]int, int) {
+	d.ws = d.reg.snapshot(d.ws[:0], now)
+	index := make(map[string]int, len(d.ws))
+	free := 0
+	for i := range d.ws {
+		w := &d.ws[i]
+		index[w.ID] = i
+		if w.State == api.WorkerHealthy {
+			free += max(0, w.SlotsTotal-w.SlotsBusy)
+		}
+	}
+	return d.ws, index, free
+}
+
+func (d *dispatcher) optionsLocked() scheduler.Options {
+	return scheduler.Options{SessionWorker: func(sid string) string { return d.sessions[sid] }}
+}
+
+// scheduleLocked runs the scheduler for e into d.dec, steering it away from
+// workers that already failed it when another worker could take it.
+func (d *dispatcher) scheduleLocked(e *entry, ws []scheduler.Worker, opts scheduler.Options) {
+	if len(e.failedOn) > 0 {
+		var alt []scheduler.Worker
+		for i := range ws {
+			if !slices.Contains(e.failedOn, ws[i].ID) {
+				alt = append(alt, ws[i])
+			}
+		}
+		scheduler.ScheduleInto(e.st, alt, opts, &d.dec)
+		if d.dec.WorkerID != "" {
+			return
+		}
+	}
+	scheduler.ScheduleInto(e.st, ws, opts, &d.dec)
+}
+
+// maxExplained bounds the rejections kept on a task's explanation.
+const maxExplained = 32
+
+func explain(d *scheduler.Decision, st scheduler.Task, ws []scheduler.Worker, now time.Time) *api.Explanation {
+	e := d.Explanation(st, now)
+	if len(e.Rejected) > maxExplained {
+		e.Rejected = e.Rejected[:maxExplained]
+	}
+	if len(ws) == 0 {
+		e.Summary = "no workers are registered"
+	}
+	return &e
+}
+
+// explainLocked gives a queued task its latest explanation (once per change).
+func (d *dispatcher) explainLocked(e *entry, ex *api.Explanation) {
+	if e.expl == ex {
+		return
+	}
+	e.expl = ex
+	d.tasks.explain(e.id, ex)
+}
+
+// start is an attempt ready to run.
+type start struct {
+	a      *attempt
+	client *workerclient.Client
+	exec   *api.ExecuteRequest
+	ctx    context.Context
+}
+
+// startAllLocked takes the placed tasks out of the queue and starts their
+// attempts: each takes a slot of its worker and moves its task to running.
+// A task that ended meanwhile is dropped; a worker that is gone sends its
+// task back to its place.
+func (d *dispatcher) startAllLocked(ctx context.Context, places []placement) []start {
+	var out []start
+	for _, p := range places {
+		e := p.e
+		_, tk, ok := d.q.Take(e.id)
+		if !ok {
+			continue
+		}
+		d.countLocked(e, -1)
+		client, ok := d.reg.acquire(p.w)
+		if !ok {
+			if err := d.q.Restore(e.id, tk, e); err == nil {
+				d.countLocked(e, +1)
+			}
+			continue
+		}
+		exec, job, ok := d.tasks.begin(e.id, p.w, p.expl)
+		if !ok {
+			d.reg.release(p.w)
+			continue
+		}
+		e.ticket, e.expl = tk, p.expl
+		if sid := e.st.SessionID; sid != "" {
+			if len(d.sessions) > 100_000 {
+				clear(d.sessions)
+			}
+			d.sessions[sid] = p.w
+		}
+		actx, cancel := context.WithCancelCause(ctx)
+		a := &attempt{e: e, workerID: p.w, job: job, start: time.Now(), cancel: cancel}
+		d.running[e.id] = a
+		if len(exec.ResumeTokens) > 0 {
+			d.log.Info("continuing a task from the tokens already sent", "task_id", e.id, "worker_id", p.w, "tokens", len(exec.ResumeTokens))
+		}
+		out = append(out, start{a: a, client: client, exec: exec, ctx: workerclient.WithCorrelationID(actx, e.correlation)})
+	}
+	return out
+}
+
+// ended records an attempt that ended its task.
+func (d *dispatcher) ended(a *attempt, succeeded bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running[a.e.id] == a {
+		delete(d.running, a.e.id)
+	}
+	if succeeded {
+		now := time.Now()
+		d.meter.Observe(a.e.model, now.Sub(a.start), now)
+	}
+}
+
+// failed decides what an attempt that ended without finishing its task
+// means. err is why it ended; retry, when set, is a retriable error event
+// the worker sent.
+func (d *dispatcher) failed(serveCtx context.Context, a *attempt, err error, retry *api.Error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running[a.e.id] == a {
+		delete(d.running, a.e.id)
+	}
+	e := a.e
+	current, tokens := d.tasks.progress(e.id, a.job)
+	if !current {
+		return // cancelled, or superseded
+	}
+	if serveCtx.Err() != nil {
+		return // shutting down: the journal keeps it running; a restart continues it
+	}
+	var se *workerclient.StatusError
+	var lost *lostError
+	status := 0
+	if errors.As(err, &se) {
+		status = se.Status
+	}
+	reason, why := "worker_error", errText(err)
+	switch {
+	case retry != nil:
+		why = retry.Code + ": " + retry.Message
+	case errors.As(err, &lost):
+		reason, why = "worker_lost", lost.reason
+	case errors.Is(err, workerclient.ErrIdle):
+		reason = "idle"
+	case errors.As(err, new(*errBadStream)):
+		reason = "bad_stream"
+	}
+	switch {
+	case retry == nil && (status == 400 || status == 413):
+		// The request itself is bad for this worker (too long for its context).
+		d.m.attemptsFailed.WithLabelValues("rejected").Inc()
+		d.tasks.fail(e.id, se.Err)
+		return
+	case retry == nil && status == 503:
+		// Busy, loading or draining: not the worker's failure. Wait and try
+		// again, elsewhere if another worker can take it.
+		d.m.attemptsFailed.WithLabelValues("busy").Inc()
+		wait := min(d.cfg.RetryBackoff<<min(e.busy, 10), 5*time.Second)
+		if se.Err != nil && se.Err.RetryAfterMs > 0 {
+			wait = max(wait, min(time.Duration(se.Err.RetryAfterMs)*time.Millisecond, 5*time.Second))
+		}
+		e.busy++
+		d.reg.busy(a.workerID, time.Now().Add(wait))
+		time.AfterFunc(wait, d.kick)
+		d.requeueLocked(e, 0)
+		return
+	}
+	d.m.attemptsFailed.WithLabelValues(reason).Inc()
+	if reason != "worker_lost" {
+		d.reg.suspect(a.workerID)
+	}
+	d.log.Warn("attempt failed", "task_id", e.id, "worker_id", a.workerID, "reason", reason, "tokens", tokens, "err", why)
+	if !slices.Contains(e.failedOn, a.workerID) {
+		e.failedOn = append(e.failedOn, a.workerID)
+	}
+	if tokens > 0 {
+		if e.migrations >= d.cfg.MaxMigrations {
+			d.tasks.fail(e.id, api.Errorf(api.CodeWorkerLost, "worker %s was lost after %d tokens (%s); the task was moved %d times already",
+				a.workerID, tokens, why, e.migrations))
+			return
+		}
+		e.migrations++
+		d.m.resumes.WithLabelValues("migration").Inc()
+		d.requeueLocked(e, 0)
+		return
+	}
+	e.failures++
+	if e.failures >= d.cfg.MaxAttempts {
+		d.tasks.fail(e.id, api.Errorf(api.CodeWorkerLost, "no worker could run the task in %d attempts; last: %s", e.failures, why))
+		return
+	}
+	d.requeueLocked(e, d.cfg.RetryBackoff<<(e.failures-1))
+}
+
+// requeueLocked puts e back at its place in the queue, after a wait.
+func (d *dispatcher) requeueLocked(e *entry, after time.Duration) {
+	d.tasks.requeued(e.id)
+	back := func() {
+		if d.closed || !d.tasks.active(e.id) {
+			return
+		}
+		if err := d.q.Restore(e.id, e.ticket, e); err == nil {
+			d.countLocked(e, +1)
+		}
+	}
+	if after <= 0 {
+		back()
+		d.kick()
+		return
+	}
+	time.AfterFunc(after, func() {
+		d.mu.Lock()
+		back()
+		d.mu.Unlock()
+		d.kick()
+	})
+}
+
+// queuedLoop refreshes queue positions and predictions of waiting tasks, so
+// their streams get fresh queued events.
+func (d *dispatcher) queuedLoop(ctx context.Context) {
+	tick(ctx, d.cfg.QueuedInterval, nil, func() { d.refresh(time.Now()) })
+}
+
+func (d *dispatcher) refresh(now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.q.Len() == 0 {
+		return
+	}
+	d.ws = d.reg.snapshot(d.ws[:0], now)
+	perModel := map[string]int{}
+	caps := map[string]capacity{} // once per model, not once per task
+	d.q.Each(now, func(pos int, _ string, e *entry) bool {
+		ahead := perModel[e.model]
+		perModel[e.model]++
+		c, ok := caps[e.model]
+		if !ok {
+			c = d.capacityLocked(e.model, d.ws)
+			caps[e.model] = c
+		}
+		if pred := c.predict(ahead); pos != e.pos || pred != e.predicted {
+			e.pos, e.predicted = pos, pred
+			d.tasks.queued(e.id, pos, pred)
+		}
+		return true
+	})
+}
+
+func errText(err error) string {
+	var se *workerclient.StatusError
+	if errors.As(err, &se) && se.Err != nil {
+		return strings.TrimSpace(se.Err.Message)
+	}
+	if err == nil {
+		return "no error"
+	}
+	return err.Error()
+}
+
+// schedulerTask is the scheduler's view of a request.
+func schedulerTask(req *api.TaskRequest) scheduler.Task {
+	st := scheduler.Task{Model: req.Model, SessionID: req.SessionID}
+	if p := req.Placement; p != nil {
+		st.PinWorker, st.PinPool = p.PinWorker, p.PinPool
+	}
+	return st
+}
+
+// tick calls fn every interval, and whenever kick fires, until ctx ends.
+func tick(ctx context.Context, every time.Duration, kick <-chan struct{}, fn func()) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-kick:
+		}
+		fn()
+	}
+}

@@ -1,0 +1,99 @@
+package orchestrator
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/llorch/llorch/core/api"
+)
+
+func (s *Server) handleRegister(c echo.Context) error {
+	body, e := readBody(c)
+	if e != nil {
+		return writeError(c, e)
+	}
+	var reg api.WorkerRegistration
+	if err := json.Unmarshal(body, &reg); err != nil {
+		return writeError(c, api.Errorf(api.CodeInvalidRequest, "body is not a worker registration: %s", err.Error()))
+	}
+	if e := reg.Validate(); e != nil {
+		return writeError(c, e)
+	}
+	return c.JSON(http.StatusOK, s.reg.register(reg))
+}
+
+func (s *Server) handleHeartbeat(c echo.Context) error {
+	id := c.Param("id")
+	if why := api.CheckID(id); why != "" {
+		return writeError(c, api.Errorf(api.CodeInvalidRequest, "worker id %s", why))
+	}
+	body, e := readBody(c)
+	if e != nil {
+		return writeError(c, e)
+	}
+	var hb api.Heartbeat
+	if err := json.Unmarshal(body, &hb); err != nil {
+		return writeError(c, api.Errorf(api.CodeInvalidRequest, "body is not a heartbeat: %s", err.Error()))
+	}
+	if e := hb.Validate(); e != nil {
+		return writeError(c, e)
+	}
+	if e := s.reg.heartbeat(id, hb); e != nil {
+		return writeError(c, e)
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) handleListWorkers(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]any{"workers": s.reg.list()})
+}
+
+func (s *Server) handleDrain(c echo.Context) error {
+	v, e := s.reg.drain(c.Param("id"))
+	if e != nil {
+		return writeError(c, e)
+	}
+	return c.JSON(http.StatusAccepted, v)
+}
+
+func (s *Server) handleDeleteWorker(c echo.Context) error {
+	if e := s.reg.remove(c.Param("id")); e != nil {
+		return writeError(c, e)
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) handleListPools(c echo.Context) error {
+	pools, err := s.reg.pools()
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"pools": pools})
+}
+
+func (s *Server) handlePutPool(c echo.Context) error {
+	body, e := readBody(c)
+	if e != nil {
+		return writeError(c, e)
+	}
+	var p api.Pool
+	if err := json.Unmarshal(body, &p); err != nil {
+		return writeError(c, api.Errorf(api.CodeInvalidRequest, "body is not a pool: %s", err.Error()))
+	}
+	if e := p.Validate(); e != nil {
+		return writeError(c, e)
+	}
+	if err := s.reg.putPool(p); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, p)
+}
+
+func (s *Server) handleDeletePool(c echo.Context) error {
+	if e := s.reg.deletePool(c.Param("name")); e != nil {
+		return writeError(c, e)
+	}
+	return c.NoContent(http.StatusNoContent)
+}

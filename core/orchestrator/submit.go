@@ -1,0 +1,111 @@
+package orchestrator
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/llorch/llorch/core/admission"
+	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/queue"
+	"github.com/llorch/llorch/core/routing"
+)
+
+// submit admits a task: admission over the registry, the routing script's
+// admit stage (if one is loaded), a place in the queue (held), the task in
+// the table (and the journal, before an async task's 202), then the
+// dispatcher may start it. ctx carries the request's principal and metadata.
+func (s *Server) submit(ctx context.Context, req *api.TaskRequest, async bool) (api.TaskAccepted, *api.Error) {
+	p, meta := principalOf(ctx), metaOf(ctx)
+	id := newID("t-")
+	maxTokens := api.DefaultMaxTokens
+	if req.MaxTokens != nil {
+		maxTokens = *req.MaxTokens
+	}
+	check := func() *api.Error {
+		return admission.Check(schedulerTask(req), maxTokens, s.reg.snapshot(nil, time.Now()), s.cfg.Unavailable == "reject")
+	}
+	if e := check(); e != nil {
+		return api.TaskAccepted{}, e
+	}
+	headers := whitelisted(s.cfg.RoutingHeaders, meta.header)
+	var note string
+	if s.routing.Script() != nil {
+		in := routing.AdmitInput{Task: routingTask(id, req, req.PriorityOrDefault(), p.fp, headers), Queue: s.disp.depths(), Now: time.Now()}
+		d, res := s.routing.Admit(ctx, in)
+		note = res.Note
+		switch d.Action {
+		case routing.ActionReject:
+			return api.TaskAccepted{}, &api.Error{Code: d.Code, Message: d.Message, Status: d.Status, Retriable: d.Status == http.StatusTooManyRequests}
+		case routing.ActionAdmit:
+			if d.Priority != "" {
+				req.Priority = d.Priority
+			}
+		}
+		if e := check(); e != nil { // the registry may have changed while the script ran
+			return api.TaskAccepted{}, e
+		}
+	}
+	if req.Seed == nil {
+		seed := int64(rand.Uint32())
+		req.Seed = &seed // retries and continuations use the same seed
+	}
+	now := time.Now()
+	t := newTask(id, req, async, p, meta.correlation, now)
+	if note != "" {
+		t.expl = &api.Explanation{At: now, Summary: "queued", Routing: note}
+	}
+	e := &entry{id: id, model: req.Model, priority: t.priority, class: t.class, st: schedulerTask(req), req: req, created: now,
+		correlation: meta.correlation, keyFP: p.fp, headers: headers, routingNote: note}
+	pos, predicted, dropped, apiErr := s.disp.enqueue(e)
+	if apiErr != nil {
+		return api.TaskAccepted{}, apiErr
+	}
+	t.queuedPos, t.queuedPredicted = pos, predicted
+	s.tasks.add(t)
+	if dropped != "" {
+		s.tasks.fail(dropped, &api.Error{Code: api.CodeQueueFullDropped, Retriable: true,
+			Message: "dropped from a full queue to admit a newer task"})
+	}
+	if async {
+		// The journal holds the task before the client hears 202.
+		if err := s.tasks.flush(); err != nil {
+			s.disp.remove(id)
+			s.tasks.discard(id)
+			s.log.Error("journal write failed", "task_id", id, "err", err)
+			return api.TaskAccepted{}, &api.Error{Code: api.CodeInternal, Message: "cannot journal the task", Retriable: true}
+		}
+	}
+	s.disp.release(id)
+	s.log.Debug("task admitted", "task_id", id, "model", req.Model, "priority", t.priority, "async", async, "key", p.fp, "correlation_id", meta.correlation)
+	return api.TaskAccepted{TaskID: id, Status: api.TaskQueued, QueuePosition: pos, PredictedStartMs: predicted,
+		EventsURL: "/v2/tasks/" + id + "/events"}, nil
+}
+
+// cancel cancels a task p may see; it is idempotent. A queued task leaves the
+// queue; a running one ends now (the worker is told to stop, and nothing it
+// sends later is relayed).
+func (s *Server) cancel(id, why string, p principal) bool {
+	found, workerID, job := s.tasks.cancel(id, why, p)
+	if found {
+		s.disp.forget(id, workerID, job)
+	}
+	return found
+}
+
+// requeueRestored queues the unfinished tasks the journal held at startup.
+func (s *Server) requeueRestored(rs []restored) {
+	for _, r := range rs {
+		t := r.t
+		if t.tokensOut > 0 {
+			s.m.resumes.WithLabelValues("restart").Inc()
+		}
+		e := &entry{id: t.id, model: t.model, priority: t.priority, class: r.class, st: schedulerTask(t.req), req: t.req,
+			created: t.created, correlation: t.correlation}
+		if e.class != queue.Interactive && e.class != queue.Batch {
+			e.class = queue.Interactive
+		}
+		s.disp.readmit(e)
+	}
+}
