@@ -42,6 +42,9 @@ type Started struct {
 	// ResumedTokens is how many tokens of the request's resume_tokens the
 	// job continues from; its first token event has index ResumedTokens.
 	ResumedTokens int `json:"resumed_tokens,omitempty"`
+	// MaxTokens is the request's max_tokens as resolved (the default when it
+	// had none); it counts resumed tokens too.
+	MaxTokens int `json:"max_tokens,omitempty"`
 }
 
 // Token is the data of a "token" event: the text that generated token number I

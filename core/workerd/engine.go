@@ -385,7 +385,7 @@ func (e *engine) start(s *slot) error {
 		j.cached = 0
 		s.started = true
 		j.box.put(event{api.EventStarted, api.Started{JobID: j.id, Model: j.model, WorkerID: e.cfg.WorkerID,
-			Seed: j.params.Seed, Slot: s.id, PromptTokens: len(j.prompt), ResumedTokens: len(j.resume)}}, false)
+			Seed: j.params.Seed, Slot: s.id, PromptTokens: len(j.prompt), ResumedTokens: len(j.resume), MaxTokens: j.params.MaxTokens}}, false)
 		return nil
 	}
 	if cp, ok := e.ctx.(backends.SeqCopier); ok && !j.params.NoCache {
@@ -439,7 +439,8 @@ func (e *engine) start(s *slot) error {
 	}
 	// started is sent from here, once the reused prefix is known for sure.
 	j.box.put(event{api.EventStarted, api.Started{JobID: j.id, Model: j.model, WorkerID: e.cfg.WorkerID,
-		Seed: p.Seed, Slot: s.id, PromptTokens: len(j.prompt), CachedTokens: j.cachedPrompt(), ResumedTokens: len(j.resume)}}, false)
+		Seed: p.Seed, Slot: s.id, PromptTokens: len(j.prompt), CachedTokens: j.cachedPrompt(), ResumedTokens: len(j.resume),
+		MaxTokens: p.MaxTokens}}, false)
 	return nil
 }
 

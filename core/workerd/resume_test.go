@@ -111,8 +111,8 @@ func checkResumed(t *testing.T, res, full *workerclient.Result, k int) {
 	if res.Error != nil || res.End == nil {
 		t.Fatalf("resumed run: %v", res.Error)
 	}
-	if res.Started.ResumedTokens != k {
-		t.Errorf("started.resumed_tokens = %d, want %d", res.Started.ResumedTokens, k)
+	if res.Started.ResumedTokens != k || res.Started.MaxTokens != full.Started.MaxTokens {
+		t.Errorf("started = %+v, want resumed_tokens %d and the uncut run's max_tokens %d", res.Started, k, full.Started.MaxTokens)
 	}
 	sameTokens(t, "after the cut", res.Tokens, full.Tokens[k:])
 	e, f := res.End, full.End
@@ -376,6 +376,12 @@ func TestResumeValidation(t *testing.T) {
 			checkFieldError(t, status, eb, tc.status, tc.code, "resume_tokens")
 		})
 	}
+	t.Run("default max_tokens reported", func(t *testing.T) {
+		res := collect(t, w.client, &api.ExecuteRequest{Prompt: "x", ResumeTokens: []int32{1, 2}, IgnoreEOS: true, MaxTokens: nil})
+		if res.Started.MaxTokens != api.DefaultMaxTokens || res.End == nil || res.End.TokensOut != api.DefaultMaxTokens {
+			t.Fatalf("started %+v end %+v %v", res.Started, res.End, res.Error)
+		}
+	})
 	t.Run("one fewer than max_tokens", func(t *testing.T) {
 		res := collect(t, w.client, &api.ExecuteRequest{Prompt: "x", MaxTokens: ptr(3), ResumeTokens: []int32{1, 2}, IgnoreEOS: true})
 		if res.End == nil || res.End.TokensOut != 3 || len(res.Tokens) != 1 || res.Tokens[0].I != 2 {

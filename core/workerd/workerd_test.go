@@ -149,6 +149,7 @@ func TestStreamEventOrder(t *testing.T) {
 	}
 	defer st.Close()
 	var names []string
+	var started api.Started
 	var tokens []api.Token
 	var end *api.End
 	for {
@@ -157,6 +158,9 @@ func TestStreamEventOrder(t *testing.T) {
 			t.Fatalf("stream broke after %v: %v", names, err)
 		}
 		names = append(names, ev.Name)
+		if ev.Started != nil {
+			started = *ev.Started
+		}
 		if ev.Token != nil {
 			tokens = append(tokens, *ev.Token)
 		}
@@ -170,6 +174,9 @@ func TestStreamEventOrder(t *testing.T) {
 	}
 	if names[0] != api.EventStarted {
 		t.Errorf("first event = %s, want started", names[0])
+	}
+	if started.MaxTokens != 16 || started.ResumedTokens != 0 {
+		t.Errorf("started = %+v, want max_tokens 16", started)
 	}
 	for i, tk := range tokens {
 		if tk.I != i {
