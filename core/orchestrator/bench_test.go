@@ -25,9 +25,9 @@ import (
 	"github.com/llorch/llorch/core/workerclient"
 )
 
-// fakeWorker streams n tokens per request as fast as it can: the orchestrator
+// fakeHTTPWorker streams n tokens per request as fast as it can: the orchestrator
 // relay is the thing measured.
-func fakeWorker(n int) *httptest.Server {
+func fakeHTTPWorker(n int) *httptest.Server {
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/execute" {
 			w.WriteHeader(http.StatusOK)
@@ -62,7 +62,7 @@ func register(b *testing.B, o *orch, id, url, model string, slots int) {
 // stream to one client through the orchestrator.
 func BenchmarkRelay(b *testing.B) {
 	const tokens = 20000
-	fw := fakeWorker(tokens)
+	fw := fakeHTTPWorker(tokens)
 	defer fw.Close()
 	o := startOrch(b, Config{})
 	register(b, o, "fake", fw.URL, "fake", 4)

@@ -120,9 +120,13 @@ func (d *dispatcher) kick() {
 	}
 }
 
-// loop places tasks whenever something changed, until ctx ends.
+// loop places tasks whenever something changed (and once a second, so no
+// lost wake-up can strand a task), until ctx ends.
 func (d *dispatcher) loop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
 	for {
+		d.pass(ctx)
 		select {
 		case <-ctx.Done():
 			d.mu.Lock()
@@ -130,8 +134,8 @@ func (d *dispatcher) loop(ctx context.Context) {
 			d.mu.Unlock()
 			return
 		case <-d.wake:
+		case <-t.C:
 		}
-		d.pass(ctx)
 	}
 }
 
@@ -403,7 +407,7 @@ func (d *dispatcher) explainLocked(e *entry, ex *api.Explanation) {
 // start is an attempt ready to run.
 type start struct {
 	a      *attempt
-	client *workerclient.Client
+	client workerAPI
 	exec   *api.ExecuteRequest
 	ctx    context.Context
 }
@@ -534,6 +538,9 @@ func (d *dispatcher) failed(serveCtx context.Context, a *attempt, err error, ret
 		}
 		e.migrations++
 		d.m.resumes.WithLabelValues("migration").Inc()
+		if e.st.Digest == "" {
+			e.st.Digest = d.reg.digest(a.workerID) // token ids belong to this model file
+		}
 		d.requeueLocked(e, 0)
 		return
 	}

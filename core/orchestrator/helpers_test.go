@@ -76,6 +76,11 @@ func startOrch(t testing.TB, cfg Config) *orch {
 	return o
 }
 
+// testLogger logs to t at debug level.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {

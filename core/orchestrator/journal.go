@@ -185,12 +185,16 @@ func (ts *tasks) restore() ([]restored, error) {
 
 func taskFromRecord(r *store.TaskRecord) *task {
 	class, _ := queue.ParseClass(r.Priority)
-	return &task{
+	t := &task{
 		id: r.ID, owner: r.Owner, req: r.Request, model: r.Model, priority: r.Priority, class: class, async: r.Async,
 		seed: r.Seed, correlation: r.Correlation, status: r.Status, created: r.CreatedAt, started: r.StartedAt,
 		finished: r.FinishedAt, workerID: r.WorkerID, attempts: r.Attempts, expl: r.Explanation, end: r.End, err: r.Error,
 		changed: make(chan struct{}),
 	}
+	if r.Request != nil && r.Request.MaxTokens != nil {
+		t.maxTokens = *r.Request.MaxTokens
+	}
+	return t
 }
 
 // replayLocked applies one journaled event to a restored task.
@@ -201,6 +205,8 @@ func (ts *tasks) replayLocked(t *task, se store.Event) error {
 	}
 	t.log = append(t.log, logEvent{seq: se.Seq, ev: ev, data: se.Data})
 	switch {
+	case ev.Started != nil && ev.Started.MaxTokens > 0:
+		t.maxTokens = ev.Started.MaxTokens
 	case ev.Token != nil:
 		t.tokensOut++
 		t.text.WriteString(ev.Token.T)

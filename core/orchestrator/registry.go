@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -28,11 +27,10 @@ type registry struct {
 	cfg *Config
 	log *slog.Logger
 	st  *store.Orchestrator
-	hc  *http.Client
 	m   *metrics
 
-	// health asks a worker for /health (replaced in time tests).
-	health  func(context.Context, *workerclient.Client) (*api.Health, error)
+	// connect makes the client of a worker at a URL.
+	connect func(url string) workerAPI
 	onReady func()
 	onLost  func(workerID, reason string)
 
@@ -45,7 +43,7 @@ type registry struct {
 // worker is a registered worker. Guarded by registry.mu.
 type worker struct {
 	rec            store.WorkerRecord
-	client         *workerclient.Client
+	client         workerAPI
 	assigned       int       // attempts running here
 	slotsBusy      int       // as last reported
 	tps            float64   // tokens/s as last reported
@@ -56,17 +54,16 @@ type worker struct {
 	unhealthySince time.Time
 }
 
-func newRegistry(cfg *Config, log *slog.Logger, st *store.Orchestrator, hc *http.Client, m *metrics) *registry {
+func newRegistry(cfg *Config, log *slog.Logger, st *store.Orchestrator, connect func(url string) workerAPI, m *metrics) *registry {
 	return &registry{
-		cfg: cfg, log: log.With("part", "registry"), st: st, hc: hc, m: m,
-		health:  func(ctx context.Context, c *workerclient.Client) (*api.Health, error) { return c.Health(ctx) },
+		cfg: cfg, log: log.With("part", "registry"), st: st, connect: connect, m: m,
 		onReady: func() {}, onLost: func(string, string) {},
 		workers: map[string]*worker{}, dirty: map[string]bool{},
 	}
 }
 
 func (r *registry) newWorker(rec store.WorkerRecord) *worker {
-	return &worker{rec: rec, client: workerclient.New(rec.URL, r.cfg.WorkerToken, r.hc)}
+	return &worker{rec: rec, client: r.connect(rec.URL)}
 }
 
 // load reads the registry from the store.
@@ -145,7 +142,7 @@ func (r *registry) register(reg api.WorkerRegistration) api.WorkerView {
 				rec.State = api.WorkerDraining // an operator's drain outlives a restart of the worker
 			}
 			if rec.URL != w.rec.URL {
-				w.client = workerclient.New(rec.URL, r.cfg.WorkerToken, r.hc)
+				w.client = r.connect(rec.URL)
 				if w.assigned > 0 {
 					lost = "registered again at " + rec.URL
 				}
@@ -290,7 +287,7 @@ func (r *registry) snapshot(ws []scheduler.Worker, now time.Time) []scheduler.Wo
 		ws = append(ws, scheduler.Worker{
 			ID: w.rec.WorkerID, Pool: w.rec.Pool, Model: w.rec.Model.ID, State: w.rec.State,
 			SlotsTotal: w.rec.Slots, SlotsBusy: busy, Load: w.load, TokensPerSecond: w.tps, Labels: w.rec.Labels,
-			Ctx: w.rec.Model.Ctx,
+			Ctx: w.rec.Model.Ctx, Digest: w.rec.Model.Digest,
 		})
 	}
 	slices.SortFunc(ws[start:], func(a, b scheduler.Worker) int { return strings.Compare(a.ID, b.ID) })
@@ -299,7 +296,7 @@ func (r *registry) snapshot(ws []scheduler.Worker, now time.Time) []scheduler.Wo
 
 // acquire takes a slot of a worker for an attempt: the worker must still be
 // registered and healthy.
-func (r *registry) acquire(id string) (*workerclient.Client, bool) {
+func (r *registry) acquire(id string) (workerAPI, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w, ok := r.workers[id]
@@ -319,8 +316,18 @@ func (r *registry) release(id string) {
 	}
 }
 
+// digest is the model file digest a worker reported, "" when unknown.
+func (r *registry) digest(id string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w, ok := r.workers[id]; ok {
+		return w.rec.Model.Digest
+	}
+	return ""
+}
+
 // client returns a worker's client (to cancel a job), nil when unknown.
-func (r *registry) client(id string) *workerclient.Client {
+func (r *registry) client(id string) workerAPI {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if w, ok := r.workers[id]; ok {
@@ -394,9 +401,9 @@ func (r *registry) monitor(ctx context.Context, now time.Time) {
 }
 
 // probe asks a silent worker for /health.
-func (r *registry) probe(ctx context.Context, w *worker, client *workerclient.Client) {
+func (r *registry) probe(ctx context.Context, w *worker, client workerAPI) {
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeTimeout)
-	h, err := r.health(pctx, client)
+	h, err := client.Health(pctx)
 	cancel()
 	lost, ready := "", false
 	func() {

@@ -164,6 +164,9 @@ type Deps struct {
 	// TrialScript, when set, runs a routing script once in a sandboxed child
 	// process before it is loaded (routing.Trial); an error refuses it.
 	TrialScript func(ctx context.Context, name string, src []byte) error
+
+	// connect replaces the HTTP worker client (tests).
+	connect func(url string) workerAPI
 }
 
 // Server is the orchestrator daemon: a composition of parts, each owning
@@ -214,7 +217,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{cfg: cfg, deps: deps, log: deps.Log.With("component", "orchestrator"), m: newMetrics(), st: deps.Store,
 		auth: newAuthn(cfg.Keys, cfg.WorkerToken)}
 	s.routing = routing.NewManager(routing.Config{Timeout: cfg.RoutingTimeout, MaxAllocs: cfg.RoutingMaxAllocs, Observe: s.m.observeRouting})
-	s.reg = newRegistry(&s.cfg, s.log, s.st, deps.HTTP, s.m)
+	connect := deps.connect
+	if connect == nil {
+		connect = httpWorkers(cfg.WorkerToken, deps.HTTP)
+	}
+	s.reg = newRegistry(&s.cfg, s.log, s.st, connect, s.m)
 	s.tasks = newTasks(&s.cfg, s.log, s.st, s.m)
 	s.disp = newDispatcher(&s.cfg, s.log, s.m, s.reg, s.tasks, s.routing)
 	s.reg.onReady = s.disp.kick

@@ -103,6 +103,9 @@ func (s *Server) requeueRestored(rs []restored) {
 		}
 		e := &entry{id: t.id, model: t.model, priority: t.priority, class: r.class, st: schedulerTask(t.req), req: t.req,
 			created: t.created, correlation: t.correlation}
+		if t.tokensOut > 0 {
+			e.st.Digest = s.reg.digest(t.workerID) // token ids belong to this model file
+		}
 		if e.class != queue.Interactive && e.class != queue.Batch {
 			e.class = queue.Interactive
 		}

@@ -76,6 +76,9 @@ type task struct {
 	text      strings.Builder
 	tokensOut int
 	tokenIDs  []int32 // the id of every token sent, to resume from
+	// maxTokens is the request's max_tokens as the worker resolved it (0
+	// until known): a task continued at that count has ended.
+	maxTokens int
 	// noResume is why the task cannot be continued from its tokens (a
 	// journal written before token ids were recorded), "" when it can.
 	noResume string
@@ -122,10 +125,14 @@ func (t *task) notify() {
 func newTask(id string, req *api.TaskRequest, async bool, p principal, correlation string, now time.Time) *task {
 	prio := req.PriorityOrDefault()
 	class, _ := queue.ParseClass(prio)
-	return &task{
+	t := &task{
 		id: id, owner: p.owner, model: req.Model, priority: prio, class: class, async: async, seed: uint32(*req.Seed),
 		correlation: correlation, req: req, status: api.TaskQueued, created: now, changed: make(chan struct{}),
 	}
+	if req.MaxTokens != nil {
+		t.maxTokens = *req.MaxTokens
+	}
+	return t
 }
 
 // add puts a new task in the table and its creation record in the tail log.
@@ -389,6 +396,11 @@ func (ts *tasks) begin(id, workerID string, expl *api.Explanation) (*api.Execute
 	if t == nil || t.terminal() || t.req == nil {
 		return nil, "", false
 	}
+	if t.tokensOut > 0 && t.maxTokens > 0 && t.tokensOut >= t.maxTokens {
+		// The worker was lost after the last token but before its end event.
+		ts.finishLocked(t, api.TaskSucceeded, &api.End{TokensOut: t.tokensOut, StopReason: api.StopMaxTokens}, nil)
+		return nil, "", false
+	}
 	if t.tokensOut > 0 && t.noResume != "" {
 		ts.finishLocked(t, api.TaskFailed, nil, api.Errorf(api.CodeWorkerLost, "the task cannot be continued: %s", t.noResume))
 		return nil, "", false
@@ -449,6 +461,9 @@ func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Erro
 			}
 		}
 		s := *ev.Started
+		if s.MaxTokens > 0 {
+			t.maxTokens = s.MaxTokens
+		}
 		s.WorkerID = workerclient.Sanitize(s.WorkerID, api.MaxIDLength)
 		s.Model = workerclient.Sanitize(s.Model, api.MaxModelLength)
 		s.JobID = job

@@ -26,6 +26,8 @@ type Worker struct {
 	Labels          map[string]string
 	// Ctx is the context of one slot in tokens (0: unknown).
 	Ctx int
+	// Digest identifies the model file ("" when the worker did not say).
+	Digest string
 }
 
 // Task is what the scheduler needs to know about a task.
@@ -34,6 +36,9 @@ type Task struct {
 	PinWorker string // "" = any worker
 	PinPool   string // "" = any pool
 	SessionID string // "" = no session
+	// Digest, when set, admits only workers with this model file: a task
+	// continued from its tokens needs the same vocabulary.
+	Digest string
 }
 
 // Weights scale the score terms. The zero value means the defaults: FreeSlots
@@ -72,6 +77,7 @@ const (
 	NotPinnedWorker Reason = iota + 1
 	NotInPinnedPool
 	WrongModel
+	WrongDigest
 	NotHealthy
 	Draining
 	NoFreeSlot
@@ -81,6 +87,7 @@ var reasonText = [...]string{
 	NotPinnedWorker: "not the pinned worker",
 	NotInPinnedPool: "not in the pinned pool",
 	WrongModel:      "wrong model",
+	WrongDigest:     "another file of the model",
 	NotHealthy:      "not healthy",
 	Draining:        "draining",
 	NoFreeSlot:      "no free slot",
@@ -155,6 +162,8 @@ func Filter(t Task, ws []Worker, d *Decision) {
 			r, detail = NotInPinnedPool, d.detail(NotInPinnedPool, w.Pool, 0, 0)
 		case w.Model != t.Model:
 			r, detail = WrongModel, d.detail(WrongModel, w.Model, 0, 0)
+		case t.Digest != "" && w.Digest != t.Digest:
+			r = WrongDigest
 		case w.State == api.WorkerDraining:
 			r = Draining
 		case w.State != api.WorkerHealthy:
@@ -324,7 +333,7 @@ const summaryRejections = 6
 // summaryOrder lists the reasons in the order Summary names them: the near
 // misses (a worker that could take the task later) before the workers that
 // never could.
-var summaryOrder = [...]Reason{NoFreeSlot, Draining, NotHealthy, WrongModel, NotInPinnedPool, NotPinnedWorker}
+var summaryOrder = [...]Reason{NoFreeSlot, Draining, NotHealthy, WrongDigest, WrongModel, NotInPinnedPool, NotPinnedWorker}
 
 // Summary returns one line a person can read, such as
 //
