@@ -22,14 +22,25 @@ const maxSnapshotBytes = 64 << 20
 // printing one line per decision (see RunReplay). It returns the compile
 // error, or an error wrapping ErrFallback when any call fell back.
 func RunCheck(w io.Writer, path string, cfg Config) error {
-	s, err := compileFile(path, cfg)
+	src, err := readLimited(path, MaxSourceBytes)
+	if err != nil {
+		return fmt.Errorf("routing: %w", err)
+	}
+	return CheckSource(w, path, src, cfg)
+}
+
+// CheckSource is RunCheck for a script already read: the built-in default
+// script or one read from stdin. name is used in error positions.
+func CheckSource(w io.Writer, name string, src []byte, cfg Config) error {
+	s, err := Compile(name, src, cfg)
 	if err != nil {
 		return err
 	}
 	snap := SampleSnapshot()
 	fmt.Fprintf(w, "check %s: compiled; %d sample tasks, %d sample workers\n",
-		filepath.Base(path), len(snap.Tasks), len(snap.Candidates))
-	return runSnapshot(w, s, snap)
+		filepath.Base(name), len(snap.Tasks), len(snap.Candidates))
+	_, err = runSnapshot(w, s, snap)
+	return err
 }
 
 // RunReplay compiles the script at path and runs it over the snapshot at
@@ -53,14 +64,20 @@ func RunReplay(w io.Writer, path, snapshotPath string, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("routing: replay: %w", err)
 	}
+	return replay(w, s, filepath.Base(path), snapshotPath, data)
+}
+
+// replay runs s over the snapshot data, read from snapshotPath.
+func replay(w io.Writer, s *Script, name, snapshotPath string, data []byte) error {
 	var snap Snapshot
 	if err := json.Unmarshal(data, &snap); err != nil {
 		return fmt.Errorf("routing: replay: %s: %w", snapshotPath, err)
 	}
 	fmt.Fprintf(w, "replay %s over %s: %d tasks, %d workers, now %s\n",
-		filepath.Base(path), filepath.Base(snapshotPath), len(snap.Tasks), len(snap.Candidates),
+		name, filepath.Base(snapshotPath), len(snap.Tasks), len(snap.Candidates),
 		snap.Now.UTC().Format(time.RFC3339))
-	return runSnapshot(w, s, snap)
+	_, err := runSnapshot(w, s, snap)
+	return err
 }
 
 func compileFile(path string, cfg Config) (*Script, error) {
@@ -71,9 +88,9 @@ func compileFile(path string, cfg Config) (*Script, error) {
 	return Compile(path, src, cfg)
 }
 
-// runSnapshot runs the admit and place stages for every task of snap and
-// prints the decisions.
-func runSnapshot(w io.Writer, s *Script, snap Snapshot) error {
+// runSnapshot runs the admit and place stages for every task of snap,
+// prints the decisions and returns how many calls ended in each outcome.
+func runSnapshot(w io.Writer, s *Script, snap Snapshot) (map[Outcome]int, error) {
 	ctx := context.Background()
 	counts := map[Outcome]int{}
 	calls, fallbacks := 0, 0
@@ -111,9 +128,9 @@ func runSnapshot(w io.Writer, s *Script, snap Snapshot) error {
 	}
 	fmt.Fprintln(w)
 	if fallbacks > 0 {
-		return fmt.Errorf("%w: %d of %d calls", ErrFallback, fallbacks, calls)
+		return counts, fmt.Errorf("%w: %d of %d calls", ErrFallback, fallbacks, calls)
 	}
-	return nil
+	return counts, nil
 }
 
 func describeResult(r Result) string {

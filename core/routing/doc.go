@@ -67,23 +67,54 @@
 // compile ("module 'os' not found"), so a script reaches no file, process or
 // network. Each call runs on its own tengo VM and globals over bytecode
 // shared read-only (what tengo's Compiled.Clone provides), on its own
-// goroutine: the caller gets its answer within the budget even when the
-// script is stuck inside one builtin call that tengo cannot abort; such a
-// call finishes in the background, and while 8 of them are still running the
-// script is not started again (ErrBusy). Idle VMs are kept with their input
-// objects, which the next call updates in place rather than rebuilds.
+// goroutine. Idle VMs are kept with their input objects, which the next call
+// updates in place rather than rebuilds.
 //
-// Limits, beyond the budget and the allocation cap: strings and bytes are at
-// most 256 KiB (tengo.MaxStringLen and MaxBytesLen, which are process-wide and
-// set by this package); range() makes at most 65536 elements; string(),
-// copy(), format() and the module functions refuse values of more than 65536
-// elements or that contain themselves, where tengo would recurse until the Go
-// stack overflows. What stays open: tengo's == and string + on a value that
-// contains itself, or on one built of exponentially many shared parts, still
-// recurse without bound, and memory a script allocates is bounded by the time
-// budget (array concatenation is not counted by the allocation cap). Scripts
-// are operator configuration: guard PUT /v2/routing/script like the rest of
-// the operator API.
+// No script may crash the process, exhaust its memory or outlive its budget.
+// tengo bounds neither the work of comparing or printing a value (a value
+// that contains itself recurses until the Go stack overflows, which no
+// recover catches; one built of shared parts takes exponential time) nor the
+// bytes a call allocates (its cap counts objects). So Compile rewrites the
+// script (rewrite.go): every `+`, `+=`, `++`, `==` and `!=` whose operands are
+// not literals, every map index, slice, for-in loop, array and map literal,
+// variadic function and import of text, json, fmt or times becomes a call of
+// a hidden guard, placed at the operation's file:line:col. The guards, the
+// builtins that walk or build values (string, copy, format, append, splice,
+// bytes, range) and every function of the guarded modules:
+//
+//   - walk a value through at most 65536 parts and 64 levels (a value that
+//     contains itself fails at once), and print one only when its text fits
+//     in 256 KiB, before tengo does either;
+//   - check what else would make a call work or allocate without bound
+//     (repeat and replace sizes, split counts, JSON nesting, regular
+//     expression program × text, cut sets, precisions);
+//   - charge every value they build to the call: past MaxCallBytes (32 MiB)
+//     the call fails with OutcomeAllocCap. What is not charged is small and
+//     counted by the allocation cap, so one call holds tens of MB at most.
+//
+// Strings and bytes are at most 256 KiB (tengo.MaxStringLen and MaxBytesLen,
+// process-wide, set by this package); range() makes at most 65536 elements.
+// Before parsing, a scan of the tokens refuses nesting that would make the
+// parser recurse deeply; the rewrite refuses a syntax tree more than 500
+// levels deep. Each hidden guard called counts as one object against the
+// allocation cap.
+//
+// Every step a script takes is thus bounded (milliseconds), and tengo stops a
+// VM between two steps: when the budget or the context runs out, the call
+// aborts the VM and waits up to 25ms for it to stop, so nothing of the call
+// keeps running. A run that still does not stop (a defect) is abandoned;
+// while 8 abandoned runs of a script are still going, the script is not
+// started again (ErrBusy).
+//
+// As defence in depth against what an audit missed, Trial runs a script in a
+// child process before it is loaded: `llorch orchestrate routing check
+// --sandboxed -` (TrialCommand), which limits its own address space, CPU time
+// and stack before it compiles the script, runs both stages over
+// SampleSnapshot and reports as JSON. Trial fails when the script does not
+// compile, when a call runs out of its budget or allocation cap, and when the
+// child crashes or is killed (past TrialTimeout or 1 GiB of resident
+// memory). The orchestrator tries a script set through the API before it
+// accepts it, and a stored script before it loads it at startup.
 //
 // # Reloading
 //
@@ -92,7 +123,8 @@
 // compile leaves the previous one in place and returns a *CompileError,
 // "routing: FILE:LINE:COL: message". Manager.WatchFile polls a file and
 // reloads it when it changes; the orchestrator also calls Load on SIGHUP and
-// from the API. RunCheck and RunReplay are the `llorch orchestrate routing
-// check|replay` commands: they run a script against SampleSnapshot or a
-// recorded Snapshot and print one line per decision.
+// from the API. RunCheck, CheckSource and RunReplay are the `llorch
+// orchestrate routing check|replay` commands: they run a script against
+// SampleSnapshot or a recorded Snapshot and print one line per decision;
+// RunSandboxed is `check --sandboxed`, the child of a Trial.
 package routing

@@ -1,12 +1,19 @@
 package routing
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"math"
+	"os"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/d5/tengo/v2"
+	llembed "github.com/llorch/llorch/embed"
 )
 
 // FuzzDecision feeds arbitrary tengo values, as a script could leave them in
@@ -189,4 +196,103 @@ func (d *decoder) value(depth int) tengo.Object {
 		return &tengo.Error{Value: d.value(depth + 1)}
 	}
 	return tengo.UndefinedValue
+}
+
+// FuzzScript compiles arbitrary source and runs both stages under a small
+// budget: Compile and the calls must never panic or crash, every outcome
+// must agree with its error, and nothing of a call may keep running after
+// it returned.
+func FuzzScript(f *testing.F) {
+	for _, src := range [][]byte{llembed.DefaultRoutingScript, example(f, "reject_big_batch.tengo"),
+		example(f, "pin_model_to_pool.tengo"), example(f, "prefer_cheapest_gpu.tengo")} {
+		f.Add(string(src))
+	}
+	for _, hc := range hostileCases {
+		if len(hc.src) < 4096 {
+			f.Add(hc.src)
+		}
+	}
+	for _, src := range []string{
+		`text := import("text"); json := import("json"); fmt := import("fmt"); times := import("times")`,
+		`m := {a: [1, "x", 2.5, 'c', true, undefined, error("e"), immutable({b: bytes(3)})]}; s := string(m) + m.a[1:3]`,
+		`f := func(a, ...b) { return [a] + b }; x := f(1, 2, 3); x += x; y := x == copy(x); z := {k: x}[string(y)]`,
+		`for k, v in {a: 1, b: "2"} { decision = {action: "admit", reason: k + v} }`,
+	} {
+		f.Add(src)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		s, err := Compile("fuzz.tengo", []byte(src), Config{Timeout: 20 * time.Millisecond, MaxAllocs: 20000})
+		if err != nil {
+			var ce *CompileError
+			if !errors.As(err, &ce) || !errors.Is(err, ErrCompile) {
+				t.Fatalf("compile error of type %T: %v", err, err)
+			}
+			return
+		}
+		for _, r := range []Result{runAdmit(t, s), runPlace(t, s)} {
+			if r.Outcome.Fallback() != (r.Err != nil) {
+				t.Fatalf("outcome %s with error %v", r.Outcome, r.Err)
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for s.lingering.Load() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d calls still running", s.lingering.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+}
+
+func runAdmit(t *testing.T, s *Script) Result {
+	_, r := s.Admit(t.Context(), newAdmit())
+	return r
+}
+
+func runPlace(t *testing.T, s *Script) Result {
+	_, r := s.Place(t.Context(), newPlace())
+	return r
+}
+
+// FuzzSnapshot replays arbitrary snapshot JSON, as `routing replay` reads
+// it, through the default script and the examples: no panic, and a snapshot
+// that parses prints one admit and one place line per task.
+func FuzzSnapshot(f *testing.F) {
+	seed, err := os.ReadFile("testdata/snapshot.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"tasks": [{"id": "t", "model": "m", "max_tokens": -1, "labels": {"": ""}}], "candidates": [{"id": "t", "model": "m", "slots_total": -3, "load": 1e308}]}`))
+	f.Add([]byte(`{"now": "0001-01-01T00:00:00Z", "queue": {"m": {"batch": 9223372036854775807}}, "tasks": [{}, {}]}`))
+	var scripts []*Script
+	for _, src := range [][]byte{llembed.DefaultRoutingScript, example(f, "reject_big_batch.tengo"),
+		example(f, "pin_model_to_pool.tengo"), example(f, "prefer_cheapest_gpu.tengo")} {
+		s, err := Compile("s.tengo", src, Config{Timeout: time.Second})
+		if err != nil {
+			f.Fatal(err)
+		}
+		scripts = append(scripts, s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var snap Snapshot
+		parses := json.Unmarshal(data, &snap) == nil
+		for _, s := range scripts {
+			var out bytes.Buffer
+			err := replay(&out, s, "s.tengo", "snap.json", data)
+			if !parses {
+				if err == nil {
+					t.Fatal("replayed a snapshot that does not parse")
+				}
+				continue
+			}
+			if err != nil && !errors.Is(err, ErrFallback) {
+				t.Fatalf("replay: %v", err)
+			}
+			if lines := strings.Count(out.String(), "\n"); lines != 2+2*len(snap.Tasks) {
+				t.Fatalf("%d lines for %d tasks:\n%s", lines, len(snap.Tasks), out.String())
+			}
+		}
+	})
 }

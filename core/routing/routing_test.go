@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -283,21 +284,38 @@ func TestTimeout(t *testing.T) {
 	waitLingering(t, s)
 }
 
-// TestTimeoutInsideBuiltin: a script stuck in one long builtin call (here
-// tengo comparing two values with 2^24 shared parts) cannot be aborted, yet
-// the caller gets its answer at the budget; the call finishes later on its
-// own.
-func TestTimeoutInsideBuiltin(t *testing.T) {
-	s := compile(t, `
-a := [1]
-b := [1]
-for i := 0; i < 24; i++ { a = [a, a]; b = [b, b] }
-same := a == b`, Config{Timeout: 10 * time.Millisecond})
-	_, r := s.Admit(t.Context(), newAdmit())
-	if r.Outcome != OutcomeTimeout {
-		t.Fatalf("%s %v", r.Outcome, r.Err)
+// TestNothingOutlivesTheBudget: when a call runs out of its budget its
+// script stops, also when it was inside a builtin call: the call returns
+// within the budget and abortGrace (plus a loaded machine's slack), nothing
+// is left running and the goroutines come back to where they were.
+func TestNothingOutlivesTheBudget(t *testing.T) {
+	before := runtime.NumGoroutine()
+	const budget = 5 * time.Millisecond
+	for _, src := range []string{
+		`for {}`,
+		`text := import("text"); s := text.repeat("ab", 50000); for { x := text.re_match("(a|b)*c", s) }`,
+		`a := range(0, 60000); for { b := a == a }`,
+		`text := import("text"); s := text.repeat("ab", 100000); for { b := text.contains(s, "abc") }`,
+	} {
+		s := compile(t, src, Config{Timeout: budget})
+		for range 5 {
+			_, r := s.Admit(t.Context(), newAdmit())
+			if r.Outcome != OutcomeTimeout {
+				t.Errorf("%s: %s %v", src, r.Outcome, r.Err)
+			}
+			if r.Duration > budget+abortGrace+time.Second {
+				t.Errorf("%s: returned after %v", src, r.Duration)
+			}
+		}
+		waitLingering(t, s)
 	}
-	waitLingering(t, s)
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines, %d before", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // waitLingering waits until no abandoned call of s is still running.

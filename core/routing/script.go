@@ -22,7 +22,7 @@ type Script struct {
 	cfg        Config
 	bytecode   *tengo.Bytecode
 	numGlobals int
-	overrideAt []int // global index of each of overrides
+	mods       []int // the guarded modules it imports (fText...)
 	// idle holds runners between calls; a runner keeps its VM and its input
 	// objects warm, so it is kept out of sync.Pool, which drops at GC.
 	idle chan *runner
@@ -50,9 +50,16 @@ func (e *CompileError) Error() string {
 func (e *CompileError) Unwrap() error { return ErrCompile }
 
 // Compile compiles a script. name is used in error positions (usually the
-// file name). Imports are limited to the sandbox's modules.
-func Compile(name string, src []byte, cfg Config) (*Script, error) {
-	cfg, err := cfg.withDefaults()
+// file name). Imports are limited to the sandbox's modules, and the script is
+// rewritten so that every operation tengo does not bound calls a guard (see
+// rewrite.go).
+func Compile(name string, src []byte, cfg Config) (s *Script, err error) {
+	defer func() {
+		if p := recover(); p != nil { // a defect in tengo's parser or compiler
+			s, err = nil, &CompileError{File: name, Msg: fmt.Sprintf("internal error: %v", p)}
+		}
+	}()
+	cfg, err = cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -60,22 +67,30 @@ func Compile(name string, src []byte, cfg Config) (*Script, error) {
 		return nil, &CompileError{File: name, Msg: fmt.Sprintf("script is larger than %d bytes", MaxSourceBytes)}
 	}
 	src = append([]byte(nil), src...)
+	if err := prescan(name, src); err != nil {
+		return nil, err
+	}
 	fset := parser.NewFileSet()
 	file := fset.AddFile(name, -1, len(src))
 	ast, err := parser.NewParser(file, src, nil).ParseFile()
 	if err != nil {
 		return nil, compileError(name, err)
 	}
+	mods, err := rewrite(name, file, ast)
+	if err != nil {
+		return nil, err
+	}
 	st := tengo.NewSymbolTable()
 	for _, n := range inputNames {
 		st.Define(n)
 	}
 	c := tengo.NewCompiler(file, st, nil, sandboxModules, nil)
-	// Defined after NewCompiler, which defines the builtins: these globals
-	// take the builtins' names.
-	at := make([]int, len(overrides))
-	for i, o := range overrides {
-		at[i] = st.Define(overrideName(o)).Index
+	// Defined after NewCompiler, which defines the builtins: the fixed
+	// globals take the builtins' names.
+	for i, n := range fixedNames {
+		if st.Define(n).Index != numInputs+i {
+			panic("routing: fixed globals out of place")
+		}
 	}
 	if err := c.Compile(ast); err != nil {
 		return nil, compileError(name, err)
@@ -86,9 +101,16 @@ func Compile(name string, src []byte, cfg Config) (*Script, error) {
 	if n > tengo.GlobalsSize {
 		return nil, &CompileError{File: name, Msg: fmt.Sprintf("more than %d globals", tengo.GlobalsSize)}
 	}
-	s := &Script{name: name, src: src, cfg: cfg, bytecode: bc, numGlobals: n, overrideAt: at,
-		idle: make(chan *runner, max(4, 2*runtime.GOMAXPROCS(0)))}
-	return s, nil
+	// Constants are shared by every call; tengo caches a string's runes in
+	// the string the first time it is indexed, so fill the caches now,
+	// while nothing else can see them.
+	for _, k := range bc.Constants {
+		if str, ok := k.(*tengo.String); ok {
+			str.IndexGet(&tengo.Int{})
+		}
+	}
+	return &Script{name: name, src: src, cfg: cfg, bytecode: bc, numGlobals: n, mods: mods,
+		idle: make(chan *runner, max(4, 2*runtime.GOMAXPROCS(0)))}, nil
 }
 
 func compileError(name string, err error) error {
@@ -208,13 +230,14 @@ func oneLine(s string, limit int) string {
 	return s
 }
 
-// runner is a VM with its globals. A runner goes back to the pool only after
-// a clean run: tengo keeps a failed run's error in the VM, and an aborted
-// VM may still be running.
+// runner is a VM with its globals and its guards. A runner goes back to the
+// pool only after a clean run: tengo keeps a failed run's error in the VM,
+// and an aborted VM may still be running.
 type runner struct {
 	vm      *tengo.VM
 	globals []tengo.Object
 	in      inputs
+	g       *guards
 	done    chan error
 	state   atomic.Int32
 }
@@ -225,11 +248,18 @@ const (
 	abandoned
 )
 
+// abortGrace is how long a call waits, after its budget or its context ran
+// out, for the script to stop. tengo stops a VM between two instructions
+// and every builtin a script can reach is bounded, so it stops well within
+// this; a run that does not is abandoned (see ErrBusy).
+const abortGrace = 25 * time.Millisecond
+
 // call runs the script once with the inputs fill sets, and hands what the
 // script left in `decision` to read, before the runner (whose input objects
-// the decision may point to) is reused. The VM runs on its own goroutine so
-// that the caller gets its answer within the budget even when the script is
-// stuck inside one long builtin call, where tengo's Abort cannot reach it.
+// the decision may point to) is reused. The VM runs on its own goroutine:
+// when the budget or the context runs out, the caller aborts it and waits at
+// most abortGrace for it to stop, so that the caller gets its answer in time
+// and, but for a defect, nothing of the call keeps running.
 func (s *Script) call(ctx context.Context, fill func(*runner), read func(tengo.Object) (Outcome, error)) (Outcome, error) {
 	if err := ctx.Err(); err != nil {
 		return ctxOutcome(err), ctxError(err)
@@ -239,9 +269,8 @@ func (s *Script) call(ctx context.Context, fill func(*runner), read func(tengo.O
 	}
 	r := s.getRunner()
 	fill(r)
-	for i, o := range overrides {
-		r.globals[s.overrideAt[i]] = o
-	}
+	copy(r.globals[numInputs:], r.g.fixed[:])
+	r.g.m.reset()
 	r.state.Store(running)
 	go s.run(r)
 
@@ -251,15 +280,11 @@ func (s *Script) call(ctx context.Context, fill func(*runner), read func(tengo.O
 	select {
 	case err = <-r.done:
 	case <-timer.C:
-		if s.abandon(r) {
-			return OutcomeTimeout, fmt.Errorf("%w after %v", ErrTimeout, s.cfg.Timeout)
-		}
-		err = <-r.done
+		s.stop(r)
+		return OutcomeTimeout, fmt.Errorf("%w after %v", ErrTimeout, s.cfg.Timeout)
 	case <-ctx.Done():
-		if s.abandon(r) {
-			return ctxOutcome(ctx.Err()), ctxError(ctx.Err())
-		}
-		err = <-r.done
+		s.stop(r)
+		return ctxOutcome(ctx.Err()), ctxError(ctx.Err())
 	}
 	if err != nil {
 		if allocCapError(err) {
@@ -278,15 +303,16 @@ func (s *Script) getRunner() *runner {
 		return r
 	default:
 		g := make([]tengo.Object, s.numGlobals)
-		return &runner{vm: tengo.NewVM(s.bytecode, g, s.cfg.MaxAllocs), globals: g, done: make(chan error, 1)}
+		return &runner{vm: tengo.NewVM(s.bytecode, g, s.cfg.MaxAllocs), globals: g,
+			g: newGuards(s.mods), done: make(chan error, 1)}
 	}
 }
 
 // putRunner keeps r for the next call after a clean run. The script's own
-// globals are cleared (they would keep its objects alive); the input globals
-// are set again by the next call.
+// globals are cleared (they would keep its objects alive); the input and
+// fixed globals are set again by the next call.
 func (s *Script) putRunner(r *runner) {
-	clear(r.globals[numInputs:])
+	clear(r.globals[numInputs+numFixed:])
 	select {
 	case s.idle <- r:
 	default:
@@ -295,23 +321,28 @@ func (s *Script) putRunner(r *runner) {
 
 func (s *Script) run(r *runner) {
 	err := runVM(r.vm)
-	if r.state.CompareAndSwap(running, finished) {
-		r.done <- err
-		return
+	r.done <- err
+	if !r.state.CompareAndSwap(running, finished) {
+		s.lingering.Add(-1) // abandoned: counted by stop
 	}
-	s.lingering.Add(-1) // abandoned: nobody waits for it
 }
 
-// abandon stops waiting for r. It returns false when the run finished first
-// (its result is then in r.done).
-func (s *Script) abandon(r *runner) bool {
-	s.lingering.Add(1)
-	if r.state.CompareAndSwap(running, abandoned) {
-		r.vm.Abort()
-		return true
+// stop aborts r's run and waits up to abortGrace for it to end; a run that
+// is still going then is abandoned and counted in s.lingering until it
+// ends. The runner is not reused either way.
+func (s *Script) stop(r *runner) {
+	r.g.m.stop.Store(true)
+	r.vm.Abort()
+	grace := time.NewTimer(abortGrace)
+	defer grace.Stop()
+	select {
+	case <-r.done:
+		return
+	case <-grace.C:
 	}
-	s.lingering.Add(-1)
-	return false
+	if r.state.CompareAndSwap(running, abandoned) {
+		s.lingering.Add(1)
+	}
 }
 
 func runVM(vm *tengo.VM) (err error) {

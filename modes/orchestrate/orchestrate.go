@@ -4,6 +4,8 @@ package orchestrate
 import (
 	"context"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -19,6 +21,7 @@ import (
 	"github.com/llorch/llorch/core/orchestrator"
 	"github.com/llorch/llorch/core/routing"
 	"github.com/llorch/llorch/core/store"
+	llembed "github.com/llorch/llorch/embed"
 )
 
 // Command returns `llorch orchestrate`.
@@ -145,17 +148,25 @@ func loadKeys(file, env string) ([]string, error) {
 	return keys, nil
 }
 
-// routingCommand is `llorch orchestrate routing check|replay`.
+// routingCommand is `llorch orchestrate routing check|replay|examples`.
 func routingCommand() *cli.Command {
 	var (
 		timeout   time.Duration
 		maxAllocs int64
 		snapshot  string
+		name      string
+		sandboxed bool
 	)
 	cfg := func() routing.Config { return routing.Config{Timeout: timeout, MaxAllocs: maxAllocs} }
 	flags := []cli.Flag{
 		&cli.DurationFlag{Name: "routing-timeout", Value: 50 * time.Millisecond, Usage: "time budget of one call", Destination: &timeout},
 		&cli.Int64Flag{Name: "routing-max-allocs", Value: 100000, Usage: "objects one call may allocate", Destination: &maxAllocs},
+	}
+	fail := func(err error) error {
+		if err != nil {
+			return cli.Exit(err.Error(), 1)
+		}
+		return nil
 	}
 	return &cli.Command{
 		Name:  "routing",
@@ -163,17 +174,31 @@ func routingCommand() *cli.Command {
 		Commands: []*cli.Command{
 			{
 				Name:      "check",
-				Usage:     "compile a script and run it on built-in sample inputs",
-				ArgsUsage: "FILE.tengo",
-				Flags:     flags,
+				Usage:     "compile a script and run it on built-in sample inputs (no file: the built-in default script; -: stdin)",
+				ArgsUsage: "[FILE.tengo | -]",
+				Flags: append(flags,
+					&cli.StringFlag{Name: "name", Value: "stdin.tengo", Usage: "name of a script read from stdin, in error positions", Destination: &name},
+					&cli.BoolFlag{Name: "sandboxed", Usage: "limit this process (memory, CPU time, stack), read the script from stdin (-) and print a JSON report: what the orchestrator runs to try a script before it loads it", Destination: &sandboxed}),
 				Action: func(_ context.Context, cmd *cli.Command) error {
-					if cmd.NArg() != 1 {
-						return cli.Exit("orchestrate routing check: give one script file", 1)
+					if cmd.NArg() > 1 {
+						return cli.Exit("orchestrate routing check: give at most one script file", 1)
 					}
-					if err := routing.RunCheck(os.Stdout, cmd.Args().First(), cfg()); err != nil {
-						return cli.Exit(err.Error(), 1)
+					path := cmd.Args().First()
+					switch {
+					case sandboxed && path != "-":
+						return cli.Exit("orchestrate routing check --sandboxed: the script comes from stdin: give -", 1)
+					case sandboxed:
+						return fail(routing.RunSandboxed(os.Stdin, os.Stdout, name, cfg()))
+					case path == "":
+						return fail(routing.CheckSource(os.Stdout, "default.tengo", llembed.DefaultRoutingScript, cfg()))
+					case path == "-":
+						src, err := io.ReadAll(io.LimitReader(os.Stdin, routing.MaxSourceBytes+1))
+						if err != nil {
+							return cli.Exit(fmt.Sprintf("orchestrate routing check: reading stdin: %v", err), 1)
+						}
+						return fail(routing.CheckSource(os.Stdout, name, src, cfg()))
 					}
-					return nil
+					return fail(routing.RunCheck(os.Stdout, path, cfg()))
 				},
 			},
 			{
@@ -185,12 +210,60 @@ func routingCommand() *cli.Command {
 					if cmd.NArg() != 1 || snapshot == "" {
 						return cli.Exit("orchestrate routing replay: give one script file and --snapshot", 1)
 					}
-					if err := routing.RunReplay(os.Stdout, cmd.Args().First(), snapshot, cfg()); err != nil {
-						return cli.Exit(err.Error(), 1)
+					return fail(routing.RunReplay(os.Stdout, cmd.Args().First(), snapshot, cfg()))
+				},
+			},
+			{
+				Name:      "examples",
+				Usage:     "list the built-in scripts (the default policy and the examples), or print one",
+				ArgsUsage: "[NAME]",
+				Action: func(_ context.Context, cmd *cli.Command) error {
+					if cmd.NArg() > 1 {
+						return cli.Exit("orchestrate routing examples: give at most one name", 1)
+					}
+					if arg := cmd.Args().First(); arg != "" {
+						src, err := routingExample(strings.TrimSuffix(arg, ".tengo"))
+						if err != nil {
+							return cli.Exit(fmt.Sprintf("orchestrate routing examples: no script %q (list them without a name)", arg), 1)
+						}
+						_, err = os.Stdout.Write(src)
+						return fail(err)
+					}
+					names, err := fs.Glob(llembed.RoutingExamples, "*.tengo")
+					if err != nil {
+						return fail(err)
+					}
+					for _, n := range append([]string{"default"}, names...) {
+						n = strings.TrimSuffix(n, ".tengo")
+						src, err := routingExample(n)
+						if err != nil {
+							return fail(err)
+						}
+						fmt.Printf("%-20s %s\n", n, scriptSummary(src))
 					}
 					return nil
 				},
 			},
 		},
 	}
+}
+
+// routingExample is a built-in script: "default" or an example's name
+// without .tengo.
+func routingExample(name string) ([]byte, error) {
+	if name == "default" {
+		return llembed.DefaultRoutingScript, nil
+	}
+	if !fs.ValidPath(name) || strings.Contains(name, "/") {
+		return nil, fs.ErrNotExist
+	}
+	return fs.ReadFile(llembed.RoutingExamples, name+".tengo")
+}
+
+// scriptSummary is what the first line of a built-in script says after its
+// file name ("// NAME.tengo: SUMMARY").
+func scriptSummary(src []byte) string {
+	line, _, _ := strings.Cut(string(src), "\n")
+	_, summary, _ := strings.Cut(line, ": ")
+	return summary
 }
