@@ -304,9 +304,6 @@ func (d *dispatcher) place(ctx context.Context) []start {
 	}
 	now := time.Now()
 	ws, index, free := d.snapshotLocked(now)
-	if free == 0 {
-		return nil
-	}
 	opts := d.optionsLocked()
 	blocked := map[string]*api.Explanation{}
 	var places []placement
@@ -314,7 +311,10 @@ func (d *dispatcher) place(ctx context.Context) []start {
 		if e.held || e.notBefore.After(now) {
 			return true
 		}
-		key := e.st.Model + "\x00" + e.st.PinWorker + "\x00" + e.st.PinPool
+		if free == 0 && e.expl != nil && now.Sub(e.expl.At) < explainEvery {
+			return true // nothing can start; its explanation is recent
+		}
+		key := e.st.Model + "\x00" + e.st.PinWorker + "\x00" + e.st.PinPool + "\x00" + e.st.Digest
 		if ex, ok := blocked[key]; ok && len(e.failedOn) == 0 {
 			d.explainLocked(e, ex)
 			return true
@@ -383,6 +383,10 @@ func (d *dispatcher) scheduleLocked(e *entry, ws []scheduler.Worker, opts schedu
 
 // maxExplained bounds the rejections kept on a task's explanation.
 const maxExplained = 32
+
+// explainEvery is how often a task that cannot start is explained again
+// while no worker has a free slot.
+const explainEvery = time.Second
 
 func explain(d *scheduler.Decision, st scheduler.Task, ws []scheduler.Worker, now time.Time) *api.Explanation {
 	e := d.Explanation(st, now)

@@ -339,3 +339,15 @@ func (o *orch) waitTask(t *testing.T, id string, limit time.Duration) api.TaskSt
 func (o *orch) cancelTask(id string) {
 	o.cancel(id, "cancelled by the test", principal{role: RoleAdmin})
 }
+
+// waitExplained waits until the scheduler has explained why a task waits,
+// naming what: the dispatcher has looked at it (no fixed sleep).
+func (o *orch) waitExplained(t *testing.T, id, what string) api.TaskStatus {
+	t.Helper()
+	var st api.TaskStatus
+	waitFor(t, 10*time.Second, "task "+id+" explained with "+what, func() bool {
+		st = o.taskStatus(t, id)
+		return st.Explanation != nil && strings.Contains(st.Explanation.Summary, what)
+	})
+	return st
+}

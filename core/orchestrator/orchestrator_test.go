@@ -427,9 +427,8 @@ func TestPinsNeverFallBack(t *testing.T) {
 	pinned := taskReq("tiny", "pinned", 2, 1)
 	pinned.Placement = &api.Placement{PinWorker: "w1"}
 	p := o.submitAsync(t, pinned)
-	time.Sleep(300 * time.Millisecond)
-	st := o.taskStatus(t, p.TaskID)
-	if st.Status != api.TaskQueued || st.Explanation == nil || !strings.Contains(st.Explanation.Summary+fmt.Sprint(st.Explanation.Rejected), "w2") {
+	st := o.waitExplained(t, p.TaskID, "w2 not the pinned worker")
+	if st.Status != api.TaskQueued {
 		t.Fatalf("pinned task %+v (explanation %+v)", st, st.Explanation)
 	}
 	o.cancelTask(b.TaskID)
@@ -493,8 +492,7 @@ func TestHeartbeatLoss(t *testing.T) {
 	}
 	waitFor(t, 15*time.Second, "w1 unhealthy", func() bool { return o.workerState("w1") == api.WorkerUnhealthy })
 	acc := o.submitAsync(t, taskReq("tiny", "later", 3, 1))
-	time.Sleep(300 * time.Millisecond)
-	if st := o.taskStatus(t, acc.TaskID); st.Status != api.TaskQueued {
+	if st := o.waitExplained(t, acc.TaskID, "w1 not healthy"); st.Status != api.TaskQueued {
 		t.Fatalf("task on an unhealthy worker: %+v", st)
 	}
 	if err := w.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
@@ -520,8 +518,7 @@ func TestRegistryDrainDeleteAndPools(t *testing.T) {
 		t.Fatalf("drain: %+v", v)
 	}
 	acc := o.submitAsync(t, taskReq("tiny", "not on a draining worker", 2, 1))
-	time.Sleep(300 * time.Millisecond)
-	if st := o.taskStatus(t, acc.TaskID); st.Status != api.TaskQueued {
+	if st := o.waitExplained(t, acc.TaskID, "w1 draining"); st.Status != api.TaskQueued {
 		t.Fatalf("scheduled on a draining worker: %+v", st)
 	}
 	resp = o.do(t, http.MethodDelete, "/v2/workers/w1", nil)

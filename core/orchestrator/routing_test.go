@@ -96,9 +96,7 @@ func TestRoutingScripts(t *testing.T) {
 	t.Run("wait then run", func(t *testing.T) {
 		putScript(t, o, `if stage == "place" { decision = {action: "wait", retry_after_ms: 200} }`).Body.Close()
 		acc := o.submitAsync(t, taskReq("tiny", "wait", 3, 1))
-		time.Sleep(500 * time.Millisecond)
-		st := o.taskStatus(t, acc.TaskID)
-		if st.Status != api.TaskQueued || st.Explanation == nil || !strings.Contains(st.Explanation.Summary, "waiting") {
+		if st := o.waitExplained(t, acc.TaskID, "waiting"); st.Status != api.TaskQueued {
 			t.Fatalf("status %+v, explanation %+v", st, st.Explanation)
 		}
 		putScript(t, o, `decision = undefined`).Body.Close()
@@ -161,7 +159,9 @@ func TestRoutingFileReload(t *testing.T) {
 		return resp.StatusCode == http.StatusAccepted
 	})
 	write(`this is not tengo (`)
-	time.Sleep(2500 * time.Millisecond)
+	waitFor(t, 10*time.Second, "the broken edit tried", func() bool {
+		return strings.Contains(get(t, o.URL+"/metrics"), `llorch_routing_reloads_total{result="error"} 1`)
+	})
 	resp := o.do(t, http.MethodPost, "/v2/tasks", taskReq("tiny", "x", 2, 1))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted {

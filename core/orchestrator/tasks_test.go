@@ -3,9 +3,9 @@ package orchestrator
 import (
 	"bytes"
 	"context"
-	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,18 +142,16 @@ func TestFollowQueuedAndKeepAlive(t *testing.T) {
 	waitFor(t, 10*time.Second, "the first task running", func() bool { return p.state(busy).Status == api.TaskRunning })
 	id := p.submit(t, fakeReq(3))
 	tk := p.tasks.get(id, principal{role: RoleAdmin})
-	rec := httptest.NewRecorder()
-	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
-	defer cancel()
+	rec := &watchWriter{kept: make(chan struct{})}
 	go func() {
-		time.Sleep(200 * time.Millisecond)
+		<-rec.kept // the waiting stream got a keep-alive: let the task run
 		w.set(streamTokens(-1))
 		p.cancel(busy, "make room", principal{role: RoleAdmin})
 	}()
-	if err := p.tasks.follow(ctx, sse.NewWriter(rec), tk, 0); err != nil {
+	if err := p.tasks.follow(context.Background(), sse.NewWriter(rec), tk, 0); err != nil {
 		t.Fatalf("follow: %v", err)
 	}
-	r := sse.NewReader(bytes.NewReader(rec.Body.Bytes()))
+	r := sse.NewReader(bytes.NewReader(rec.bytes()))
 	var names, ids []string
 	for {
 		ev, err := r.Next()
@@ -173,4 +171,27 @@ func TestFollowQueuedAndKeepAlive(t *testing.T) {
 	if r.Comments() == 0 {
 		t.Fatal("no keep-alive comment while the task waited")
 	}
+}
+
+// watchWriter collects a stream and closes kept at the first keep-alive.
+type watchWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	kept chan struct{}
+	once sync.Once
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if bytes.Contains(p, []byte(":keep-alive")) || bytes.Contains(p, []byte(": keep-alive")) {
+		w.once.Do(func() { close(w.kept) })
+	}
+	return w.buf.Write(p)
+}
+
+func (w *watchWriter) bytes() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return bytes.Clone(w.buf.Bytes())
 }
