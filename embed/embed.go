@@ -1,5 +1,10 @@
-// Package embed holds the files built into the llorch binary: the default
-// routing script and the example scripts.
+// Package embed holds the routing scripts built into the llorch binary: the
+// default policy written as a script (DefaultRoutingScript) and the example
+// scripts (RoutingExamples). `llorch orchestrate routing check` without a
+// file checks the default script, and `llorch orchestrate routing examples
+// [NAME]` lists the scripts or prints one, to start a policy from; tests of
+// core/routing and core/orchestrator run them. Each script's first line is
+// "// NAME.tengo: what it does", which the listing shows.
 package embed
 
 import (

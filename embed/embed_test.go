@@ -19,4 +19,14 @@ func TestRoutingFiles(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("examples = %v, want %v", names, want)
 	}
+	// `routing examples` shows what the first line says after the name.
+	scripts := map[string][]byte{"default.tengo": DefaultRoutingScript}
+	for _, n := range names {
+		scripts[n], _ = fs.ReadFile(RoutingExamples, n)
+	}
+	for n, src := range scripts {
+		if line, _, _ := bytes.Cut(src, []byte("\n")); !bytes.HasPrefix(line, []byte("// "+n+": ")) || len(line) < len("// "+n+": ")+10 {
+			t.Errorf("%s starts with %q, want \"// %s: what it does\"", n, line, n)
+		}
+	}
 }
