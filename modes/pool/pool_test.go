@@ -335,6 +335,15 @@ func TestBackends(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "models download") {
 		t.Errorf("spawn unknown model: exit %d: %s", code, errOut)
 	}
+	// A network address without a token: the worker refuses, spawn says why
+	// and keeps no record.
+	_, errOut, code = p.run("worker", "spawn", "cpu", "--model", "tiny", "--host", "0.0.0.0")
+	if code != 1 || !strings.Contains(errOut, "refusing to listen on 0.0.0.0 without --token") {
+		t.Errorf("spawn on 0.0.0.0 without a token: exit %d: %s", code, errOut)
+	}
+	if rows := p.workers(); len(rows) != 0 {
+		t.Errorf("a refused worker is listed: %+v", rows)
+	}
 }
 
 func TestWorkerLifecycle(t *testing.T) {
