@@ -86,7 +86,8 @@ func ParseKeys(text string) ([]Key, error) {
 		if len(f) > 1 {
 			r, ok := ParseRole(f[1])
 			if !ok {
-				return nil, fmt.Errorf("line %d: role must be user or admin, got %q", i+1, truncate(f[1], 32))
+				// The field is not echoed: it may be a second key on the line.
+				return nil, fmt.Errorf("line %d: the second field, the role, must be user or admin", i+1)
 			}
 			k.Role = r
 		}

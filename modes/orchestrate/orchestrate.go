@@ -17,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/llorch/llorch/core/bind"
 	"github.com/llorch/llorch/core/buildinfo"
 	"github.com/llorch/llorch/core/orchestrator"
 	"github.com/llorch/llorch/core/routing"
@@ -37,6 +38,7 @@ func Command() *cli.Command {
 		storeWait  time.Duration
 		policyFlag string
 		headers    []string
+		addrFile   string
 	)
 	return &cli.Command{
 		Name:  "orchestrate",
@@ -45,8 +47,9 @@ func Command() *cli.Command {
 			"Workers register themselves with `llorch worker --orchestrator URL`.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Local: true, Value: "127.0.0.1:8080", Usage: "address to listen on", Destination: &listen, Sources: cli.EnvVars("LLORCH_LISTEN")},
+			&cli.StringFlag{Name: "addr-file", Local: true, Usage: "write the URL the orchestrator listens on to this file (atomically) once it listens; with --listen 127.0.0.1:0 the OS chooses the port", Destination: &addrFile},
 			&cli.StringFlag{Name: "data-dir", Local: true, Usage: "directory of the bbolt database (default ~/.local/share/llorch/orchestrator)", Destination: &dataDir, Sources: cli.EnvVars("LLORCH_DATA_DIR")},
-			&cli.StringFlag{Name: "api-key-file", Local: true, Usage: "file with one API key per line; clients send Authorization: Bearer <key>", Destination: &keyFile},
+			&cli.StringFlag{Name: "api-key-file", Local: true, Usage: "file with one API key per line, optionally followed by its role (user or admin) and a name; clients send Authorization: Bearer <key>", Destination: &keyFile},
 			&cli.StringFlag{Name: "api-keys", Local: true, Hidden: true, Destination: &envKeys, Sources: cli.EnvVars("LLORCH_API_KEYS")},
 			&cli.BoolFlag{Name: "insecure-no-auth", Local: true, Usage: "allow a non-loopback --listen without API keys", Destination: &insecure},
 			&cli.StringFlag{Name: "worker-token", Local: true, Usage: "secret shared with workers (their --token)", Destination: &cfg.WorkerToken, Sources: cli.EnvVars("LLORCH_WORKER_TOKEN")},
@@ -56,7 +59,9 @@ func Command() *cli.Command {
 			&cli.StringFlag{Name: "unavailable", Local: true, Value: "wait", Usage: "known model with no healthy worker: wait in the queue, or reject (503 POOL_UNAVAILABLE)", Destination: &cfg.Unavailable},
 			&cli.DurationFlag{Name: "heartbeat-timeout", Local: true, Value: 10 * time.Second, Usage: "a worker silent this long is probed on /health", Destination: &cfg.HeartbeatTimeout},
 			&cli.DurationFlag{Name: "dead-after", Local: true, Value: time.Minute, Usage: "an unhealthy worker is dead after this long", Destination: &cfg.DeadAfter},
-			&cli.IntFlag{Name: "max-attempts", Local: true, Value: 3, Usage: "attempts per task when workers fail before the first token", Destination: &cfg.MaxAttempts},
+			&cli.IntFlag{Name: "max-attempts", Local: true, Value: 3, Usage: "attempts per task when workers fail before the first token (a busy worker does not count)", Destination: &cfg.MaxAttempts},
+			&cli.IntFlag{Name: "max-migrations", Local: true, Value: 2, Usage: "times a task whose worker was lost mid-stream continues on another worker from the tokens already sent (-1: never)", Destination: &cfg.MaxMigrations},
+			&cli.DurationFlag{Name: "attempt-idle-timeout", Local: true, Value: time.Minute, Usage: "abandon an attempt whose worker sends nothing, not even a keep-alive, for this long", Destination: &cfg.AttemptIdleTimeout},
 			&cli.DurationFlag{Name: "result-ttl", Local: true, Value: time.Hour, Usage: "how long finished tasks are kept", Destination: &cfg.ResultTTL},
 			&cli.StringFlag{Name: "routing-script", Local: true, Usage: "Tengo routing script (reloaded on change and on SIGHUP)", Destination: &cfg.RoutingFile, Sources: cli.EnvVars("LLORCH_ROUTING_SCRIPT")},
 			&cli.DurationFlag{Name: "routing-timeout", Local: true, Value: 50 * time.Millisecond, Usage: "time budget of one routing script call", Destination: &cfg.RoutingTimeout},
@@ -78,7 +83,7 @@ func Command() *cli.Command {
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
-			cfg.APIKeys = keys
+			cfg.Keys = keys
 			if err := orchestrator.CheckBind(listen, len(keys) > 0, insecure); err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
@@ -112,6 +117,11 @@ func Command() *cli.Command {
 					}
 				}
 			}()
+			if addrFile != "" {
+				if err := bind.WriteAddrFile(addrFile, bind.LocalURL(ln.Addr())); err != nil {
+					return cli.Exit(fmt.Sprintf("orchestrate: %v", err), 1)
+				}
+			}
 			log.Info("orchestrator listening", "addr", "http://"+ln.Addr().String(), "data_dir", dataDir, "version", buildinfo.Version, "api_keys", len(keys))
 			if err := srv.Serve(ctx, ln); err != nil {
 				return cli.Exit(fmt.Sprintf("orchestrate: %v", err), 1)
@@ -122,30 +132,30 @@ func Command() *cli.Command {
 	}
 }
 
-// loadKeys reads API keys from a file (one per line, # comments) and from
-// the environment (comma or newline separated).
-func loadKeys(file, env string) ([]string, error) {
-	var keys []string
-	add := func(s string) {
-		for _, line := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == ',' }) {
-			line = strings.TrimSpace(line)
-			if line != "" && !strings.HasPrefix(line, "#") {
-				keys = append(keys, line)
-			}
-		}
-	}
+// loadKeys reads API keys from a file (orchestrator.ParseKeys: one key per
+// line, optionally with a role and a name) and from the environment (the
+// same entries, separated by commas or newlines).
+func loadKeys(file, env string) ([]orchestrator.Key, error) {
+	var keys []orchestrator.Key
 	if file != "" {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("orchestrate: api key file: %w", err)
 		}
-		add(string(data))
-		if len(keys) == 0 {
+		fk, err := orchestrator.ParseKeys(string(data))
+		if err != nil {
+			return nil, fmt.Errorf("orchestrate: api key file %s: %w", file, err)
+		}
+		if len(fk) == 0 {
 			return nil, fmt.Errorf("orchestrate: api key file %s has no keys", file)
 		}
+		keys = append(keys, fk...)
 	}
-	add(env)
-	return keys, nil
+	ek, err := orchestrator.ParseKeys(strings.ReplaceAll(env, ",", "\n"))
+	if err != nil {
+		return nil, fmt.Errorf("orchestrate: LLORCH_API_KEYS: entry %w", err)
+	}
+	return append(keys, ek...), nil
 }
 
 // routingCommand is `llorch orchestrate routing check|replay|examples`.
