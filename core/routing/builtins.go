@@ -25,6 +25,7 @@ const (
 	fEq
 	fNe
 	fKey
+	fIndex
 	fSlice
 	fIter
 	fLit
@@ -38,7 +39,7 @@ const (
 
 var fixedNames = [numFixed]string{
 	"range", "string", "copy", "format", "append", "splice", "bytes",
-	"$add", "$eq", "$ne", "$key", "$slice", "$iter", "$lit", "$va",
+	"$add", "$eq", "$ne", "$key", "$index", "$slice", "$iter", "$lit", "$va",
 	"$text", "$json", "$fmt", "$times",
 }
 
@@ -77,6 +78,7 @@ func newGuards(mods []int) *guards {
 	fn(fEq, func(args ...tengo.Object) (tengo.Object, error) { return g.equal(args, true) })
 	fn(fNe, func(args ...tengo.Object) (tengo.Object, error) { return g.equal(args, false) })
 	fn(fKey, g.key)
+	fn(fIndex, g.index)
 	fn(fSlice, g.slice)
 	fn(fIter, g.iter)
 	fn(fLit, g.lit)
@@ -352,6 +354,50 @@ func (g *guards) key(args ...tengo.Object) (tengo.Object, error) {
 		return nil, err
 	}
 	return args[0], nil
+}
+
+// index is x[i], as tengo's VM does it, except that it finds the i-th
+// character of a string without caching the string's runes in it (tengo's
+// cache takes four bytes a character, in strings a call did not pay for).
+func (g *guards) index(args ...tengo.Object) (tengo.Object, error) {
+	if len(args) != 2 {
+		return nil, tengo.ErrWrongNumArguments
+	}
+	x, i := args[0], args[1]
+	if _, err := g.m.checkText(i, tengo.MaxStringLen); err != nil {
+		return nil, err
+	}
+	if s, ok := x.(*tengo.String); ok {
+		if n, ok := i.(*tengo.Int); ok {
+			return runeAt(s.Value, n.Value), nil
+		}
+	}
+	v, err := x.IndexGet(i)
+	switch {
+	case err == tengo.ErrNotIndexable:
+		return nil, fmt.Errorf("not indexable: %s", i.TypeName())
+	case err == tengo.ErrInvalidIndexType:
+		return nil, fmt.Errorf("invalid index type: %s", i.TypeName())
+	case err != nil:
+		return nil, err
+	case v == nil:
+		return tengo.UndefinedValue, nil
+	}
+	return v, nil
+}
+
+// runeAt is the i-th character of s, undefined past its end.
+func runeAt(s string, i int64) tengo.Object {
+	if i >= 0 {
+		k := int64(0)
+		for _, r := range s {
+			if k == i {
+				return &tengo.Char{Value: r}
+			}
+			k++
+		}
+	}
+	return tengo.UndefinedValue
 }
 
 // slice is x[low:high], as tengo's VM does it, charged: a new string may

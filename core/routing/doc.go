@@ -76,7 +76,7 @@
 // recover catches; one built of shared parts takes exponential time) nor the
 // bytes a call allocates (its cap counts objects). So Compile rewrites the
 // script (rewrite.go): every `+`, `+=`, `++`, `==` and `!=` whose operands are
-// not literals, every map index, slice, for-in loop, array and map literal,
+// not literals, every index, slice, for-in loop, array and map literal,
 // variadic function and import of text, json, fmt or times becomes a call of
 // a hidden guard, placed at the operation's file:line:col. The guards, the
 // builtins that walk or build values (string, copy, format, append, splice,

@@ -86,6 +86,8 @@ var hostileCases = []hostileCase{
 	{"string building", `s := ""; for { s += "0123456789012345678901234567890123456789" }`, capped, true},
 	{"string slices with rune caches", `text := import("text"); s := text.repeat("é", 60000); keep := []; for { t := s[1:]; c := t[5]; keep = append(keep, t) }`, capped, true},
 	{"map keys with rune caches", `text := import("text"); m := {}; m[text.repeat("k", 200000)] = 1; keep := []; for { for k, _ in m { c := k[1]; keep = append(keep, k) } }`, capped, true},
+	{"enum keys with rune caches", `enum := import("enum"); text := import("text"); m := {}; m[text.repeat("k", 200000)] = 1; keep := []; for { enum.each(m, func(k, v) { c := k[1]; keep = append(keep, k) }) }`, capped, true},
+	{"strings indexed from the end", `text := import("text"); s := text.repeat("é", 100000); for i := 0; ; i++ { c := s[99999 - i % 10] }`, []Outcome{OutcomeTimeout}, false},
 	{"text.join of big strings", `text := import("text"); s := text.repeat("x", 200000); j := text.join([s, s, s], ",")`, capped, false},
 	{"text.join of shared parts", `text := import("text"); ` + shared(40) + `j := text.join([a], ",")`, capped, false},
 	{"text.repeat overflow", `text := import("text"); s := text.repeat("xx", 1 << 62)`, capped, false},
@@ -109,6 +111,7 @@ var hostileCases = []hostileCase{
 	{"regex work", `text := import("text"); x := text.re_match("(x{1000}|y)+z", text.repeat("x", 200000))`, capped, false},
 	{"regex replace blowup", `text := import("text"); x := text.re_replace("a+", text.repeat("a", 1000), text.repeat("$0", 100000))`, capped, false},
 	{"regex find everything", `text := import("text"); x := text.re_find("", text.repeat("a", 200000), -1)`, capped, false},
+	{"compiled regexes kept", `text := import("text"); p := text.repeat("x{1000}", 60); keep := []; for { keep = append(keep, text.re_compile(p)) }`, capped, true},
 	{"compiled regex split", `text := import("text"); r := text.re_compile(""); x := r.split(text.repeat("a", 200000))`, capped, false},
 
 	// Time and the stack.

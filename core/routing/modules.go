@@ -315,23 +315,34 @@ type regex struct {
 	insts int
 }
 
-// compileRegex compiles a pattern; a pattern that does not compile gives
-// tengo's error value.
-func compileRegex(p string) (*regex, tengo.Object, error) {
+// compileRegex compiles a pattern, charged to the call by the size of its
+// program. A pattern that does not compile is a runtime error, as in tengo.
+func (g *guards) compileRegex(p string) (*regex, error) {
 	if len(p) > maxRegexSource {
-		return nil, nil, errWork
+		return nil, errWork
+	}
+	// regexp.Compile parses with syntax.Perl and fails with the parser's
+	// error; its program is syntax.Compile of the simplified expression.
+	sre, err := syntax.Parse(p, syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
+	prog, err := syntax.Compile(sre.Simplify())
+	if err != nil {
+		return nil, err
+	}
+	insts := max(len(prog.Inst), len(p))
+	if insts > maxRegexInsts {
+		return nil, errWork
+	}
+	if err := g.m.charge(objCost + 64*insts); err != nil {
+		return nil, err
 	}
 	re, err := regexp.Compile(p)
 	if err != nil {
-		return nil, &tengo.Error{Value: &tengo.String{Value: err.Error()}}, nil
+		return nil, err
 	}
-	insts := 0
-	if sre, err := syntax.Parse(p, syntax.Perl); err == nil {
-		if prog, err := syntax.Compile(sre.Simplify()); err == nil {
-			insts = len(prog.Inst)
-		}
-	}
-	return &regex{re: re, insts: max(insts, len(p))}, nil, nil
+	return &regex{re: re, insts: insts}, nil
 }
 
 func (r *regex) check(text string) error {
@@ -368,9 +379,9 @@ func (g *guards) reMatch(args ...tengo.Object) (tengo.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, errVal, err := compileRegex(s[0])
-	if r == nil {
-		return errVal, err
+	r, err := g.compileRegex(s[0])
+	if err != nil {
+		return nil, err
 	}
 	return r.match(s[1])
 }
@@ -383,9 +394,9 @@ func (g *guards) reFind(args ...tengo.Object) (tengo.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, errVal, err := compileRegex(s[0])
-	if r == nil {
-		return errVal, err
+	r, err := g.compileRegex(s[0])
+	if err != nil {
+		return nil, err
 	}
 	return r.find(args[1:], "second", "third")
 }
@@ -398,9 +409,9 @@ func (g *guards) reReplace(args ...tengo.Object) (tengo.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, errVal, err := compileRegex(s[0])
-	if r == nil {
-		return errVal, err
+	r, err := g.compileRegex(s[0])
+	if err != nil {
+		return nil, err
 	}
 	return r.replace(s[1], s[2])
 }
@@ -420,9 +431,9 @@ func (g *guards) reSplit(args ...tengo.Object) (tengo.Object, error) {
 			return nil, badArg("third", intCompat, args[2])
 		}
 	}
-	r, errVal, err := compileRegex(s[0])
-	if r == nil {
-		return errVal, err
+	r, err := g.compileRegex(s[0])
+	if err != nil {
+		return nil, err
 	}
 	return r.split(s[1], n)
 }
@@ -437,9 +448,9 @@ func (g *guards) reCompile(args ...tengo.Object) (tengo.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, errVal, err := compileRegex(s[0])
-	if r == nil {
-		return errVal, err
+	r, err := g.compileRegex(s[0])
+	if err != nil {
+		return nil, err
 	}
 	method := func(fn tengo.CallableFunc) tengo.Object { return g.userFunc("", fn, nil) }
 	return &tengo.ImmutableMap{Value: map[string]tengo.Object{

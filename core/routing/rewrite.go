@@ -15,7 +15,8 @@ import (
 //	a + b            $add(a, b)      unless a is a number literal
 //	a += b, a++      a = $add(a, b)  a's selectors are evaluated twice, as tengo does
 //	a == b, a != b   $eq(a, b), $ne(a, b)   unless either side is a scalar literal
-//	m[k] (read or assigned)   m[$key(k)]     unless k is a literal
+//	x[i]             $index(x, i)    unless i is a string literal
+//	m[k] = v         m[$key(k)] = v  unless k is a literal
 //	s[lo:hi]         $slice(s, lo, hi)
 //	for k, v in x    for k, v in $iter(x)
 //	[...], {...}     $lit([...]), $lit({...})   when not empty
@@ -298,7 +299,10 @@ func (r *rewriter) expr(e parser.Expr, d int) parser.Expr {
 		}
 		return e
 	case *parser.IndexExpr:
-		return &parser.IndexExpr{Expr: r.expr(e.Expr, d), LBrack: e.LBrack, Index: r.key(e.Index, d), RBrack: e.RBrack}
+		if _, ok := e.Index.(*parser.StringLit); ok {
+			return &parser.IndexExpr{Expr: r.expr(e.Expr, d), LBrack: e.LBrack, Index: e.Index, RBrack: e.RBrack}
+		}
+		return call(fixedNames[fIndex], e.Expr.Pos(), r.expr(e.Expr, d), r.expr(e.Index, d))
 	case *parser.ParenExpr:
 		return &parser.ParenExpr{Expr: r.expr(e.Expr, d), LParen: e.LParen, RParen: e.RParen}
 	case *parser.SelectorExpr:

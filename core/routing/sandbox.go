@@ -36,10 +36,12 @@ const (
 	// maxRegexWork bounds program instructions × text bytes of one regular
 	// expression call (Go's regexp is linear in both, but their product
 	// can take minutes); maxRegexMatches bounds matches × groups of a
-	// find; maxRegexSource bounds a pattern.
+	// find; maxRegexSource and maxRegexInsts bound a pattern and its
+	// program.
 	maxRegexWork    = 1 << 20
 	maxRegexMatches = 1 << 16
-	maxRegexSource  = 64 << 10
+	maxRegexSource  = 4 << 10
+	maxRegexInsts   = 1 << 16
 	// maxCutsetWork bounds len(s) × len(chars) of text functions that test
 	// every character of s against a set (trim, index_any, contains_any).
 	maxCutsetWork = 1 << 24
