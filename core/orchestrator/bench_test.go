@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -21,7 +19,6 @@ import (
 
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/sse"
-	"github.com/llorch/llorch/core/testkit"
 	"github.com/llorch/llorch/core/workerclient"
 )
 
@@ -100,9 +97,8 @@ func BenchmarkRelay(b *testing.B) {
 // token each), alternating, and reports the added p50 and p99.
 func BenchmarkAddedTTFT(b *testing.B) {
 	o := startOrch(b, Config{})
-	port := testkit.FreePort(b)
-	cmd := startBenchWorker(b, o.URL, port)
-	defer cmd()
+	w := kit.StartWorker(b, nil, "--backend", "cpu", "--model", kit.Tiny, "--model-id", "tiny",
+		"--threads", "1", "--slots", "2", "--worker-id", "w1", "--orchestrator", o.URL, "--heartbeat", "1s")
 	deadline := time.Now().Add(60 * time.Second)
 	for o.workerState("w1") != api.WorkerHealthy {
 		if time.Now().After(deadline) {
@@ -110,7 +106,7 @@ func BenchmarkAddedTTFT(b *testing.B) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	direct := workerclient.New(fmt.Sprintf("http://127.0.0.1:%d", port), "", nil)
+	direct := workerclient.New(w.URL, "", nil)
 	var viaD, directD []time.Duration
 	one := func(via bool, i int) time.Duration {
 		req := taskReq("tiny", "ttft probe "+strconv.Itoa(i%8), 1, 1)
@@ -174,16 +170,6 @@ func BenchmarkAddedTTFT(b *testing.B) {
 	b.ReportMetric(float64(pv[0].Microseconds())/1000, "via-p50-ms")
 	b.ReportMetric(float64((pv[0]-pd[0]).Microseconds())/1000, "added-p50-ms")
 	b.ReportMetric(float64((pv[1]-pd[1]).Microseconds())/1000, "added-p99-ms")
-}
-
-func startBenchWorker(b *testing.B, orchURL string, port int) func() {
-	b.Helper()
-	cmd := exec.Command(kit.Bin, "worker", "--backend", "cpu", "--model", kit.Tiny, "--model-id", "tiny", "--port", strconv.Itoa(port),
-		"--threads", "1", "--slots", "2", "--worker-id", "w1", "--orchestrator", orchURL, "--heartbeat", "1s")
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	return func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
 }
 
 func mustJSON(v any) string {

@@ -5,7 +5,6 @@ package testkit
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,18 +61,4 @@ func Main(m *testing.M, use func(*Kit)) {
 	code := m.Run()
 	k.Close()
 	os.Exit(code)
-}
-
-// FreePort returns a loopback port that was free a moment ago. Another
-// process may take it before the caller's child binds it (a flaky test): start
-// workers with StartWorker, or with `--port 0 --addr-file` and WaitAddr,
-// instead. Kept only for core/orchestrator's tests until they move over.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -99,7 +99,17 @@ func Command() *cli.Command {
 				return cli.Exit(fmt.Sprintf("orchestrate: %v", err), 1)
 			}
 			defer st.Close()
-			srv, err := orchestrator.New(cfg, orchestrator.Deps{Log: log, Store: st})
+			deps := orchestrator.Deps{Log: log, Store: st}
+			if exe, err := os.Executable(); err == nil {
+				// Every script runs once in a sandboxed child process before it
+				// is loaded: what slips past the in-process guards kills the
+				// child, not the orchestrator.
+				argv := routing.TrialCommand(exe, routing.Config{Timeout: cfg.RoutingTimeout, MaxAllocs: cfg.RoutingMaxAllocs})
+				deps.TrialScript = func(ctx context.Context, name string, src []byte) error { return routing.Trial(ctx, argv, name, src) }
+			} else {
+				log.Warn("routing scripts load without a trial: cannot find this executable", "err", err)
+			}
+			srv, err := orchestrator.New(cfg, deps)
 			if err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
