@@ -52,12 +52,12 @@ func TestCheckID(t *testing.T) {
 
 func TestBaseURL(t *testing.T) {
 	for in, want := range map[string]string{
-		"127.0.0.1:8001":          "http://127.0.0.1:8001",
-		"http://h:1/":             "http://h:1",
-		" https://h.example/x/ ":  "https://h.example/x",
-		"http://[::1]:80":         "http://[::1]:80",
-		"HTTP://h:1":              "http://h:1",
-		"http://h:1/a%2Fb":        "http://h:1/a%2Fb",
+		"127.0.0.1:8001":         "http://127.0.0.1:8001",
+		"http://h:1/":            "http://h:1",
+		" https://h.example/x/ ": "https://h.example/x",
+		"http://[::1]:80":        "http://[::1]:80",
+		"HTTP://h:1":             "http://h:1",
+		"http://h:1/a%2Fb":       "http://h:1/a%2Fb",
 	} {
 		got, err := BaseURL(in)
 		if err != nil || got != want {
