@@ -49,7 +49,7 @@ func (e *TrialError) Unwrap() error { return ErrTrial }
 // TrialCommand is the command line Trial runs for a script with limits cfg,
 // given the path of the llorch executable (os.Executable()): `llorch
 // orchestrate routing check --sandboxed` with cfg's budget and allocation
-// cap. Trial adds `--name NAME -`.
+// cap. Trial adds `--name=NAME -`.
 func TrialCommand(exe string, cfg Config) []string {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -61,7 +61,7 @@ func TrialCommand(exe string, cfg Config) []string {
 }
 
 // Trial runs a script in a child process before it is loaded: argv (see
-// TrialCommand) followed by `--name NAME -`, with the script on its stdin.
+// TrialCommand) followed by `--name=NAME -`, with the script on its stdin.
 // The child limits itself (RunSandboxed), compiles the script and runs both
 // stages over SampleSnapshot; Trial kills it when it outlives ctx or
 // TrialTimeout, or grows past its memory limit. It returns nil when the
@@ -78,7 +78,7 @@ func Trial(ctx context.Context, argv []string, name string, src []byte) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, TrialTimeout)
 	defer cancel()
-	cmd := exec.Command(argv[0], append(append([]string(nil), argv[1:]...), "--name", name, "-")...)
+	cmd := exec.Command(argv[0], append(append([]string(nil), argv[1:]...), "--name="+name, "-")...)
 	cmd.Stdin = bytes.NewReader(src)
 	res := runLimited(ctx, cmd, trialMemory)
 	if res.startErr != nil {

@@ -77,6 +77,12 @@ func TestTrial(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a name like a flag", func(t *testing.T) {
+		var ce *CompileError
+		if err := Trial(t.Context(), argv, "-odd name.tengo", []byte("x := [")); !errors.As(err, &ce) || ce.File != "-odd name.tengo" {
+			t.Errorf("got %v", err)
+		}
+	})
 	t.Run("the examples pass", func(t *testing.T) {
 		names, _ := fs.Glob(llembed.RoutingExamples, "*.tengo")
 		for _, n := range names {

@@ -183,7 +183,7 @@ var (
 	ErrAllocCap = errors.New("routing: allocation cap")
 	ErrInvalid  = errors.New("routing: invalid decision")
 	// ErrBusy: too many earlier calls of this script are still running past
-	// their budget (inside a long builtin call), so it is not started again
-	// until they finish.
+	// their budget, so it is not started again until they finish. Every step
+	// a script takes is bounded, so this takes a defect; it is the backstop.
 	ErrBusy = errors.New("routing: script busy")
 )
