@@ -164,7 +164,7 @@ func TestHostile(t *testing.T) {
 		return
 	}
 	slack := 2 * time.Second
-	rssLimit, rssMax := int64(3<<30), int64(768<<20)
+	rssLimit, rssMax := int64(3<<30), int64(256<<20)
 	if raceEnabled {
 		slack, rssMax = 6*time.Second, rssLimit
 	}
@@ -182,8 +182,9 @@ func TestHostile(t *testing.T) {
 			if res.killed != "" || !res.state.Success() {
 				t.Fatalf("the process did not survive (%s %s): %s", res.killed, res.state, res.stderrReason())
 			}
+			t.Logf("peak resident memory %d MiB", res.peakRSS>>20)
 			if res.peakRSS > rssMax {
-				t.Errorf("peak resident memory %d MiB", res.peakRSS>>20)
+				t.Errorf("peak resident memory %d MiB, more than %d", res.peakRSS>>20, rssMax>>20)
 			}
 			var rep hostileReport
 			if err := readHostileReport(res.stdout.Bytes(), &rep); err != nil {
