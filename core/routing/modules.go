@@ -62,11 +62,12 @@ func (g *guards) module(i int) tengo.Object {
 			"format_float":   formatFloatCheck,
 		}
 		own = map[string]tengo.CallableFunc{
-			"re_match":   g.reMatch,
-			"re_find":    g.reFind,
-			"re_replace": g.reReplace,
-			"re_split":   g.reSplit,
-			"re_compile": g.reCompile,
+			"re_match":   g.checked(g.reMatch),
+			"re_find":    g.checked(g.reFind),
+			"re_replace": g.checked(g.reReplace),
+			"re_split":   g.checked(g.reSplit),
+			"re_compile": g.checked(g.reCompile),
+			"join":       g.join(stdlib.BuiltinModules["text"]["join"].(*tengo.UserFunction).Value),
 		}
 	case "json":
 		special = map[string]func([]tengo.Object) error{
@@ -84,7 +85,7 @@ func (g *guards) module(i int) tengo.Object {
 		case !ok:
 			attrs[k] = v // constants, such as times.second
 		case own[k] != nil:
-			attrs[k] = g.userFunc(uf.Name, own[k], nil)
+			attrs[k] = &tengo.UserFunction{Name: uf.Name, Value: own[k]}
 		case name == "fmt":
 			attrs[k] = &tengo.UserFunction{Name: uf.Name, Value: g.formatFn(uf.Value)}
 		default:
@@ -112,6 +113,55 @@ func (g *guards) userFunc(name string, fn tengo.CallableFunc, check func([]tengo
 		ret, err := fn(args...)
 		return g.result(ret, err, args)
 	}}
+}
+
+// checked is userFunc's checks and charge around fn.
+func (g *guards) checked(fn tengo.CallableFunc) tengo.CallableFunc {
+	return g.userFunc("", fn, nil).Value
+}
+
+// join guards text.join(array, sep): tengo prints every element with
+// ToString before it checks the length of the result; the elements must
+// print within tengo.MaxStringLen together.
+func (g *guards) join(fn tengo.CallableFunc) tengo.CallableFunc {
+	return func(args ...tengo.Object) (tengo.Object, error) {
+		var elems []tengo.Object
+		if len(args) == 2 {
+			switch a := args[0].(type) {
+			case *tengo.Array:
+				elems = a.Value
+			case *tengo.ImmutableArray:
+				elems = a.Value
+			}
+			if _, err := g.m.checkText(args[1], tengo.MaxStringLen); err != nil {
+				return nil, err
+			}
+		}
+		if len(elems) > maxWalk {
+			return nil, errValueTooBig
+		}
+		sep, _ := strArg(args, 1)
+		left := tengo.MaxStringLen - len(sep)*max(len(elems)-1, 0)
+		for _, e := range elems {
+			if left < 0 {
+				return nil, tengo.ErrStringLimit
+			}
+			n, err := g.m.checkText(e, left)
+			if err != nil {
+				return nil, err
+			}
+			if !isComposite(e) {
+				s, _ := tengo.ToString(e)
+				n = len(s)
+			}
+			left -= n
+		}
+		if left < 0 {
+			return nil, tengo.ErrStringLimit
+		}
+		ret, err := fn(args...)
+		return g.result(ret, err, args)
+	}
 }
 
 // strArg and intArg read argument i as tengo's text functions do; ok is

@@ -91,6 +91,7 @@ func TestGuardsKeepSemantics(t *testing.T) {
 		`text := import("text"); r := [text.split("a,b", ","), text.join(["a", 1, [2]], "-"), text.replace("aaa", "a", "bb", 2), text.repeat("ab", 3)]`,
 		`text := import("text"); r := [text.pad_left("x", 3, "-"), text.trim("xxaxx", "x"), text.fields(" a b "), text.format_float(1.5, "f", 2, 64)]`,
 		`text := import("text"); r := text.contains([1], "1")`,
+		`text := import("text"); r := len(text.join(text.split(text.repeat("a", 60000), ""), ""))`,
 		`json := import("json"); r := string(json.encode([1, "a", {b: true}]))`,
 		`json := import("json"); r := json.decode("[1, {\"a\": [2]}]")`,
 		`json := import("json"); r := string(json.indent("[1,2]", ">", "  "))`,
