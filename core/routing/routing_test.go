@@ -514,3 +514,21 @@ decision = {action: "wait", reason: fmt.sprintf("%s %s %s n=%d: %s", task.id, ta
 		}
 	}
 }
+
+// TestHeavyRunnerDropped: a runner whose call built more than
+// maxPooledCharge is not kept (its VM would keep what the call left on its
+// stack); a light one is.
+func TestHeavyRunnerDropped(t *testing.T) {
+	heavy := compile(t, `text := import("text"); s := text.repeat("x", 250000) + "y"`)
+	if _, r := heavy.Admit(t.Context(), newAdmit()); r.Outcome != OutcomeDefault {
+		t.Fatalf("%s %v", r.Outcome, r.Err)
+	}
+	if n := len(heavy.idle); n != 0 {
+		t.Errorf("%d runners kept after a heavy call", n)
+	}
+	light := compile(t, `s := "x" + "y"`)
+	light.Admit(t.Context(), newAdmit())
+	if n := len(light.idle); n != 1 {
+		t.Errorf("%d runners kept after a light call", n)
+	}
+}

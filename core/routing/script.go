@@ -308,10 +308,18 @@ func (s *Script) getRunner() *runner {
 	}
 }
 
+// maxPooledCharge: a runner whose call built more than this is dropped
+// rather than kept, since tengo's VM keeps references to what its last run
+// left on its stack.
+const maxPooledCharge = 1 << 20
+
 // putRunner keeps r for the next call after a clean run. The script's own
 // globals are cleared (they would keep its objects alive); the input and
 // fixed globals are set again by the next call.
 func (s *Script) putRunner(r *runner) {
+	if MaxCallBytes-r.g.m.left > maxPooledCharge {
+		return
+	}
 	clear(r.globals[numInputs+numFixed:])
 	select {
 	case s.idle <- r:
