@@ -1,32 +1,34 @@
 package workerd
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
+	"net"
 	"net/http"
-	"strings"
+	"net/url"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/bind"
+	"github.com/llorch/llorch/core/orchclient"
 )
 
 // registerLoop registers the worker with the orchestrator, then heartbeats
 // until ctx ends. A failed registration is retried with backoff; a heartbeat
 // the orchestrator does not recognise (it forgot the worker) registers again.
-func (s *Server) registerLoop(ctx context.Context, listenAddr string) {
-	base := strings.TrimRight(s.cfg.Orchestrator, "/")
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
+func (s *Server) registerLoop(ctx context.Context, ln net.Addr) {
+	log := s.log.With("orchestrator", s.cfg.Orchestrator)
+	oc, err := orchclient.New(s.cfg.Orchestrator, s.cfg.Token, &http.Client{Timeout: 5 * time.Second})
+	if err != nil {
+		log.Error("cannot register", "err", err)
+		return
 	}
 	self := s.cfg.AdvertiseURL
 	if self == "" {
-		self = "http://" + listenAddr
+		self = advertise(ln, oc.URL())
+		log.Info("advertising this address to the orchestrator (set --advertise-url to change it)", "url", self)
 	}
-	hc := &http.Client{Timeout: 5 * time.Second}
-	log := s.log.With("orchestrator", base)
 	registered, registeredDigest := false, ""
 	backoff := 250 * time.Millisecond
 	for {
@@ -35,26 +37,25 @@ func (s *Server) registerLoop(ctx context.Context, listenAddr string) {
 		if !registered || (registeredDigest == "" && h.Model.Digest != "") {
 			reg := api.WorkerRegistration{WorkerID: s.cfg.WorkerID, URL: self, Model: h.Model, Backend: h.Backend,
 				Slots: h.SlotsTotal, VRAMBytes: h.VRAMBytes, Pool: s.cfg.Pool, Labels: s.cfg.Labels}
-			status, err := s.post(ctx, hc, base+"/v2/workers/register", reg)
-			if err == nil && status == http.StatusOK {
+			if _, err := oc.Register(ctx, reg); err == nil {
 				if !registered {
 					log.Info("registered with the orchestrator", "url", self)
 				}
 				registered, registeredDigest, backoff = true, h.Model.Digest, 250*time.Millisecond
 				wait = s.cfg.HeartbeatInterval
 			} else {
-				log.Warn("registration failed; retrying", "status", status, "err", err, "in", backoff)
+				log.Warn("registration failed; retrying", "err", err, "in", backoff)
 				wait, backoff = backoff, min(2*backoff, 10*time.Second)
 			}
 		} else {
 			hb := api.Heartbeat{Status: h.Status, SlotsBusy: h.SlotsBusy, SlotsTotal: h.SlotsTotal, TokensPerSecond: h.TokensPerSecond}
-			status, err := s.post(ctx, hc, base+"/v2/workers/"+s.cfg.WorkerID+"/heartbeat", hb)
+			err := oc.Heartbeat(ctx, s.cfg.WorkerID, hb)
 			switch {
-			case err == nil && status == http.StatusNotFound:
+			case orchclient.Code(err) == api.CodeWorkerNotFound:
 				log.Warn("the orchestrator forgot this worker; registering again")
 				registered = false
-			case err != nil || status >= 300:
-				log.Debug("heartbeat failed", "status", status, "err", err)
+			case err != nil:
+				log.Debug("heartbeat failed", "err", err)
 			}
 			wait = s.cfg.HeartbeatInterval
 			if !registered {
@@ -69,27 +70,21 @@ func (s *Server) registerLoop(ctx context.Context, listenAddr string) {
 	}
 }
 
-func (s *Server) post(ctx context.Context, hc *http.Client, url string, v any) (int, error) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return 0, err
+// advertise is the URL the orchestrator should use when the operator gave
+// none: the listening address, unless it is every interface (0.0.0.0, ::),
+// which no peer can dial: then loopback for an orchestrator on this machine,
+// else this host's name.
+func advertise(ln net.Addr, orchestrator string) string {
+	tcp, ok := ln.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return bind.LocalURL(ln)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
+	if u, err := url.Parse(orchestrator); err == nil && bind.Loopback(u.Hostname()) {
+		return bind.LocalURL(ln)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if s.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return bind.LocalURL(ln)
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotFound {
-		return resp.StatusCode, fmt.Errorf("orchestrator answered %d: %s", resp.StatusCode, bytes.TrimSpace(data))
-	}
-	return resp.StatusCode, nil
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(tcp.Port))
 }

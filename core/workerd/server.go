@@ -239,7 +239,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.cfg.Orchestrator != "" {
 		regCtx, stopReg := context.WithCancel(context.Background())
 		regDone := make(chan struct{})
-		go func() { defer close(regDone); s.registerLoop(regCtx, ln.Addr().String()) }()
+		go func() { defer close(regDone); s.registerLoop(regCtx, ln.Addr()) }()
 		defer func() { stopReg(); <-regDone }()
 	}
 
