@@ -78,10 +78,11 @@ func TestDefaultScriptMatchesScheduler(t *testing.T) {
 			workers[j] = scheduler.Worker{ID: id, Model: "llama", State: api.WorkerHealthy,
 				SlotsTotal: total, SlotsBusy: total - free, Load: load}
 		}
-		want := scheduler.Schedule(scheduler.Task{Model: "llama"}, workers, scheduler.Options{}).WorkerID
+		var want scheduler.Decision
+		scheduler.ScheduleInto(scheduler.Task{Model: "llama"}, workers, scheduler.Options{}, &want)
 		d, r := s.Place(t.Context(), PlaceInput{Task: task, Candidates: cands})
-		if d.Worker != want {
-			t.Fatalf("fleet %d: script %+v (%v), scheduler %s\n%+v", i, d, r.Err, want, cands)
+		if d.Worker != want.WorkerID {
+			t.Fatalf("fleet %d: script %+v (%v), scheduler %s\n%+v", i, d, r.Err, want.WorkerID, cands)
 		}
 	}
 }

@@ -38,17 +38,17 @@ func BenchmarkSchedule1000(b *testing.B) {
 	b.Run("fresh", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if d := Schedule(task, ws, opts); d.WorkerID == "" {
+			if d := schedule(task, ws, opts); d.WorkerID == "" {
 				b.Fatal("no decision")
 			}
 		}
 	})
 	b.Run("baseline", func(b *testing.B) {
-		want := Schedule(task, ws, opts).WorkerID
+		want := schedule(task, ws, opts).WorkerID
 		b.ReportAllocs()
 		for b.Loop() {
 			if got := naiveSchedule(task, ws, opts); got != want {
-				b.Fatalf("baseline chose %s, Schedule %s", got, want)
+				b.Fatalf("baseline chose %s, ScheduleInto %s", got, want)
 			}
 		}
 	})
@@ -95,7 +95,7 @@ func naiveSchedule(t Task, ws []Worker, o Options) string {
 // BenchmarkSummary builds the one-line explanation of a 1,000-worker decision.
 func BenchmarkSummary(b *testing.B) {
 	task, ws, opts := benchSnapshot()
-	d := Schedule(task, ws, opts)
+	d := schedule(task, ws, opts)
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = d.Summary(task)

@@ -178,18 +178,11 @@ func Filter(t Task, ws []Worker, d *Decision) {
 	}
 }
 
-// Schedule filters ws for t, scores the candidates and picks the best. Equal
-// scores go to the worker with fewer busy slots, then the lowest ID (compared
-// byte-wise).
-func Schedule(t Task, ws []Worker, o Options) Decision {
-	var d Decision
-	ScheduleInto(t, ws, o, &d)
-	return d
-}
-
-// ScheduleInto is Schedule writing into d and reusing its slices, so that a
-// caller that keeps d does not allocate. It overwrites d: copy what must
-// outlive the next call (Explain and Summary return copies).
+// ScheduleInto filters ws for t, scores the candidates and picks the best,
+// writing the decision into d. Equal scores go to the worker with fewer busy
+// slots, then the lowest ID (compared byte-wise). It reuses d's slices, so
+// that a caller that keeps d does not allocate, and overwrites d: copy what
+// must outlive the next call (Explain and Summary return copies).
 func ScheduleInto(t Task, ws []Worker, o Options, d *Decision) {
 	Filter(t, ws, d)
 	if len(d.Candidates) == 0 {

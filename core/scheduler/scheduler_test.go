@@ -43,6 +43,13 @@ func llama(opts ...func(*Task)) Task {
 	return t
 }
 
+// schedule is ScheduleInto with a fresh Decision.
+func schedule(t Task, ws []Worker, o Options) Decision {
+	var d Decision
+	ScheduleInto(t, ws, o, &d)
+	return d
+}
+
 func TestFilterReasons(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -127,7 +134,7 @@ func TestPinsNeverFallBack(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := Schedule(tc.task, tc.ws, Options{})
+			d := schedule(tc.task, tc.ws, Options{})
 			if d.WorkerID != tc.want {
 				t.Fatalf("chose %q, want %q; %s", d.WorkerID, tc.want, d.Summary(tc.task))
 			}
@@ -201,7 +208,7 @@ func TestScore(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := Schedule(tc.task, tc.ws, tc.opts)
+			d := schedule(tc.task, tc.ws, tc.opts)
 			if d.WorkerID != tc.want || d.Score != tc.score {
 				t.Errorf("chose %q score %v, want %q score %v", d.WorkerID, d.Score, tc.want, tc.score)
 			}
@@ -228,7 +235,7 @@ func TestTieBreak(t *testing.T) {
 			ws := slices.Clone(tc.ws)
 			for range 20 {
 				r.Shuffle(len(ws), func(i, j int) { ws[i], ws[j] = ws[j], ws[i] })
-				if d := Schedule(llama(), ws, Options{}); d.WorkerID != tc.want {
+				if d := schedule(llama(), ws, Options{}); d.WorkerID != tc.want {
 					t.Fatalf("order %v chose %q, want %q", ids(ws), d.WorkerID, tc.want)
 				}
 			}
@@ -254,7 +261,7 @@ func TestDeterministic(t *testing.T) {
 		SessionWorker: func(string) string { return "w17" },
 		Bias:          map[string]float64{"w3": 0.25, "w4": 0.25},
 	}
-	want := Schedule(task, ws, opts)
+	want := schedule(task, ws, opts)
 	wantVerdicts := verdicts(ws, want)
 	if want.WorkerID == "" || len(want.Rejected) == 0 {
 		t.Fatalf("snapshot too easy: %s", want.Summary(task))
@@ -345,7 +352,7 @@ func TestSummary(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := Schedule(tc.task, tc.ws, tc.opts)
+			d := schedule(tc.task, tc.ws, tc.opts)
 			if got := d.Summary(tc.task); got != tc.want {
 				t.Errorf("Summary:\n got %s\nwant %s", got, tc.want)
 			}
@@ -394,14 +401,14 @@ func TestEligible(t *testing.T) {
 
 func TestExplanation(t *testing.T) {
 	task := llama()
-	d := Schedule(task, []Worker{worker("w1", model("qwen")), worker("w2", busy(2)), worker("w3", state(api.WorkerDraining))}, Options{})
+	d := schedule(task, []Worker{worker("w1", model("qwen")), worker("w2", busy(2)), worker("w3", state(api.WorkerDraining))}, Options{})
 	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	e := d.Explanation(task, at)
 	want := []api.Rejection{{WorkerID: "w1", Reason: "wrong model (serves qwen)"}, {WorkerID: "w3", Reason: "draining"}}
 	if !e.At.Equal(at) || e.Chosen != "w2" || e.Score != 0.5 || e.Summary != d.Summary(task) || !slices.Equal(e.Rejected, want) {
 		t.Errorf("Explanation = %+v", e)
 	}
-	if got := Explain(Schedule(task, []Worker{worker("w1")}, Options{})); got != nil {
+	if got := Explain(schedule(task, []Worker{worker("w1")}, Options{})); got != nil {
 		t.Errorf("Explain with no rejections = %v, want nil", got)
 	}
 }
