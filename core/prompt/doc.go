@@ -29,6 +29,6 @@
 //     turns, ...), removes ASCII white space only: space, \t, \n, \v, \f, \r.
 //
 // Raw is not a llama.cpp format: it concatenates the contents with no markup,
-// for base models and for callers that format prompts themselves. ByName is the
-// only way to get it.
+// for base models and for callers that format prompts themselves. Detect never
+// returns it: a caller names the constant.
 package prompt

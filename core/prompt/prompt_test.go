@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -53,19 +52,19 @@ func TestNamesRoundTrip(t *testing.T) {
 			t.Errorf("template %d: name %q empty or repeated", tp, name)
 		}
 		seen[name] = true
-		if got, ok := ByName(name); !ok || got != tp {
-			t.Errorf("ByName(%q) = %v, %v; want %v", name, got, ok, tp)
+		if got, ok := byName[name]; !ok || got != tp {
+			t.Errorf("byName[%q] = %v, %v; want %v", name, got, ok, tp)
 		}
 		if tp.String() != name {
 			t.Errorf("String() = %q, want %q", tp.String(), name)
 		}
 	}
-	if len(Names()) != int(numTemplates)-1 || !slices.IsSorted(Names()) {
-		t.Errorf("Names() = %v", Names())
+	if len(byName) != int(numTemplates)-1 {
+		t.Errorf("byName has %d names, want %d", len(byName), numTemplates-1)
 	}
 	for _, bad := range []string{"", "unknown", "ChatML", " chatml"} {
-		if _, ok := ByName(bad); ok {
-			t.Errorf("ByName(%q) found a template", bad)
+		if _, ok := byName[bad]; ok {
+			t.Errorf("byName[%q] found a template", bad)
 		}
 	}
 	if Unknown.String() != "unknown" || Template(200).String() != "unknown" {
@@ -249,8 +248,8 @@ func fuzzSeeds(f *testing.F) {
 		}
 		f.Add(string(src), "system\x1fS\x1euser\x1f U \x1eassistant\x1f A \x1etool\x1fT\x1euser\x1fQ", false)
 	}
-	for _, n := range Names() {
-		f.Add(n, "user\x1fhi", true)
+	for tp := Template(1); tp < numTemplates; tp++ {
+		f.Add(tp.Name(), "user\x1fhi", true)
 	}
 }
 

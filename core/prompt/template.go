@@ -2,7 +2,6 @@ package prompt
 
 import (
 	"errors"
-	"sort"
 	"strings"
 
 	"github.com/llorch/llorch/core/api"
@@ -143,6 +142,7 @@ var specs = [numTemplates]spec{
 	Raw:             {"raw", false, formatRaw},
 }
 
+// byName maps every template's name to it; Detect accepts the llama.cpp ones.
 var byName = func() map[string]Template {
 	m := make(map[string]Template, numTemplates)
 	for t := Template(1); t < numTemplates; t++ {
@@ -150,23 +150,6 @@ var byName = func() map[string]Template {
 	}
 	return m
 }()
-
-// ByName returns the template with llama.cpp's name for it ("chatml",
-// "llama3", "mistral-v7", ...), "dots1" or "raw".
-func ByName(name string) (Template, bool) {
-	t, ok := byName[name]
-	return t, ok
-}
-
-// Names lists the name of every template, sorted.
-func Names() []string {
-	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
 
 // Name is the template's name; "" for Unknown.
 func (t Template) Name() string {
