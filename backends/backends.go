@@ -1,16 +1,13 @@
 // Package backends defines the small interface between llorch's worker daemon
-// and an inference engine. The only production implementation is
-// backends/llamacpp; the interface exists so that the worker's slot scheduler
-// is written once, and so that orchestrator tests can run on a pure-Go fake.
+// and an inference engine. Its one implementation is backends/llamacpp; the
+// interface keeps core/workerd (slots, decode loop, prompt cache) free of cgo,
+// and lets the worker's tests wrap the real model, for instance to pace its
+// decode steps. There is no fake engine: tests run llama.cpp on the synthetic
+// model.
 package backends
-
-import "errors"
 
 // Token is a vocabulary id.
 type Token = int32
-
-// ErrNoChatTemplate is returned by FormatChat when a model has no usable chat template.
-var ErrNoChatTemplate = errors.New("backends: model has no usable chat template")
 
 // Info describes a loaded model.
 type Info struct {
@@ -21,17 +18,9 @@ type Info struct {
 	Params     uint64
 	SizeBytes  uint64
 	HasChatTpl bool
-	// ChatTemplate is the name of the built-in template llama.cpp matched, or "".
-	ChatTemplate string
 	// ChatTemplateSource is the model's tokenizer.chat_template (Jinja source),
-	// or "" when it has none.
+	// or "" when it has none. core/prompt turns it into a template.
 	ChatTemplateSource string
-}
-
-// ChatMessage is one message of a chat prompt.
-type ChatMessage struct {
-	Role    string
-	Content string
 }
 
 // Model is a loaded model: vocabulary and weights, shared by its contexts.
@@ -44,9 +33,6 @@ type Model interface {
 	Piece(t Token) []byte
 	// IsEOG reports whether a token ends generation.
 	IsEOG(t Token) bool
-	// FormatChat renders messages with the model's chat template and appends the
-	// assistant prefix.
-	FormatChat(msgs []ChatMessage) (string, error)
 	// NewContext creates an inference context over this model.
 	NewContext(p ContextParams) (Context, error)
 	Close() error

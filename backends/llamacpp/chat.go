@@ -7,11 +7,25 @@ package llamacpp
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"unsafe"
-
-	"github.com/llorch/llorch/backends"
 )
+
+// This file is the test oracle for core/prompt, not a production path: the
+// worker formats chats with core/prompt in Go, and core/prompt's tests compare
+// its output, byte for byte, with what llama.cpp writes here (ApplyTemplate)
+// and its template list with llama.cpp's (BuiltinTemplates).
+
+// ErrNoChatTemplate is returned by ApplyTemplate when llama.cpp recognises no
+// chat format in the template.
+var ErrNoChatTemplate = errors.New("llamacpp: no known chat template")
+
+// ChatMessage is one message of a chat, as ApplyTemplate hands it to llama.cpp.
+type ChatMessage struct {
+	Role    string
+	Content string
+}
 
 // ApplyTemplate formats msgs with llama.cpp's llama_chat_apply_template and no
 // model: tmpl is a built-in template name ("chatml", "llama3", ...) or a Jinja
@@ -20,12 +34,12 @@ import (
 // appends the start of an assistant turn (for the formats that have one).
 //
 // llama.cpp reads C strings: text after a NUL byte in a role or content is
-// not seen. It fails with backends.ErrNoChatTemplate when it recognises no
-// format in tmpl.
+// not seen. It fails with ErrNoChatTemplate when it recognises no format in
+// tmpl.
 //
-// core/prompt formats chats in Go; this function is the reference its tests
-// compare against.
-func ApplyTemplate(tmpl string, msgs []backends.ChatMessage, addAssistant bool) (string, error) {
+// It is the reference core/prompt's tests compare against; nothing else calls
+// it.
+func ApplyTemplate(tmpl string, msgs []ChatMessage, addAssistant bool) (string, error) {
 	var ctmpl *C.char // NULL selects chatml
 	if tmpl != "" {
 		ctmpl = C.CString(tmpl)
@@ -55,7 +69,7 @@ func ApplyTemplate(tmpl string, msgs []backends.ChatMessage, addAssistant bool) 
 		switch {
 		case got < 0:
 			C.free(buf)
-			return "", fmt.Errorf("%w (template %q)", backends.ErrNoChatTemplate, abbrev(tmpl))
+			return "", fmt.Errorf("%w (template %q)", ErrNoChatTemplate, abbrev(tmpl))
 		case got > size:
 			C.free(buf)
 			size = got
@@ -67,7 +81,8 @@ func ApplyTemplate(tmpl string, msgs []backends.ChatMessage, addAssistant bool) 
 	}
 }
 
-// BuiltinTemplates lists the names of llama.cpp's built-in chat templates.
+// BuiltinTemplates lists the names of llama.cpp's built-in chat templates:
+// core/prompt's tests check that it knows exactly these.
 func BuiltinTemplates() []string {
 	n := int(C.llama_chat_builtin_templates(nil, 0))
 	if n <= 0 {

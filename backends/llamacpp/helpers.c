@@ -56,15 +56,6 @@ void llorch_accept(struct llama_sampler *s, const int32_t *tok, int n) {
 	}
 }
 
-int32_t llorch_chat(const char *tmpl, const char **roles, const char **contents, size_t n, char *buf, int32_t len) {
-	struct llama_chat_message msgs[n > 0 ? n : 1];
-	for (size_t i = 0; i < n; i++) {
-		msgs[i].role = roles[i];
-		msgs[i].content = contents[i];
-	}
-	return llama_chat_apply_template(tmpl, msgs, n, true, buf, len);
-}
-
 static int llorch_bench_fill(struct llama_context *ctx, struct llama_batch *b, int n_vocab, int from, int n, int n_batch,
 		unsigned int *seed, bool last_logits) {
 	for (int done = 0; done < n;) {

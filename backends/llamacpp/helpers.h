@@ -14,7 +14,6 @@ struct llama_context *llorch_new_context(struct llama_model *m, uint32_t n_ctx, 
 int llorch_decode(struct llama_context *ctx, struct llama_batch *b, int n,
 		const int32_t *tok, const int32_t *pos, const int32_t *seq, const int8_t *logits);
 void llorch_accept(struct llama_sampler *s, const int32_t *tok, int n);
-int32_t llorch_chat(const char *tmpl, const char **roles, const char **contents, size_t n, char *buf, int32_t len);
 double llorch_bench_loop(struct llama_context *ctx, struct llama_batch *b, int n_vocab, int depth, int n_prompt,
 		int n_gen, int n_batch, unsigned int seed);
 

@@ -99,7 +99,6 @@ type Model struct {
 	info   backends.Info
 	pieces [][]byte
 	eog    []bool
-	tmpl   string // Jinja source, or a built-in name
 	dev    *Device
 }
 
@@ -142,15 +141,8 @@ func Load(path string, p LoadParams) (*Model, error) {
 		mod.info.Desc = C.GoString(&desc[0])
 	}
 	if t := C.llama_model_chat_template(m, nil); t != nil {
-		mod.tmpl = C.GoString(t)
 		mod.info.HasChatTpl = true
-		mod.info.ChatTemplateSource = mod.tmpl
-	} else {
-		mod.tmpl = "chatml" // llama.cpp's own fallback
-	}
-	mod.info.ChatTemplate = mod.tmpl
-	if len(mod.tmpl) > 32 {
-		mod.info.ChatTemplate = "custom"
+		mod.info.ChatTemplateSource = C.GoString(t)
 	}
 	mod.pieces = make([][]byte, mod.info.VocabSize)
 	mod.eog = make([]bool, mod.info.VocabSize)
@@ -210,40 +202,6 @@ func (m *Model) Piece(t backends.Token) []byte {
 
 // IsEOG implements backends.Model.
 func (m *Model) IsEOG(t backends.Token) bool { return t >= 0 && int(t) < len(m.eog) && m.eog[t] }
-
-// FormatChat implements backends.Model with llama.cpp's llama_chat_apply_template.
-func (m *Model) FormatChat(msgs []backends.ChatMessage) (string, error) {
-	n := len(msgs)
-	ctmpl := C.CString(m.tmpl)
-	defer C.free(unsafe.Pointer(ctmpl))
-	roles := C.malloc(C.size_t(max(n, 1)) * C.size_t(unsafe.Sizeof(uintptr(0))))
-	contents := C.malloc(C.size_t(max(n, 1)) * C.size_t(unsafe.Sizeof(uintptr(0))))
-	defer C.free(roles)
-	defer C.free(contents)
-	rs := unsafe.Slice((**C.char)(roles), max(n, 1))
-	cs := unsafe.Slice((**C.char)(contents), max(n, 1))
-	total := 64
-	for i, msg := range msgs {
-		rs[i] = C.CString(msg.Role)
-		cs[i] = C.CString(msg.Content)
-		defer C.free(unsafe.Pointer(rs[i]))
-		defer C.free(unsafe.Pointer(cs[i]))
-		total += 2*len(msg.Content) + 64
-	}
-	for {
-		buf := make([]byte, total)
-		got := C.llorch_chat(ctmpl, (**C.char)(roles), (**C.char)(contents), C.size_t(n),
-			(*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)))
-		switch {
-		case got < 0:
-			return "", fmt.Errorf("%w (template %q)", backends.ErrNoChatTemplate, m.info.ChatTemplate)
-		case int(got) > len(buf):
-			total = int(got)
-		default:
-			return string(buf[:got]), nil
-		}
-	}
-}
 
 // Close frees the model. Contexts must be closed first.
 func (m *Model) Close() error {

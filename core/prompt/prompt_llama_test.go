@@ -11,16 +11,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/llorch/llorch/backends"
 	"github.com/llorch/llorch/backends/llamacpp"
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/synth"
 )
 
-func chatMessages(msgs []api.Message) []backends.ChatMessage {
-	out := make([]backends.ChatMessage, len(msgs))
+func chatMessages(msgs []api.Message) []llamacpp.ChatMessage {
+	out := make([]llamacpp.ChatMessage, len(msgs))
 	for i, m := range msgs {
-		out[i] = backends.ChatMessage{Role: m.Role, Content: m.Content}
+		out[i] = llamacpp.ChatMessage{Role: m.Role, Content: m.Content}
 	}
 	return out
 }
@@ -77,8 +76,8 @@ func TestFormatMatchesLlamaCpp(t *testing.T) {
 }
 
 // TestModelTemplate loads the synthetic model: its tokenizer.chat_template
-// reaches Info().ChatTemplateSource, and Detect+Format writes what the model's
-// own llama.cpp formatting writes (which the worker used before).
+// reaches Info().ChatTemplateSource, and Detect+Format writes what llama.cpp
+// writes with the template the model carries.
 func TestModelTemplate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tiny.gguf")
 	if err := synth.Write(path, synth.Tiny()); err != nil {
@@ -97,7 +96,7 @@ func TestModelTemplate(t *testing.T) {
 		t.Fatalf("Detect = %v, want chatml", tp)
 	}
 	for _, c := range conversations {
-		want, err := m.FormatChat(chatMessages(c.msgs))
+		want, err := llamacpp.ApplyTemplate(src, chatMessages(c.msgs), true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +163,7 @@ func TestDetectMatchesLlamaCpp(t *testing.T) {
 			}
 			tp := checkDetect(t, string(src))
 			covered[tp] = true
-			if want, _ := ByName(name); tp != want {
+			if want := byName[name]; tp != want {
 				t.Errorf("Detect = %v, want %s", tp, name)
 			}
 		})

@@ -78,12 +78,13 @@ func TestLlamaCppLoadsTiny(t *testing.T) {
 		t.Errorf("last padding token renders as %q, want %q", got, want)
 	}
 
-	chat, err := m.FormatChat([]backends.ChatMessage{{Role: "user", Content: "Hello"}})
+	// llama.cpp reads the model's template as ChatML.
+	chat, err := llamacpp.ApplyTemplate(info.ChatTemplateSource, []llamacpp.ChatMessage{{Role: "user", Content: "Hello"}}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"; chat != want {
-		t.Errorf("FormatChat = %q, want %q", chat, want)
+		t.Errorf("the model's template formats %q, want %q", chat, want)
 	}
 }
 
