@@ -1,6 +1,6 @@
 // Package loadgen drives a worker with concurrent streaming requests and
 // measures what clients see: time to first token, inter-token latency and
-// aggregate generation throughput. `tools/loadgen` runs it; `make bench-load`
+// aggregate generation throughput. `tools/loadgen` runs it; `make bench-slots`
 // uses it for the slots benchmark.
 package loadgen
 
