@@ -17,14 +17,15 @@ const module = "github.com/llorch/llorch"
 
 // owners maps a third-party import prefix to the package prefixes allowed to use it.
 var owners = map[string][]string{
-	"github.com/labstack/echo":         {"core/workerd", "core/orchestrator", "core/openai"},
-	"go.etcd.io/bbolt":                 {"core/store", "core/catalog"},
-	"github.com/d5/tengo":              {"core/routing"},
-	"github.com/melbahja/goph":         {"core/remote"},
-	"golang.org/x/crypto/ssh":          {"core/remote"},
-	"github.com/kevinburke/ssh_config": {"core/remote"},
-	"github.com/ollama/ollama":         {"backends/llamacpp"},
-	"github.com/urfave/cli":            {"main", "modes/"},
+	"github.com/labstack/echo":           {"core/workerd", "core/orchestrator", "core/openai"},
+	"go.etcd.io/bbolt":                   {"core/store"},
+	"github.com/gpustack/gguf-parser-go": {"core/catalog"},
+	"github.com/d5/tengo":                {"core/routing"},
+	"github.com/melbahja/goph":           {"core/remote"},
+	"golang.org/x/crypto/ssh":            {"core/remote"},
+	"github.com/kevinburke/ssh_config":   {"core/remote"},
+	"github.com/ollama/ollama":           {"backends/llamacpp"},
+	"github.com/urfave/cli":              {"main", "modes/"},
 }
 
 func main() {
