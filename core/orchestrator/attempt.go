@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/workerclient"
 )
 
 // run runs one attempt: the worker's /execute stream, event by event, into
@@ -14,18 +15,26 @@ import (
 // the monitor found unhealthy.
 func (d *dispatcher) run(serveCtx context.Context, s start) {
 	a := s.a
+	actx, cancel := context.WithCancelCause(serveCtx)
+	d.mu.Lock()
+	a.cancel = cancel
+	if a.stopped != nil {
+		cancel(a.stopped)
+	}
+	d.mu.Unlock()
 	defer func() {
-		a.cancel(nil)
+		cancel(nil)
 		d.reg.release(a.workerID)
 		d.kick()
 	}()
 	fail := func(err error, retry *api.Error) {
-		if c := context.Cause(s.ctx); c != nil && !errors.Is(c, context.Canceled) {
+		if c := context.Cause(actx); c != nil && !errors.Is(c, context.Canceled) {
 			err = c // lost or cancelled: say why
 		}
 		d.failed(serveCtx, a, err, retry)
 	}
-	st, err := s.client.ExecuteWatched(s.ctx, s.exec, d.cfg.AttemptIdleTimeout)
+	ctx := workerclient.WithCorrelationID(actx, a.e.correlation)
+	st, err := s.client.ExecuteWatched(ctx, s.exec, d.cfg.AttemptIdleTimeout)
 	if err != nil {
 		fail(err, nil)
 		return

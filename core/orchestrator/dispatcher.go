@@ -78,13 +78,25 @@ type entry struct {
 	migrations int      // continuations after a worker was lost mid-stream
 }
 
-// attempt is one try of a task on a worker.
+// attempt is one try of a task on a worker. Its fields after job are
+// guarded by dispatcher.mu.
 type attempt struct {
 	e        *entry
 	workerID string
 	job      string
 	start    time.Time
-	cancel   context.CancelCauseFunc
+
+	cancel  context.CancelCauseFunc // set once run has made the attempt's context
+	stopped error                   // why it was stopped before that
+}
+
+// stopLocked ends the attempt from outside (a cancel, a lost worker).
+func (a *attempt) stopLocked(cause error) {
+	if a.cancel != nil {
+		a.cancel(cause)
+	} else if a.stopped == nil {
+		a.stopped = cause
+	}
 }
 
 // Causes that end an attempt from outside.
@@ -244,7 +256,7 @@ func (d *dispatcher) forget(id, workerID, job string) {
 		d.countLocked(e, -1)
 	}
 	if a := d.running[id]; a != nil {
-		a.cancel(errCancelledByClient)
+		a.stopLocked(errCancelledByClient)
 	}
 	if job == "" {
 		return
@@ -267,7 +279,7 @@ func (d *dispatcher) workerLost(workerID, reason string) {
 	defer d.mu.Unlock()
 	for _, a := range d.running {
 		if a.workerID == workerID {
-			a.cancel(&lostError{reason})
+			a.stopLocked(&lostError{reason})
 		}
 	}
 }
@@ -333,7 +345,7 @@ func (d *dispatcher) place(ctx context.Context) []start {
 		places = append(places, placement{e: e, w: d.dec.WorkerID, expl: ex})
 		return free > 0
 	})
-	starts := d.startAllLocked(ctx, places)
+	starts := d.startAllLocked(places)
 	if n := len(starts); n > 0 {
 		per := time.Since(begin) / time.Duration(n)
 		for range n {
@@ -413,14 +425,13 @@ type start struct {
 	a      *attempt
 	client workerAPI
 	exec   *api.ExecuteRequest
-	ctx    context.Context
 }
 
 // startAllLocked takes the placed tasks out of the queue and starts their
 // attempts: each takes a slot of its worker and moves its task to running.
 // A task that ended meanwhile is dropped; a worker that is gone sends its
 // task back to its place.
-func (d *dispatcher) startAllLocked(ctx context.Context, places []placement) []start {
+func (d *dispatcher) startAllLocked(places []placement) []start {
 	var out []start
 	for _, p := range places {
 		e := p.e
@@ -448,13 +459,12 @@ func (d *dispatcher) startAllLocked(ctx context.Context, places []placement) []s
 			}
 			d.sessions[sid] = p.w
 		}
-		actx, cancel := context.WithCancelCause(ctx)
-		a := &attempt{e: e, workerID: p.w, job: job, start: time.Now(), cancel: cancel}
+		a := &attempt{e: e, workerID: p.w, job: job, start: time.Now()}
 		d.running[e.id] = a
 		if len(exec.ResumeTokens) > 0 {
 			d.log.Info("continuing a task from the tokens already sent", "task_id", e.id, "worker_id", p.w, "tokens", len(exec.ResumeTokens))
 		}
-		out = append(out, start{a: a, client: client, exec: exec, ctx: workerclient.WithCorrelationID(actx, e.correlation)})
+		out = append(out, start{a: a, client: client, exec: exec})
 	}
 	return out
 }

@@ -81,7 +81,8 @@ func (s *Server) watchRouting(ctx context.Context) {
 	if s.cfg.RoutingFile == "" {
 		return
 	}
-	s.routing.WatchFile(ctx, s.cfg.RoutingFile, time.Second, func(err error) {
+	load := func(name string, src []byte) error { return s.loadScript(ctx, name, src) }
+	s.routing.WatchFileWith(ctx, s.cfg.RoutingFile, time.Second, load, func(err error) {
 		if err != nil {
 			s.m.routingReloads.WithLabelValues("error").Inc()
 			s.log.Error("routing script not reloaded; keeping the previous one", "err", err)
@@ -191,7 +192,7 @@ type planItem struct {
 // meanwhile. A decision that no longer holds falls back to the built-in
 // policy.
 func (d *dispatcher) placeScripted(ctx context.Context) []start {
-	plan := d.planLocked()
+	plan := d.plan()
 	if len(plan) == 0 {
 		return nil
 	}
@@ -250,11 +251,11 @@ func (d *dispatcher) placeScripted(ctx context.Context) []start {
 		ws[index[d.dec.WorkerID]].SlotsBusy++
 		places = append(places, placement{e: e, w: d.dec.WorkerID, expl: ex})
 	}
-	return d.startAllLocked(ctx, places)
+	return d.startAllLocked(places)
 }
 
-// planLocked picks the tasks a scripted pass may place and their candidates.
-func (d *dispatcher) planLocked() []*planItem {
+// plan picks the tasks a scripted pass may place and their candidates.
+func (d *dispatcher) plan() []*planItem {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()

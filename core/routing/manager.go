@@ -85,6 +85,12 @@ const DefaultWatchInterval = 2 * time.Second
 // compile is not tried again until it changes. WatchFile blocks; run it in its
 // own goroutine.
 func (m *Manager) WatchFile(ctx context.Context, path string, every time.Duration, onReload func(err error)) {
+	m.WatchFileWith(ctx, path, every, m.Load, onReload)
+}
+
+// WatchFileWith is WatchFile loading through load (a trial first, say)
+// instead of Load.
+func (m *Manager) WatchFileWith(ctx context.Context, path string, every time.Duration, load func(name string, src []byte) error, onReload func(err error)) {
 	if every <= 0 {
 		every = DefaultWatchInterval
 	}
@@ -117,7 +123,7 @@ func (m *Manager) WatchFile(ctx context.Context, path string, every time.Duratio
 			if sum != seen {
 				seen = sum
 				if _, cur, ok := m.Source(); !ok || !bytes.Equal(cur, data) {
-					report(m.Load(path, data))
+					report(load(path, data))
 				}
 			}
 		}

@@ -57,7 +57,7 @@ func (b openAIBackend) Submit(ctx context.Context, req *openai.Request) (openai.
 	}
 	// The client leaving cancels the job, even while nobody reads the stream.
 	stop := context.AfterFunc(ctx, j.cancel)
-	return &jobStream{ctx: ctx, j: j, stop: stop}, nil
+	return &jobStream{gone: ctx.Done(), j: j, stop: stop}, nil
 }
 
 // Models lists the worker's one model; it is ready while the worker is.
@@ -72,7 +72,7 @@ func (b openAIBackend) Models(context.Context) ([]openai.Model, error) {
 
 // jobStream reads a job's mailbox as openai.Stream events.
 type jobStream struct {
-	ctx  context.Context
+	gone <-chan struct{} // the client's request ended
 	j    *job
 	stop func() bool
 
@@ -108,9 +108,9 @@ func (st *jobStream) Next() (api.Event, error) {
 				st.last = true
 			}
 			st.cancelled = true
-		case <-st.ctx.Done():
+		case <-st.gone:
 			st.j.cancel()
-			return api.Event{}, st.ctx.Err()
+			return api.Event{}, context.Canceled
 		}
 	}
 }
