@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/sse"
 	"github.com/llorch/llorch/core/store"
+	"github.com/llorch/llorch/core/synth"
 	"github.com/llorch/llorch/core/testkit"
 )
 
@@ -350,4 +352,16 @@ func (o *orch) waitExplained(t *testing.T, id, what string) api.TaskStatus {
 		return st.Explanation != nil && strings.Contains(st.Explanation.Summary, what)
 	})
 	return st
+}
+
+// noEOS is a logit_bias (JSON) that bans the tiny model's end-of-generation
+// tokens, so a test's length does not depend on the random weights.
+func noEOS(t *testing.T) string {
+	t.Helper()
+	p := synth.Tiny()
+	v, err := synth.NewVocab(p.VocabSize, p.Merges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf(`{"%d":-100,"%d":-100}`, v.EndOfText, v.IMEnd)
 }

@@ -17,11 +17,13 @@ func TestOpenAIThroughOrchestrator(t *testing.T) {
 	o := startOrch(t, cfg)
 	startWorker(t, o, "w1", 2, "--token", "worker-token-1")
 
-	chat := `{"model":"tiny","messages":[{"role":"user","content":"Hi"}],"max_tokens":8,"seed":3,"temperature":0}`
+	// The end-of-generation tokens are banned: the random model must not end
+	// the answer before its 8 tokens.
+	chat := `{"model":"tiny","messages":[{"role":"user","content":"Hi"}],"max_tokens":8,"seed":3,"temperature":0,"logit_bias":` + noEOS(t) + `}`
 	resp := o.do(t, http.MethodPost, "/v1/chat/completions", chat)
 	out := decode[chatCompletion](t, resp, http.StatusOK)
 	if out.Object != "chat.completion" || len(out.Choices) != 1 || out.Choices[0].Message.Role != "assistant" ||
-		out.Usage.CompletionTokens == 0 || out.Usage.TotalTokens != out.Usage.PromptTokens+out.Usage.CompletionTokens {
+		out.Usage.CompletionTokens != 8 || out.Usage.TotalTokens != out.Usage.PromptTokens+out.Usage.CompletionTokens {
 		t.Fatalf("response %+v", out)
 	}
 
