@@ -185,11 +185,8 @@ func (q *Queue[T]) full(c Class) bool {
 // the previous task's in the same class counts as that task's time, so
 // promotion never reorders a class.
 func (q *Queue[T]) Push(id string, c Class, now time.Time, v T) (droppedID string, dropped T, didDrop bool, err error) {
-	if c >= numClasses {
-		return "", dropped, false, ErrClass
-	}
-	if _, dup := q.byID[id]; dup {
-		return "", dropped, false, ErrDuplicate
+	if err := q.check(id, c); err != nil {
+		return "", dropped, false, err
 	}
 	if q.full(c) {
 		old := q.lists[Batch].head
@@ -199,15 +196,7 @@ func (q *Queue[T]) Push(id string, c Class, now time.Time, v T) (droppedID strin
 		droppedID, dropped, didDrop = old.id, old.v, true
 		q.remove(old)
 	}
-	l := &q.lists[c]
-	if l.tail != nil && now.Before(l.tail.at) {
-		now = l.tail.at
-	}
-	n := q.newNode()
-	q.seq++
-	n.id, n.seq, n.at, n.class, n.v = id, q.seq, now, c, v
-	l.pushBack(n)
-	q.byID[id] = n
+	q.append(id, c, now, v)
 	return droppedID, dropped, didDrop, nil
 }
 
@@ -216,12 +205,27 @@ func (q *Queue[T]) Push(id string, c Class, now time.Time, v T) (droppedID strin
 // never be refused or make another task be dropped for room they were
 // already granted. A duplicate id gives ErrDuplicate.
 func (q *Queue[T]) Readmit(id string, c Class, now time.Time, v T) error {
+	if err := q.check(id, c); err != nil {
+		return err
+	}
+	q.append(id, c, now, v)
+	return nil
+}
+
+// check refuses an unknown class and a duplicate id.
+func (q *Queue[T]) check(id string, c Class) error {
 	if c >= numClasses {
 		return ErrClass
 	}
 	if _, dup := q.byID[id]; dup {
 		return ErrDuplicate
 	}
+	return nil
+}
+
+// append adds a node at the tail of class c, its enqueue time no earlier
+// than the tail's.
+func (q *Queue[T]) append(id string, c Class, now time.Time, v T) {
 	l := &q.lists[c]
 	if l.tail != nil && now.Before(l.tail.at) {
 		now = l.tail.at
@@ -231,7 +235,6 @@ func (q *Queue[T]) Readmit(id string, c Class, now time.Time, v T) error {
 	n.id, n.seq, n.at, n.class, n.v = id, q.seq, now, c, v
 	l.pushBack(n)
 	q.byID[id] = n
-	return nil
 }
 
 // Ticket is a task's place in the queue, as Take returns it.

@@ -534,3 +534,57 @@ func TestAgainstModel(t *testing.T) {
 		})
 	}
 }
+
+// Take and Restore put a task back at its place among the tasks queued now,
+// whatever the capacity; Readmit appends whatever the capacity. Neither ever
+// drops a task.
+func TestTakeRestoreReadmit(t *testing.T) {
+	q := New[string](Config{Capacity: 2, StarvationLimit: time.Minute, Policy: DropLRU})
+	push := func(id string, c Class, at time.Time) {
+		t.Helper()
+		if _, _, dropped, err := q.Push(id, c, at, "v-"+id); err != nil || dropped {
+			t.Fatalf("Push(%s) = %v, dropped %v", id, err, dropped)
+		}
+	}
+	push("a", Interactive, t0)
+	push("b", Interactive, t0.Add(time.Second))
+	push("x", Batch, t0.Add(2*time.Second))
+	_, tk, ok := q.Take("a")
+	if !ok {
+		t.Fatal("Take(a)")
+	}
+	push("c", Interactive, t0.Add(3*time.Second)) // the class has room again
+	if err := q.Restore("a", tk, "v-a"); err != nil {
+		t.Fatalf("Restore(a) over capacity: %v", err)
+	}
+	if got := checkConsistent(t, q, t0.Add(4*time.Second)); !slices.Equal(got, []string{"a", "b", "c", "x"}) {
+		t.Fatalf("order %v", got)
+	}
+	if q.LenClass(Batch) != 1 {
+		t.Fatal("the batch task was dropped")
+	}
+	if err := q.Restore("a", tk, "v-a"); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("Restore of a queued id: %v", err)
+	}
+	if err := q.Restore("z", Ticket{}, "v-z"); !errors.Is(err, ErrClass) {
+		t.Fatalf("Restore with a zero ticket: %v", err)
+	}
+	if err := q.Readmit("d", Interactive, t0.Add(5*time.Second), "v-d"); err != nil {
+		t.Fatalf("Readmit over capacity: %v", err)
+	}
+	if err := q.Readmit("e", Batch, t0, "v-e"); err != nil { // an earlier time counts as the tail's
+		t.Fatal(err)
+	}
+	// A task restored after the batch tasks' promotion keeps its old time.
+	_, tk, _ = q.Take("b")
+	if err := q.Restore("b", tk, "v-b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := checkConsistent(t, q, t0.Add(2*time.Minute)); !slices.Equal(got, []string{"a", "b", "x", "c", "d", "e"}) {
+		t.Fatalf("order after promotion %v", got)
+	}
+	// New admissions still see the queue as full.
+	if _, _, dropped, err := q.Push("f", Interactive, t0.Add(6*time.Second), "v-f"); err != nil || !dropped {
+		t.Fatalf("Push into a full queue with drop-lru: %v, dropped %v", err, dropped)
+	}
+}
