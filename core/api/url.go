@@ -43,5 +43,9 @@ func BaseURL(raw string) (string, error) {
 			}
 		}
 	}
-	return strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"), nil
+	out := strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/")
+	if len(out) > 1024 {
+		return "", errors.New("address longer than 1024 bytes")
+	}
+	return out, nil
 }
