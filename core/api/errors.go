@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Error codes. They are stable strings that clients match on; messages are for people.
@@ -132,9 +133,19 @@ type ErrorBody struct {
 	Error *Error `json:"error"`
 }
 
+// BodyTimeout bounds how long ReadBody waits for a request body.
+const BodyTimeout = time.Minute
+
 // ReadBody reads a request body of at most MaxRequestBytes: a larger one is a
 // BODY_TOO_LARGE error (413), an unreadable one INVALID_REQUEST.
 func ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error) {
+	// A body must arrive within BodyTimeout: a client cannot hold a
+	// connection by trickling one. The deadline is lifted afterwards, so a
+	// streamed answer has none.
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(BodyTimeout)) == nil {
+		defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -46,6 +46,9 @@ func (s *Server) handleSubmit(c echo.Context) error {
 		return c.JSON(http.StatusAccepted, acc)
 	}
 	t := s.tasks.get(acc.TaskID, principalOf(ctx))
+	if t == nil { // ended and expired already: cannot happen within a TTL
+		return writeError(c, api.Errorf(api.CodeTaskNotFound, "task %s is gone", acc.TaskID))
+	}
 	if err := s.stream(c, t, 0); err != nil {
 		// The client went away: a streamed submission is cancelled with it.
 		s.cancel(t.id, "the client disconnected", principalOf(ctx))

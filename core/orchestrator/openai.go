@@ -27,7 +27,11 @@ func (b openAIBackend) Submit(ctx context.Context, req *openai.Request) (openai.
 		b.s.m.rejections.WithLabelValues(rejectionLabel(e.Code)).Inc()
 		return nil, e
 	}
-	return b.s.newTaskStream(ctx, b.s.tasks.get(acc.TaskID, principalOf(ctx))), nil
+	t := b.s.tasks.get(acc.TaskID, principalOf(ctx))
+	if t == nil {
+		return nil, api.Errorf(api.CodeTaskNotFound, "task %s is gone", acc.TaskID)
+	}
+	return b.s.newTaskStream(ctx, t), nil
 }
 
 // Models lists the models registered workers serve, with worker counts.
