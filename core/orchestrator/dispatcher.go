@@ -99,11 +99,8 @@ func (a *attempt) stopLocked(cause error) {
 	}
 }
 
-// Causes that end an attempt from outside.
-var (
-	errCancelledByClient = errors.New("cancelled")
-	errShutdown          = errors.New("the orchestrator is shutting down")
-)
+// errCancelledByClient ends the attempt of a cancelled task.
+var errCancelledByClient = errors.New("cancelled")
 
 // lostError is the cause of an attempt abandoned because its worker was
 // lost.
