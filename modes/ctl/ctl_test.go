@@ -81,6 +81,24 @@ func TestInferErrors(t *testing.T) {
 	}
 }
 
+// An address that is not a worker's or an orchestrator's URL is refused
+// before any request (exit 2), naming it.
+func TestBadAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		args []string
+	}{
+		{"ftp://127.0.0.1:1", []string{"infer", "--prompt", "x", "--worker"}},
+		{"http://u:p@127.0.0.1:1", []string{"workers", "--orchestrator"}},
+		{"127.0.0.1:1?x=1", []string{"tasks", "--orchestrator"}},
+	} {
+		out, err := ctl(append(tc.args, tc.addr)...).CombinedOutput()
+		if exitCode(err) != 2 || !strings.Contains(string(out), tc.addr) {
+			t.Errorf("%s %s: exit %d, %s", tc.args[0], tc.addr, exitCode(err), out)
+		}
+	}
+}
+
 func TestInferCtrlCCancels(t *testing.T) {
 	addr := startWorker(t)
 	cmd := ctl("infer", "--worker", addr, "--prompt", "go on", "--max-tokens", "4000", "--temperature", "1", "--ignore-eos")

@@ -45,6 +45,9 @@ func inferCommand() *cli.Command {
 			if worker == "" || prompt == "" {
 				return cli.Exit("ctl infer: --worker and --prompt are required", 2)
 			}
+			if _, err := api.BaseURL(worker); err != nil {
+				return cli.Exit(fmt.Sprintf("ctl infer: --worker %q: %v", worker, err), 2)
+			}
 			req := &api.ExecuteRequest{MaxTokens: ptr(int(maxTokens)), Temperature: &temperature, IgnoreEOS: ignoreEOS}
 			if seed >= 0 {
 				req.Seed = &seed

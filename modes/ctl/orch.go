@@ -5,16 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v3"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/orchclient"
 )
 
 // orchFlags are the flags of the commands that ask the orchestrator.
@@ -27,54 +25,27 @@ func (f *orchFlags) flags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "orchestrator", Value: "http://127.0.0.1:8080", Usage: "orchestrator URL", Destination: &f.url, Sources: cli.EnvVars("LLORCH_ORCHESTRATOR")},
 		&cli.StringFlag{Name: "api-key", Usage: "API key (Authorization: Bearer)", Destination: &f.key, Sources: cli.EnvVars("LLORCH_API_KEY")},
-		&cli.BoolFlag{Name: "json", Usage: "print the orchestrator's JSON", Destination: &f.json},
+		&cli.BoolFlag{Name: "json", Usage: "print the answer as JSON", Destination: &f.json},
 	}
 }
 
-// get fetches path from the orchestrator into v; it returns the raw body too.
-func (f *orchFlags) get(ctx context.Context, path string, v any) ([]byte, error) {
-	base := strings.TrimRight(f.url, "/")
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
+// show asks the orchestrator through core/orchclient (list returns what to
+// print) and prints it: JSON with --json, else the table table writes.
+func (f *orchFlags) show(ctx context.Context, list func(context.Context, *orchclient.Client) (any, error), table func(tw io.Writer)) error {
+	c, err := orchclient.New(f.url, f.key, nil)
+	if err != nil {
+		return cli.Exit("ctl: "+err.Error(), 2)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+	v, err := list(ctx, c)
 	if err != nil {
-		return nil, err
-	}
-	if f.key != "" {
-		req.Header.Set("Authorization", "Bearer "+f.key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("ctl: orchestrator unreachable: %w", err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var body api.ErrorBody
-		if json.Unmarshal(data, &body) == nil && body.Error != nil {
-			return nil, fmt.Errorf("ctl: orchestrator answered %d: %s", resp.StatusCode, body.Error.Message)
-		}
-		return nil, fmt.Errorf("ctl: orchestrator answered %d", resp.StatusCode)
-	}
-	return data, json.Unmarshal(data, v)
-}
-
-// show fetches path into v and prints it: the raw JSON with --json, else the
-// table table writes.
-func (f *orchFlags) show(ctx context.Context, path string, v any, table func(tw io.Writer)) error {
-	raw, err := f.get(ctx, path, v)
-	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return cli.Exit("ctl: "+err.Error(), 1)
 	}
 	if f.json {
-		_, err := os.Stdout.Write(append(raw, '\n'))
-		return err
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	table(tw)
@@ -88,8 +59,14 @@ func workersCommand() *cli.Command {
 		Usage: "list the orchestrator's workers: state, model, slots, load, last seen",
 		Flags: f.flags(),
 		Action: func(ctx context.Context, _ *cli.Command) error {
-			var out struct{ Workers []api.WorkerView }
-			return f.show(ctx, "/v2/workers", &out, func(tw io.Writer) {
+			var out struct {
+				Workers []api.WorkerView `json:"workers"`
+			}
+			list := func(ctx context.Context, c *orchclient.Client) (v any, err error) {
+				out.Workers, err = c.Workers(ctx)
+				return out, err
+			}
+			return f.show(ctx, list, func(tw io.Writer) {
 				fmt.Fprintln(tw, "ID\tSTATE\tMODEL\tPOOL\tSLOTS\tTOK/S\tLAST SEEN\tURL")
 				for _, w := range out.Workers {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%.1f\t%s ago\t%s\n", w.WorkerID, w.State, w.Model.ID, dash(w.Pool),
@@ -110,12 +87,14 @@ func tasksCommand() *cli.Command {
 		Usage: "list the orchestrator's tasks (newest 1000): status, model, priority, worker, tokens",
 		Flags: append(f.flags(), &cli.StringFlag{Name: "status", Usage: "only queued, running, succeeded, failed or cancelled", Destination: &status}),
 		Action: func(ctx context.Context, _ *cli.Command) error {
-			var out struct{ Tasks []api.TaskStatus }
-			path := "/v2/tasks"
-			if status != "" {
-				path += "?status=" + url.QueryEscape(status)
+			var out struct {
+				Tasks []api.TaskStatus `json:"tasks"`
 			}
-			return f.show(ctx, path, &out, func(tw io.Writer) {
+			list := func(ctx context.Context, c *orchclient.Client) (v any, err error) {
+				out.Tasks, err = c.Tasks(ctx, status)
+				return out, err
+			}
+			return f.show(ctx, list, func(tw io.Writer) {
 				fmt.Fprintln(tw, "ID\tSTATUS\tMODEL\tPRIORITY\tWORKER\tTOKENS\tATTEMPTS\tAGE\tNOTE")
 				for _, t := range out.Tasks {
 					note := ""

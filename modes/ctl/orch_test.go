@@ -18,15 +18,15 @@ import (
 
 // ctl workers and ctl tasks show a real orchestrator's view.
 func TestWorkersAndTasks(t *testing.T) {
-	orch := startOrchestrator(t, "--api-key-file", writeKeys(t), "--worker-token", "wt")
+	orch := startOrchestrator(t, "--api-key-file", writeKeys(t), "--worker-token", "wt-ctl-test")
 	kit.StartWorker(t, nil, "--model", kit.Tiny, "--model-id", "tiny", "--slots", "1", "--threads", "1",
-		"--worker-id", "w-ctl", "--orchestrator", orch, "--token", "wt", "--heartbeat", "200ms")
+		"--worker-id", "w-ctl", "--orchestrator", orch, "--token", "wt-ctl-test", "--heartbeat", "200ms")
 
 	var out []byte
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var err error
-		out, err = ctl("workers", "--orchestrator", orch, "--api-key", "k1").CombinedOutput()
+		out, err = ctl("workers", "--orchestrator", orch, "--api-key", ctlKey).CombinedOutput()
 		if err == nil && strings.Contains(string(out), "healthy") {
 			break
 		}
@@ -43,7 +43,7 @@ func TestWorkersAndTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer k1")
+	req.Header.Set("Authorization", "Bearer "+ctlKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +55,7 @@ func TestWorkersAndTasks(t *testing.T) {
 		t.Fatalf("submit: %d %+v %v", resp.StatusCode, acc, err)
 	}
 
-	out, err = ctl("tasks", "--orchestrator", orch, "--api-key", "k1", "--json").Output()
+	out, err = ctl("tasks", "--orchestrator", orch, "--api-key", ctlKey, "--json").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,10 +72,13 @@ func TestWorkersAndTasks(t *testing.T) {
 	}
 }
 
+// ctlKey is the admin key of the orchestrator the tests start.
+const ctlKey = "sk-ctl-test-key"
+
 func writeKeys(t *testing.T) string {
 	t.Helper()
 	path := t.TempDir() + "/keys"
-	if err := os.WriteFile(path, []byte("# keys\nk1\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("# keys\n"+ctlKey+" admin ctl\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
