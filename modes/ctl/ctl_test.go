@@ -125,7 +125,11 @@ func TestInferCtrlCCancels(t *testing.T) {
 	if !strings.Contains(errb.String(), "cancelled job") {
 		t.Errorf("stderr = %q", errb.String())
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
+	base, err := api.BaseURL(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
