@@ -62,7 +62,7 @@ GPU_BUNDLE := .cache/gpu-bundle
 BENCH_THREADS ?= 2
 BENCH_TYPES   ?= q4_0 q8_0 f16
 
-.PHONY: help env build test check bench bench-slots run model deps clean release-check release-snapshot fuzz cuda cpu-variants loader-check gpu-bundle
+.PHONY: help env build test soak check bench bench-slots run model deps clean release-check release-snapshot fuzz cuda cpu-variants loader-check gpu-bundle
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -90,6 +90,14 @@ ALLOC_PKGS = $(shell $(GREP_TESTS) 'testing.AllocsPerRun' . | xargs -r -n1 dirna
 test: ## run all tests with the race detector, shuffled; then the allocation checks without it
 	$(GO) test -race -shuffle=on -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run 'Allocs$$' -v $(ALLOC_PKGS)
+
+# The chaos/soak test (tests/soak): `make test` runs it for 60 seconds under
+# the race detector; this runs it longer, on a plain build (resident memory as
+# in production), and prints its summary. SOAK_SEED=N replays a run's faults.
+SOAK_DURATION ?= 10m
+SOAK_TIMEOUT  ?= 2h
+soak: ## chaos/soak test: tasks flow while workers and the orchestrator are killed -9 and frozen (SOAK_DURATION=10m, SOAK_SEED=N)
+	SOAK_DURATION=$(SOAK_DURATION) $(if $(SOAK_SEED),SOAK_SEED=$(SOAK_SEED)) $(GO) test -count=1 -v -run '^TestSoak$$' -timeout $(SOAK_TIMEOUT) ./tests/soak
 
 check: ## gofmt, go vet, staticcheck, import boundaries, go mod tidy diff
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
