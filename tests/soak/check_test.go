@@ -3,7 +3,6 @@ package soak
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -183,32 +182,3 @@ type statusError struct {
 }
 
 func (e *statusError) Error() string { return e.msg }
-
-// getJSON decodes a 200 answer of GET url into v.
-func getJSON(ctx context.Context, hc *http.Client, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<12))
-		return &statusError{code: resp.StatusCode, msg: fmt.Sprintf("GET %s: %s %s", url, resp.Status, bytes.TrimSpace(data))}
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
-
-// listTasks is GET /v2/tasks?status=... (the newest 1000).
-func listTasks(ctx context.Context, hc *http.Client, url, status string) ([]api.TaskStatus, error) {
-	var v struct{ Tasks []api.TaskStatus }
-	q := ""
-	if status != "" {
-		q = "?status=" + status
-	}
-	err := getJSON(ctx, hc, url+"/v2/tasks"+q, &v)
-	return v.Tasks, err
-}

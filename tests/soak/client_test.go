@@ -12,10 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/orchclient"
 	"github.com/llorch/llorch/core/sse"
 )
 
@@ -77,7 +77,8 @@ func (r *taskRec) ended() bool {
 // its terminal event, until stop ends; then each finishes the task it has.
 type load struct {
 	url  string
-	hc   *http.Client
+	hc   *http.Client       // streams: read raw, to check each event's id and bytes
+	oc   *orchclient.Client // the rest of the API
 	seed uint64
 	stop context.Context // done: submit no more tasks
 	hard time.Time       // every followed task must end before this
@@ -107,10 +108,7 @@ func (l *load) run(i int) {
 		if rec.ended() {
 			rec.EndedAt = time.Now()
 			rec.Replay, rec.ReplayErr = retry(ctx, func() ([]evRec, error) { return replay(ctx, l.hc, l.url, rec.TaskID) })
-			rec.Status, rec.StatusErr = retry(ctx, func() (api.TaskStatus, error) {
-				var st api.TaskStatus
-				return st, getJSON(ctx, l.hc, l.url+"/v2/tasks/"+rec.TaskID, &st)
-			})
+			rec.Status, rec.StatusErr = retry(ctx, func() (api.TaskStatus, error) { return l.oc.Task(ctx, rec.TaskID) })
 		}
 		l.mu.Lock()
 		l.recs = append(l.recs, rec)
@@ -152,51 +150,21 @@ func draw(rng *rand.Rand, i, n int) (api.TaskRequest, bool) {
 // ends). A streamed submission comes back with its open body.
 func (l *load) submit(ctx context.Context, rng *rand.Rand, i, n int) (*taskRec, io.ReadCloser) {
 	req, stream := draw(rng, i, n)
-	body, err := json.Marshal(&req)
-	if err != nil {
-		panic(err) // the api types always encode
-	}
 	backoff := 50 * time.Millisecond
 	for l.stop.Err() == nil {
-		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, l.url+"/v2/tasks", bytes.NewReader(body))
-		if err != nil {
-			panic(err)
-		}
-		hreq.Header.Set("Content-Type", "application/json")
-		if stream {
-			hreq.Header.Set("Accept", "text/event-stream")
-		}
 		rec := &taskRec{Client: i, Stream: stream, Priority: req.Priority, MaxTokens: *req.MaxTokens, Temp: *req.Temperature}
-		resp, err := l.hc.Do(hreq)
-		switch {
-		case err != nil && errors.Is(err, syscall.ECONNREFUSED):
-			l.count("connection refused") // the orchestrator is down
-		case err != nil:
-			l.count("no answer") // perhaps accepted: the orchestrator died meanwhile
-		case stream && resp.StatusCode == http.StatusOK:
-			rec.TaskID = resp.Header.Get("X-Task-Id")
-			if rec.TaskID == "" {
-				resp.Body.Close()
-				l.count("stream without X-Task-Id")
-				break
+		if stream {
+			body, ok := l.submitStream(ctx, rec, &req)
+			if ok {
+				return rec, body
 			}
-			rec.Connections = 1
-			return rec, resp.Body
-		case !stream && resp.StatusCode == http.StatusAccepted:
-			var acc api.TaskAccepted
-			err := json.NewDecoder(resp.Body).Decode(&acc)
-			resp.Body.Close()
-			if err != nil || acc.TaskID == "" {
-				l.count("202 without a task id") // the orchestrator died while answering
-				break
+		} else {
+			acc, err := l.oc.Submit(ctx, &req)
+			if err == nil {
+				rec.TaskID = acc.TaskID
+				return rec, nil
 			}
-			rec.TaskID = acc.TaskID
-			return rec, nil
-		default:
-			var e struct{ Error api.Error }
-			_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&e)
-			resp.Body.Close()
-			l.count(fmt.Sprintf("%d %s", resp.StatusCode, e.Error.Code))
+			l.count(refusal(err))
 		}
 		select {
 		case <-l.stop.Done():
@@ -207,15 +175,70 @@ func (l *load) submit(ctx context.Context, rng *rand.Rand, i, n int) (*taskRec, 
 	return nil, nil
 }
 
-// retry calls get until it succeeds or fails with an answer that is not a
-// 5xx (a transport error or a 5xx: the orchestrator is restarting), with
-// backoff, until ctx ends.
+// submitStream posts a task with Accept: text/event-stream (raw, as its
+// stream is read raw) and returns the open stream.
+func (l *load) submitStream(ctx context.Context, rec *taskRec, req *api.TaskRequest) (io.ReadCloser, bool) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		panic(err) // the api types always encode
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, l.url+"/v2/tasks", bytes.NewReader(body))
+	if err != nil {
+		panic(err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Accept", "text/event-stream")
+	resp, err := l.hc.Do(hreq)
+	if err != nil {
+		l.count(refusal(&orchclient.Error{Err: &api.Error{Message: err.Error()}}))
+		return nil, false
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e api.ErrorBody
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&e)
+		resp.Body.Close()
+		if e.Error == nil {
+			e.Error = &api.Error{}
+		}
+		l.count(refusal(&orchclient.Error{Status: resp.StatusCode, Err: e.Error}))
+		return nil, false
+	}
+	rec.TaskID = resp.Header.Get("X-Task-Id")
+	if rec.TaskID == "" {
+		resp.Body.Close()
+		l.count("stream without X-Task-Id")
+		return nil, false
+	}
+	rec.Connections = 1
+	return resp.Body, true
+}
+
+// refusal names why a submission was not accepted.
+func refusal(err error) string {
+	var e *orchclient.Error
+	switch {
+	case !errors.As(err, &e) || e.Err == nil:
+		return "no answer: " + err.Error() // an answer that did not decode
+	case e.Status == 0 && strings.Contains(e.Err.Message, "connection refused"):
+		return "connection refused" // the orchestrator is down
+	case e.Status == 0:
+		return "no answer" // perhaps accepted: the orchestrator died meanwhile
+	}
+	return fmt.Sprintf("%d %s", e.Status, e.Err.Code)
+}
+
+// retry calls get until it succeeds or gets an answer that is not a 5xx
+// (no answer or a 5xx: the orchestrator is restarting), with backoff, until
+// ctx ends.
 func retry[T any](ctx context.Context, get func() (T, error)) (T, error) {
 	backoff := 50 * time.Millisecond
 	for {
 		v, err := get()
 		var se *statusError
-		if err == nil || (errors.As(err, &se) && se.code < 500) || ctx.Err() != nil {
+		var oe *orchclient.Error
+		final := err == nil || ctx.Err() != nil ||
+			(errors.As(err, &se) && se.code < 500) || (errors.As(err, &oe) && oe.Status != 0 && oe.Status < 500)
+		if final {
 			return v, err
 		}
 		select {

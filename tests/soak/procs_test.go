@@ -3,7 +3,6 @@ package soak
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/bind"
 )
 
@@ -275,31 +273,6 @@ func startWorker(bin, model, dir, orchURL string, w *worker) error {
 	w.p = p
 	w.procs = append(w.procs, p)
 	return nil
-}
-
-// workerStates returns the registry's state of every worker.
-func workerStates(ctx context.Context, hc *http.Client, url string) (map[string]string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v2/workers", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /v2/workers: %s", resp.Status)
-	}
-	var v struct{ Workers []api.WorkerView }
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	for _, w := range v.Workers {
-		out[w.WorkerID] = w.State
-	}
-	return out, nil
 }
 
 // metrics reads a Prometheus text exposition into series → value (the

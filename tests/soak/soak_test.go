@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/orchclient"
 	"github.com/llorch/llorch/core/testkit"
 )
 
@@ -90,6 +91,7 @@ type soak struct {
 	dir      string
 	rng      *rand.Rand
 	hc       *http.Client
+	oc       *orchclient.Client // set once the orchestrator's address is known
 	o        *orchestrator
 	ws       []*worker
 	faults   map[string]int
@@ -168,6 +170,9 @@ func TestSoak(t *testing.T) {
 	if err := s.o.start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if s.oc, err = orchclient.New(s.o.url, "", s.hc); err != nil {
+		t.Fatal(err)
+	}
 	for i := range numWorkers {
 		w := &worker{id: fmt.Sprintf("w%d", i+1)}
 		s.ws = append(s.ws, w)
@@ -182,7 +187,7 @@ func TestSoak(t *testing.T) {
 	stopCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	begin := time.Now()
-	ld := &load{url: s.o.url, hc: s.hc, seed: seed, stop: stopCtx, hard: begin.Add(dur + drainLimit), refusals: map[string]int{}}
+	ld := &load{url: s.o.url, hc: s.hc, oc: s.oc, seed: seed, stop: stopCtx, hard: begin.Add(dur + drainLimit), refusals: map[string]int{}}
 	var clients sync.WaitGroup
 	for i := range numClients {
 		clients.Add(1)
@@ -413,7 +418,11 @@ func (s *soak) recover() {
 func (s *soak) waitWorkers(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		states, err := workerStates(s.ctx, s.hc, s.o.url)
+		ws, err := s.oc.Workers(s.ctx)
+		states := map[string]string{}
+		for _, w := range ws {
+			states[w.WorkerID] = w.State
+		}
 		ok := err == nil
 		for _, w := range s.ws {
 			ok = ok && states[w.id] == api.WorkerHealthy
@@ -463,7 +472,7 @@ func sampleOf(m map[string]float64) sample {
 func (s *soak) settle() sample {
 	deadline := time.Now().Add(resultTTL + time.Minute)
 	for {
-		ts, err := listTasks(s.ctx, s.hc, s.o.url, "")
+		ts, err := s.oc.Tasks(s.ctx, "")
 		if err != nil {
 			s.violation("listing tasks: %v", err)
 			break
@@ -547,7 +556,7 @@ func (s *soak) checkOrchestratorTasks() {
 	for {
 		var left []string
 		for _, st := range []string{api.TaskQueued, api.TaskRunning} {
-			ts, err := listTasks(s.ctx, s.hc, s.o.url, st)
+			ts, err := s.oc.Tasks(s.ctx, st)
 			if err != nil {
 				s.violation("listing %s tasks: %v", st, err)
 				return
