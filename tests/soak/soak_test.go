@@ -10,7 +10,7 @@
 //	go test ./tests/soak                                 # 60 seconds (what `make test` runs)
 //	SOAK_DURATION=10m go test -v -timeout 30m ./tests/soak   # `make soak`
 //	SOAK_SEED=42 ...                                     # the same fault schedule and tasks again
-//	SOAK_KEEP_LOGS=1 ...                                 # keep every process's log (kept anyway on failure)
+//	SOAK_KEEP_LOGS=1 ...                                 # keep every process's log and faults.txt, the schedule (kept anyway on failure)
 package soak
 
 import (
@@ -47,18 +47,24 @@ const (
 	drainLimit = 2 * time.Minute
 	// A worker fault every 1.5–4.5s; an orchestrator kill every 6–14s, only
 	// from 10% to 60% of the run, so the last orchestrator lives through
-	// the final 40% (its warm-up sample is taken at 75%).
+	// the final 40% (its warm-up value is sampled from 75% on).
 	workerFaultMin, workerFaultMax = 1500 * time.Millisecond, 4500 * time.Millisecond
 	orchFaultMin, orchFaultMax     = 6 * time.Second, 14 * time.Second
-	// Tolerances for the last orchestrator, end against warm-up (taken
-	// under load). Goroutines: the warm-up count includes every client
-	// stream and attempt in flight, and the settled count none, so a
-	// leak of even one goroutine per ten tasks shows; the slack covers idle
-	// keep-alive connections to workers (two goroutines each). Resident
-	// memory: the task table grows with finished tasks (kept for
-	// --result-ttl) and Go returns freed pages lazily, so growth up to a
-	// quarter plus 32 MiB is normal; a leak per task or per stream over the
-	// last quarter of a run grows past it.
+	// The warm-up value of the last orchestrator is the largest of
+	// warmSamples samples taken a second apart under load, from 75% of the
+	// run on (one instant is noisy: the clients may all be between tasks).
+	// Tolerances, settled (idle, every task forgotten) against warm-up:
+	// goroutines: the warm-up count includes the client streams and
+	// attempts in flight and the settled count none, so a leak of even one
+	// goroutine per hundred tasks shows; the slack covers keep-alive
+	// connections that are idle at the end and were not at the sample
+	// (orchestrator to workers: two goroutines each). Resident memory: Go
+	// lets the heap grow to twice its live size between collections and
+	// returns freed pages lazily, so the settled value follows the peak
+	// rather than the sample; a quarter plus 32 MiB covers that (the live
+	// heap is 10–60 MiB), while a leak per task, stream or fault over the
+	// last 40% of a run (hundreds to thousands of each) grows past it.
+	warmSamples    = 10
 	goroutineSlack = 12
 	rssFactor      = 1.25
 	rssSlack       = 32 << 20
@@ -100,7 +106,10 @@ type soak struct {
 	killedM  map[string]float64 // counters of the killed orchestrators, summed
 	warm     sample
 	warmNote string
-	lost     []string // messages of the first WORKER_LOST failures
+	warmN    int // warm-up samples taken
+	begin    time.Time
+	faultLog strings.Builder // every fault and recovery at its scheduled time (faults.txt)
+	lost     []string        // messages of the first WORKER_LOST failures
 
 	mu         sync.Mutex
 	violations []string
@@ -229,7 +238,7 @@ func TestSoak(t *testing.T) {
 	fmt.Fprintf(&b, "  orchestrator (summed over %d incarnations): resumes %s; failed attempts %s; tasks %s\n",
 		len(s.o.procs), s.counter(last, "llorch_resumes_total"), s.counter(last, "llorch_attempts_failed_total"), s.counter(last, "llorch_tasks_total"))
 	fmt.Fprintf(&b, "  orchestrator starts until healthy: %s\n", spread(s.o.startups))
-	fmt.Fprintf(&b, "  last orchestrator: after warm-up %s (%s); settled %s\n", s.warm, s.warmNote, end)
+	fmt.Fprintf(&b, "  last orchestrator: after warm-up (largest of %d samples %s) %s; settled %s\n", s.warmN, s.warmNote, s.warm, end)
 	for _, l := range s.lost {
 		fmt.Fprintf(&b, "  WORKER_LOST: %s\n", l)
 	}
@@ -248,18 +257,27 @@ func TestSoak(t *testing.T) {
 // order: worker faults, orchestrator kills (in their window), and the
 // recoveries they scheduled.
 func (s *soak) chaos(begin time.Time, dur time.Duration) {
+	s.begin = begin
+	defer func() {
+		if err := os.WriteFile(filepath.Join(s.dir, "faults.txt"), []byte(s.faultLog.String()), 0o644); err != nil {
+			s.t.Error(err)
+		}
+	}()
 	end := begin.Add(dur)
 	orchFrom, orchTo := begin.Add(dur/10), begin.Add(dur*6/10)
 	warmAt := begin.Add(dur * 3 / 4)
 	nextW := begin.Add(between(s.rng, workerFaultMin, workerFaultMax))
 	nextO := orchFrom.Add(between(s.rng, 0, orchFaultMin))
-	warmTaken := false
+	warmed := 0 // warm-up samples taken
 	for {
 		s.checkExits()
 		now := time.Now()
-		if !warmTaken && !now.Before(warmAt) && s.o.p != nil && now.Sub(s.o.p.started) >= 5*time.Second {
-			s.takeWarm("at " + now.Sub(begin).Round(time.Second).String() + " of load")
-			warmTaken = true
+		if warmed < warmSamples && !now.Before(warmAt) && s.o.p != nil && now.Sub(s.o.p.started) >= 5*time.Second {
+			s.takeWarm()
+			if warmed++; warmed == 1 {
+				s.warmNote = "from " + now.Sub(begin).Round(time.Second).String() + " of load"
+			}
+			warmAt = now.Add(time.Second)
 		}
 		// The earliest due item, if any.
 		kind, at := "", end
@@ -278,33 +296,43 @@ func (s *soak) chaos(begin time.Time, dur time.Duration) {
 		}
 		switch kind {
 		case "":
-			if !warmTaken {
-				s.takeWarm("at the end of the load: the last orchestrator started less than 5s before 75% of it")
+			if warmed == 0 {
+				s.takeWarm()
+				s.warmNote = "at the end of the load: the last orchestrator started less than 5s before 75% of it"
 			}
 			return
 		case "pending":
 			p := s.pending[0]
 			s.pending = s.pending[1:]
+			s.record(p.at, p.what)
 			if err := p.do(); err != nil {
 				s.t.Fatalf("%s: %v", p.what, err)
 			}
 		case "worker":
-			s.workerFault()
+			s.workerFault(at)
 			nextW = at.Add(between(s.rng, workerFaultMin, workerFaultMax))
 		case "orchestrator":
-			s.orchestratorFault()
+			s.orchestratorFault(at)
 			nextO = at.Add(between(s.rng, orchFaultMin, orchFaultMax))
 		}
 	}
 }
 
-func (s *soak) schedule(after time.Duration, what string, do func() error) {
-	s.pending = append(s.pending, pending{at: time.Now().Add(after), what: what, do: do})
+// record notes a fault or recovery at its scheduled time.
+func (s *soak) record(at time.Time, what string) {
+	fmt.Fprintf(&s.faultLog, "%9.3fs %s\n", at.Sub(s.begin).Seconds(), what)
+}
+
+// schedule adds a recovery due at: times come from the fault's scheduled
+// time, not the clock, so a seed gives the same sequence however long the
+// kills and restarts take.
+func (s *soak) schedule(at time.Time, what string, do func() error) {
+	s.pending = append(s.pending, pending{at: at, what: what, do: do})
 	sort.SliceStable(s.pending, func(i, j int) bool { return s.pending[i].at.Before(s.pending[j].at) })
 }
 
 // workerFault kills -9 or freezes one running worker, never the last one.
-func (s *soak) workerFault() {
+func (s *soak) workerFault(at time.Time) {
 	var up []*worker
 	for _, w := range s.ws {
 		if w.up() {
@@ -313,6 +341,7 @@ func (s *soak) workerFault() {
 	}
 	if len(up) <= 1 {
 		s.skipped++
+		s.record(at, "no worker fault: one worker runs")
 		return
 	}
 	w := up[s.rng.IntN(len(up))]
@@ -322,7 +351,8 @@ func (s *soak) workerFault() {
 		}
 		w.p = nil
 		s.faults["worker kill -9"]++
-		s.schedule(between(s.rng, 300*time.Millisecond, 3*time.Second), "restart "+w.id, func() error {
+		s.record(at, "kill -9 "+w.id)
+		s.schedule(at.Add(between(s.rng, 300*time.Millisecond, 3*time.Second)), "restart "+w.id, func() error {
 			return startWorker(kit.Bin, kit.Tiny, s.dir, s.o.url, w)
 		})
 		return
@@ -332,7 +362,8 @@ func (s *soak) workerFault() {
 		s.t.Fatal(err)
 	}
 	s.faults["worker SIGSTOP"]++
-	s.schedule(between(s.rng, time.Second, 8*time.Second), "SIGCONT "+p.name, func() error {
+	s.record(at, "SIGSTOP "+w.id)
+	s.schedule(at.Add(between(s.rng, time.Second, 8*time.Second)), "SIGCONT "+p.name, func() error {
 		if w.p != p || !p.stopped {
 			return nil
 		}
@@ -342,7 +373,7 @@ func (s *soak) workerFault() {
 
 // orchestratorFault kills -9 the orchestrator (its counters read first) and
 // schedules its restart on the same address and data dir.
-func (s *soak) orchestratorFault() {
+func (s *soak) orchestratorFault(at time.Time) {
 	if s.o.p == nil {
 		s.skipped++
 		return
@@ -359,7 +390,8 @@ func (s *soak) orchestratorFault() {
 	}
 	s.o.p = nil
 	s.faults["orchestrator kill -9"]++
-	s.schedule(between(s.rng, 200*time.Millisecond, 2*time.Second), "restart the orchestrator", func() error {
+	s.record(at, "kill -9 the orchestrator")
+	s.schedule(at.Add(between(s.rng, 200*time.Millisecond, 2*time.Second)), "restart the orchestrator", func() error {
 		return s.o.start(s.ctx)
 	})
 }
@@ -452,14 +484,19 @@ func (s *soak) killAll() {
 	}
 }
 
-// takeWarm samples the orchestrator under load (the warm-up value).
-func (s *soak) takeWarm(note string) {
+// takeWarm samples the orchestrator under load; the warm-up value is the
+// largest of the samples.
+func (s *soak) takeWarm() {
 	m, err := metrics(s.ctx, s.hc, s.o.url)
 	if err != nil {
 		s.t.Fatalf("warm-up sample: %v", err)
 	}
-	s.warm = sampleOf(m)
-	s.warmNote = note
+	x := sampleOf(m)
+	s.warmN++
+	s.warm.goroutines = max(s.warm.goroutines, x.goroutines)
+	s.warm.rss = max(s.warm.rss, x.rss)
+	s.warm.heap = max(s.warm.heap, x.heap)
+	s.warm.at = x.at
 }
 
 func sampleOf(m map[string]float64) sample {
