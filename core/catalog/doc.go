@@ -48,8 +48,10 @@
 // [Inspect] reads a GGUF header with gguf-parser-go and reports the
 // architecture, parameter count, file type, trained context length, chat
 // template presence, size, and estimated RAM (CPU only) and VRAM (all layers
-// offloaded) for a context size. [Verify] re-hashes a file against a recorded
-// sha256.
+// offloaded) for a context size. gguf-parser-go is the project's one GGUF
+// reader. [CheckComplete] (and Inspect) tell a file cut short, inside its
+// header or its tensor data, from a whole one and say how short it is.
+// [Verify] re-hashes a file against a recorded sha256.
 //
 // Errors wrap the sentinels below with %w, so callers test them with
 // errors.Is: [ErrInvalidRef], [ErrInvalidID], [ErrNotFound], [ErrAccessDenied],

@@ -1,16 +1,16 @@
 package catalog
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 
 	parser "github.com/gpustack/gguf-parser-go"
-
-	"github.com/llorch/llorch/core/gguf"
 )
 
 // Estimate methods, the values of [Info.Estimate].
@@ -61,16 +61,28 @@ func Inspect(path string, ctx int) (Info, error) {
 	if err := checkMagic(path); err != nil {
 		return Info{}, fmt.Errorf("inspect: %w", err)
 	}
-	if err := CheckComplete(path); err != nil {
+	gf, err := parseWhole(path)
+	if err != nil {
 		return Info{}, fmt.Errorf("inspect: %w", err)
 	}
-	gf, err := parseGGUF(path)
+	info, err := describe(gf, ctx)
 	if err != nil {
 		return Info{}, fmt.Errorf("inspect %s: %w: %v", path, ErrNotGGUF, err)
 	}
+	return info, nil
+}
+
+// describe turns a parsed header into Info, turning a parser panic (an
+// accessor that meets a key of an unexpected type) into an error.
+func describe(gf *parser.GGUFFile, ctx int) (info Info, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			info, err = Info{}, fmt.Errorf("malformed header: %v", p)
+		}
+	}()
 	md := gf.Metadata()
 	arch := gf.Architecture()
-	info := Info{
+	info = Info{
 		Arch:            md.Architecture,
 		Name:            md.Name,
 		Type:            md.Type,
@@ -100,37 +112,124 @@ func Inspect(path string, ctx int) (Info, error) {
 	return info, nil
 }
 
-// CheckComplete reads the GGUF header of the file at path with core/gguf's
-// reader and reports [ErrTruncated], with the expected and the actual size,
-// when the file ends before the header or before the tensor data it
-// describes. Other header problems are left to the caller's parser (this
-// reader knows only the tensor types of the pinned ggml, so it cannot size
-// newer ones); a file it cannot size is not called truncated.
+// CheckComplete reports [ErrTruncated], with the sizes involved, when the
+// file at path ends inside its GGUF header or before the tensor data the
+// header describes, and [ErrNotFound] when it is missing. It parses the
+// header with gguf-parser-go, as [Inspect] does, but a header the parser
+// refuses for any other reason is not reported here: the worker runs this
+// check before llama.cpp loads the file, and the parser may lag behind
+// llama.cpp (a tensor type newer than itself), so such a file is left to
+// the loader's own error.
 func CheckComplete(path string) error {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%s: %w", path, ErrNotFound)
-	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	gf, err := gguf.Read(bufio.NewReaderSize(f, 1<<16))
-	if errors.Is(err, gguf.ErrTruncated) {
-		return fmt.Errorf("%w: %s has %d bytes and ends inside its GGUF header (%v): the copy or download was cut short", ErrTruncated, path, st.Size(), err)
-	}
-	if err != nil {
+	_, err := parseWhole(path)
+	if errors.Is(err, ErrNotGGUF) {
 		return nil
 	}
-	if want := gf.DataOffset + gf.DataSize; st.Size() < want {
-		return fmt.Errorf("%w: %s has %d bytes, its GGUF header describes %d (%d missing): the copy or download was cut short",
-			ErrTruncated, path, st.Size(), want, want-st.Size())
+	return err
+}
+
+// parseWhole parses the GGUF header of the file at path and checks that the
+// file holds all the tensor data the header describes. Errors wrap
+// [ErrNotFound], [ErrTruncated] (see [parserCut] for how a cut file is told
+// from a malformed one) or [ErrNotGGUF].
+func parseWhole(path string) (*parser.GGUFFile, error) {
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", path, ErrNotFound)
 	}
-	return nil
+	if err != nil {
+		return nil, err
+	}
+	size := st.Size()
+	gf, err := parseGGUF(path)
+	if err != nil {
+		cut, need, held := parserCut(err)
+		// The header ends where the held bytes begin and describes need
+		// bytes from there. Numbers that do not fit the file are no cut.
+		if start := uint64(size) - held; cut == cutInData && held <= uint64(size) && need <= math.MaxUint64-start {
+			return nil, truncatedData(path, uint64(size), start+need)
+		}
+		if cut == cutInHeader {
+			return nil, truncatedHeader(path, size, err)
+		}
+		return nil, fmt.Errorf("%s: %w: %v", path, ErrNotGGUF, err)
+	}
+	if len(gf.SplitSizes) != 1 {
+		return gf, nil // a split model: the parser read all its shards and sized none of them
+	}
+	// The parser checks that the sum of the tensor sizes fits after the
+	// header. A file cut inside the padding that ends the header, or by less
+	// than the padding between its tensors, passes that check: look at where
+	// each tensor ends.
+	start := gf.TensorDataStartOffset
+	if start < 0 || start > int64(gf.Size) {
+		return nil, truncatedHeader(path, int64(gf.Size), fmt.Errorf("the tensor data would start at byte %d", start))
+	}
+	var end uint64 // relative to start
+	for _, ti := range gf.TensorInfos {
+		n := ti.Bytes() // does not panic: the parser sized every tensor
+		if n > math.MaxInt64 || ti.Offset > math.MaxInt64-n {
+			return nil, fmt.Errorf("%s: %w: tensor %q ends beyond 2^63 bytes", path, ErrNotGGUF, ti.Name)
+		}
+		end = max(end, ti.Offset+n)
+	}
+	if want := uint64(start) + end; want > uint64(gf.Size) {
+		return nil, truncatedData(path, uint64(gf.Size), want)
+	}
+	return gf, nil
+}
+
+func truncatedData(path string, size, want uint64) error {
+	return fmt.Errorf("%w: %s has %d bytes, its GGUF header describes %d (%d missing): the copy or download was cut short",
+		ErrTruncated, path, size, want, want-size)
+}
+
+func truncatedHeader(path string, size int64, cause error) error {
+	return fmt.Errorf("%w: %s has %d bytes and ends inside its GGUF header (%v): the copy or download was cut short",
+		ErrTruncated, path, size, cause)
+}
+
+// Where a file that gguf-parser-go refuses was cut, as parserCut reads it.
+const (
+	notCut      = iota // not recognized as cut short: a malformed header
+	cutInHeader        // the file ends inside its header
+	cutInData          // the header is whole; the tensor data is short
+)
+
+var (
+	dataCutRe   = regexp.MustCompile(`tensor data needs (\d+) bytes but only (\d+) follow the header`)
+	remainingRe = regexp.MustCompile(`too large for remaining bytes|exceeds \d+ remaining bytes`)
+)
+
+// parserCut reads an error of gguf-parser-go's ParseGGUFFile and says
+// whether the file was cut short and where. For a cut in the tensor data it
+// returns the parser's need (bytes of tensor data the header describes) and
+// held (bytes that follow the header).
+//
+// This depends on the parser's messages, of the version pinned in go.mod:
+//
+//	tensor data needs X bytes but only Y follow the header: …   (cutInData)
+//	read …: EOF / unexpected EOF (wrapped io.EOF, io.ErrUnexpectedEOF)
+//	tensor count too large for remaining bytes: N
+//	read string: length N exceeds M remaining bytes
+//	read array: length N exceeds M remaining bytes                (cutInHeader)
+//
+// TestInspectTruncated cuts a model at each of these places and fails if an
+// upgrade of gguf-parser-go changes them.
+func parserCut(err error) (cut int, need, held uint64) {
+	msg := err.Error()
+	if m := dataCutRe.FindStringSubmatch(msg); m != nil {
+		need, err1 := strconv.ParseUint(m[1], 10, 64)
+		held, err2 := strconv.ParseUint(m[2], 10, 64)
+		if err1 != nil || err2 != nil || need <= held {
+			return notCut, 0, 0
+		}
+		return cutInData, need, held
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || remainingRe.MatchString(msg) {
+		return cutInHeader, 0, 0
+	}
+	return notCut, 0, 0
 }
 
 // parseGGUF parses the header, turning a parser panic into an error.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,30 +85,39 @@ func TestInspect(t *testing.T) {
 	}
 }
 
-func TestInspectNoChatTemplate(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "plain.gguf")
-	kvs := []gguf.KV{
-		{Key: gguf.KeyArchitecture, Value: "llama"},
-		{Key: "llama.context_length", Value: uint32(128)},
-	}
-	tensors := []gguf.TensorInfo{{Name: "token_embd.weight", Dims: []int64{4, 4}, Type: gguf.GGMLTypeF32}}
-	f, err := os.Create(p)
+// writeGGUF writes a GGUF file of the given metadata and tensors (zeroed
+// data) with core/gguf's Writer and returns its bytes.
+func writeGGUF(t testing.TB, path string, kvs []gguf.KV, tensors []gguf.TensorInfo) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := gguf.NewWriter(&buf, kvs, tensors)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := gguf.NewWriter(f, kvs, tensors)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(make([]byte, 64)); err != nil {
-		t.Fatal(err)
+	for _, ti := range tensors {
+		n, err := ti.Size()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Close(); err != nil {
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return buf.Bytes()
+}
+
+func TestInspectNoChatTemplate(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "plain.gguf")
+	writeGGUF(t, p, []gguf.KV{
+		{Key: gguf.KeyArchitecture, Value: "llama"},
+		{Key: "llama.context_length", Value: uint32(128)},
+	}, []gguf.TensorInfo{{Name: "token_embd.weight", Dims: []int64{4, 4}, Type: gguf.GGMLTypeF32}})
 	info, err := Inspect(p, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -120,61 +130,160 @@ func TestInspectNoChatTemplate(t *testing.T) {
 	}
 }
 
+// badTypeGGUF is a GGUF file whose general.type is a number: gguf-parser-go
+// parses it, and panics when asked for the model's metadata.
+func badTypeGGUF(t testing.TB, path string) []byte {
+	return writeGGUF(t, path, []gguf.KV{
+		{Key: gguf.KeyArchitecture, Value: "llama"},
+		{Key: "general.type", Value: uint32(7)},
+	}, []gguf.TensorInfo{{Name: "token_embd.weight", Dims: []int64{4, 4}, Type: gguf.GGMLTypeF32}})
+}
+
 func TestInspectRejects(t *testing.T) {
 	dir := t.TempDir()
-	notGGUF := filepath.Join(dir, "a.gguf")
-	truncated := filepath.Join(dir, "b.gguf")
-	if err := os.WriteFile(notGGUF, []byte("PK\x03\x04 a zip file"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(truncated, tinyGGUF()[:40], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		path string
-		is   error
-	}{
-		{notGGUF, ErrNotGGUF},
-		{truncated, ErrTruncated},
-		{filepath.Join(dir, "missing.gguf"), ErrNotFound},
-	} {
-		if _, err := Inspect(tc.path, 0); !errors.Is(err, tc.is) {
-			t.Errorf("Inspect(%s) err = %v, want %v", filepath.Base(tc.path), err, tc.is)
+	path := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
 		}
+		return p
+	}
+	badType := filepath.Join(dir, "badtype.gguf")
+	badTypeGGUF(t, badType)
+	for _, tc := range []struct {
+		name     string
+		path     string
+		is       error
+		complete error // what CheckComplete says
+	}{
+		{"zip", path("a.gguf", []byte("PK\x03\x04 a zip file")), ErrNotGGUF, nil},
+		{"version 4", path("v4.gguf", append([]byte("GGUF\x04\x00\x00\x00"), make([]byte, 16)...)), ErrNotGGUF, nil},
+		{"general.type a number", badType, ErrNotGGUF, nil},
+		{"truncated", path("b.gguf", tinyGGUF()[:40]), ErrTruncated, ErrTruncated},
+		{"missing", filepath.Join(dir, "missing.gguf"), ErrNotFound, ErrNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Inspect(tc.path, 0); !errors.Is(err, tc.is) {
+				t.Errorf("Inspect err = %v, want %v", err, tc.is)
+			}
+			if err := CheckComplete(tc.path); !errors.Is(err, tc.complete) || (tc.complete == nil && err != nil) {
+				t.Errorf("CheckComplete err = %v, want %v", err, tc.complete)
+			}
+		})
 	}
 }
 
-// A model cut short (here to 100 KB of its 260 KB) is called truncated, with
-// the size its header describes and the size it has; not blamed on its
-// tensor types.
+// A model cut short anywhere is called truncated, with its size; cut in its
+// tensor data, also with the size its header describes and what is missing;
+// never blamed on its tensor types. Each case also pins the gguf-parser-go
+// message that parserCut reads for it: if an upgrade of the parser changes
+// one, this test says which.
 func TestInspectTruncated(t *testing.T) {
 	full := tinyGGUF()
-	const cut = 100_000
-	path := filepath.Join(t.TempDir(), "cut.gguf")
-	if err := os.WriteFile(path, full[:cut], 0o644); err != nil {
+	dir := t.TempDir()
+	gf, err := parseGGUF(writeTiny(t))
+	if err != nil {
 		t.Fatal(err)
 	}
-	_, err := Inspect(path, 0)
-	if !errors.Is(err, ErrTruncated) {
-		t.Fatalf("err = %v, want ErrTruncated", err)
+	start := int(gf.TensorDataStartOffset) // where the tensor data begins
+	if gf.Padding < 2 {
+		t.Fatalf("the tiny model's header needs padding for the padding case; it has %d bytes", gf.Padding)
 	}
-	for _, want := range []string{"truncated", fmt.Sprintf("has %d bytes", cut), fmt.Sprintf("describes %d", len(full))} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q lacks %q", err, want)
-		}
+	tokens := bytes.Index(full, []byte("tokenizer.ggml.tokens"))
+	if tokens < 0 {
+		t.Fatal("no tokenizer.ggml.tokens in the tiny model")
 	}
-	if strings.Contains(err.Error(), "layout") {
-		t.Errorf("error %q blames the block layout", err)
+	tokens += len("tokenizer.ggml.tokens") + 4 + 4 + 8 // key, value type, item type, length: the first token
+
+	// A model whose first tensor is followed by 12 bytes of padding: cut by
+	// no more than those, the sum of its tensor sizes still fits.
+	padded := filepath.Join(dir, "padded.gguf")
+	pfull := writeGGUF(t, padded, []gguf.KV{{Key: gguf.KeyArchitecture, Value: "llama"}}, []gguf.TensorInfo{
+		{Name: "a", Dims: []int64{5}, Type: gguf.GGMLTypeF32}, // 20 bytes, padded to 32
+		{Name: "b", Dims: []int64{8}, Type: gguf.GGMLTypeF32},
+	})
+
+	for _, tc := range []struct {
+		name      string
+		full      []byte
+		cut       int
+		inData    bool   // cut in the tensor data (else in the header)
+		parserSay string // in gguf-parser-go's error; "" when it parses the file
+	}{
+		{"in the counts", full, 40, false, "tensor count too large for remaining bytes"},
+		{"after the counts", full, 100, false, "tensor count too large for remaining bytes"},
+		{"in the metadata", full, 4096, false, "unexpected EOF"},
+		{"in an array", full, tokens + 5, false, "exceeds 5 remaining bytes"},
+		{"in the padding", full, start - 1, false, ""},
+		{"at the data", full, start, true, "tensor data needs"},
+		{"in the data", full, 100_000, true, "tensor data needs"},
+		{"one byte short", full, len(full) - 1, true, "tensor data needs"},
+		{"one byte of padding short", pfull, len(pfull) - 1, true, ""},
+		{"the padding short", pfull, len(pfull) - 12, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "cut.gguf")
+			if err := os.WriteFile(path, tc.full[:tc.cut], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, perr := parseGGUF(path)
+			if tc.parserSay == "" && perr != nil || tc.parserSay != "" && (perr == nil || !strings.Contains(perr.Error(), tc.parserSay)) {
+				t.Errorf("gguf-parser-go says %v, want %q: parserCut must learn its new message", perr, tc.parserSay)
+			}
+			_, err := Inspect(path, 0)
+			if !errors.Is(err, ErrTruncated) {
+				t.Fatalf("err = %v, want ErrTruncated", err)
+			}
+			want := []string{"truncated", fmt.Sprintf("has %d bytes", tc.cut), "ends inside its GGUF header"}
+			if tc.inData {
+				want = []string{"truncated", fmt.Sprintf("has %d bytes", tc.cut),
+					fmt.Sprintf("describes %d (%d missing)", len(tc.full), len(tc.full)-tc.cut)}
+			}
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "layout") {
+				t.Errorf("error %q blames the block layout", err)
+			}
+			if cerr := CheckComplete(path); cerr == nil || cerr.Error() != err.Error()[len("inspect: "):] {
+				t.Errorf("CheckComplete = %v, want Inspect's %v", cerr, err)
+			}
+		})
 	}
-	// One byte short is truncated too; the whole file is not.
-	if err := os.WriteFile(path, full[:len(full)-1], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := CheckComplete(path); !errors.Is(err, ErrTruncated) {
-		t.Errorf("one byte short: %v", err)
-	}
+	// The whole files are complete.
 	if err := CheckComplete(writeTiny(t)); err != nil {
 		t.Errorf("whole file: %v", err)
+	}
+	if err := CheckComplete(padded); err != nil {
+		t.Errorf("whole padded file: %v", err)
+	}
+}
+
+// parserCut reads gguf-parser-go's wording; numbers that make no cut are
+// not one.
+func TestParserCut(t *testing.T) {
+	for _, tc := range []struct {
+		err        error
+		cut        int
+		need, held uint64
+	}{
+		{fmt.Errorf("read metadata kv 15: read uint64: %w", io.ErrUnexpectedEOF), cutInHeader, 0, 0},
+		{fmt.Errorf("read tensor count: read uint64: %w", io.EOF), cutInHeader, 0, 0},
+		{errors.New("tensor count too large for remaining bytes: 20"), cutInHeader, 0, 0},
+		{errors.New("read metadata kv 2: read string: length 90 exceeds 10 remaining bytes"), cutInHeader, 0, 0},
+		{errors.New("tensor data needs 247040 bytes but only 81568 follow the header: a tensor type's block layout does not match how the file was written"), cutInData, 247040, 81568},
+		{errors.New("tensor data needs 5 bytes but only 9 follow the header"), notCut, 0, 0},
+		{errors.New("tensor data needs 99999999999999999999999 bytes but only 1 follow the header"), notCut, 0, 0},
+		{errors.New("unsupported GGUF version: 4 (supported: 1-3)"), notCut, 0, 0},
+		{errors.New("invalid n dimensions: 9 (must be 1..4)"), notCut, 0, 0},
+		{errors.New("malformed header: gguf: uint64 overflow in Bytes head"), notCut, 0, 0},
+	} {
+		cut, need, held := parserCut(tc.err)
+		if cut != tc.cut || need != tc.need || held != tc.held {
+			t.Errorf("parserCut(%q) = %d, %d, %d; want %d, %d, %d", tc.err, cut, need, held, tc.cut, tc.need, tc.held)
+		}
 	}
 }
 
@@ -296,6 +405,7 @@ func FuzzInspect(f *testing.F) {
 	f.Add(tinyGGUF()[:64])
 	f.Add([]byte("GGUF\x03\x00\x00\x00"))
 	dir := f.TempDir()
+	f.Add(badTypeGGUF(f, filepath.Join(dir, "badtype.gguf")))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p := filepath.Join(dir, "f.gguf")
 		if err := os.WriteFile(p, b, 0o644); err != nil {
