@@ -2,7 +2,6 @@ package gguf
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"math"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	parser "github.com/gpustack/gguf-parser-go"
 )
 
 // allKVs covers every scalar and array value type, including empty arrays.
@@ -25,7 +26,7 @@ func allKVs() []KV {
 		{"t.float32", float32(1.5e-6)},
 		{"t.bool.true", true},
 		{"t.bool.false", false},
-		{"t.string", "héllo ✓"},
+		{"t.string", "héllo ✓"}, // no edge spaces: gguf-parser-go trims them
 		{"t.string.empty", ""},
 		{"t.uint64", uint64(1 << 63)},
 		{"t.int64", int64(-1 << 62)},
@@ -53,7 +54,7 @@ func testTensors() []TensorInfo {
 		{Name: "w16", Dims: []int64{3, 7}, Type: GGMLTypeF16},
 		{Name: "q8", Dims: []int64{64, 2}, Type: GGMLTypeQ8_0},
 		{Name: "q4", Dims: []int64{32, 1, 3}, Type: GGMLTypeQ4_0},
-		{Name: "scalar", Dims: nil, Type: GGMLTypeF32},
+		{Name: "bf16", Dims: []int64{3}, Type: GGMLTypeBF16},
 	}
 }
 
@@ -97,91 +98,116 @@ func encode(t testing.TB, kvs []KV, tensors []TensorInfo, data [][]byte) ([]byte
 	return buf.Bytes(), w.Tensors()
 }
 
+// parse writes raw to a file and reads it with gguf-parser-go, the project's
+// GGUF reader (core/catalog's), as an independent check of the Writer.
+func parse(t *testing.T, raw []byte) *parser.GGUFFile {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "w.gguf")
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gf, err := parser.ParseGGUFFile(path)
+	if err != nil {
+		t.Fatalf("gguf-parser-go refuses the Writer's output: %v", err)
+	}
+	return gf
+}
+
+// sameValue reports whether a value gguf-parser-go read is v, with the GGUF
+// type the Writer gives v.
+func sameValue(kv parser.GGUFMetadataKV, v any) bool {
+	typ, elem, err := TypeOf(v)
+	if err != nil || uint32(kv.ValueType) != uint32(typ) {
+		return false
+	}
+	if typ != TypeArray {
+		return reflect.DeepEqual(kv.Value, v)
+	}
+	av := kv.ValueArray()
+	want := reflect.ValueOf(v)
+	if uint32(av.Type) != uint32(elem) || av.Len != uint64(want.Len()) || len(av.Array) != want.Len() {
+		return false
+	}
+	for i, got := range av.Array {
+		if !reflect.DeepEqual(got, want.Index(i).Interface()) {
+			return false
+		}
+	}
+	return true
+}
+
+// What the Writer writes, gguf-parser-go reads back: every value type, the
+// tensor infos with their offsets, and each tensor's data where the header
+// says it is.
 func TestRoundTrip(t *testing.T) {
 	kvs := allKVs()
 	tensors := testTensors()
 	data := tensorData(t, tensors)
 	raw, written := encode(t, kvs, tensors, data)
+	gf := parse(t, raw)
 
-	f, err := Read(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatalf("Read: %v", err)
+	if gf.Header.Version != Version || gf.Header.TensorCount != uint64(len(tensors)) || gf.Header.MetadataKVCount != uint64(len(kvs)) {
+		t.Errorf("header %+v: want version %d, %d tensors, %d KVs", gf.Header, Version, len(tensors), len(kvs))
 	}
-	if f.Version != Version {
-		t.Errorf("Version = %d, want %d", f.Version, Version)
+	if len(gf.Header.MetadataKV) != len(kvs) {
+		t.Fatalf("read %d KVs, wrote %d", len(gf.Header.MetadataKV), len(kvs))
 	}
-	if !reflect.DeepEqual(f.KV, kvs) {
-		for i := range kvs {
-			if i < len(f.KV) && !reflect.DeepEqual(f.KV[i], kvs[i]) {
-				t.Errorf("KV[%d] = %#v, want %#v", i, f.KV[i], kvs[i])
-			}
-		}
-		t.Fatalf("read %d KVs, wrote %d", len(f.KV), len(kvs))
-	}
-	for i := range written {
-		if written[i].Dims == nil {
-			written[i].Dims = []int64{}
+	for i, kv := range gf.Header.MetadataKV {
+		if kv.Key != kvs[i].Key || !sameValue(kv, kvs[i].Value) {
+			t.Errorf("KV %d = %s (%v) %#v, want %s %#v", i, kv.Key, kv.ValueType, kv.Value, kvs[i].Key, kvs[i].Value)
 		}
 	}
-	if !reflect.DeepEqual(f.Tensors, written) {
-		t.Errorf("Tensors = %+v, want %+v", f.Tensors, written)
+	if gf.TensorDataStartOffset%DefaultAlignment != 0 {
+		t.Errorf("tensor data starts at %d, not aligned to %d", gf.TensorDataStartOffset, DefaultAlignment)
 	}
-	if f.Alignment != DefaultAlignment || f.DataOffset%DefaultAlignment != 0 {
-		t.Errorf("Alignment %d, DataOffset %d", f.Alignment, f.DataOffset)
+	if len(gf.TensorInfos) != len(written) {
+		t.Fatalf("read %d tensors, wrote %d", len(gf.TensorInfos), len(written))
 	}
-	for i, ti := range f.Tensors {
-		start := f.DataOffset + ti.Offset
-		got := raw[start : start+int64(len(data[i]))]
-		if !bytes.Equal(got, data[i]) {
+	for i, ti := range gf.TensorInfos {
+		w := written[i]
+		dims := make([]int64, len(ti.Dimensions))
+		for j, d := range ti.Dimensions {
+			dims[j] = int64(d)
+		}
+		if ti.Name != w.Name || !reflect.DeepEqual(dims, w.Dims) || uint32(ti.Type) != uint32(w.Type) || ti.Offset != uint64(w.Offset) {
+			t.Errorf("tensor %d = %s %v %v at %d, want %s %v %v at %d", i, ti.Name, dims, ti.Type, ti.Offset, w.Name, w.Dims, w.Type, w.Offset)
+			continue
+		}
+		if ti.Bytes() != uint64(len(data[i])) {
+			t.Errorf("tensor %q: the parser sizes it %d bytes, the Writer %d", ti.Name, ti.Bytes(), len(data[i]))
+			continue
+		}
+		start := gf.TensorDataStartOffset + int64(ti.Offset)
+		if got := raw[start : start+int64(len(data[i]))]; !bytes.Equal(got, data[i]) {
 			t.Errorf("tensor %q data differs", ti.Name)
 		}
 	}
-	last := f.Tensors[len(f.Tensors)-1]
-	if want := last.Offset + 4; f.DataSize != want {
-		t.Errorf("DataSize = %d, want %d", f.DataSize, want)
-	}
+}
 
-	// Accessors.
-	if f.Architecture() != "llama" {
-		t.Errorf("Architecture() = %q", f.Architecture())
-	}
-	if v, ok := f.Uint("t.uint16"); !ok || v != 60000 {
-		t.Errorf("Uint(t.uint16) = %d, %v", v, ok)
-	}
-	if _, ok := f.Uint("t.int8"); ok {
-		t.Errorf("Uint of a negative int8 succeeded")
-	}
-	if v, ok := f.Float("t.float64"); !ok || v != math.Pi {
-		t.Errorf("Float(t.float64) = %v, %v", v, ok)
-	}
-	if s, ok := f.Strings("a.string"); !ok || len(s) != 4 {
-		t.Errorf("Strings(a.string) = %q, %v", s, ok)
-	}
-	if b, ok := f.Bool("t.bool.true"); !ok || !b {
-		t.Errorf("Bool(t.bool.true) = %v, %v", b, ok)
-	}
-	if _, ok := f.String("missing"); ok {
-		t.Errorf("String(missing) succeeded")
-	}
-	if ti, ok := f.Tensor("q8"); !ok || ti.Type != GGMLTypeQ8_0 {
-		t.Errorf("Tensor(q8) = %+v, %v", ti, ok)
+// The Writer sizes every ggml type as gguf-parser-go does (ggml's type
+// traits), so a file it lays out is one the reader can size.
+func TestTypeSizes(t *testing.T) {
+	types := []GGMLType{GGMLTypeF32, GGMLTypeF16, GGMLTypeQ4_0, GGMLTypeQ4_1, GGMLTypeQ5_0, GGMLTypeQ5_1,
+		GGMLTypeQ8_0, GGMLTypeQ8_1, GGMLTypeQ2_K, GGMLTypeQ3_K, GGMLTypeQ4_K, GGMLTypeQ5_K, GGMLTypeQ6_K,
+		GGMLTypeQ8_K, GGMLTypeIQ2_XXS, GGMLTypeIQ2_XS, GGMLTypeIQ3_XXS, GGMLTypeIQ1_S, GGMLTypeIQ4_NL,
+		GGMLTypeIQ3_S, GGMLTypeIQ2_S, GGMLTypeIQ4_XS, GGMLTypeI8, GGMLTypeI16, GGMLTypeI32, GGMLTypeI64,
+		GGMLTypeF64, GGMLTypeIQ1_M, GGMLTypeBF16, GGMLTypeTQ1_0, GGMLTypeTQ2_0, GGMLTypeMXFP4}
+	for _, typ := range types {
+		ti := TensorInfo{Name: "w", Dims: []int64{512, 3, 2}, Type: typ}
+		got, err := ti.Size()
+		if err != nil {
+			t.Errorf("%v: %v", typ, err)
+			continue
+		}
+		want := parser.GGUFTensorInfo{NDimensions: 3, Dimensions: []uint64{512, 3, 2}, Type: parser.GGMLType(typ)}.Bytes()
+		if uint64(got) != want {
+			t.Errorf("%v: Size %d, gguf-parser-go %d", typ, got, want)
+		}
 	}
 }
 
-func TestContextLength(t *testing.T) {
-	raw, _ := encode(t, []KV{
-		{KeyArchitecture, "qwen2"},
-		{"qwen2.context_length", uint32(32768)},
-	}, nil, nil)
-	f, err := Read(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, ok := f.ContextLength(); !ok || n != 32768 {
-		t.Errorf("ContextLength() = %d, %v", n, ok)
-	}
-}
-
+// With any alignment, the data section and every tensor start on it, the
+// padding is zeros and the file ends with the last tensor's padded data.
 func TestAlignment(t *testing.T) {
 	for _, align := range []uint32{0, 1, 8, 32, 64, 4096} {
 		t.Run("", func(t *testing.T) {
@@ -193,53 +219,32 @@ func TestAlignment(t *testing.T) {
 			}
 			tensors := testTensors()
 			raw, _ := encode(t, kvs, tensors, tensorData(t, tensors))
-			f, err := Read(bytes.NewReader(raw))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if f.Alignment != want {
-				t.Fatalf("Alignment = %d, want %d", f.Alignment, want)
-			}
-			if f.DataOffset%want != 0 {
-				t.Errorf("DataOffset %d not aligned to %d", f.DataOffset, want)
+			gf := parse(t, raw)
+			if gf.TensorDataStartOffset%want != 0 {
+				t.Errorf("tensor data starts at %d, not aligned to %d", gf.TensorDataStartOffset, want)
 			}
 			var off int64
-			for _, ti := range f.Tensors {
-				if ti.Offset != off {
+			for i, ti := range gf.TensorInfos {
+				if ti.Offset != uint64(off) {
 					t.Errorf("tensor %q at %d, want %d", ti.Name, ti.Offset, off)
 				}
-				size, err := ti.Size()
+				size, err := tensors[i].Size()
 				if err != nil {
 					t.Fatal(err)
 				}
 				off, _ = alignUp(off+size, want) // tiny offsets: no overflow
 			}
-			if got := int64(len(raw)); got != f.DataOffset+off {
-				t.Errorf("file is %d bytes, want %d (data ends padded)", got, f.DataOffset+off)
+			if got := int64(len(raw)); got != gf.TensorDataStartOffset+off {
+				t.Errorf("file is %d bytes, want %d (data ends padded)", got, gf.TensorDataStartOffset+off)
 			}
-			// Padding bytes are zero.
-			cr := &countingReader{r: bytes.NewReader(raw)} // finds the end of the tensor infos
-			if _, err := Read(cr); err != nil {
-				t.Fatal(err)
-			}
-			for i := cr.n; i < f.DataOffset; i++ {
+			// The header's padding is zeros.
+			for i := gf.TensorDataStartOffset - gf.Padding; i < gf.TensorDataStartOffset; i++ {
 				if raw[i] != 0 {
 					t.Fatalf("padding byte %d is %d", i, raw[i])
 				}
 			}
 		})
 	}
-}
-
-type countingReader struct {
-	r *bytes.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 func TestWriterErrors(t *testing.T) {
@@ -306,113 +311,4 @@ func TestWriterErrors(t *testing.T) {
 			t.Error("Write after Close succeeded")
 		}
 	})
-}
-
-// hdr builds raw GGUF headers for reader error tests.
-type hdr struct{ b []byte }
-
-func newHdr(version uint32, nTensors, nKV uint64) *hdr {
-	h := &hdr{b: []byte(Magic)}
-	return h.u32(version).u64(nTensors).u64(nKV)
-}
-func (h *hdr) u32(v uint32) *hdr { h.b = binary.LittleEndian.AppendUint32(h.b, v); return h }
-func (h *hdr) u64(v uint64) *hdr { h.b = binary.LittleEndian.AppendUint64(h.b, v); return h }
-func (h *hdr) str(s string) *hdr { h.u64(uint64(len(s))); h.b = append(h.b, s...); return h }
-
-func TestReadErrors(t *testing.T) {
-	tensor := func(h *hdr, dims []uint64, typ uint32, off uint64) *hdr {
-		h.str("t").u32(uint32(len(dims)))
-		for _, d := range dims {
-			h.u64(d)
-		}
-		return h.u32(typ).u64(off)
-	}
-	tests := []struct {
-		name string
-		in   []byte
-		want error
-	}{
-		{"empty", nil, ErrNotGGUF},
-		{"bad magic", []byte("GGML\x03\x00\x00\x00"), ErrNotGGUF},
-		{"version 1", newHdr(1, 0, 0).b, ErrVersion},
-		{"big endian", newHdr(3<<24, 0, 0).b, ErrVersion},
-		{"no counts", []byte("GGUF\x03\x00\x00\x00"), ErrTruncated},
-		{"too many tensors", newHdr(3, MaxTensors+1, 0).b, ErrLimit},
-		{"too many kvs", newHdr(3, 0, 1<<40).b, ErrLimit},
-		{"missing kv", newHdr(3, 0, 1).b, ErrTruncated},
-		{"empty key", newHdr(3, 0, 1).str("").u32(uint32(TypeUint8)).b, ErrInvalid},
-		{"huge key", newHdr(3, 0, 1).u64(1 << 20).b, ErrLimit},
-		{"huge string", newHdr(3, 0, 1).str("k").u32(uint32(TypeString)).u64(1 << 62).b, ErrLimit},
-		{"string past end", newHdr(3, 0, 1).str("k").u32(uint32(TypeString)).u64(1 << 20).b, ErrTruncated},
-		{"unknown type", newHdr(3, 0, 1).str("k").u32(13).b, ErrInvalid},
-		{"bad bool", append(newHdr(3, 0, 1).str("k").u32(uint32(TypeBool)).b, 2), ErrInvalid},
-		{"duplicate key", append(append(newHdr(3, 0, 2).str("k").u32(uint32(TypeUint8)).b, 1),
-			append((&hdr{}).str("k").u32(uint32(TypeUint8)).b, 1)...), ErrInvalid},
-		{"huge array", newHdr(3, 0, 1).str("k").u32(uint32(TypeArray)).u32(uint32(TypeUint32)).u64(1 << 60).b, ErrLimit},
-		{"huge string array", newHdr(3, 0, 1).str("k").u32(uint32(TypeArray)).u32(uint32(TypeString)).u64(MaxArrayLen).b, ErrLimit},
-		{"array past end", newHdr(3, 0, 1).str("k").u32(uint32(TypeArray)).u32(uint32(TypeUint64)).u64(1 << 20).b, ErrTruncated},
-		{"nested array", newHdr(3, 0, 1).str("k").u32(uint32(TypeArray)).u32(uint32(TypeArray)).u64(1).b, ErrInvalid},
-		{"bad alignment", append(newHdr(3, 0, 1).str(KeyAlignment).u32(uint32(TypeUint32)).b, 3, 0, 0, 0), ErrInvalid},
-		{"alignment wrong type", append(newHdr(3, 0, 1).str(KeyAlignment).u32(uint32(TypeUint8)).b, 32), ErrInvalid},
-		{"tensor five dims", tensor(newHdr(3, 1, 0), []uint64{1, 1, 1, 1, 1}, 0, 0).b, ErrInvalid},
-		{"tensor zero dim", tensor(newHdr(3, 1, 0), []uint64{0}, 0, 0).b, ErrInvalid},
-		{"tensor huge dim", tensor(newHdr(3, 1, 0), []uint64{1 << 63}, 0, 0).b, ErrInvalid},
-		{"tensor overflow", tensor(newHdr(3, 1, 0), []uint64{1 << 62, 4}, 0, 0).b, ErrInvalid},
-		{"tensor bytes overflow", tensor(newHdr(3, 1, 0), []uint64{1 << 62}, 0, 0).b, ErrInvalid},
-		{"tensor unknown type", tensor(newHdr(3, 1, 0), []uint64{4}, 5, 0).b, ErrInvalid},
-		{"tensor block", tensor(newHdr(3, 1, 0), []uint64{33}, uint32(GGMLTypeQ4_0), 0).b, ErrInvalid},
-		{"tensor misaligned", tensor(newHdr(3, 1, 0), []uint64{4}, 0, 16).b, ErrInvalid},
-		{"tensor offset overflow", tensor(newHdr(3, 1, 0), []uint64{4}, 0, 1<<63-32).b, ErrInvalid},
-		{"tensor long name", newHdr(3, 1, 0).str(strings.Repeat("n", 64)).b, ErrLimit},
-		{"duplicate tensor", tensor(tensor(newHdr(3, 2, 0), []uint64{4}, 0, 0), []uint64{4}, 0, 32).b, ErrInvalid},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Read(bytes.NewReader(tt.in))
-			if !errors.Is(err, tt.want) {
-				t.Errorf("Read error = %v, want %v", err, tt.want)
-			}
-		})
-	}
-}
-
-func TestReadTruncated(t *testing.T) {
-	tensors := testTensors()
-	raw, _ := encode(t, allKVs(), tensors, tensorData(t, tensors))
-	f, err := Read(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hdrLen := int(f.DataOffset)
-	cr := &countingReader{r: bytes.NewReader(raw)}
-	Read(cr)
-	for n := 0; n < int(cr.n); n++ {
-		_, err := Read(bytes.NewReader(raw[:n]))
-		if !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrNotGGUF) {
-			t.Fatalf("Read of %d/%d bytes: error = %v", n, hdrLen, err)
-		}
-	}
-}
-
-func TestReadFile(t *testing.T) {
-	tensors := testTensors()
-	raw, _ := encode(t, allKVs(), tensors, tensorData(t, tensors))
-	dir := t.TempDir()
-	full := filepath.Join(dir, "full.gguf")
-	short := filepath.Join(dir, "short.gguf")
-	if err := os.WriteFile(full, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(short, raw[:len(raw)-40], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ReadFile(full); err != nil {
-		t.Errorf("ReadFile(full): %v", err)
-	}
-	if _, err := ReadFile(short); !errors.Is(err, ErrTruncated) {
-		t.Errorf("ReadFile(short) error = %v, want ErrTruncated", err)
-	}
-	if _, err := ReadFile(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("ReadFile(missing) error = %v, want ErrNotExist", err)
-	}
 }

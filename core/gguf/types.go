@@ -27,33 +27,10 @@ const (
 	MaxKeyLen = 1<<16 - 1
 )
 
-// Limits applied by the reader to untrusted input.
-const (
-	// MaxKVs bounds the number of metadata key/value pairs.
-	MaxKVs = 1 << 16
-	// MaxTensors bounds the number of tensors.
-	MaxTensors = 1 << 16
-	// MaxStringLen bounds the length of a single string, in bytes.
-	MaxStringLen = 64 << 20
-	// MaxArrayLen bounds the number of elements of one metadata array.
-	MaxArrayLen = 1 << 26
-	// MaxHeaderBytes bounds the size of everything before the data section.
-	// Memory used by a parsed header is at most about twice this.
-	MaxHeaderBytes = 512 << 20
-)
-
 // Errors. Errors returned by this package wrap one of these where it applies.
 var (
-	// ErrNotGGUF means the input does not start with the GGUF magic.
-	ErrNotGGUF = errors.New("gguf: not a GGUF file")
-	// ErrVersion means the file has a GGUF version this package cannot read.
-	ErrVersion = errors.New("gguf: unsupported version")
-	// ErrInvalid means the file or the arguments violate the format.
+	// ErrInvalid means the arguments violate the format.
 	ErrInvalid = errors.New("gguf: invalid")
-	// ErrLimit means the input exceeds one of the reader's limits.
-	ErrLimit = errors.New("gguf: limit exceeded")
-	// ErrTruncated means the input ended early.
-	ErrTruncated = errors.New("gguf: truncated")
 	// ErrShortData means Close was called before all tensor data was written.
 	ErrShortData = errors.New("gguf: short tensor data")
 	// ErrTooMuchData means more tensor data was written than the tensors hold.
@@ -79,53 +56,6 @@ const (
 	TypeInt64   ValueType = 11
 	TypeFloat64 ValueType = 12
 )
-
-func (t ValueType) String() string {
-	switch t {
-	case TypeUint8:
-		return "uint8"
-	case TypeInt8:
-		return "int8"
-	case TypeUint16:
-		return "uint16"
-	case TypeInt16:
-		return "int16"
-	case TypeUint32:
-		return "uint32"
-	case TypeInt32:
-		return "int32"
-	case TypeFloat32:
-		return "float32"
-	case TypeBool:
-		return "bool"
-	case TypeString:
-		return "string"
-	case TypeArray:
-		return "array"
-	case TypeUint64:
-		return "uint64"
-	case TypeInt64:
-		return "int64"
-	case TypeFloat64:
-		return "float64"
-	}
-	return fmt.Sprintf("ValueType(%d)", uint32(t))
-}
-
-// size is the encoded size of a scalar of type t; strings and arrays report 0.
-func (t ValueType) size() int {
-	switch t {
-	case TypeUint8, TypeInt8, TypeBool:
-		return 1
-	case TypeUint16, TypeInt16:
-		return 2
-	case TypeUint32, TypeInt32, TypeFloat32:
-		return 4
-	case TypeUint64, TypeInt64, TypeFloat64:
-		return 8
-	}
-	return 0
-}
 
 // TypeOf reports the GGUF type of a metadata value. For arrays typ is
 // [TypeArray] and elem the element type; otherwise elem is typ.
@@ -188,8 +118,7 @@ func TypeOf(v any) (typ, elem ValueType, err error) {
 // Value holds one of these Go types, matching the GGUF value type of the same
 // name: uint8, int8, uint16, int16, uint32, int32, uint64, int64, float32,
 // float64, bool, string, or a slice of one of them for a GGUF array. Nested
-// arrays are not supported (ggml rejects them too). The reader produces
-// exactly these types.
+// arrays are not supported (ggml rejects them too).
 type KV struct {
 	Key   string
 	Value any
@@ -198,9 +127,9 @@ type KV struct {
 // GGMLType is the element type of a tensor (ggml's enum ggml_type).
 type GGMLType uint32
 
-// ggml tensor types. Only F32 and F16 are produced by this project's writer
-// code; the others are listed so that the reader can size tensors of
-// quantized files.
+// ggml tensor types. This project's models are written as F32 and F16 (and
+// quantized by llama.cpp afterwards); the others are listed so that the
+// Writer can size and lay out tensors of any type ggml knows.
 const (
 	GGMLTypeF32     GGMLType = 0
 	GGMLTypeF16     GGMLType = 1
@@ -323,13 +252,6 @@ func (t GGMLType) String() string {
 	return fmt.Sprintf("GGMLType(%d)", uint32(t))
 }
 
-// BlockSize reports how many elements one block of type t holds and how many
-// bytes it takes. ok is false for types this package does not know.
-func (t GGMLType) BlockSize() (elems, bytes int64, ok bool) {
-	tr, ok := t.traits()
-	return tr.blockElems, tr.blockBytes, ok
-}
-
 // TensorInfo describes one tensor.
 type TensorInfo struct {
 	// Name is the tensor name, e.g. "blk.0.attn_q.weight".
@@ -340,7 +262,7 @@ type TensorInfo struct {
 	// Type is the element type.
 	Type GGMLType
 	// Offset is the position of the tensor data relative to the start of the
-	// data section. The Writer computes it; the reader reports it.
+	// data section. The Writer computes it.
 	Offset int64
 }
 

@@ -12,8 +12,31 @@ import (
 	"testing"
 	"time"
 
+	parser "github.com/gpustack/gguf-parser-go"
+
 	"github.com/llorch/llorch/core/gguf"
 )
+
+// readGGUF reads the file at path with gguf-parser-go, the project's GGUF
+// reader (core/catalog's), all metadata included: an independent check of
+// what Write wrote.
+func readGGUF(t *testing.T, path string) *parser.GGUFFile {
+	t.Helper()
+	gf, err := parser.ParseGGUFFile(path)
+	if err != nil {
+		t.Fatalf("gguf-parser-go refuses %s: %v", path, err)
+	}
+	return gf
+}
+
+// kv is the metadata value under key, or nil.
+func kv(gf *parser.GGUFFile, key string) any {
+	v, ok := gf.Header.MetadataKV.Get(key)
+	if !ok {
+		return nil
+	}
+	return v.Value
+}
 
 func TestPresetByName(t *testing.T) {
 	for _, name := range PresetNames() {
@@ -105,17 +128,12 @@ func TestWriteReadBack(t *testing.T) {
 	if err := Write(path, p); err != nil {
 		t.Fatal(err)
 	}
-	f, err := gguf.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Architecture() != "llama" {
-		t.Errorf("architecture = %q", f.Architecture())
-	}
-	if n, ok := f.ContextLength(); !ok || n != uint64(p.ContextLength) {
-		t.Errorf("context length = %d, %v", n, ok)
+	f := readGGUF(t, path)
+	if a := kv(f, "general.architecture"); a != "llama" {
+		t.Errorf("architecture = %#v", a)
 	}
 	wantUint := map[string]int{
+		"llama.context_length":          p.ContextLength,
 		"llama.embedding_length":        p.EmbeddingLength,
 		"llama.block_count":             p.BlockCount,
 		"llama.feed_forward_length":     p.FeedForwardLength,
@@ -126,7 +144,7 @@ func TestWriteReadBack(t *testing.T) {
 		"general.file_type":             int(FileTypeMostlyF16),
 	}
 	for key, want := range wantUint {
-		if v, ok := f.Lookup(key); !ok || v != any(uint32(want)) {
+		if v := kv(f, key); v != any(uint32(want)) {
 			t.Errorf("%s = %#v, want uint32(%d)", key, v, want)
 		}
 	}
@@ -134,44 +152,45 @@ func TestWriteReadBack(t *testing.T) {
 		"llama.attention.layer_norm_rms_epsilon": p.RMSEpsilon,
 		"llama.rope.freq_base":                   p.RopeFreqBase,
 	} {
-		if v, ok := f.Lookup(key); !ok || v != any(want) {
+		if v := kv(f, key); v != any(want) {
 			t.Errorf("%s = %#v, want float32(%g)", key, v, want)
 		}
 	}
-	if s, _ := f.String("tokenizer.chat_template"); !strings.Contains(s, "<|im_start|>") {
+	if s, _ := kv(f, "tokenizer.chat_template").(string); !strings.Contains(s, "<|im_start|>") {
 		t.Errorf("chat template = %q", s)
 	}
-	tokens, _ := f.Strings("tokenizer.ggml.tokens")
-	if len(tokens) != p.VocabSize {
-		t.Errorf("%d tokens, want %d", len(tokens), p.VocabSize)
+	toks, _ := kv(f, "tokenizer.ggml.tokens").(parser.GGUFMetadataKVArrayValue)
+	if toks.Type != parser.GGUFMetadataValueTypeString || len(toks.Array) != p.VocabSize {
+		t.Fatalf("tokens: %v array of %d, want %d strings", toks.Type, len(toks.Array), p.VocabSize)
 	}
-	types, _ := f.Lookup("tokenizer.ggml.token_type")
-	if tt, ok := types.([]int32); !ok || len(tt) != p.VocabSize {
-		t.Errorf("token_type is %T of length %d", types, len(tt))
+	tokens := toks.ValuesString()
+	types, _ := kv(f, "tokenizer.ggml.token_type").(parser.GGUFMetadataKVArrayValue)
+	if types.Type != parser.GGUFMetadataValueTypeInt32 || len(types.Array) != p.VocabSize {
+		t.Errorf("token_type: %v array of %d, want %d int32", types.Type, len(types.Array), p.VocabSize)
 	}
-	if b, ok := f.Bool("tokenizer.ggml.add_bos_token"); !ok || b {
-		t.Errorf("add_bos_token = %v, %v", b, ok)
+	if b := kv(f, "tokenizer.ggml.add_bos_token"); b != false {
+		t.Errorf("add_bos_token = %#v, want false", b)
 	}
-	bos, _ := f.Uint("tokenizer.ggml.bos_token_id")
-	eos, _ := f.Uint("tokenizer.ggml.eos_token_id")
-	if tokens[bos] != EndOfText || tokens[eos] != EndOfText {
-		t.Errorf("bos %q, eos %q", tokens[bos], tokens[eos])
+	bos, _ := kv(f, "tokenizer.ggml.bos_token_id").(uint32)
+	eos, _ := kv(f, "tokenizer.ggml.eos_token_id").(uint32)
+	if int(max(bos, eos)) >= len(tokens) || tokens[bos] != EndOfText || tokens[eos] != EndOfText {
+		t.Errorf("bos %d, eos %d; want both %q", bos, eos, EndOfText)
 	}
 
-	if want := 2 + 9*p.BlockCount; len(f.Tensors) != want {
-		t.Errorf("%d tensors, want %d", len(f.Tensors), want)
+	if want := 2 + 9*p.BlockCount; len(f.TensorInfos) != want {
+		t.Errorf("%d tensors, want %d", len(f.TensorInfos), want)
 	}
-	emb, ok := f.Tensor("token_embd.weight")
-	if !ok || !slices.Equal(emb.Dims, []int64{int64(p.EmbeddingLength), int64(p.VocabSize)}) || emb.Type != gguf.GGMLTypeF16 {
+	emb, ok := f.TensorInfos.Get("token_embd.weight")
+	if !ok || !slices.Equal(emb.Dimensions, []uint64{uint64(p.EmbeddingLength), uint64(p.VocabSize)}) || emb.Type != parser.GGMLTypeF16 {
 		t.Errorf("token_embd = %+v", emb)
 	}
-	if k, _ := f.Tensor("blk.1.attn_k.weight"); !slices.Equal(k.Dims, []int64{64, 32}) {
-		t.Errorf("attn_k dims = %v, want [64 32]", k.Dims)
+	if k, _ := f.TensorInfos.Get("blk.1.attn_k.weight"); !slices.Equal(k.Dimensions, []uint64{64, 32}) {
+		t.Errorf("attn_k dims = %v, want [64 32]", k.Dimensions)
 	}
-	if d, _ := f.Tensor("blk.0.ffn_down.weight"); !slices.Equal(d.Dims, []int64{128, 64}) {
-		t.Errorf("ffn_down dims = %v, want [128 64]", d.Dims)
+	if d, _ := f.TensorInfos.Get("blk.0.ffn_down.weight"); !slices.Equal(d.Dimensions, []uint64{128, 64}) {
+		t.Errorf("ffn_down dims = %v, want [128 64]", d.Dimensions)
 	}
-	if _, ok := f.Tensor("output.weight"); ok {
+	if _, ok := f.TensorInfos.Get("output.weight"); ok {
 		t.Error("output.weight present; the output should be tied to token_embd")
 	}
 
@@ -180,13 +199,13 @@ func TestWriteReadBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	norm, _ := f.Tensor("output_norm.weight")
-	off := f.DataOffset + norm.Offset
+	norm, _ := f.TensorInfos.Get("output_norm.weight")
+	off := f.TensorDataStartOffset + int64(norm.Offset)
 	if got := raw[off : off+4]; !bytes.Equal(got, []byte{0, 0, 0x80, 0x3f}) {
 		t.Errorf("output_norm[0] bytes = % x, want float32 1", got)
 	}
-	q, _ := f.Tensor("blk.0.attn_q.weight")
-	off = f.DataOffset + q.Offset
+	q, _ := f.TensorInfos.Get("blk.0.attn_q.weight")
+	off = f.TensorDataStartOffset + int64(q.Offset)
 	distinct := map[uint16]bool{}
 	for i := range 64 * 64 {
 		h := uint16(raw[off+int64(2*i)]) | uint16(raw[off+int64(2*i)+1])<<8
@@ -249,9 +268,8 @@ func TestWriteTypeConcurrent(t *testing.T) {
 			t.Errorf("WriteType: %v", err)
 		}
 	}
-	f, err := gguf.ReadFile(path)
-	if err != nil || f.Architecture() != "llama" {
-		t.Fatalf("result: %v", err)
+	if a := kv(readGGUF(t, path), "general.architecture"); a != "llama" {
+		t.Fatalf("result: architecture %#v", a)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil || len(entries) != 1 {

@@ -2,6 +2,11 @@
 // imports point down (main → modes → core → backends), a mode never imports
 // another mode, cgo lives only in backends/llamacpp, and each heavy third-party
 // dependency stays in the one package that owns it. `make check` runs it.
+//
+// Only the imports of non-test files are checked (go list's Imports): a test
+// may import an owned dependency to check its own package against it, as
+// core/gguf's and core/synth's tests read the GGUF writer's output back with
+// gguf-parser-go, which only core/catalog may use otherwise.
 package main
 
 import (
