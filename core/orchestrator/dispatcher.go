@@ -85,6 +85,7 @@ type attempt struct {
 	workerID string
 	job      string
 	start    time.Time
+	resumed  int // tokens the task had when the attempt began
 
 	cancel  context.CancelCauseFunc // set once run has made the attempt's context
 	stopped error                   // why it was stopped before that
@@ -374,6 +375,10 @@ func (d *dispatcher) optionsLocked() scheduler.Options {
 
 // scheduleLocked runs the scheduler for e into d.dec, steering it away from
 // workers that already failed it when another worker could take it.
+// scheduleLocked runs the scheduler for e into d.dec, steering it away from
+// workers that already failed it: one of those is chosen again only when no
+// other worker could take the task even later (all the others are of
+// another model, pinned away, unhealthy or draining — not merely busy).
 func (d *dispatcher) scheduleLocked(e *entry, ws []scheduler.Worker, opts scheduler.Options) {
 	if len(e.failedOn) > 0 {
 		var alt []scheduler.Worker
@@ -385,6 +390,18 @@ func (d *dispatcher) scheduleLocked(e *entry, ws []scheduler.Worker, opts schedu
 		scheduler.ScheduleInto(e.st, alt, opts, &d.dec)
 		if d.dec.WorkerID != "" {
 			return
+		}
+		for _, r := range d.dec.Rejected {
+			if r.Reason == scheduler.NoFreeSlot {
+				// Another worker will free up: wait for it. The explanation
+				// lists the ones this task failed on as rejected.
+				for i := range ws {
+					if slices.Contains(e.failedOn, ws[i].ID) {
+						d.dec.Rejected = append(d.dec.Rejected, scheduler.Rejection{WorkerID: ws[i].ID, Reason: scheduler.FailedBefore})
+					}
+				}
+				return
+			}
 		}
 	}
 	scheduler.ScheduleInto(e.st, ws, opts, &d.dec)
@@ -456,7 +473,7 @@ func (d *dispatcher) startAllLocked(places []placement) []start {
 			}
 			d.sessions[sid] = p.w
 		}
-		a := &attempt{e: e, workerID: p.w, job: job, start: time.Now()}
+		a := &attempt{e: e, workerID: p.w, job: job, start: time.Now(), resumed: len(exec.ResumeTokens)}
 		d.running[e.id] = a
 		if len(exec.ResumeTokens) > 0 {
 			d.log.Info("continuing a task from the tokens already sent", "task_id", e.id, "worker_id", p.w, "tokens", len(exec.ResumeTokens))
@@ -534,14 +551,23 @@ func (d *dispatcher) failed(serveCtx context.Context, a *attempt, err error, ret
 		return
 	}
 	d.m.attemptsFailed.WithLabelValues(reason).Inc()
-	if reason != "worker_lost" {
+	switch {
+	case reason == "worker_lost":
+	case reason == "idle" || (retry == nil && reason == "worker_error" && status == 0):
+		// Refused, reset, cut off or silent: no new attempt there until it
+		// answers again.
+		d.reg.unreachable(a.workerID, why)
+	default:
 		d.reg.suspect(a.workerID)
 	}
-	d.log.Warn("attempt failed", "task_id", e.id, "worker_id", a.workerID, "reason", reason, "tokens", tokens, "err", why)
+	progressed := tokens - a.resumed // tokens this attempt relayed
+	d.log.Warn("attempt failed", "task_id", e.id, "worker_id", a.workerID, "reason", reason, "tokens", tokens, "this_attempt", progressed, "err", why)
 	if !slices.Contains(e.failedOn, a.workerID) {
 		e.failedOn = append(e.failedOn, a.workerID)
 	}
-	if tokens > 0 {
+	if tokens > 0 && progressed > 0 {
+		// Lost mid-stream: a migration. An attempt that relayed nothing (it
+		// could not even connect) counts as a failed attempt below instead.
 		if e.migrations >= d.cfg.MaxMigrations {
 			d.tasks.fail(e.id, api.Errorf(api.CodeWorkerLost, "worker %s was lost after %d tokens (%s); the task was moved %d times already",
 				a.workerID, tokens, why, e.migrations))
@@ -559,6 +585,9 @@ func (d *dispatcher) failed(serveCtx context.Context, a *attempt, err error, ret
 	if e.failures >= d.cfg.MaxAttempts {
 		d.tasks.fail(e.id, api.Errorf(api.CodeWorkerLost, "no worker could run the task in %d attempts; last: %s", e.failures, why))
 		return
+	}
+	if tokens > 0 && e.st.Digest == "" {
+		e.st.Digest = d.reg.digest(a.workerID) // token ids belong to this model file
 	}
 	d.requeueLocked(e, d.cfg.RetryBackoff<<(e.failures-1))
 }

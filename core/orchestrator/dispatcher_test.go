@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/workerclient"
 )
 
 // The dispatcher's tests run the parts over fake workers (fake_test.go): no
@@ -305,5 +306,54 @@ func TestBadStreamFailsTheAttempt(t *testing.T) {
 	checkTokens(t, p.events(id), 4)
 	if n := value(p.m.attemptsFailed.WithLabelValues("bad_stream")); n != 1 {
 		t.Fatalf("%v bad streams", n)
+	}
+}
+
+// A worker killed mid-stream while every other worker is busy: the task waits
+// for one to free up instead of spending its attempts and migrations on the
+// dead one (refused connections), and then continues there.
+func TestDeadWorkerIsNotRetriedWhileOthersAreBusy(t *testing.T) {
+	p := startParts(t, fastConfig(), newFakeFleet(), "")
+	a := p.addWorker(t, "a", 1)
+	b := p.addWorker(t, "b", 1)
+	var aCalls atomic.Int32
+	a.set(func(ctx context.Context, req *api.ExecuteRequest) (eventStream, error) {
+		if aCalls.Add(1) == 1 {
+			a.setHealthy(false)
+			return streamTokens(5)(ctx, req) // 5 tokens, then the process dies
+		}
+		return nil, &workerclient.StatusError{Status: 0, Err: &api.Error{Code: api.CodeWorkerUnreachable, Message: "connection refused"}}
+	})
+	release := make(chan struct{})
+	var bCalls atomic.Int32
+	b.set(func(ctx context.Context, req *api.ExecuteRequest) (eventStream, error) {
+		if bCalls.Add(1) == 1 {
+			<-release // busy with another task for a while
+		}
+		return streamTokens(-1)(ctx, req)
+	})
+	hold := fakeReq(3)
+	hold.Placement = &api.Placement{PinWorker: "b"}
+	busy := p.submit(t, hold)
+	waitFor(t, 10*time.Second, "b busy", func() bool { return bCalls.Load() == 1 })
+	id := p.submit(t, fakeReq(12))
+	waitFor(t, 10*time.Second, "a lost and the task queued again", func() bool {
+		return p.reg.list()[0].State == api.WorkerUnhealthy && p.state(id).Status == api.TaskQueued && p.state(id).TokensOut == 5
+	})
+	time.Sleep(100 * time.Millisecond) // dispatcher passes and probes happen meanwhile
+	if st := p.state(id); st.Status != api.TaskQueued {
+		t.Fatalf("while b is busy: %+v (error %+v)", st, st.Error)
+	}
+	if n := aCalls.Load(); n != 1 {
+		t.Fatalf("the dead worker got %d jobs", n)
+	}
+	close(release)
+	st := p.wait(t, id)
+	if st.Status != api.TaskSucceeded || st.TokensOut != 12 || st.WorkerID != "b" {
+		t.Fatalf("status %+v (error %+v)", st, st.Error)
+	}
+	checkTokens(t, p.events(id), 12)
+	if st := p.wait(t, busy); st.Status != api.TaskSucceeded {
+		t.Fatalf("the other task: %+v", st)
 	}
 }

@@ -49,6 +49,12 @@ func (s *Server) handleSubmit(c echo.Context) error {
 	if t == nil { // ended and expired already: cannot happen within a TTL
 		return writeError(c, api.Errorf(api.CodeTaskNotFound, "task %s is gone", acc.TaskID))
 	}
+	// The client learns the task id (X-Task-Id) only once a restart would
+	// find the task again.
+	if err := s.tasks.waitRecorded(ctx, t); err != nil {
+		s.cancel(t.id, "the client disconnected", principalOf(ctx))
+		return nil
+	}
 	if err := s.stream(c, t, 0); err != nil {
 		// The client went away: a streamed submission is cancelled with it.
 		s.cancel(t.id, "the client disconnected", principalOf(ctx))

@@ -122,6 +122,14 @@ func (ts *tasks) restore() ([]restored, error) {
 	for i := range recs {
 		r := &recs[i]
 		t := taskFromRecord(r)
+		if t.terminal() {
+			// Its events stay in the store; replays read them from there.
+			t.evicted = true
+			t.text.WriteString(r.Text)
+			t.tokensOut = r.TokensOut
+			ts.table[t.id] = t
+			continue
+		}
 		evs, err := ts.st.Events(r.ID)
 		if err != nil {
 			return nil, err
@@ -132,11 +140,6 @@ func (ts *tasks) restore() ([]restored, error) {
 			}
 		}
 		t.persisted = len(t.log)
-		if t.terminal() {
-			t.text.Reset()
-			t.text.WriteString(r.Text)
-			t.tokensOut = r.TokensOut
-		}
 		ts.table[t.id] = t
 	}
 	// The tail log: tasks and events the last batch had not reached.
@@ -152,7 +155,7 @@ func (ts *tasks) restore() ([]restored, error) {
 			return nil
 		}
 		t := ts.table[rec.TaskID]
-		if t == nil || rec.Event.Seq != uint64(len(t.log)+1) {
+		if t == nil || t.evicted || rec.Event.Seq != uint64(len(t.log)+1) {
 			return nil // already journaled, or of a task that was never accepted
 		}
 		ts.dirty[t.id] = t
@@ -165,6 +168,7 @@ func (ts *tasks) restore() ([]restored, error) {
 	var out []restored
 	for _, t := range ts.table {
 		t.visible = len(t.log)
+		t.recorded = true
 		if t.terminal() {
 			continue
 		}

@@ -465,9 +465,12 @@ func TestRetryBeforeFirstToken(t *testing.T) {
 	waitFor(t, 5*time.Second, "w0 unhealthy", func() bool { return o.workerState("w0") == api.WorkerUnhealthy })
 }
 
-// A worker killed mid-stream: one retriable WORKER_LOST, nothing after it.
+// A worker killed mid-stream with --max-migrations -1: one retriable
+// WORKER_LOST, nothing after it.
 func TestWorkerLostMidStream(t *testing.T) {
-	o := startOrch(t, testConfig())
+	cfg := testConfig()
+	cfg.MaxMigrations = -1
+	o := startOrch(t, cfg)
 	w := startWorker(t, o, "w1", 1)
 	acc := o.submitAsync(t, taskReq("tiny", "doomed", 3000, 1))
 	waitFor(t, 30*time.Second, "tokens", func() bool { return o.taskStatus(t, acc.TaskID).TokensOut > 3 })
@@ -479,6 +482,33 @@ func TestWorkerLostMidStream(t *testing.T) {
 	_, last := checkStream(t, readAll(t, o.do(t, http.MethodGet, acc.EventsURL, nil)), 0)
 	if last.apiError().Code != api.CodeWorkerLost {
 		t.Fatalf("stream ended with %s", last.Data)
+	}
+}
+
+// The only worker killed mid-stream: the task waits (a dead worker gets no
+// attempt, and the task's budget is not spent on it), and when the worker
+// comes back — a new process, another port — the task continues from the
+// tokens it had sent.
+func TestTaskWaitsForARestartedWorker(t *testing.T) {
+	o := startOrch(t, testConfig())
+	w := startWorker(t, o, "w1", 1)
+	const n = 600
+	acc := o.submitAsync(t, taskReq("tiny", "patience", n, 1))
+	waitFor(t, 30*time.Second, "tokens", func() bool { return o.taskStatus(t, acc.TaskID).TokensOut > 20 })
+	kill(w)
+	st := o.waitExplained(t, acc.TaskID, "w1")
+	if st.Status != api.TaskQueued {
+		t.Fatalf("status %+v after the worker died", st)
+	}
+	startWorker(t, o, "w1", 1)
+	st = o.waitTask(t, acc.TaskID, 60*time.Second)
+	if st.Status != api.TaskSucceeded || st.TokensOut != n {
+		t.Fatalf("status %+v (error %+v)", st, st.Error)
+	}
+	evs := relayed(readAll(t, o.do(t, http.MethodGet, acc.EventsURL, nil)))
+	checkStream(t, evs, 0)
+	if got := countTokens(evs); got != n {
+		t.Fatalf("%d tokens, want %d", got, n)
 	}
 }
 

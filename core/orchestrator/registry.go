@@ -34,6 +34,8 @@ type registry struct {
 	onReady func()
 	onLost  func(workerID, reason string)
 
+	wake chan struct{} // a monitor round now
+
 	mu      sync.Mutex
 	workers map[string]*worker
 	dirty   map[string]bool // records to persist
@@ -58,7 +60,7 @@ func newRegistry(cfg *Config, log *slog.Logger, st *store.Orchestrator, connect 
 	return &registry{
 		cfg: cfg, log: log.With("part", "registry"), st: st, connect: connect, m: m,
 		onReady: func() {}, onLost: func(string, string) {},
-		workers: map[string]*worker{}, dirty: map[string]bool{},
+		workers: map[string]*worker{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1),
 	}
 }
 
@@ -357,9 +359,35 @@ func (r *registry) suspect(id string) {
 	}
 }
 
+// unreachable records that a worker could not be reached at all (refused,
+// reset, cut off, silent): it is unhealthy — no new attempt — until it
+// answers a probe or heartbeats again, and the monitor probes it at once.
+// Without this a killed worker looks free until its next missed heartbeat
+// and every waiting task fails on it in turn. Its other attempts run on:
+// they end by themselves if the process is gone.
+func (r *registry) unreachable(id, why string) {
+	func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if w, ok := r.workers[id]; ok && (w.rec.State == api.WorkerHealthy || w.rec.State == api.WorkerDraining) {
+			w.unhealthySince = time.Now()
+			r.setStateLocked(w, api.WorkerUnhealthy, "unreachable: "+workerclient.Sanitize(why, 200))
+		}
+	}()
+	r.probeNow()
+}
+
+// probeNow wakes the monitor for a round now.
+func (r *registry) probeNow() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
 // monitorLoop probes silent workers and ages unhealthy ones to dead.
 func (r *registry) monitorLoop(ctx context.Context, alive func()) {
-	tick(ctx, r.cfg.MonitorInterval, nil, func() {
+	tick(ctx, r.cfg.MonitorInterval, r.wake, func() {
 		r.monitor(ctx, time.Now())
 		alive()
 	})

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -72,6 +73,7 @@ type task struct {
 	persisted int
 	changed   chan struct{} // closed and replaced whenever subscribers have news
 	evicted   bool          // finished, and its events are only in the store
+	recorded  bool          // the tail log (or the journal) has the task itself
 
 	text      strings.Builder
 	tokensOut int
@@ -281,6 +283,11 @@ func (ts *tasks) writeTail() {
 	var woken []*task
 	for _, it := range items {
 		t := it.t
+		if it.seq == 0 && !t.recorded {
+			t.recorded = true
+			woken = append(woken, t)
+			continue
+		}
 		if !it.show || it.seq <= uint64(t.visible) || it.seq > uint64(len(t.log)) {
 			continue
 		}
@@ -291,6 +298,24 @@ func (ts *tasks) writeTail() {
 	}
 	for _, t := range woken {
 		t.notify()
+	}
+}
+
+// waitRecorded waits until the tail log holds a new task, so that its id can
+// be given to a client: after a crash it is found again.
+func (ts *tasks) waitRecorded(ctx context.Context, t *task) error {
+	for {
+		ts.mu.Lock()
+		ok, ch := t.recorded, t.changed
+		ts.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 

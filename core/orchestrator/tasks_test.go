@@ -195,3 +195,41 @@ func (w *watchWriter) bytes() []byte {
 	defer w.mu.Unlock()
 	return bytes.Clone(w.buf.Bytes())
 }
+
+// A restart keeps finished tasks' events in the store, not in memory; their
+// replays read them from there.
+func TestRestartLeavesFinishedEventsInTheStore(t *testing.T) {
+	fleet := newFakeFleet()
+	dir := t.TempDir()
+	p := startParts(t, fastConfig(), fleet, dir)
+	p.addWorker(t, "w1", 1)
+	id := p.submit(t, fakeReq(6))
+	p.wait(t, id)
+	p.stop()
+	q := startParts(t, fastConfig(), fleet, dir)
+	q.tasks.mu.Lock()
+	tk := q.tasks.table[id]
+	evicted, inMemory := tk.evicted, len(tk.log)
+	q.tasks.mu.Unlock()
+	if !evicted || inMemory != 0 {
+		t.Fatalf("evicted %v, %d events in memory", evicted, inMemory)
+	}
+	rec := &watchWriter{kept: make(chan struct{})}
+	if err := q.tasks.follow(context.Background(), sse.NewWriter(rec), tk, 2); err != nil {
+		t.Fatal(err)
+	}
+	r := sse.NewReader(bytes.NewReader(rec.bytes()))
+	n := 0
+	for {
+		if _, err := r.Next(); err != nil {
+			break
+		}
+		n++
+	}
+	if n != 6 { // started, 6 tokens, end = 8 events; after id 2: 6
+		t.Fatalf("%d events replayed after id 2, want 6", n)
+	}
+	if st := q.state(id); st.Status != api.TaskSucceeded || st.TokensOut != 6 || st.Text == "" {
+		t.Fatalf("status %+v", st)
+	}
+}

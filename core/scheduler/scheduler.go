@@ -81,6 +81,10 @@ const (
 	NotHealthy
 	Draining
 	NoFreeSlot
+	// FailedBefore is not a filter of the scheduler's: the caller reports
+	// it for a worker that already failed the task while another one may
+	// take it.
+	FailedBefore
 )
 
 var reasonText = [...]string{
@@ -91,6 +95,7 @@ var reasonText = [...]string{
 	NotHealthy:      "not healthy",
 	Draining:        "draining",
 	NoFreeSlot:      "no free slot",
+	FailedBefore:    "failed this task before",
 }
 
 // String returns a phrase a person can read, such as "no free slot".
@@ -326,7 +331,7 @@ const summaryRejections = 6
 // summaryOrder lists the reasons in the order Summary names them: the near
 // misses (a worker that could take the task later) before the workers that
 // never could.
-var summaryOrder = [...]Reason{NoFreeSlot, Draining, NotHealthy, WrongDigest, WrongModel, NotInPinnedPool, NotPinnedWorker}
+var summaryOrder = [...]Reason{NoFreeSlot, FailedBefore, Draining, NotHealthy, WrongDigest, WrongModel, NotInPinnedPool, NotPinnedWorker}
 
 // Summary returns one line a person can read, such as
 //

@@ -444,12 +444,12 @@ func TestScheduleIntoReuse(t *testing.T) {
 }
 
 func TestReasonString(t *testing.T) {
-	for r := NotPinnedWorker; r <= NoFreeSlot; r++ {
+	for r := NotPinnedWorker; r <= FailedBefore; r++ {
 		if s := r.String(); s == "" || strings.HasPrefix(s, "reason(") {
 			t.Errorf("Reason %d has no phrase: %q", r, s)
 		}
 	}
-	for _, r := range []Reason{0, NoFreeSlot + 1} {
+	for _, r := range []Reason{0, FailedBefore + 1} {
 		if got, want := r.String(), fmt.Sprintf("reason(%d)", r); got != want {
 			t.Errorf("Reason(%d) = %q, want %q", r, got, want)
 		}
