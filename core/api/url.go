@@ -12,12 +12,33 @@ import (
 // no user info, query or fragment. It is the one place that turns what an
 // operator or a worker wrote into a URL to call.
 func BaseURL(raw string) (string, error) {
+	out, err := baseURL(raw)
+	if err != nil {
+		return "", err
+	}
+	// What percent-decoding made of the host must survive a second reading
+	// unchanged ("%80" decodes to a byte no host has).
+	if again, err := baseURL(out); err != nil || again != out {
+		return "", errors.New("the address does not read back as itself (percent-encoded host?)")
+	}
+	return out, nil
+}
+
+func baseURL(raw string) (string, error) {
 	s := strings.TrimSpace(raw)
 	if s == "" {
 		return "", errors.New("empty address")
 	}
 	if len(s) > 1024 {
 		return "", errors.New("address longer than 1024 bytes")
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x21 || c > 0x7e:
+			return "", errors.New("only printable ASCII without spaces (use punycode for other host names)")
+		case c == '?' || c == '#':
+			return "", errors.New("query and fragment are not allowed")
+		}
 	}
 	if !strings.Contains(s, "://") {
 		s = "http://" + s
