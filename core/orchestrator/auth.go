@@ -136,6 +136,7 @@ func (p principal) canSee(owner string) bool { return p.role == RoleAdmin || p.o
 type authn struct {
 	keys        []Key
 	secrets     [][]byte
+	principals  []principal // of each key, computed once
 	workerToken []byte
 }
 
@@ -143,6 +144,8 @@ func newAuthn(keys []Key, workerToken string) *authn {
 	a := &authn{keys: keys, workerToken: []byte(workerToken)}
 	for _, k := range keys {
 		a.secrets = append(a.secrets, []byte(k.Secret))
+		sum := sha256.Sum256([]byte(k.Secret))
+		a.principals = append(a.principals, principal{role: k.Role, owner: hex.EncodeToString(sum[:16]), fp: Fingerprint(k.Secret), name: k.Name})
 	}
 	return a
 }
@@ -166,9 +169,7 @@ func (a *authn) identify(got []byte) principal {
 	if match < 0 {
 		return principal{}
 	}
-	k := a.keys[match]
-	sum := sha256.Sum256([]byte(k.Secret))
-	return principal{role: k.Role, owner: hex.EncodeToString(sum[:16]), fp: Fingerprint(k.Secret), name: k.Name}
+	return a.principals[match]
 }
 
 // isWorker reports whether got is the worker token. Without a worker token

@@ -61,16 +61,18 @@ func (ts *tasks) follow(ctx context.Context, w *sse.Writer, t *task, after uint6
 			ts.log.Error("reading a finished task's events", "task_id", t.id, "err", err)
 			return nil
 		}
-		for _, ev := range evs {
-			if ev.Seq <= after {
-				continue
+		return w.Batch(func() error {
+			for _, ev := range evs {
+				if ev.Seq <= after {
+					continue
+				}
+				idbuf = strconv.AppendUint(idbuf[:0], ev.Seq, 10)
+				if err := w.Event(sse.Event{ID: string(idbuf), Event: ev.Name, Data: ev.Data}); err != nil {
+					return err
+				}
 			}
-			idbuf = strconv.AppendUint(idbuf[:0], ev.Seq, 10)
-			if err := w.Event(sse.Event{ID: string(idbuf), Event: ev.Name, Data: ev.Data}); err != nil {
-				return err
-			}
-		}
-		return nil
+			return nil
+		})
 	}
 	keep := time.NewTimer(ts.cfg.KeepAlive)
 	defer keep.Stop()
@@ -96,16 +98,22 @@ func (ts *tasks) follow(ctx context.Context, w *sse.Writer, t *task, after uint6
 				lastPos, lastPred = t.queuedPos, t.queuedPredicted
 			}
 		}()
-		if q != nil {
-			if err := w.JSON(api.EventQueued, "", q); err != nil {
-				return err
+		err := w.Batch(func() error { // what is at hand goes in one write
+			if q != nil {
+				if err := w.JSON(api.EventQueued, "", q); err != nil {
+					return err
+				}
 			}
-		}
-		for _, ev := range evs {
-			idbuf = strconv.AppendUint(idbuf[:0], ev.seq, 10)
-			if err := w.Event(sse.Event{ID: string(idbuf), Event: ev.ev.Name, Data: ev.data}); err != nil {
-				return err
+			for _, ev := range evs {
+				idbuf = strconv.AppendUint(idbuf[:0], ev.seq, 10)
+				if err := w.Event(sse.Event{ID: string(idbuf), Event: ev.ev.Name, Data: ev.data}); err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		next += len(evs)
 		if done {

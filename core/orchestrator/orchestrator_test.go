@@ -496,12 +496,12 @@ func TestTaskWaitsForARestartedWorker(t *testing.T) {
 	acc := o.submitAsync(t, taskReq("tiny", "patience", n, 1))
 	waitFor(t, 30*time.Second, "tokens", func() bool { return o.taskStatus(t, acc.TaskID).TokensOut > 20 })
 	kill(w)
-	st := o.waitExplained(t, acc.TaskID, "w1")
-	if st.Status != api.TaskQueued {
-		t.Fatalf("status %+v after the worker died", st)
-	}
+	waitFor(t, 10*time.Second, "the task waiting for a worker", func() bool {
+		st := o.taskStatus(t, acc.TaskID)
+		return st.Status == api.TaskQueued && st.Explanation != nil && strings.Contains(st.Explanation.Summary, "w1 not healthy")
+	})
 	startWorker(t, o, "w1", 1)
-	st = o.waitTask(t, acc.TaskID, 60*time.Second)
+	st := o.waitTask(t, acc.TaskID, 60*time.Second)
 	if st.Status != api.TaskSucceeded || st.TokensOut != n {
 		t.Fatalf("status %+v (error %+v)", st, st.Error)
 	}

@@ -115,6 +115,25 @@ func (w *Writer) Comment(text string) error {
 	return w.send()
 }
 
+// Batch runs fn, which writes events and comments, and flushes once at the
+// end instead of after each: a relay that has several events at hand sends
+// them in one write.
+func (w *Writer) Batch(fn func() error) error {
+	flush := w.flush
+	w.flush = nil
+	err := fn()
+	if w.flush == nil { // fn did not find the destination unflushable
+		w.flush = flush
+	}
+	if err != nil || w.flush == nil {
+		return err
+	}
+	if err := w.flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return fmt.Errorf("sse: flush: %w", err)
+	}
+	return nil
+}
+
 func (w *Writer) send() error {
 	if _, err := w.w.Write(w.buf.b); err != nil {
 		return fmt.Errorf("sse: write: %w", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -224,3 +225,42 @@ func TestWriterAllocs(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// countFlusher counts flushes and the writes between them.
+type countFlusher struct {
+	bytes.Buffer
+	flushes int
+}
+
+func (c *countFlusher) Flush() error { c.flushes++; return nil }
+
+// Batch flushes once for the events written inside it.
+func TestBatchFlushesOnce(t *testing.T) {
+	var c countFlusher
+	w := NewWriter(&c)
+	err := w.Batch(func() error {
+		for i := range 3 {
+			if err := w.Event(Event{ID: strconv.Itoa(i + 1), Event: "token", Data: []byte("x")}); err != nil {
+				return err
+			}
+		}
+		return w.Comment("ping")
+	})
+	if err != nil || c.flushes != 1 {
+		t.Fatalf("err %v, %d flushes", err, c.flushes)
+	}
+	if err := w.Comment("after"); err != nil || c.flushes != 2 {
+		t.Fatalf("after the batch: err %v, %d flushes", err, c.flushes)
+	}
+	r := NewReader(bytes.NewReader(c.Bytes()))
+	n := 0
+	for {
+		if _, err := r.Next(); err != nil {
+			break
+		}
+		n++
+	}
+	if n != 3 {
+		t.Fatalf("%d events read back", n)
+	}
+}
