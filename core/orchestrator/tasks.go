@@ -102,7 +102,7 @@ type logEvent struct {
 type tailItem struct {
 	t    *task
 	rec  store.TailRecord
-	seq  uint64 // 0 for a task record
+	seq  uint64
 	show bool   // make it visible once written
 }
 
@@ -138,13 +138,21 @@ func newTask(id string, req *api.TaskRequest, async bool, p principal, correlati
 }
 
 // add puts a new task in the table and its creation record in the tail log.
+//
+// The task record is written to the tail log at once, before the task is in
+// the table (so before any of its events can be): its id can be given to a
+// client as soon as add returns.
 func (ts *tasks) add(t *task) {
+	rec := ts.record(t) // t is not shared yet
+	if err := ts.st.Tail().Append([]store.TailRecord{{Task: &rec}}); err != nil {
+		ts.m.journalErrors.WithLabelValues("tail").Inc()
+		ts.log.Error("tail log write failed", "task_id", t.id, "err", err)
+	}
+	t.recorded = true
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	ts.table[t.id] = t
 	ts.dirty[t.id] = t
-	rec := ts.record(t)
-	ts.tailLocked(tailItem{t: t, rec: store.TailRecord{Task: &rec}})
 }
 
 // discard forgets a task that was never accepted (its journal write failed).
@@ -283,11 +291,6 @@ func (ts *tasks) writeTail() {
 	var woken []*task
 	for _, it := range items {
 		t := it.t
-		if it.seq == 0 && !t.recorded {
-			t.recorded = true
-			woken = append(woken, t)
-			continue
-		}
 		if !it.show || it.seq <= uint64(t.visible) || it.seq > uint64(len(t.log)) {
 			continue
 		}
