@@ -103,7 +103,7 @@ type tailItem struct {
 	t    *task
 	rec  store.TailRecord
 	seq  uint64
-	show bool   // make it visible once written
+	show bool // make it visible once written
 }
 
 func newTasks(cfg *Config, log *slog.Logger, st *store.Orchestrator, m *metrics) *tasks {
