@@ -16,6 +16,10 @@ import (
 // log (store.TailLog) holds every event from the moment it is shown until
 // the batch that has it is written.
 
+// tailSegmentBytes is how large the tail log's current segment grows before
+// a journal batch starts a new one.
+const tailSegmentBytes = 4 << 20
+
 // tailLoop writes the tail log whenever events are pending, until ctx ends;
 // then it writes what is left.
 func (ts *tasks) tailLoop(ctx context.Context) {
@@ -61,9 +65,9 @@ func (ts *tasks) flush() error {
 		if len(ts.dirty) == 0 {
 			return
 		}
-		// Every event appended so far is in this batch; the tail log's new
-		// segment gets everything after it.
-		sealed, rerr = ts.st.Tail().Rotate()
+		// Every event appended so far is in this batch; once it is written,
+		// the tail log's closed segments can go.
+		sealed, rerr = ts.st.Tail().Rotate(tailSegmentBytes)
 		batch = make([]store.TaskWrite, 0, len(ts.dirty))
 		marks = make([]mark, 0, len(ts.dirty))
 		for _, t := range ts.dirty {

@@ -16,8 +16,10 @@ package store
 // kernel's page cache. (A machine that loses power can lose the unsynced
 // tail, as it loses the journal's last batch.)
 //
-// Each journal batch starts a new segment (Rotate) and, once bbolt has the
-// batch, deletes the segments before it (Drop). At startup the orchestrator
+// A journal batch starts a new segment (Rotate) when the current one has
+// grown past a few MiB and, once bbolt has the batch, deletes the segments
+// before the current one (Drop): the tail log stays small without a file
+// operation per batch. At startup the orchestrator
 // replays every segment left over (ReadTail) on top of bbolt, skipping what
 // bbolt already holds.
 //
@@ -65,10 +67,11 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type TailLog struct {
 	dir string
 
-	mu  sync.Mutex
-	f   *os.File
-	seg uint64
-	buf []byte
+	mu   sync.Mutex
+	f    *os.File
+	seg  uint64
+	size int64 // of the current segment
+	buf  []byte
 }
 
 // OpenTail opens the tail log in dir, creating it, and starts a new segment
@@ -120,7 +123,7 @@ func (l *TailLog) startLocked() error {
 	if l.f != nil {
 		l.f.Close()
 	}
-	l.f, l.seg = f, l.seg+1
+	l.f, l.seg, l.size = f, l.seg+1, 0
 	return nil
 }
 
@@ -141,7 +144,9 @@ func (l *TailLog) Append(recs []TailRecord) error {
 	if len(l.buf) == 0 {
 		return nil
 	}
-	if _, err := l.f.Write(l.buf); err != nil {
+	n, err := l.f.Write(l.buf)
+	l.size += int64(n)
+	if err != nil {
 		return fmt.Errorf("store: tail log: %w", err)
 	}
 	if cap(l.buf) > 1<<20 {
@@ -178,15 +183,21 @@ func appendRecord(b []byte, r *TailRecord) ([]byte, error) {
 	return b, nil
 }
 
-// Rotate starts a new segment and returns the number of the last segment
-// that records appended before the call can be in.
-func (l *TailLog) Rotate() (uint64, error) {
+// Rotate starts a new segment when the current one holds at least minSize
+// bytes, and returns the number of the last segment that is closed: every
+// record appended before the call is in it or in a segment before it, or in
+// the current one when it did not rotate. A journal batch that holds those
+// records may then Drop the closed segments.
+func (l *TailLog) Rotate(minSize int64) (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	sealed := l.seg
 	if l.f == nil {
-		return sealed, errors.New("store: tail log is closed")
+		return l.seg - 1, errors.New("store: tail log is closed")
 	}
+	if l.size < minSize {
+		return l.seg - 1, nil
+	}
+	sealed := l.seg
 	return sealed, l.startLocked()
 }
 

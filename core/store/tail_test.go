@@ -19,7 +19,10 @@ func TestTailLog(t *testing.T) {
 	if err := l.Append([]TailRecord{{Task: task}, {TaskID: "t-1", Event: Event{Seq: 1, Name: "started", Data: []byte(`{}`)}}}); err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := l.Rotate()
+	if sealed, err := l.Rotate(1 << 20); err != nil || sealed != 0 {
+		t.Fatalf("Rotate of a small segment: %d, %v", sealed, err)
+	}
+	sealed, err := l.Rotate(0)
 	if err != nil {
 		t.Fatal(err)
 	}
