@@ -243,10 +243,13 @@ func TestRestoreNeverFailsForCapacity(t *testing.T) {
 	w := p.addWorker(t, "w1", 2)
 	w.set(hang)
 	var ids []string
-	for range 4 { // two running, two queued: the interactive class is full
+	for range 2 { // two running
 		ids = append(ids, p.submit(t, fakeReq(3)))
 	}
 	waitFor(t, 10*time.Second, "two running", func() bool { return len(w.received()) == 2 })
+	for range 2 { // two queued: the interactive class is full
+		ids = append(ids, p.submit(t, fakeReq(3)))
+	}
 	if _, e := p.Server.submit(context.Background(), fakeReq(3), true); e == nil || e.Code != api.CodeQueueFull {
 		t.Fatalf("a fifth task: %v, want QUEUE_FULL", e)
 	}
