@@ -257,6 +257,10 @@ type Heartbeat struct {
 	SlotsBusy       int     `json:"slots_busy"`
 	SlotsTotal      int     `json:"slots_total"`
 	TokensPerSecond float64 `json:"tokens_per_second"`
+	// RSSBytes and VRAMBytes are the memory the worker process uses now;
+	// the fleet learns placement from them.
+	RSSBytes  uint64 `json:"rss_bytes,omitempty"`
+	VRAMBytes uint64 `json:"vram_bytes,omitempty"`
 }
 
 // Validate checks a heartbeat's numbers and status.
@@ -301,27 +305,3 @@ type WorkerView struct {
 	RegisteredAt    time.Time `json:"registered_at"`
 }
 
-// Pool is an SSH target the orchestrator may start workers on.
-type Pool struct {
-	Name       string `json:"name"`
-	Host       string `json:"host"`
-	LlorchPath string `json:"llorch_path,omitempty"`
-}
-
-// Validate checks a pool record.
-func (p *Pool) Validate() *Error {
-	var fe []FieldError
-	if why := CheckID(p.Name); why != "" {
-		fe = append(fe, FieldError{Field: "name", Constraint: "id", Message: why})
-	}
-	if p.Host == "" || len(p.Host) > 255 || !printableASCII(p.Host) {
-		fe = append(fe, FieldError{Field: "host", Constraint: "host", Message: "is required: an ssh host or alias"})
-	}
-	if len(p.LlorchPath) > 1024 {
-		fe = append(fe, FieldError{Field: "llorch_path", Constraint: "<=1024", Message: "is too long"})
-	}
-	if len(fe) == 0 {
-		return nil
-	}
-	return &Error{Code: CodeInvalidRequest, Message: "invalid pool", Fields: fe}
-}

@@ -167,23 +167,6 @@ func (c *Client) RemoveWorker(ctx context.Context, id string) error {
 	return c.call(ctx, http.MethodDelete, "/v2/workers/"+esc(id), nil, nil)
 }
 
-// Pools lists the pools (admin).
-func (c *Client) Pools(ctx context.Context) ([]api.Pool, error) {
-	var out struct{ Pools []api.Pool }
-	return out.Pools, c.call(ctx, http.MethodGet, "/v2/pools", nil, &out)
-}
-
-// PutPool adds or replaces a pool (admin).
-func (c *Client) PutPool(ctx context.Context, p api.Pool) (api.Pool, error) {
-	var out api.Pool
-	return out, c.call(ctx, http.MethodPost, "/v2/pools", p, &out)
-}
-
-// DeletePool removes a pool (admin).
-func (c *Client) DeletePool(ctx context.Context, name string) error {
-	return c.call(ctx, http.MethodDelete, "/v2/pools/"+esc(name), nil, nil)
-}
-
 // Submit admits a task and returns at once (202): follow it with Events.
 func (c *Client) Submit(ctx context.Context, req *api.TaskRequest) (api.TaskAccepted, error) {
 	var acc api.TaskAccepted
