@@ -304,4 +304,3 @@ type WorkerView struct {
 	LastSeen        time.Time `json:"last_seen"`
 	RegisteredAt    time.Time `json:"registered_at"`
 }
-
