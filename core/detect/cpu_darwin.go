@@ -21,6 +21,12 @@ func detectCPU() Backend {
 	} else {
 		c.PhysicalCores = c.LogicalCores
 	}
-	c.MemTotalBytes, _ = unix.SysctlUint64("hw.memsize")
+	c.MemTotalBytes, c.MemAvailBytes = memory()
 	return Backend{Name: BackendCPU, Available: true, CPU: c}
+}
+
+// memory is hw.memsize; macOS gives no cheap available figure (0).
+func memory() (total, avail uint64) {
+	total, _ = unix.SysctlUint64("hw.memsize")
+	return total, 0
 }

@@ -23,19 +23,22 @@ func detectCPU() Backend {
 	if c.Features == nil {
 		c.Features = featuresFromRuntime()
 	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		c.MemTotalBytes, c.MemAvailBytes, err = parseMemInfo(string(b))
-		if err != nil {
-			c.MemTotalBytes, c.MemAvailBytes = 0, 0
-		}
-	}
-	if c.MemTotalBytes == 0 {
-		var si syscall.Sysinfo_t
-		if syscall.Sysinfo(&si) == nil {
-			unit := uint64(si.Unit)
-			c.MemTotalBytes = uint64(si.Totalram) * unit
-			c.MemAvailBytes = uint64(si.Freeram) * unit
-		}
-	}
+	c.MemTotalBytes, c.MemAvailBytes = memory()
 	return Backend{Name: BackendCPU, Available: true, CPU: c}
+}
+
+// memory reads MemTotal and MemAvailable from /proc/meminfo, else sysinfo(2)
+// (total and free RAM).
+func memory() (total, avail uint64) {
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		if total, avail, err = parseMemInfo(string(b)); err == nil {
+			return total, avail
+		}
+	}
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) == nil {
+		unit := uint64(si.Unit)
+		return uint64(si.Totalram) * unit, uint64(si.Freeram) * unit
+	}
+	return 0, 0
 }

@@ -166,3 +166,34 @@ func TestDetect(t *testing.T) {
 		t.Errorf("JSON round trip: %+v", back)
 	}
 }
+
+// Memory reads /proc/meminfo afresh on Linux: the same MemTotal as the file,
+// and an available figure no larger than it.
+func TestMemory(t *testing.T) {
+	total, avail := Memory()
+	if runtime.GOOS != "linux" {
+		t.Skipf("Memory on %s: total %d avail %d", runtime.GOOS, total, avail)
+	}
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Skip(err)
+	}
+	wantTotal, _, err := parseMemInfo(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != wantTotal || avail == 0 || avail > total {
+		t.Errorf("Memory() = %d, %d; /proc/meminfo MemTotal %d", total, avail, wantTotal)
+	}
+}
+
+// CUDADevices re-reads the GPUs' memory with one nvidia-smi run.
+func TestCUDADevices(t *testing.T) {
+	devs, err := CUDADevices(t.Context(), Options{NvidiaSMI: fakeNvidiaSMI(t, twoGPUs)})
+	if err != nil || len(devs) != 2 || devs[1].MemFreeBytes != 100000<<20 || devs[0].MemTotalBytes != 143771<<20 {
+		t.Fatalf("CUDADevices = %+v, %v", devs, err)
+	}
+	if _, err := CUDADevices(t.Context(), Options{NvidiaSMI: fakeNvidiaSMI(t, "exit 1")}); err == nil || !strings.Contains(err.Error(), "nvidia-smi failed") {
+		t.Errorf("failing nvidia-smi: %v", err)
+	}
+}
