@@ -1,6 +1,7 @@
 // Package remote is the SSH client that `llorch ctl` (and the orchestrator,
-// with the same code) uses to drive pool hosts: run a command with its output
-// streamed and its exit code kept, and upload a file atomically over SFTP.
+// with the same code, through core/poolrun) uses to drive pool hosts: run a
+// command with its output streamed, its exit code kept and, with RunInput,
+// data fed to its stdin; and upload a file atomically over SFTP.
 //
 // Dial resolves the target the way ssh(1) does for the parts llorch needs
 // (HostName, User, Port and IdentityFile from ~/.ssh/config; flags win over

@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -342,5 +344,49 @@ func TestHandshakeTimeout(t *testing.T) {
 	})
 	if !errors.Is(err, remote.ErrTimeout) {
 		t.Fatalf("Dial = %v, want ErrTimeout", err)
+	}
+}
+
+func TestRunInput(t *testing.T) {
+	srv := sshtest.Start(t)
+	c := dial(t, config(t, srv))
+
+	// Binary data, larger than the SSH window, reaches the command intact and
+	// the command sees EOF where the reader ends.
+	in := bytes.Repeat([]byte("llorch\x00\xff\n'$(id)`"), 300_000)
+	var stdout, stderr bytes.Buffer
+	code, err := c.RunInput(t.Context(), []string{"sh", "-c", "cat; echo done >&2"}, bytes.NewReader(in), &stdout, &stderr)
+	if err != nil || code != 0 {
+		t.Fatalf("RunInput = %d, %v (stderr %q)", code, err, stderr.String())
+	}
+	if !bytes.Equal(stdout.Bytes(), in) || stderr.String() != "done\n" {
+		t.Fatalf("cat echoed %d bytes (want %d, equal %v), stderr %q", stdout.Len(), len(in), bytes.Equal(stdout.Bytes(), in), stderr.String())
+	}
+
+	// nil stdin: the command reads EOF at once.
+	stdout.Reset()
+	if code, err := c.RunInput(t.Context(), []string{"wc", "-c"}, nil, &stdout, nil); err != nil || code != 0 || strings.TrimSpace(stdout.String()) != "0" {
+		t.Fatalf("nil stdin: wc -c = %q, %d, %v", stdout.String(), code, err)
+	}
+
+	// A reader that never ends does not hold up a command that exits
+	// without reading it.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	done := make(chan error, 1)
+	go func() {
+		code, err := c.RunInput(t.Context(), []string{"sh", "-c", "exit 4"}, pr, nil, nil)
+		if err == nil && code != 4 {
+			err = fmt.Errorf("exit %d, want 4", code)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("RunInput waited for a stdin that never ends")
 	}
 }

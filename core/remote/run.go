@@ -17,7 +17,16 @@ import (
 // It returns the remote exit code; err is non-nil only when the command could
 // not be run or its status is unknown (exitCode -1). Cancelling ctx sends
 // SIGKILL to the remote command, closes the session and returns ctx's error.
+// The command's stdin is empty (it reads EOF at once).
 func (c *Client) Run(ctx context.Context, argv []string, stdout, stderr io.Writer) (exitCode int, err error) {
+	return c.RunInput(ctx, argv, nil, stdout, stderr)
+}
+
+// RunInput is Run with stdin copied to the remote command's standard input;
+// the remote side reads EOF when stdin does (nil: at once). RunInput returns
+// when the command exits, without waiting for stdin to reach its end, so a
+// reader that blocks (a terminal) does not hold it up.
+func (c *Client) RunInput(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer) (exitCode int, err error) {
 	if len(argv) == 0 {
 		return -1, errors.New("remote: run: empty command")
 	}
@@ -40,6 +49,7 @@ func (c *Client) Run(ctx context.Context, argv []string, stdout, stderr io.Write
 	// draining; the gate makes sure no byte reaches the caller's writers then.
 	g := &gate{}
 	s.Stdout, s.Stderr = g.wrap(stdout), g.wrap(stderr)
+	s.Stdin = stdin
 	if err := s.Start(cmd); err != nil {
 		return -1, fmt.Errorf("remote: run on %s: %w", c.addr, err)
 	}
