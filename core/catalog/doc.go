@@ -53,6 +53,12 @@
 // header or its tensor data, from a whole one and say how short it is.
 // [Verify] re-hashes a file against a recorded sha256.
 //
+// [EstimateFile] gives the same estimate broken down (weights, KV cache,
+// overhead) for ctx tokens per slot × slots; [Downloader.EstimateRemote]
+// does it for an hf: or https model from one range request of its first
+// bytes (at most DefaultHeaderLimit). A header whose block_count is past
+// [MaxBlockCount] is refused (the estimate walks every layer).
+//
 // Errors wrap the sentinels below with %w, so callers test them with
 // errors.Is: [ErrInvalidRef], [ErrInvalidID], [ErrNotFound], [ErrAccessDenied],
 // [ErrChecksumMismatch], [ErrNotGGUF] and [ErrTruncated].

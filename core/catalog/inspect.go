@@ -58,30 +58,50 @@ type Info struct {
 // malformed, yields an error wrapping [ErrNotGGUF]; one shorter than its
 // header says wraps [ErrTruncated]; a missing file wraps [ErrNotFound].
 func Inspect(path string, ctx int) (Info, error) {
+	info, _, err := inspect(path, ctx, 1)
+	return info, err
+}
+
+// inspect reads the header at path and describes it, with the estimate for
+// ctx tokens per slot × slots.
+func inspect(path string, ctx, slots int) (Info, Estimate, error) {
+	return inspectWithin(path, ctx, slots, 0)
+}
+
+// inspectWithin is inspect; with within > 0 the header (up to the start of
+// the tensor data) must lie in the first within bytes of the file, the ones
+// that were read of a remote file.
+func inspectWithin(path string, ctx, slots int, within int64) (Info, Estimate, error) {
 	if err := checkMagic(path); err != nil {
-		return Info{}, fmt.Errorf("inspect: %w", err)
+		return Info{}, Estimate{}, fmt.Errorf("inspect: %w", err)
 	}
 	gf, err := parseWhole(path)
 	if err != nil {
-		return Info{}, fmt.Errorf("inspect: %w", err)
+		return Info{}, Estimate{}, fmt.Errorf("inspect: %w", err)
 	}
-	info, err := describe(gf, ctx)
+	if within > 0 && gf.TensorDataStartOffset > within {
+		return Info{}, Estimate{}, fmt.Errorf("inspect: %w: the header is longer than the %d bytes read (%d)", ErrNotGGUF, within, gf.TensorDataStartOffset)
+	}
+	info, est, err := describe(gf, ctx, slots)
 	if err != nil {
-		return Info{}, fmt.Errorf("inspect %s: %w: %v", path, ErrNotGGUF, err)
+		return Info{}, Estimate{}, fmt.Errorf("inspect %s: %w: %v", path, ErrNotGGUF, err)
 	}
-	return info, nil
+	return info, est, nil
 }
 
 // describe turns a parsed header into Info, turning a parser panic (an
 // accessor that meets a key of an unexpected type) into an error.
-func describe(gf *parser.GGUFFile, ctx int) (info Info, err error) {
+func describe(gf *parser.GGUFFile, ctx, slots int) (info Info, est Estimate, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			info, err = Info{}, fmt.Errorf("malformed header: %v", p)
+			info, est, err = Info{}, Estimate{}, fmt.Errorf("malformed header: %v", p)
 		}
 	}()
 	md := gf.Metadata()
 	arch := gf.Architecture()
+	if err := checkBlockCount(arch); err != nil {
+		return Info{}, Estimate{}, err
+	}
 	info = Info{
 		Arch:            md.Architecture,
 		Name:            md.Name,
@@ -108,8 +128,12 @@ func describe(gf *parser.GGUFFile, ctx int) (info Info, err error) {
 	default:
 		info.Ctx = fallbackCtx
 	}
-	info.EstRAMBytes, info.EstVRAMBytes, info.Estimate = estimate(gf, arch, info.Ctx)
-	return info, nil
+	// ctx and slots are below 2^31 each: the product fits an int64.
+	slots = min(max(slots, 1), math.MaxInt32)
+	est = estimateRun(gf, arch, min(info.Ctx*slots, math.MaxInt32), slots)
+	est.SizeBytes = info.SizeBytes
+	info.EstRAMBytes, info.EstVRAMBytes, info.Estimate = est.RAMBytes, est.VRAMBytes, est.Method
+	return info, est, nil
 }
 
 // CheckComplete reports [ErrTruncated], with the sizes involved, when the
@@ -242,38 +266,10 @@ func parseGGUF(path string) (gf *parser.GGUFFile, err error) {
 	return parser.ParseGGUFFile(path, parser.SkipLargeMetadata())
 }
 
-// estimate returns RAM (no offload) and VRAM (full offload) estimates from
-// gguf-parser-go, or from the documented formula when the parser panics or
-// has nothing to say.
-func estimate(gf *parser.GGUFFile, arch parser.GGUFArchitecture, ctx int) (ram, vram uint64, method string) {
-	ram, vram, ok := parserEstimate(gf, ctx)
-	if ok {
-		return ram, vram, EstimateParser
-	}
-	m := formulaEstimate(uint64(gf.ModelSize), arch, uint64(ctx))
-	return m, m, EstimateFormula
-}
-
-func parserEstimate(gf *parser.GGUFFile, ctx int) (ram, vram uint64, ok bool) {
-	defer func() {
-		if recover() != nil {
-			ram, vram, ok = 0, 0, false
-		}
-	}()
-	size := parser.WithLLaMACppContextSize(int32(ctx))
-	cpu := gf.EstimateLLaMACppRun(size, parser.WithLLaMACppOffloadLayers(0)).SummarizeItem(false, 0, 0)
-	gpu := gf.EstimateLLaMACppRun(size).SummarizeItem(true, 0, 0)
-	ram = uint64(cpu.RAM.NonUMA)
-	for _, v := range gpu.VRAMs {
-		vram += uint64(v.NonUMA)
-	}
-	return ram, vram, ram > 0 && vram > 0
-}
-
 // formulaEstimate is weights + KV cache + a fixed compute buffer, with the KV
 // cache at F16: 2 (K and V) × n_layer × ctx × n_embd_kv × 2 bytes, where
 // n_embd_kv = n_head_kv × head_dim.
-func formulaEstimate(weights uint64, a parser.GGUFArchitecture, ctx uint64) uint64 {
+func formulaEstimate(weights uint64, a parser.GGUFArchitecture, ctx uint64) Estimate {
 	headDim := uint64(a.AttentionKeyLength)
 	if headDim == 0 && a.AttentionHeadCount > 0 {
 		headDim = a.EmbeddingLength / a.AttentionHeadCount
@@ -287,7 +283,9 @@ func formulaEstimate(weights uint64, a parser.GGUFArchitecture, ctx uint64) uint
 		embdKV = a.EmbeddingLength
 	}
 	kv := satMul(satMul(satMul(2*2, a.BlockCount), ctx), embdKV)
-	return satAdd(satAdd(weights, kv), FormulaComputeBytes)
+	total := satAdd(satAdd(weights, kv), FormulaComputeBytes)
+	return Estimate{WeightsBytes: weights, KVBytes: kv, OverheadBytes: FormulaComputeBytes, TotalBytes: total,
+		RAMBytes: total, VRAMBytes: total, Method: EstimateFormula}
 }
 
 func satMul(a, b uint64) uint64 {

@@ -293,11 +293,13 @@ func TestFormulaEstimate(t *testing.T) {
 	a := parser.GGUFArchitecture{BlockCount: 32, EmbeddingLength: 4096, AttentionHeadCount: 32, AttentionHeadCountKV: 8}
 	const weights = 4 << 30
 	got := formulaEstimate(weights, a, 4096)
-	if want := uint64(weights + 512<<20 + FormulaComputeBytes); got != want {
-		t.Errorf("formulaEstimate = %d, want %d", got, want)
+	want := Estimate{WeightsBytes: weights, KVBytes: 512 << 20, OverheadBytes: FormulaComputeBytes, TotalBytes: weights + 512<<20 + FormulaComputeBytes,
+		RAMBytes: weights + 512<<20 + FormulaComputeBytes, VRAMBytes: weights + 512<<20 + FormulaComputeBytes, Method: EstimateFormula}
+	if got != want {
+		t.Errorf("formulaEstimate = %+v, want %+v", got, want)
 	}
-	if got := formulaEstimate(1<<62, parser.GGUFArchitecture{BlockCount: 1 << 40, EmbeddingLength: 1 << 40}, 1<<40); got != ^uint64(0) {
-		t.Errorf("overflow not saturated: %d", got)
+	if got := formulaEstimate(1<<62, parser.GGUFArchitecture{BlockCount: 1 << 40, EmbeddingLength: 1 << 40}, 1<<40); got.TotalBytes != ^uint64(0) {
+		t.Errorf("overflow not saturated: %d", got.TotalBytes)
 	}
 }
 
