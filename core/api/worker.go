@@ -281,6 +281,7 @@ type Health struct {
 	Slots           []SlotState `json:"slots,omitempty"`
 	TokensPerSecond float64     `json:"tokens_per_second"`
 	VRAMBytes       uint64      `json:"vram_bytes"`
+	RSSBytes        uint64      `json:"rss_bytes"` // the worker process's resident memory (0 where unknown)
 	UptimeS         float64     `json:"uptime_s"`
 	Progress        float64     `json:"progress"`
 	Error           string      `json:"error,omitempty"`

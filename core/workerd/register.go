@@ -48,7 +48,8 @@ func (s *Server) registerLoop(ctx context.Context, ln net.Addr) {
 				wait, backoff = backoff, min(2*backoff, 10*time.Second)
 			}
 		} else {
-			hb := api.Heartbeat{Status: h.Status, SlotsBusy: h.SlotsBusy, SlotsTotal: h.SlotsTotal, TokensPerSecond: h.TokensPerSecond}
+			hb := api.Heartbeat{Status: h.Status, SlotsBusy: h.SlotsBusy, SlotsTotal: h.SlotsTotal, TokensPerSecond: h.TokensPerSecond,
+				RSSBytes: h.RSSBytes, VRAMBytes: h.VRAMBytes}
 			err := oc.Heartbeat(ctx, s.cfg.WorkerID, hb)
 			switch {
 			case orchclient.Code(err) == api.CodeWorkerNotFound:

@@ -342,6 +342,7 @@ func (s *Server) Health() api.Health {
 		Backend:    s.cfg.Backend,
 		SlotsTotal: s.cfg.Slots,
 		UptimeS:    time.Since(s.start).Seconds(),
+		RSSBytes:   selfRSS(),
 		Progress:   float64(s.progress.Load()) / 1000,
 		Error:      s.loadErr.Load().(string),
 		Model:      api.ModelInfo{ID: s.cfg.ModelID, Path: s.cfg.ModelPath, Digest: s.digest.Load().(string)},
