@@ -54,6 +54,11 @@ type Downloader struct {
 	// Progress receives the progress display and messages; nil is silent.
 	// A terminal (*os.File) gets a progress bar, anything else plain lines.
 	Progress io.Writer
+	// OnProgress, when set, is called on the download's goroutine as a
+	// transfer pass begins and as bytes arrive, with the bytes of the file
+	// in place so far and its total size (-1 when unknown). Hashing an
+	// earlier partial file is not reported. The callee throttles.
+	OnProgress func(done, total int64)
 	// Attempts bounds the consecutive failed requests that brought no new
 	// bytes; a request that made progress starts the count again. 0 means
 	// DefaultAttempts.
@@ -148,6 +153,12 @@ func (d *Downloader) Download(ctx context.Context, r Ref, dest string) (Result, 
 		h:     sha256.New(),
 		total: -1,
 		prog:  newProgress(d.Progress, filepath.Base(dest)),
+	}
+	if d.OnProgress != nil {
+		if t.prog == nil {
+			t.prog = newProgress(io.Discard, filepath.Base(dest))
+		}
+		t.prog.onBytes = d.OnProgress
 	}
 	if r.Kind == KindHF {
 		t.src = resolveURL(ep, r)

@@ -848,3 +848,29 @@ func FuzzParseSHA256ETag(f *testing.F) {
 		}
 	})
 }
+
+// OnProgress hears the bytes in place and the total, rising to the whole
+// file, with no Progress writer.
+func TestDownloadOnProgress(t *testing.T) {
+	h := newHub(t)
+	body := tinyGGUF()
+	ref := h.add("Qwen/Tiny-GGUF", "main", "tiny-f16.gguf", &hubFile{body: body, linkedETag: quoted(sha256Hex(body))})
+	d := h.downloader()
+	d.Progress = nil
+	var calls [][2]int64
+	d.OnProgress = func(done, total int64) { calls = append(calls, [2]int64{done, total}) }
+	dest := filepath.Join(t.TempDir(), "models", "tiny-f16.gguf")
+	res, err := d.Download(t.Context(), ref, dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDownloaded(t, res, dest, body)
+	if len(calls) < 2 || calls[0] != [2]int64{0, int64(len(body))} || calls[len(calls)-1] != [2]int64{int64(len(body)), int64(len(body))} {
+		t.Fatalf("OnProgress calls %v (first and last), want from 0 to %d of %d", calls, len(body), len(body))
+	}
+	for i := 1; i < len(calls); i++ {
+		if calls[i][0] < calls[i-1][0] {
+			t.Fatalf("progress went back: %v", calls)
+		}
+	}
+}

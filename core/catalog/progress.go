@@ -23,6 +23,8 @@ type progress struct {
 	label string
 	verb  string
 	now   func() time.Time
+	// onBytes, when set, hears (done, total) of download passes.
+	onBytes func(done, total int64)
 
 	bar *progressbar.ProgressBar
 
@@ -70,6 +72,9 @@ func (p *progress) begin(verb string, total, have int64) {
 		p.lastStep = have * 10 / total
 	}
 	p.linesThisPass = false
+	if p.onBytes != nil && verb == "download" {
+		p.onBytes(have, total)
+	}
 	if !p.term {
 		return
 	}
@@ -98,6 +103,9 @@ func (p *progress) add(n int64) {
 		return
 	}
 	p.done += n
+	if p.onBytes != nil && p.verb == "download" {
+		p.onBytes(p.done, p.total)
+	}
 	if p.bar != nil {
 		_ = p.bar.Add64(n)
 		return
