@@ -15,6 +15,7 @@ func Command() *cli.Command {
 			poolCommand(),
 			workersCommand(),
 			tasksCommand(),
+			fleetCommand(),
 		},
 	}
 }
