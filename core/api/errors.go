@@ -61,6 +61,7 @@ var codes = map[string]codeInfo{
 	CodeDraining:           {http.StatusServiceUnavailable, true},
 	CodePoolUnavailable:    {http.StatusServiceUnavailable, true},
 	CodeNoWorkerAvailable:  {http.StatusServiceUnavailable, true},
+	CodeNoCapacity:         {http.StatusServiceUnavailable, true},
 	CodeUnavailable:        {http.StatusServiceUnavailable, true},
 	CodeWorkerLost:         {http.StatusBadGateway, true},
 	CodeWorkerUnreachable:  {http.StatusBadGateway, true},

@@ -28,6 +28,12 @@ const (
 type Queued struct {
 	Position         int   `json:"position"`
 	PredictedStartMs int64 `json:"predicted_start_ms"`
+	// Reason is "starting" while the fleet starts a worker for the task's
+	// model, on Pool; Step is downloading or loading, Progress 0..1.
+	Reason   string  `json:"reason,omitempty"`
+	Pool     string  `json:"pool,omitempty"`
+	Step     string  `json:"step,omitempty"`
+	Progress float64 `json:"progress,omitempty"`
 }
 
 // Started is the data of a "started" event.

@@ -407,8 +407,11 @@ type CapabilityModel struct {
 
 // CapabilityLimits are the limits a client should respect.
 type CapabilityLimits struct {
-	QueueCapacity  int `json:"queue_capacity"`
-	MaxTokens      int `json:"max_tokens"`
-	MaxPromptBytes int `json:"max_prompt_bytes"`
-	MaxStop        int `json:"max_stop"`
+	// QueueCapacity bounds each priority class of the queue.
+	QueueCapacity int `json:"queue_capacity"`
+	// DefaultMaxTokens is max_tokens when a request gives none; a model's
+	// ctx bounds it.
+	DefaultMaxTokens int `json:"default_max_tokens"`
+	MaxRequestBytes  int `json:"max_request_bytes"`
+	MaxStop          int `json:"max_stop"`
 }

@@ -17,6 +17,9 @@ const (
 	CodeWorkerNotFound    = "WORKER_NOT_FOUND"
 	CodeForbidden         = "FORBIDDEN"
 	CodeNoWorkerAvailable = "NO_WORKER_AVAILABLE"
+	// CodeNoCapacity: a declared model fits on no pool (its memory need is
+	// more than the largest free memory of the pools it may use).
+	CodeNoCapacity = "NO_CAPACITY"
 )
 
 // Task priorities.
@@ -301,6 +304,8 @@ type WorkerView struct {
 	SlotsBusy       int       `json:"slots_busy"`
 	Assigned        int       `json:"assigned"`
 	TokensPerSecond float64   `json:"tokens_per_second"`
+	RSSBytes        uint64    `json:"rss_bytes,omitempty"`
+	VRAMUsedBytes   uint64    `json:"vram_used_bytes,omitempty"`
 	LastSeen        time.Time `json:"last_seen"`
 	RegisteredAt    time.Time `json:"registered_at"`
 }

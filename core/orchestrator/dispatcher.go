@@ -44,6 +44,16 @@ type dispatcher struct {
 	closed   bool
 	ws       []scheduler.Worker // snapshot buffer, reused under mu
 	dec      scheduler.Decision
+	// starting is what the fleet reports of the starts it runs, by model:
+	// waiting tasks of that model are told (queued{reason: starting}).
+	starting map[string]startNote
+}
+
+// startNote is a start in progress as waiting tasks see it.
+type startNote struct {
+	pool, step string
+	progress   float64
+	eta        time.Time // when the start should be ready (measured cold starts)
 }
 
 type depthKey struct{ model, priority string }
@@ -71,6 +81,7 @@ type entry struct {
 	expl      *api.Explanation // the last explanation given to the task
 	pos       int              // the last queue position given to the task
 	predicted int64
+	note      startNote // the last start note given to the task
 
 	failedOn   []string // workers whose attempt failed before the first token
 	failures   int      // such failures
@@ -618,6 +629,58 @@ func (d *dispatcher) requeueLocked(e *entry, after time.Duration) {
 
 // queuedLoop refreshes queue positions and predictions of waiting tasks, so
 // their streams get fresh queued events.
+// setStarting records (note.step != "") or clears the fleet's start for
+// model; waiting tasks hear of it at the next refresh.
+func (d *dispatcher) setStarting(model string, note startNote) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if note.step == "" {
+		delete(d.starting, model)
+		return
+	}
+	if d.starting == nil {
+		d.starting = map[string]startNote{}
+	}
+	d.starting[model] = note
+}
+
+// failQueued ends the queued tasks of a model with e (a declared model that
+// fits on no pool). Tasks with an attempt running are left alone.
+func (d *dispatcher) failQueued(model string, e *api.Error) {
+	var ids []string
+	func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.q.Each(time.Now(), func(_ int, id string, en *entry) bool {
+			if en.model == model && !en.held {
+				ids = append(ids, id)
+			}
+			return true
+		})
+		for _, id := range ids {
+			if en, ok := d.q.Remove(id); ok {
+				d.countLocked(en, -1)
+			}
+		}
+	}()
+	for _, id := range ids {
+		d.tasks.fail(id, e)
+	}
+}
+
+// demand returns the queued tasks per model.
+func (d *dispatcher) demand() map[string]int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]int{}
+	for k, n := range d.depth {
+		if n > 0 {
+			out[k.model] += n
+		}
+	}
+	return out
+}
+
 func (d *dispatcher) queuedLoop(ctx context.Context) {
 	tick(ctx, d.cfg.QueuedInterval, nil, func() { d.refresh(time.Now()) })
 }
@@ -639,9 +702,20 @@ func (d *dispatcher) refresh(now time.Time) {
 			c = d.capacityLocked(e.model, d.ws)
 			caps[e.model] = c
 		}
-		if pred := c.predict(ahead); pos != e.pos || pred != e.predicted {
-			e.pos, e.predicted = pos, pred
-			d.tasks.queued(e.id, pos, pred)
+		pred := c.predict(ahead)
+		note, starting := d.starting[e.model]
+		if starting && c.free == 0 {
+			pred = max(pred, time.Until(note.eta).Milliseconds())
+		} else {
+			note = startNote{}
+		}
+		if pos != e.pos || pred != e.predicted || note != e.note {
+			e.pos, e.predicted, e.note = pos, pred, note
+			q := api.Queued{Position: pos, PredictedStartMs: pred}
+			if note.step != "" {
+				q.Reason, q.Pool, q.Step, q.Progress = "starting", note.pool, note.step, note.progress
+			}
+			d.tasks.queued(e.id, q)
 		}
 		return true
 	})

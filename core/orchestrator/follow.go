@@ -77,7 +77,7 @@ func (ts *tasks) follow(ctx context.Context, w *sse.Writer, t *task, after uint6
 	keep := time.NewTimer(ts.cfg.KeepAlive)
 	defer keep.Stop()
 	next := int(after)
-	lastPos, lastPred := -1, int64(0)
+	last := api.Queued{Position: -1}
 	var evs []logEvent
 	for {
 		var q *api.Queued
@@ -93,9 +93,9 @@ func (ts *tasks) follow(ctx context.Context, w *sse.Writer, t *task, after uint6
 			evs = append(evs[:0], t.log[min(next, t.visible):t.visible]...)
 			ch = t.changed
 			done = t.terminal() && t.visible == len(t.log)
-			if t.status == api.TaskQueued && (t.queuedPos != lastPos || t.queuedPredicted != lastPred) {
-				q = &api.Queued{Position: t.queuedPos, PredictedStartMs: t.queuedPredicted}
-				lastPos, lastPred = t.queuedPos, t.queuedPredicted
+			if t.status == api.TaskQueued && t.queued != last {
+				q = new(t.queued)
+				last = t.queued
 			}
 		}()
 		err := w.Batch(func() error { // what is at hand goes in one write

@@ -39,7 +39,15 @@ func (s *Server) routes() *echo.Echo {
 	v2.DELETE("/workers/:id", s.handleDeleteWorker, admin)
 	v2.GET("/pools", s.handleListPools, admin)
 	v2.POST("/pools", s.handlePutPool, admin)
+	v2.GET("/pools/:name", s.handleGetPool, admin)
+	v2.POST("/pools/:name/refresh", s.handleRefreshPool, admin)
 	v2.DELETE("/pools/:name", s.handleDeletePool, admin)
+	v2.GET("/models", s.handleListModels, admin)
+	v2.GET("/models/:id", s.handleGetModel, admin)
+	v2.PUT("/models/:id", s.handlePutModel, admin)
+	v2.DELETE("/models/:id", s.handleDeleteModel, admin)
+	v2.GET("/events", s.handleFleetEvents, admin)
+	v2.GET("/meta/capabilities", s.handleCapabilities, user)
 	v2.GET("/routing/script", s.handleGetScript, admin)
 	v2.PUT("/routing/script", s.handlePutScript, admin)
 	v2.DELETE("/routing/script", s.handleDeleteScript, admin)
@@ -86,7 +94,7 @@ var knownCodes = map[string]bool{}
 func init() {
 	for _, c := range []string{api.CodeInvalidRequest, api.CodeContextOverflow, api.CodeBodyTooLarge, api.CodeUnauthorized,
 		api.CodeForbidden, api.CodeModelNotFound, api.CodeWorkerNotFound, api.CodePoolUnavailable, api.CodeQueueFull,
-		api.CodeDeadlineUnmet, api.CodeInternal, api.CodeNotFound, api.CodeTaskNotFound} {
+		api.CodeDeadlineUnmet, api.CodeNoCapacity, api.CodeInternal, api.CodeNotFound, api.CodeTaskNotFound} {
 		knownCodes[c] = true
 	}
 }

@@ -64,36 +64,3 @@ func (s *Server) handleDeleteWorker(c echo.Context) error {
 	}
 	return c.NoContent(http.StatusNoContent)
 }
-
-func (s *Server) handleListPools(c echo.Context) error {
-	pools, err := s.reg.pools()
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, map[string]any{"pools": pools})
-}
-
-func (s *Server) handlePutPool(c echo.Context) error {
-	body, e := readBody(c)
-	if e != nil {
-		return writeError(c, e)
-	}
-	var p api.Pool
-	if err := json.Unmarshal(body, &p); err != nil {
-		return writeError(c, api.Errorf(api.CodeInvalidRequest, "body is not a pool: %s", err.Error()))
-	}
-	if e := p.Validate(); e != nil {
-		return writeError(c, e)
-	}
-	if err := s.reg.putPool(p); err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, p)
-}
-
-func (s *Server) handleDeletePool(c echo.Context) error {
-	if e := s.reg.deletePool(c.Param("name")); e != nil {
-		return writeError(c, e)
-	}
-	return c.NoContent(http.StatusNoContent)
-}

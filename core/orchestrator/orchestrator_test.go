@@ -560,10 +560,11 @@ func TestRegistryDrainDeleteAndPools(t *testing.T) {
 	waitFor(t, 10*time.Second, "w1 back", func() bool { return o.workerState("w1") != "" })
 
 	pool := api.Pool{Name: "gpu-a", Host: "gpu-a.lan"}
-	decode[api.Pool](t, o.do(t, http.MethodPost, "/v2/pools", pool), http.StatusOK)
-	apiErr(t, o.do(t, http.MethodPost, "/v2/pools", api.Pool{Name: "x"}), http.StatusBadRequest, api.CodeInvalidRequest)
-	pools := decode[struct{ Pools []api.Pool }](t, o.do(t, http.MethodGet, "/v2/pools", nil), http.StatusOK)
-	if len(pools.Pools) != 1 || pools.Pools[0].LlorchPath != "llorch" {
+	decode[api.PoolView](t, o.do(t, http.MethodPost, "/v2/pools", pool), http.StatusOK)
+	apiErr(t, o.do(t, http.MethodPost, "/v2/pools", api.Pool{Name: "x", Transport: "ftp"}), http.StatusBadRequest, api.CodeInvalidRequest)
+	apiErr(t, o.do(t, http.MethodPost, "/v2/pools", api.Pool{Name: "x", Host: "-oProxyCommand=sh"}), http.StatusBadRequest, api.CodeInvalidRequest)
+	pools := decode[struct{ Pools []api.PoolView }](t, o.do(t, http.MethodGet, "/v2/pools", nil), http.StatusOK)
+	if len(pools.Pools) != 1 || pools.Pools[0].Transport != api.TransportSSH || pools.Pools[0].State == "" {
 		t.Fatalf("pools %+v", pools)
 	}
 	resp = o.do(t, http.MethodDelete, "/v2/pools/gpu-a", nil)

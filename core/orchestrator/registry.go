@@ -49,6 +49,7 @@ type worker struct {
 	assigned       int       // attempts running here
 	slotsBusy      int       // as last reported
 	tps            float64   // tokens/s as last reported
+	rss, vram      uint64    // memory in use as last reported
 	load           float64   // EWMA of the busy fraction
 	fullUntil      time.Time // answered ALL_SLOTS_BUSY: no free slot until then
 	probing        bool
@@ -181,7 +182,7 @@ func (r *registry) heartbeat(id string, hb api.Heartbeat) *api.Error {
 			return false, api.Errorf(api.CodeWorkerNotFound, "unknown worker %s: register first", id)
 		}
 		w.rec.LastSeen = time.Now()
-		w.slotsBusy, w.tps = hb.SlotsBusy, hb.TokensPerSecond
+		w.slotsBusy, w.tps, w.rss, w.vram = hb.SlotsBusy, hb.TokensPerSecond, hb.RSSBytes, hb.VRAMBytes
 		if hb.SlotsTotal > 0 {
 			w.rec.Slots = hb.SlotsTotal
 		}
@@ -214,6 +215,8 @@ func (w *worker) view() api.WorkerView {
 		SlotsBusy:          w.slotsBusy,
 		Assigned:           w.assigned,
 		TokensPerSecond:    w.tps,
+		RSSBytes:           w.rss,
+		VRAMUsedBytes:      w.vram,
 		LastSeen:           w.rec.LastSeen,
 		RegisteredAt:       w.rec.RegisteredAt,
 	}
@@ -229,6 +232,23 @@ func (r *registry) list() []api.WorkerView {
 	}
 	slices.SortFunc(out, func(a, b api.WorkerView) int { return strings.Compare(a.WorkerID, b.WorkerID) })
 	return out
+}
+
+// healthy reports whether a worker is registered and healthy.
+func (r *registry) healthy(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.workers[id]
+	return ok && w.rec.State == api.WorkerHealthy
+}
+
+// holdsWork reports whether a registered worker holds work (attempts
+// running here, or slots busy as last reported).
+func (r *registry) holdsWork(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.workers[id]
+	return ok && (w.assigned > 0 || w.slotsBusy > 0)
 }
 
 // drain stops new work for a worker; running attempts finish.
@@ -511,31 +531,3 @@ func (r *registry) models() []openai.Model {
 	return out
 }
 
-// Pools are records in the store; the registry only validates and keeps them.
-
-func (r *registry) pools() ([]api.Pool, error) {
-	pools, err := r.st.Pools()
-	if pools == nil {
-		pools = []api.Pool{}
-	}
-	return pools, err
-}
-
-func (r *registry) putPool(p api.Pool) error {
-	if p.LlorchPath == "" {
-		p.LlorchPath = "llorch"
-	}
-	return r.st.PutPool(p)
-}
-
-func (r *registry) deletePool(name string) *api.Error {
-	err := r.st.DeletePool(name)
-	if errors.Is(err, store.ErrNotFound) {
-		return api.Errorf(api.CodeNotFound, "no pool %s", name)
-	}
-	if err != nil {
-		r.log.Error("deleting a pool", "pool", name, "err", err)
-		return api.Errorf(api.CodeInternal, "cannot delete the pool")
-	}
-	return nil
-}

@@ -15,7 +15,10 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/buildinfo"
 	"github.com/llorch/llorch/core/queue"
+	"github.com/llorch/llorch/core/remote"
 	"github.com/llorch/llorch/core/routing"
 	"github.com/llorch/llorch/core/store"
 )
@@ -82,6 +85,32 @@ type Config struct {
 	RoutingMaxAllocs int64
 	// RoutingHeaders are the request headers scripts may read.
 	RoutingHeaders []string
+
+	// Fleet, when set, is applied at startup (the --fleet file): its pools
+	// and models are put, entries not in it are kept.
+	Fleet *api.FleetFile
+	// AdvertiseURL is the orchestrator's URL as pools' workers reach it
+	// (default: http:// and the address Serve listens on).
+	AdvertiseURL string
+	// SSH is the base SSH configuration for ssh pools (known_hosts,
+	// identity files, ssh_config; unknown host keys are refused unless
+	// AcceptNewHostKey).
+	SSH remote.Config
+	// ReconcileInterval is how often the fleet compares declared models
+	// with what runs (default 2s); InventoryInterval how often pools are
+	// refreshed (default 30s); PoolTimeout bounds one pool command other
+	// than a download or a spawn (default 30s); RegisterTimeout how long a
+	// spawned worker may take to register (default 30s); StopGrace how long
+	// a drained worker may take to finish its tasks before it is stopped
+	// anyway (default 10m).
+	ReconcileInterval time.Duration
+	InventoryInterval time.Duration
+	PoolTimeout       time.Duration
+	RegisterTimeout   time.Duration
+	StopGrace         time.Duration
+	// Version is the llorch version pools must run when they ask for an
+	// install (default buildinfo.Version).
+	Version string
 }
 
 // Validate checks the config and fills defaults.
@@ -119,6 +148,21 @@ func (c *Config) Validate() error {
 	def(&c.JournalInterval, 200*time.Millisecond)
 	def(&c.RoutingTimeout, 50*time.Millisecond)
 	def(&c.AttemptIdleTimeout, time.Minute)
+	def(&c.ReconcileInterval, 2*time.Second)
+	def(&c.InventoryInterval, 30*time.Second)
+	def(&c.PoolTimeout, 30*time.Second)
+	def(&c.RegisterTimeout, 30*time.Second)
+	def(&c.StopGrace, 10*time.Minute)
+	if c.Version == "" {
+		c.Version = buildinfo.Version
+	}
+	if c.AdvertiseURL != "" {
+		u, err := api.BaseURL(c.AdvertiseURL)
+		if err != nil {
+			return fmt.Errorf("orchestrator: advertise url: %w", err)
+		}
+		c.AdvertiseURL = u
+	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 3
 	}
@@ -167,6 +211,8 @@ type Deps struct {
 
 	// connect replaces the HTTP worker client (tests).
 	connect func(url string) workerAPI
+	// poolHost replaces the pools' commands (tests).
+	poolHost func(api.Pool) poolHost
 }
 
 // Server is the orchestrator daemon: a composition of parts, each owning
@@ -182,6 +228,7 @@ type Server struct {
 	reg     *registry
 	tasks   *tasks
 	disp    *dispatcher
+	fleet   *fleet
 	echo    *echo.Echo
 
 	// beats are the loops' last signs of life, for /healthz.
@@ -226,10 +273,21 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.disp = newDispatcher(&s.cfg, s.log, s.m, s.reg, s.tasks, s.routing)
 	s.reg.onReady = s.disp.kick
 	s.reg.onLost = s.disp.workerLost
+	host := deps.poolHost
+	if host == nil {
+		host = newCLIHost(cfg.SSH)
+	}
+	s.fleet = newFleet(&s.cfg, s.log, s.st, s.reg, s.disp, host)
 	if err := s.initRouting(); err != nil {
 		return nil, err
 	}
 	if err := s.reg.load(); err != nil {
+		return nil, err
+	}
+	if err := s.fleet.load(); err != nil {
+		return nil, err
+	}
+	if err := s.fleet.apply(cfg.Fleet); err != nil {
 		return nil, err
 	}
 	rs, err := s.tasks.restore()
@@ -255,6 +313,9 @@ func (s *Server) Handler() http.Handler { return s.echo }
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if s.cfg.AdvertiseURL == "" {
+		s.cfg.AdvertiseURL = "http://" + ln.Addr().String()
+	}
 	// The tail writer outlives the other loops, so their last events are
 	// written before the final journal batch.
 	tailCtx, stopTail := context.WithCancel(context.Background())
@@ -269,7 +330,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.disp.loop,
 		func(ctx context.Context) { s.reg.monitorLoop(ctx, alive(loopMonitor)) },
 		func(ctx context.Context) { s.tasks.journalLoop(ctx, alive(loopJournal)) },
-		s.tasks.janitorLoop, s.disp.queuedLoop, s.watchRouting,
+		s.tasks.janitorLoop, s.disp.queuedLoop, s.watchRouting, s.fleet.loop,
 	}
 	for _, loop := range loops {
 		wg.Add(1)

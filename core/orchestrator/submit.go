@@ -24,7 +24,7 @@ func (s *Server) submit(ctx context.Context, req *api.TaskRequest, async bool) (
 		maxTokens = *req.MaxTokens
 	}
 	check := func() *api.Error {
-		return admission.Check(schedulerTask(req), maxTokens, s.reg.snapshot(nil, time.Now()), s.cfg.Unavailable == "reject")
+		return admission.Check(schedulerTask(req), maxTokens, s.reg.snapshot(nil, time.Now()), s.cfg.Unavailable == "reject", s.fleet.declared(req.Model))
 	}
 	if e := check(); e != nil {
 		return api.TaskAccepted{}, e
@@ -62,7 +62,7 @@ func (s *Server) submit(ctx context.Context, req *api.TaskRequest, async bool) (
 	if apiErr != nil {
 		return api.TaskAccepted{}, apiErr
 	}
-	t.queuedPos, t.queuedPredicted = pos, predicted
+	t.queued = api.Queued{Position: pos, PredictedStartMs: predicted}
 	s.tasks.add(t)
 	if dropped != "" {
 		s.tasks.fail(dropped, &api.Error{Code: api.CodeQueueFullDropped, Retriable: true,

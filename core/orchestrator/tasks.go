@@ -87,8 +87,7 @@ type task struct {
 	end      *api.End
 	err      *api.Error
 
-	queuedPos       int
-	queuedPredicted int64
+	queued api.Queued
 }
 
 // logEvent is one event of a task's log, decoded once and encoded once.
@@ -188,7 +187,7 @@ func (ts *tasks) statusLocked(t *task, withText bool) api.TaskStatus {
 		Attempts: t.attempts, CreatedAt: t.created, Explanation: t.expl, TokensOut: t.tokensOut, End: t.end, Error: t.err,
 	}
 	if t.status == api.TaskQueued {
-		st.QueuePosition = t.queuedPos
+		st.QueuePosition = t.queued.Position
 	}
 	if !t.started.IsZero() {
 		st.StartedAt = &t.started
@@ -405,11 +404,11 @@ func (ts *tasks) explain(id string, e *api.Explanation) {
 
 // queued records a waiting task's position and predicted start; its streams
 // get a fresh queued event.
-func (ts *tasks) queued(id string, pos int, predicted int64) {
+func (ts *tasks) queued(id string, q api.Queued) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	if t := ts.table[id]; t != nil && !t.terminal() && (t.queuedPos != pos || t.queuedPredicted != predicted) {
-		t.queuedPos, t.queuedPredicted = pos, predicted
+	if t := ts.table[id]; t != nil && !t.terminal() && t.queued != q {
+		t.queued = q
 		t.notify()
 	}
 }

@@ -8,7 +8,13 @@ package store
 //	├── pools     pool name → api.Pool (JSON)
 //	├── tasks     task id → TaskRecord (JSON; the prompt is dropped when the task ends)
 //	├── events    task id ‖ 0x00 ‖ seq (uint64 big endian) → Event (JSON)
-//	└── settings  name → value (the routing script)
+//	├── settings  name → value (the routing script)
+//	├── models    model id → FleetModel: a declared model's spec and revision (JSON)
+//	├── poolstate pool name → PoolState: last inventory, state and error (JSON)
+//	├── replicas  worker id → Replica: a worker the fleet started (JSON)
+//	├── fit       digest|backend|ctx|slots → Fit: learned memory correction (JSON)
+//	└── fleetlog  seq (uint64 big endian) → api.FleetEvent (JSON); the newest
+//	              MaxFleetEvents are kept
 //
 // Next to it, orchestrator.db.tail/ holds the tail log: the events appended
 // since the last journal batch (see tail.go).
@@ -21,6 +27,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -34,9 +41,16 @@ var (
 	bucketTasks       = []byte("tasks")
 	bucketEvents      = []byte("events")
 	bucketSettings    = []byte("settings")
+	bucketPoolState   = []byte("poolstate")
+	bucketReplicas    = []byte("replicas")
+	bucketFit         = []byte("fit")
+	bucketFleetLog    = []byte("fleetlog")
 )
 
 var orchMigrations = []migration{
+	func(*bolt.Tx) error { return nil },
+	// 2: the fleet buckets (created by open); api.Pool gained a transport,
+	// and a pool stored without one is an ssh pool.
 	func(*bolt.Tx) error { return nil },
 }
 
@@ -99,7 +113,8 @@ type Orchestrator struct {
 // its tail log in path + ".tail" (opened after bbolt's lock is taken, so two
 // orchestrators never share it).
 func OpenOrchestrator(path string, timeout time.Duration) (*Orchestrator, error) {
-	db, err := open(path, timeout, [][]byte{bucketOrchWorkers, bucketPools, bucketTasks, bucketEvents, bucketSettings}, orchMigrations)
+	db, err := open(path, timeout, [][]byte{bucketOrchWorkers, bucketPools, bucketTasks, bucketEvents, bucketSettings,
+		bucketModels, bucketPoolState, bucketReplicas, bucketFit, bucketFleetLog}, orchMigrations)
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +177,9 @@ func (o *Orchestrator) DeletePool(name string) error {
 	return o.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketPools).Get([]byte(name)) == nil {
 			return fmt.Errorf("%w: pool %q", ErrNotFound, name)
+		}
+		if err := tx.Bucket(bucketPoolState).Delete([]byte(name)); err != nil {
+			return err
 		}
 		return tx.Bucket(bucketPools).Delete([]byte(name))
 	})
@@ -279,4 +297,166 @@ func eventPrefix(id string) []byte { return append([]byte(id), 0) }
 
 func eventKey(id string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(eventPrefix(id), seq)
+}
+
+// FleetModel is a declared model: its spec, and the previous one while a
+// rolling change may still roll back to it.
+type FleetModel struct {
+	Spec     api.ModelSpec  `json:"spec"`
+	Revision uint64         `json:"revision"`
+	Previous *api.ModelSpec `json:"previous,omitempty"`
+}
+
+// PoolState is the fleet's last view of a pool.
+type PoolState struct {
+	State       string          `json:"state"`
+	LastError   string          `json:"last_error,omitempty"`
+	RefreshedAt time.Time       `json:"refreshed_at,omitzero"`
+	Inventory   *api.PoolStatus `json:"inventory,omitempty"`
+}
+
+// Replica is a worker the fleet started (or is starting): written before the
+// spawn, so that a restart finds a half-done start and resolves it from the
+// pool's own state.
+type Replica struct {
+	WorkerID  string    `json:"worker_id"`
+	Model     string    `json:"model"`
+	Pool      string    `json:"pool"`
+	Revision  uint64    `json:"revision"`
+	Source    string    `json:"source"`
+	NeedBytes uint64    `json:"need_bytes"`
+	Phase     string    `json:"phase"` // starting, ready, stopping
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Fit is the learned ratio of a model's measured memory to its estimate.
+type Fit struct {
+	EstimateBytes uint64    `json:"estimate_bytes"`
+	ActualBytes   uint64    `json:"actual_bytes"`
+	Ratio         float64   `json:"ratio"`
+	Samples       int       `json:"samples"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// MaxFleetEvents bounds the fleet event log.
+const MaxFleetEvents = 10000
+
+// PutModel stores a declared model.
+func (o *Orchestrator) PutModel(m FleetModel) error {
+	return o.db.Update(func(tx *bolt.Tx) error { return put(tx, bucketModels, m.Spec.ID, m) })
+}
+
+// DeleteModel removes a declared model (no error when absent).
+func (o *Orchestrator) DeleteModel(id string) error {
+	return o.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketModels).Delete([]byte(id)) })
+}
+
+// Models lists the declared models in id order.
+func (o *Orchestrator) Models() (out []FleetModel, err error) {
+	err = o.db.View(func(tx *bolt.Tx) error { out, err = list[FleetModel](tx, bucketModels); return err })
+	return out, err
+}
+
+// PutPoolState stores a pool's last view; DeletePool removes it too.
+func (o *Orchestrator) PutPoolState(name string, s PoolState) error {
+	return o.db.Update(func(tx *bolt.Tx) error { return put(tx, bucketPoolState, name, s) })
+}
+
+// PoolStates returns every pool's last view by name.
+func (o *Orchestrator) PoolStates() (map[string]PoolState, error) {
+	out := map[string]PoolState{}
+	err := o.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPoolState).ForEach(func(k, v []byte) error {
+			var s PoolState
+			if err := json.Unmarshal(v, &s); err != nil {
+				return fmt.Errorf("store: decode poolstate/%s: %w", k, err)
+			}
+			out[string(k)] = s
+			return nil
+		})
+	})
+	return out, err
+}
+
+// PutReplica records a fleet worker.
+func (o *Orchestrator) PutReplica(r Replica) error {
+	return o.db.Update(func(tx *bolt.Tx) error { return put(tx, bucketReplicas, r.WorkerID, r) })
+}
+
+// DeleteReplica forgets a fleet worker (no error when absent).
+func (o *Orchestrator) DeleteReplica(id string) error {
+	return o.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketReplicas).Delete([]byte(id)) })
+}
+
+// Replicas lists the fleet's workers.
+func (o *Orchestrator) Replicas() (out []Replica, err error) {
+	err = o.db.View(func(tx *bolt.Tx) error { out, err = list[Replica](tx, bucketReplicas); return err })
+	return out, err
+}
+
+// PutFit stores a learned fit under its key.
+func (o *Orchestrator) PutFit(key string, f Fit) error {
+	return o.db.Update(func(tx *bolt.Tx) error { return put(tx, bucketFit, key, f) })
+}
+
+// Fits returns every learned fit by key.
+func (o *Orchestrator) Fits() (map[string]Fit, error) {
+	out := map[string]Fit{}
+	err := o.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketFit).ForEach(func(k, v []byte) error {
+			var f Fit
+			if err := json.Unmarshal(v, &f); err != nil {
+				return fmt.Errorf("store: decode fit/%s: %w", k, err)
+			}
+			out[string(k)] = f
+			return nil
+		})
+	})
+	return out, err
+}
+
+// AppendFleetEvents stores events (their Seq set by the caller, increasing)
+// and drops the oldest beyond MaxFleetEvents.
+func (o *Orchestrator) AppendFleetEvents(evs []api.FleetEvent) error {
+	return o.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketFleetLog)
+		for _, ev := range evs {
+			data, err := json.Marshal(ev)
+			if err != nil {
+				return fmt.Errorf("store: encode fleet event: %w", err)
+			}
+			if err := b.Put(binary.BigEndian.AppendUint64(nil, ev.Seq), data); err != nil {
+				return err
+			}
+		}
+		if len(evs) == 0 || evs[len(evs)-1].Seq <= MaxFleetEvents {
+			return nil
+		}
+		cut := evs[len(evs)-1].Seq - MaxFleetEvents
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= cut; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// FleetEvents returns the newest limit stored events, oldest first.
+func (o *Orchestrator) FleetEvents(limit int) ([]api.FleetEvent, error) {
+	var out []api.FleetEvent
+	err := o.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketFleetLog).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var ev api.FleetEvent
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return fmt.Errorf("store: decode fleet event: %w", err)
+			}
+			out = append(out, ev)
+		}
+		return nil
+	})
+	slices.Reverse(out)
+	return out, err
 }

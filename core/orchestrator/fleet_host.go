@@ -1,0 +1,201 @@
+package orchestrator
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/poolrun"
+	"github.com/llorch/llorch/core/remote"
+)
+
+// poolHost is what the fleet does on a pool host: the pool's own commands
+// (`llorch pool … --json`), over SSH or as a local child process.
+type poolHost interface {
+	Status(ctx context.Context) (api.PoolStatus, error)
+	// Estimate is the memory a worker of s needs (bytes of RAM on CPU, of
+	// VRAM on GPU backends), from the model's GGUF header.
+	Estimate(ctx context.Context, s api.ModelSpec) (uint64, error)
+	// Download puts s's model in the pool's catalog under s.ID.
+	Download(ctx context.Context, s api.ModelSpec, progress func(done, total int64)) error
+	// Spawn starts a worker and returns once it is loaded; a worker that
+	// fails to load is a *spawnError with its log's last lines. Idempotent
+	// by worker id.
+	Spawn(ctx context.Context, r spawnRequest) (api.PoolWorker, error)
+	// Stop stops a worker; an unknown id is not an error.
+	Stop(ctx context.Context, workerID string) error
+	// Install copies this build (binary and lib/llorch) to the host.
+	Install(ctx context.Context) error
+}
+
+type spawnRequest struct {
+	WorkerID     string
+	Spec         api.ModelSpec
+	Pool         string
+	Orchestrator string
+	Token        string
+}
+
+// spawnError is a worker that did not load.
+type spawnError struct {
+	msg string
+	log []string
+}
+
+func (e *spawnError) Error() string { return e.msg }
+
+var (
+	// errUnreachable: the host could not be reached (SSH: refused, timed
+	// out, authentication, an unknown or changed host key).
+	errUnreachable = errors.New("unreachable")
+	errNoLlorch    = poolrun.ErrNoLlorch
+)
+
+// cliHost runs the pool's commands through core/poolrun, one connection per
+// operation.
+type cliHost struct {
+	t poolrun.Target
+}
+
+func newCLIHost(base remote.Config) func(api.Pool) poolHost {
+	return func(p api.Pool) poolHost { return cliHost{t: poolrun.TargetOf(p, base)} }
+}
+
+func (h cliHost) with(ctx context.Context, fn func(*poolrun.Conn) error) error {
+	c, err := poolrun.Dial(ctx, h.t)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUnreachable, err)
+	}
+	defer c.Close()
+	return fn(c)
+}
+
+func (h cliHost) Status(ctx context.Context) (st api.PoolStatus, err error) {
+	err = h.with(ctx, func(c *poolrun.Conn) error { return c.PoolJSON(ctx, []string{"status"}, nil, &st) })
+	return st, err
+}
+
+func (h cliHost) Estimate(ctx context.Context, s api.ModelSpec) (uint64, error) {
+	var out struct {
+		Total uint64 `json:"total_bytes"`
+		RAM   uint64 `json:"ram_bytes"`
+		VRAM  uint64 `json:"vram_bytes"`
+	}
+	args := []string{"models", "estimate", "--slots", strconv.Itoa(s.Slots)}
+	if s.Ctx > 0 {
+		args = append(args, "--ctx", strconv.Itoa(s.Ctx))
+	}
+	args = append(args, s.Source)
+	err := h.with(ctx, func(c *poolrun.Conn) error { return c.PoolJSON(ctx, args, nil, &out) })
+	if err != nil {
+		return 0, err
+	}
+	if s.Backend != "cpu" && out.VRAM > 0 {
+		return out.VRAM, nil
+	}
+	return max(out.Total, out.RAM), nil
+}
+
+func (h cliHost) Download(ctx context.Context, s api.ModelSpec, progress func(done, total int64)) error {
+	args := []string{"--json", "models", "download", "--id", s.ID}
+	if s.SHA256 != "" {
+		args = append(args, "--sha256", s.SHA256)
+	}
+	args = append(args, s.Source)
+	return h.with(ctx, func(c *poolrun.Conn) error {
+		pr, pw := io.Pipe()
+		var stderr strings.Builder
+		done := make(chan bool, 1)
+		go func() {
+			ok := false
+			sc := bufio.NewScanner(pr)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			for sc.Scan() {
+				var line struct {
+					Event string `json:"event"`
+					Bytes int64  `json:"bytes"`
+					Total int64  `json:"total"`
+				}
+				if json.Unmarshal(sc.Bytes(), &line) != nil {
+					continue
+				}
+				switch line.Event {
+				case "progress":
+					progress(line.Bytes, line.Total)
+				case "done":
+					ok = true
+				}
+			}
+			_, _ = io.Copy(io.Discard, pr)
+			done <- ok
+		}()
+		code, err := c.Pool(ctx, args, nil, pw, &limitedWriter{w: &stderr, n: 4096})
+		pw.Close()
+		ok := <-done
+		switch {
+		case err != nil:
+			return err
+		case code != 0:
+			return fmt.Errorf("exit status %d: %s", code, strings.TrimSpace(stderr.String()))
+		case !ok:
+			return errors.New("the download ended without saying it was done")
+		}
+		return nil
+	})
+}
+
+func (h cliHost) Spawn(ctx context.Context, r spawnRequest) (w api.PoolWorker, err error) {
+	args := []string{"worker", "spawn", "--id", r.WorkerID, "--model", r.Spec.ID, "--slots", strconv.Itoa(r.Spec.Slots),
+		"--pool-name", r.Pool, "--orchestrator", r.Orchestrator}
+	if r.Spec.Ctx > 0 {
+		args = append(args, "--ctx", strconv.Itoa(r.Spec.Ctx))
+	}
+	var stdin io.Reader
+	if r.Token != "" {
+		args = append(args, "--token-file", "-")
+		stdin = strings.NewReader(r.Token + "\n")
+	}
+	args = append(args, r.Spec.Backend)
+	err = h.with(ctx, func(c *poolrun.Conn) error { return c.PoolJSON(ctx, args, stdin, &w) })
+	var ee *poolrun.ExitError
+	if errors.As(err, &ee) {
+		lines := strings.Split(ee.Stderr, "\n")
+		if len(lines) > 20 {
+			lines = lines[len(lines)-20:]
+		}
+		return w, &spawnError{msg: fmt.Sprintf("the worker did not start (exit status %d): %s", ee.Code, lines[len(lines)-1]), log: lines}
+	}
+	return w, err
+}
+
+func (h cliHost) Stop(ctx context.Context, id string) error {
+	return h.with(ctx, func(c *poolrun.Conn) error { return c.PoolJSON(ctx, []string{"worker", "stop", id}, nil, nil) })
+}
+
+func (h cliHost) Install(ctx context.Context) error {
+	return h.with(ctx, func(c *poolrun.Conn) error {
+		_, err := c.Install(ctx, poolrun.InstallOptions{Dest: h.t.LlorchPath})
+		return err
+	})
+}
+
+// limitedWriter keeps the first n bytes.
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		k := min(len(p), l.n)
+		l.n -= k
+		_, _ = l.w.Write(p[:k])
+	}
+	return len(p), nil
+}

@@ -1,0 +1,834 @@
+package orchestrator
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/store"
+)
+
+// Replica phases (store.Replica.Phase).
+const (
+	phaseStarting = "starting"
+	phaseReady    = "ready"
+)
+
+// Start steps, as waiting tasks see them.
+const (
+	stepInventory   = "inventory"
+	stepDownloading = "downloading"
+	stepLoading     = "loading"
+	stepRegistering = "registering"
+)
+
+// loop runs reconcile passes and pool refreshes until ctx ends. Starts and
+// stops run in their own goroutines, which end with ctx.
+func (f *fleet) loop(ctx context.Context) {
+	go tick(ctx, f.cfg.InventoryInterval, nil, func() { f.refreshAll(ctx) })
+	tick(ctx, f.cfg.ReconcileInterval, f.wake, func() { f.reconcile(ctx, time.Now()) })
+}
+
+// refreshAll refreshes every pool not being refreshed now, in parallel.
+func (f *fleet) refreshAll(ctx context.Context) {
+	f.mu.Lock()
+	var names []string
+	for name, p := range f.pools {
+		if !p.refreshing {
+			names = append(names, name)
+		}
+	}
+	f.mu.Unlock()
+	for _, n := range names {
+		go f.refresh(ctx, n)
+	}
+}
+
+// refresh reads a pool's inventory (installing llorch there first when the
+// pool asks for it and the host lacks this version), stores it, and reports
+// a change of state as an event.
+func (f *fleet) refresh(ctx context.Context, name string) (api.PoolView, bool) {
+	f.mu.Lock()
+	p, ok := f.pools[name]
+	if !ok || p.refreshing {
+		f.mu.Unlock()
+		return api.PoolView{}, ok
+	}
+	p.refreshing = true
+	spec, before := p.spec, p.state
+	f.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.PoolTimeout)
+	defer cancel()
+	h := f.host(spec)
+	st, err := h.Status(ctx)
+	if spec.Install && (errors.Is(err, errNoLlorch) || err == nil && st.Version != f.cfg.Version) {
+		why := "llorch is missing"
+		if err == nil {
+			why = fmt.Sprintf("the host has llorch %s, this is %s", st.Version, f.cfg.Version)
+		}
+		if ierr := h.Install(ctx); ierr != nil {
+			err = fmt.Errorf("install (%s): %w", why, ierr)
+		} else {
+			f.emit(api.FleetEvent{Kind: api.EventInstall, Pool: name, Reason: why})
+			st, err = h.Status(ctx)
+		}
+	}
+	next := store.PoolState{State: api.PoolOK, RefreshedAt: time.Now().UTC(), Inventory: before.Inventory}
+	if err != nil {
+		next.State, next.LastError = api.PoolError, err.Error()
+		if errors.Is(err, errUnreachable) {
+			next.State = api.PoolUnreachable
+		}
+	} else {
+		next.Inventory = &st
+	}
+	if perr := f.st.PutPoolState(name, next); perr != nil {
+		f.log.Error("storing a pool's inventory", "pool", name, "err", perr)
+	}
+	f.mu.Lock()
+	p, ok = f.pools[name]
+	if ok {
+		p.refreshing = false
+		if reflect.DeepEqual(p.spec, spec) {
+			p.state = next
+		}
+	}
+	var v api.PoolView
+	if ok {
+		v = p.viewLocked()
+	}
+	f.mu.Unlock()
+	switch {
+	case err != nil && (before.State != next.State || before.LastError != next.LastError):
+		f.emit(api.FleetEvent{Kind: api.EventInventoryError, Pool: name, Reason: next.LastError})
+	case err == nil && before.State != api.PoolOK:
+		f.emit(api.FleetEvent{Kind: api.EventInventory, Pool: name, Reason: fmt.Sprintf("%s: %s/%s, llorch %s, %d models, %d workers",
+			next.State, st.OS, st.Arch, st.Version, len(st.Models), len(st.Workers))})
+	}
+	if ok && (before.State != next.State || err == nil) {
+		f.kick()
+	}
+	return v, ok
+}
+
+// action is what a reconcile pass decided, done after the lock is released.
+type action func(ctx context.Context)
+
+// reconcile compares the declared models with what runs and acts: starts
+// on demand and up to min_replicas, restarts after crashes (with backoff),
+// replaces replicas of an older revision one at a time, and drains and
+// stops idle replicas above min_replicas.
+func (f *fleet) reconcile(ctx context.Context, now time.Time) {
+	workers := f.reg.list()
+	demand := f.disp.demand()
+	byID := make(map[string]*api.WorkerView, len(workers))
+	for i := range workers {
+		byID[workers[i].WorkerID] = &workers[i]
+	}
+	var acts []action
+	f.mu.Lock()
+	acts = append(acts, f.replicasLocked(now, byID)...)
+	for _, m := range f.models {
+		acts = append(acts, f.modelLocked(now, m, workers, demand[m.rec.Spec.ID])...)
+	}
+	f.mu.Unlock()
+	for _, a := range acts {
+		a(ctx)
+	}
+}
+
+// replicasLocked follows the fleet's workers: seen, crashed, idle; and
+// learns the memory fit from the first report of a ready one.
+func (f *fleet) replicasLocked(now time.Time, byID map[string]*api.WorkerView) []action {
+	var acts []action
+	for _, r := range f.replicas {
+		if r.stopping {
+			continue
+		}
+		if r.rec.Phase == phaseStarting {
+			if r.cancel == nil { // left by a restart: resume it (the pool's spawn is idempotent by worker id)
+				acts = append(acts, f.startAction(r))
+			}
+			continue
+		}
+		w := byID[r.rec.WorkerID]
+		pool := f.pools[r.rec.Pool]
+		var why string
+		switch {
+		case w == nil:
+			why = "the worker is no longer registered"
+		case w.State == api.WorkerDead:
+			why = "the worker stopped answering (dead)"
+		case pool != nil && pool.state.State == api.PoolOK && pool.state.RefreshedAt.After(r.readyAt.Add(time.Second)) && !aliveIn(pool.state.Inventory, r.rec.WorkerID):
+			why = "the worker process is gone from its pool"
+		}
+		if why != "" {
+			acts = append(acts, f.crashLocked(now, r, why))
+			continue
+		}
+		if w.State == api.WorkerHealthy && !r.seen {
+			r.seen = true
+			if r.readyAt.IsZero() { // adopted after a restart
+				r.readyAt = now
+				acts = append(acts, func(context.Context) {
+					f.emit(api.FleetEvent{Kind: api.EventAdopt, Pool: r.rec.Pool, Model: r.rec.Model, Worker: r.rec.WorkerID, Reason: "registered again after a restart"})
+				})
+			}
+		}
+		if w.State == api.WorkerUnhealthy && pool != nil && !pool.refreshing {
+			name := pool.spec.Name
+			acts = append(acts, func(ctx context.Context) { go f.refresh(ctx, name) })
+		}
+		if w.SlotsBusy > 0 || w.Assigned > 0 {
+			r.idleSince = now
+		}
+		if m := f.models[r.rec.Model]; m != nil {
+			if w.Model.Digest != "" && r.rec.Revision == m.rec.Revision {
+				m.digest = w.Model.Digest
+			}
+			if !r.learned && r.rec.Revision == m.rec.Revision {
+				if a := f.learnLocked(now, m, r, w); a != nil {
+					acts = append(acts, a)
+				}
+			}
+		}
+	}
+	return acts
+}
+
+func aliveIn(inv *api.PoolStatus, id string) bool {
+	if inv == nil {
+		return true // nothing known: do not judge
+	}
+	for _, w := range inv.Workers {
+		if w.ID == id {
+			return w.Alive
+		}
+	}
+	return false
+}
+
+// learnLocked records actual ÷ estimate from a ready replica's first memory
+// report (RSS on CPU, VRAM on GPU backends).
+func (f *fleet) learnLocked(now time.Time, m *fleetModel, r *replica, w *api.WorkerView) action {
+	actual := w.RSSBytes
+	if m.rec.Spec.Backend != "cpu" && w.VRAMUsedBytes > 0 {
+		actual = w.VRAMUsedBytes
+	}
+	est, ok := f.ests[estimateKey(m.rec.Spec)]
+	if actual == 0 || !ok || est.err != nil || est.bytes == 0 || now.Sub(r.readyAt) < time.Second {
+		return nil
+	}
+	r.learned = true
+	key := fitKey(m.rec.Spec, m.digest)
+	fit := f.fits[key]
+	ratio := float64(actual) / float64(est.bytes)
+	if fit.Samples > 0 {
+		ratio = (fit.Ratio + ratio) / 2
+	}
+	fit = store.Fit{EstimateBytes: est.bytes, ActualBytes: actual, Ratio: ratio, Samples: fit.Samples + 1, UpdatedAt: now.UTC()}
+	f.fits[key] = fit
+	return func(context.Context) {
+		if err := f.st.PutFit(key, fit); err != nil {
+			f.log.Error("storing a learned fit", "err", err)
+		}
+	}
+}
+
+// crashLocked forgets a replica that died, stops what is left of it on its
+// pool, and holds the next start back: 1s, 2s, 4s … up to a minute; three
+// crashes within five minutes make the model failing.
+func (f *fleet) crashLocked(now time.Time, r *replica, why string) action {
+	delete(f.replicas, r.rec.WorkerID)
+	m := f.models[r.rec.Model]
+	var failing string
+	if m != nil {
+		m.crashes = append(slices.DeleteFunc(m.crashes, func(t time.Time) bool { return now.Sub(t) > crashWindow }), now)
+		m.backoff = now.Add(min(maxBackoff, time.Second<<min(len(m.crashes)-1, 6)))
+		if len(m.crashes) >= crashLoop {
+			m.state = api.ModelFailing
+			m.lastErr = fmt.Sprintf("crash loop: %d crashes in %s; last: %s", len(m.crashes), crashWindow, why)
+			failing = m.lastErr
+		}
+	}
+	pool, ok := f.pools[r.rec.Pool]
+	var spec api.Pool
+	if ok {
+		spec = pool.spec
+	}
+	return func(ctx context.Context) {
+		f.emit(api.FleetEvent{Kind: api.EventCrash, Pool: r.rec.Pool, Model: r.rec.Model, Worker: r.rec.WorkerID, Reason: why})
+		if failing != "" {
+			f.emit(api.FleetEvent{Kind: api.EventCrash, Model: r.rec.Model, Reason: failing})
+		}
+		if err := f.st.DeleteReplica(r.rec.WorkerID); err != nil {
+			f.log.Error("forgetting a replica", "err", err)
+		}
+		f.reg.remove(r.rec.WorkerID)
+		if ok {
+			go func() {
+				sctx, cancel := context.WithTimeout(ctx, f.cfg.PoolTimeout)
+				defer cancel()
+				if err := f.host(spec).Stop(sctx, r.rec.WorkerID); err != nil {
+					f.log.Warn("cleaning up a crashed worker", "worker_id", r.rec.WorkerID, "err", err)
+				}
+			}()
+		}
+		f.kick()
+	}
+}
+
+// modelLocked decides one model's starts and stops.
+func (f *fleet) modelLocked(now time.Time, m *fleetModel, workers []api.WorkerView, queued int) []action {
+	s := m.rec.Spec
+	var ready, old, starting, free int
+	var oldest, idlest *replica
+	fleetOwned := map[string]*replica{}
+	for _, r := range f.replicas {
+		if r.rec.Model != s.ID {
+			continue
+		}
+		fleetOwned[r.rec.WorkerID] = r
+		if r.rec.Phase == phaseStarting && !r.stopping {
+			starting++
+		}
+	}
+	for i := range workers {
+		w := &workers[i]
+		if w.Model.ID != s.ID || w.State != api.WorkerHealthy {
+			continue
+		}
+		r := fleetOwned[w.WorkerID]
+		if r != nil && (r.stopping || r.rec.Phase != phaseReady) {
+			continue
+		}
+		if r != nil {
+			if p := f.pools[r.rec.Pool]; p != nil && p.state.State == api.PoolUnreachable {
+				continue // lost with its pool: replaced elsewhere if there is room
+			}
+		}
+		if r != nil && r.rec.Revision != m.rec.Revision {
+			old++
+			if oldest == nil || r.rec.Revision < oldest.rec.Revision || r.rec.Revision == oldest.rec.Revision && r.rec.WorkerID < oldest.rec.WorkerID {
+				oldest = r
+			}
+			continue
+		}
+		ready++
+		free += max(0, w.Slots-max(w.SlotsBusy, w.Assigned))
+		if r != nil && w.SlotsBusy == 0 && w.Assigned == 0 && now.Sub(r.idleSince) >= time.Duration(s.IdleTTL) &&
+			(idlest == nil || r.idleSince.Before(idlest.idleSince)) {
+			idlest = r
+		}
+	}
+	want := s.MinReplicas
+	if queued > 0 {
+		want = max(want, 1)
+		if queued > free {
+			want = max(want, min(s.MaxReplicas, ready+1))
+		}
+	}
+	want = min(want, s.MaxReplicas)
+	if old > 0 {
+		want = max(want, ready+old) // a rolling change keeps the count
+	}
+	var acts []action
+	switch {
+	case starting > 0:
+		m.state = api.ModelStarting
+	case ready > 0 || old > 0:
+		if m.state != api.ModelFailing || ready > 0 {
+			m.state = api.ModelReady
+		}
+	case m.state != api.ModelFailing && m.state != api.ModelUnplaceable:
+		m.state = api.ModelIdle
+	}
+	if starting == 0 && ready < want && !now.Before(m.backoff) {
+		acts = append(acts, f.placeLocked(now, m, queued)...)
+	}
+	if m.state != api.ModelUnplaceable {
+		m.refusal = nil
+	}
+	switch {
+	case old > 0 && ready > 0 && starting == 0:
+		acts = append(acts, f.stopAction(oldest, fmt.Sprintf("rolling change to revision %d: a new replica is ready", m.rec.Revision)))
+		oldest.stopping = true
+		if m.rec.Previous != nil && old == 1 {
+			m.rec.Previous = nil // the change is complete: nothing to roll back to
+			rec := m.rec
+			acts = append(acts, func(context.Context) {
+				if err := f.st.PutModel(rec); err != nil {
+					f.log.Error("storing a model", "err", err)
+				}
+				f.emit(api.FleetEvent{Kind: api.EventRollout, Model: rec.Spec.ID, Reason: fmt.Sprintf("revision %d: every replica replaced", rec.Revision)})
+			})
+		}
+	case idlest != nil && old == 0 && starting == 0 && queued == 0 && ready > s.MinReplicas:
+		idlest.stopping = true
+		acts = append(acts, f.stopAction(idlest, fmt.Sprintf("idle for %s (idle_ttl %s) above min_replicas %d", now.Sub(idlest.idleSince).Round(time.Second), time.Duration(s.IdleTTL), s.MinReplicas)))
+	}
+	return acts
+}
+
+// placeLocked picks a pool for a new replica of m, or explains why none
+// fits. It needs the model's estimate; without one it fetches it first.
+func (f *fleet) placeLocked(now time.Time, m *fleetModel, queued int) []action {
+	s := m.rec.Spec
+	cands := f.candidatesLocked(s)
+	key := estimateKey(s)
+	est, ok := f.ests[key]
+	if !ok || est.err != nil && now.Sub(est.at) > 30*time.Second {
+		if len(cands) == 0 || f.estBusy[key] {
+			return nil
+		}
+		f.estBusy[key] = true
+		spec, pool := s, cands[0].spec
+		return []action{func(ctx context.Context) { go f.fetchEstimate(ctx, key, spec, pool) }}
+	}
+	if est.err != nil {
+		m.state, m.lastErr = api.ModelFailing, "cannot read the model's header: "+est.err.Error()
+		return nil
+	}
+	fit := f.fitLocked(m)
+	needBytes := need(est.bytes, fit.Ratio)
+	var best *fleetPool
+	var bestFree, biggest uint64
+	var biggestPool string
+	bestScore := [3]int64{}
+	for _, p := range cands {
+		free := f.freeLocked(p, s.Backend)
+		if free > biggest || biggestPool == "" {
+			biggest, biggestPool = free, p.spec.Name
+		}
+		if free < needBytes {
+			continue
+		}
+		score := [3]int64{0, -int64(f.countLocked(p.spec.Name, s.ID)), int64(free >> 20)}
+		if hasModel(p.state.Inventory, s) {
+			score[0] = 1
+		}
+		if best == nil || slices.Compare(score[:], bestScore[:]) > 0 {
+			best, bestScore, bestFree = p, score, free
+		}
+	}
+	if best == nil {
+		why := fmt.Sprintf("model %s needs %s (estimate %s × learned correction %.2f)", s.ID, bytesText(needBytes), bytesText(est.bytes), fit.Ratio)
+		if biggestPool != "" {
+			why += fmt.Sprintf("; the most free memory is %s on pool %s", bytesText(biggest), biggestPool)
+		} else {
+			why += "; no pool it may use is reachable with the backend " + s.Backend
+		}
+		changed := m.lastErr != why
+		if len(cands) > 0 {
+			m.state, m.lastErr = api.ModelUnplaceable, why
+			e := api.Errorf(api.CodeNoCapacity, "%s", why)
+			e.RetryAfterMs = 30000
+			m.refusal = e
+		}
+		var acts []action
+		if changed {
+			acts = append(acts, func(context.Context) { f.emit(api.FleetEvent{Kind: api.EventUnplaceable, Model: s.ID, Reason: why}) })
+		}
+		if queued > 0 && m.refusal != nil {
+			refusal := m.refusal
+			acts = append(acts, func(context.Context) { f.disp.failQueued(s.ID, refusal) })
+		}
+		return acts
+	}
+	if m.state == api.ModelUnplaceable {
+		m.state, m.lastErr = api.ModelStarting, ""
+	}
+	_ = bestFree
+	r := &replica{rec: store.Replica{WorkerID: replicaID(s.ID, best.spec.Name), Model: s.ID, Pool: best.spec.Name, Revision: m.rec.Revision,
+		Source: s.Source, NeedBytes: needBytes, Phase: phaseStarting, CreatedAt: now.UTC()}, began: now, idleSince: now, step: stepInventory}
+	f.replicas[r.rec.WorkerID] = r
+	m.state = api.ModelStarting
+	return []action{f.startAction(r)}
+}
+
+// candidatesLocked are the pools s may use, reachable, with its backend.
+func (f *fleet) candidatesLocked(s api.ModelSpec) []*fleetPool {
+	var out []*fleetPool
+	for _, p := range f.pools {
+		if p.state.State != api.PoolOK || p.state.Inventory == nil {
+			continue
+		}
+		if len(s.Pools) > 0 && !slices.Contains(s.Pools, p.spec.Name) {
+			continue
+		}
+		match := true
+		for k, v := range s.Labels {
+			if p.spec.Labels[k] != v {
+				match = false
+			}
+		}
+		if !match || !hasBackend(p.state.Inventory, s.Backend) {
+			continue
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b *fleetPool) int { return strings.Compare(a.spec.Name, b.spec.Name) })
+	return out
+}
+
+func hasBackend(inv *api.PoolStatus, name string) bool {
+	for _, b := range inv.Backends {
+		if b.Name == name && b.Available {
+			return true
+		}
+	}
+	return false
+}
+
+func hasModel(inv *api.PoolStatus, s api.ModelSpec) bool {
+	if inv == nil {
+		return false
+	}
+	for _, m := range inv.Models {
+		if m.ID == s.ID && m.Ref == s.Source && (s.SHA256 == "" || m.SHA256 == s.SHA256) {
+			return true
+		}
+	}
+	return false
+}
+
+// freeLocked is the memory a new replica may use on p: what the host
+// reports free (RAM, or the freest GPU's VRAM), less what starts in flight
+// there will take; capped by the pool's memory_limit_bytes less what the
+// fleet's replicas there need.
+func (f *fleet) freeLocked(p *fleetPool, backend string) uint64 {
+	inv := p.state.Inventory
+	free := inv.RAMFreeBytes
+	if backend != "cpu" {
+		free = 0
+		for _, b := range inv.Backends {
+			if b.Name == backend {
+				for _, d := range b.Devices {
+					free = max(free, d.VRAMFreeBytes)
+				}
+				if len(b.Devices) == 0 { // metal: unified memory
+					free = inv.RAMFreeBytes
+				}
+			}
+		}
+	}
+	var inFlight, placed uint64
+	for _, r := range f.replicas {
+		if r.rec.Pool != p.spec.Name {
+			continue
+		}
+		placed += r.rec.NeedBytes
+		if r.rec.Phase == phaseStarting {
+			inFlight += r.rec.NeedBytes
+		}
+	}
+	free = sub(free, inFlight)
+	if lim := p.spec.MemoryLimitBytes; lim > 0 {
+		free = min(free, sub(lim, placed))
+	}
+	return free
+}
+
+func sub(a, b uint64) uint64 {
+	if b > a {
+		return 0
+	}
+	return a - b
+}
+
+func (f *fleet) countLocked(pool, model string) int {
+	n := 0
+	for _, r := range f.replicas {
+		if r.rec.Pool == pool && r.rec.Model == model {
+			n++
+		}
+	}
+	return n
+}
+
+// replicaID names a new worker: model-pool-random, within the id rule.
+func replicaID(model, pool string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%.60s-%.50s-%s", model, pool, hex.EncodeToString(b[:]))
+}
+
+func bytesText(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	default:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+}
+
+// fetchEstimate asks a pool for the model's memory estimate (its header is
+// read there: from the catalog, the file, or by a range request).
+func (f *fleet) fetchEstimate(ctx context.Context, key string, s api.ModelSpec, pool api.Pool) {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.PoolTimeout)
+	defer cancel()
+	n, err := f.host(pool).Estimate(ctx, s)
+	f.mu.Lock()
+	delete(f.estBusy, key)
+	f.ests[key] = estimate{bytes: n, err: err, at: time.Now()}
+	f.mu.Unlock()
+	if err != nil {
+		f.emit(api.FleetEvent{Kind: api.EventInventoryError, Pool: pool.Name, Model: s.ID, Reason: "estimate: " + err.Error()})
+	}
+	f.kick()
+}
+
+// startAction runs a start in its own goroutine.
+func (f *fleet) startAction(r *replica) action {
+	sctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	return func(ctx context.Context) {
+		stop := context.AfterFunc(ctx, cancel)
+		go func() {
+			defer stop()
+			defer cancel()
+			f.runStart(sctx, r)
+		}()
+	}
+}
+
+// runStart brings one replica up: record it (before anything, so that a
+// restart finds it), download the model to the pool if absent, spawn the
+// worker (the pool waits until it loaded), and wait until it registers.
+func (f *fleet) runStart(ctx context.Context, r *replica) {
+	f.mu.Lock()
+	m, okM := f.models[r.rec.Model]
+	p, okP := f.pools[r.rec.Pool]
+	var spec api.ModelSpec
+	var pool api.Pool
+	var eta time.Time
+	var digest string
+	if okM && okP {
+		spec, pool = m.rec.Spec, p.spec
+		eta = r.began.Add(cmp.Or(m.coldStart, 30*time.Second))
+		digest = m.digest
+		if r.rec.Revision != m.rec.Revision {
+			okM = false // the spec changed before this (restored) start resumed
+		}
+	}
+	f.mu.Unlock()
+	if !okM || !okP {
+		f.forget(r)
+		return
+	}
+	_ = digest
+	note := func(step string, progress float64) {
+		f.mu.Lock()
+		r.step, r.progress = step, progress
+		f.mu.Unlock()
+		f.disp.setStarting(spec.ID, startNote{pool: pool.Name, step: step, progress: progress, eta: eta})
+	}
+	defer f.disp.setStarting(spec.ID, startNote{})
+	if err := f.st.PutReplica(r.rec); err != nil {
+		f.failStart(r, spec, fmt.Errorf("recording the start: %w", err), nil)
+		return
+	}
+	h := f.host(pool)
+	t0 := time.Now()
+	note(stepInventory, 0)
+	inv, err := h.Status(ctx)
+	if err != nil {
+		f.failStart(r, spec, fmt.Errorf("pool %s: %w", pool.Name, err), nil)
+		return
+	}
+	tInv := time.Since(t0)
+	var tDownload time.Duration
+	if !hasModel(&inv, spec) {
+		t1 := time.Now()
+		note(stepDownloading, 0)
+		f.emit(api.FleetEvent{Kind: api.EventDownload, Pool: pool.Name, Model: spec.ID, Worker: r.rec.WorkerID, Reason: spec.Source})
+		var last time.Time
+		err := h.Download(ctx, spec, func(done, total int64) {
+			if total <= 0 || time.Since(last) < 250*time.Millisecond {
+				return
+			}
+			last = time.Now()
+			note(stepDownloading, float64(done)/float64(total))
+		})
+		if err != nil {
+			f.failStart(r, spec, fmt.Errorf("download on pool %s: %w", pool.Name, err), nil)
+			return
+		}
+		tDownload = time.Since(t1)
+		f.emit(api.FleetEvent{Kind: api.EventDownloaded, Pool: pool.Name, Model: spec.ID, Worker: r.rec.WorkerID, Reason: fmt.Sprintf("in %s", tDownload.Round(time.Millisecond))})
+	}
+	note(stepLoading, 0)
+	t2 := time.Now()
+	f.emit(api.FleetEvent{Kind: api.EventSpawn, Pool: pool.Name, Model: spec.ID, Worker: r.rec.WorkerID, Reason: fmt.Sprintf("revision %d, %s, %d slots", r.rec.Revision, spec.Backend, spec.Slots)})
+	_, err = h.Spawn(ctx, spawnRequest{WorkerID: r.rec.WorkerID, Spec: spec, Pool: pool.Name, Orchestrator: f.cfg.AdvertiseURL, Token: f.cfg.WorkerToken})
+	if err != nil {
+		var se *spawnError
+		var lines []string
+		if errors.As(err, &se) {
+			lines = se.log
+		}
+		f.failStart(r, spec, fmt.Errorf("spawn on pool %s: %w", pool.Name, err), lines)
+		go func() { // whatever is left of it
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.PoolTimeout)
+			defer cancel()
+			_ = h.Stop(sctx, r.rec.WorkerID)
+		}()
+		return
+	}
+	tLoad := time.Since(t2)
+	note(stepRegistering, 1)
+	t3 := time.Now()
+	if err := f.waitRegistered(ctx, r.rec.WorkerID); err != nil {
+		f.failStart(r, spec, err, nil)
+		go func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.PoolTimeout)
+			defer cancel()
+			_ = h.Stop(sctx, r.rec.WorkerID)
+		}()
+		return
+	}
+	tReg := time.Since(t3)
+	total := time.Since(r.began)
+	r.rec.Phase = phaseReady
+	if err := f.st.PutReplica(r.rec); err != nil {
+		f.log.Error("recording a ready replica", "err", err)
+	}
+	f.mu.Lock()
+	r.readyAt, r.seen, r.idleSince, r.cancel = time.Now(), true, time.Now(), nil
+	r.step = ""
+	if m, ok := f.models[spec.ID]; ok {
+		m.coldStart = total
+		m.crashes, m.backoff = nil, time.Time{}
+		if m.state == api.ModelFailing || m.state == api.ModelStarting {
+			m.state, m.lastErr, m.lastLog = api.ModelReady, "", nil
+		}
+	}
+	f.mu.Unlock()
+	f.emit(api.FleetEvent{Kind: api.EventReady, Pool: pool.Name, Model: spec.ID, Worker: r.rec.WorkerID,
+		Reason: fmt.Sprintf("cold start %s: inventory %s, download %s, load %s, register %s", total.Round(time.Millisecond),
+			tInv.Round(time.Millisecond), tDownload.Round(time.Millisecond), tLoad.Round(time.Millisecond), tReg.Round(time.Millisecond))})
+	f.disp.kick()
+	f.kick()
+}
+
+// waitRegistered waits until the worker registered and is healthy.
+func (f *fleet) waitRegistered(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.RegisterTimeout)
+	defer cancel()
+	for {
+		if f.reg.healthy(id) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("worker %s did not register within %s (is --advertise-url reachable from the pool?)", id, f.cfg.RegisterTimeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// failStart ends a start that failed. A failure while replacing replicas
+// of an older revision rolls the model back to its previous spec (the old
+// replicas keep serving); otherwise it counts as a crash.
+func (f *fleet) failStart(r *replica, spec api.ModelSpec, err error, lines []string) {
+	now := time.Now()
+	f.mu.Lock()
+	m := f.models[spec.ID]
+	var rollback *store.FleetModel
+	if m != nil && m.rec.Previous != nil && m.rec.Revision == r.rec.Revision {
+		hasOld := false
+		for _, o := range f.replicas {
+			if o.rec.Model == spec.ID && o.rec.Revision < r.rec.Revision && o.rec.Phase == phaseReady {
+				hasOld = true
+			}
+		}
+		if hasOld {
+			rb := store.FleetModel{Spec: *m.rec.Previous, Revision: r.rec.Revision - 1}
+			for _, o := range f.replicas { // the old replicas become current again
+				if o.rec.Model == spec.ID && o.rec.Phase == phaseReady {
+					rb.Revision = o.rec.Revision
+				}
+			}
+			rollback = &rb
+			m.rec = rb
+		}
+	}
+	f.mu.Unlock()
+	if rollback != nil {
+		if perr := f.st.PutModel(*rollback); perr != nil {
+			f.log.Error("storing a rollback", "err", perr)
+		}
+	}
+	f.mu.Lock()
+	crash := f.crashLocked(now, r, err.Error())
+	if m != nil {
+		m.lastErr, m.lastLog = err.Error(), lines
+		if rollback != nil {
+			m.state = api.ModelFailing
+			m.lastErr = fmt.Sprintf("rolled back to revision %d: the new spec failed: %s", rollback.Revision, err)
+		}
+	}
+	f.mu.Unlock()
+	crash(context.Background())
+	if rollback != nil {
+		f.emit(api.FleetEvent{Kind: api.EventRollout, Model: spec.ID, Reason: fmt.Sprintf("rolled back to revision %d (source %s): %s", rollback.Revision, rollback.Spec.Source, err)})
+	}
+}
+
+// forget drops a replica record that has nothing left to do.
+func (f *fleet) forget(r *replica) {
+	f.mu.Lock()
+	delete(f.replicas, r.rec.WorkerID)
+	f.mu.Unlock()
+	if err := f.st.DeleteReplica(r.rec.WorkerID); err != nil {
+		f.log.Error("forgetting a replica", "err", err)
+	}
+}
+
+// stopAction drains and stops a replica in its own goroutine.
+func (f *fleet) stopAction(r *replica, why string) action {
+	return func(ctx context.Context) { go f.stopReplica(r, why) }
+}
+
+// stopReplica drains a replica, waits until it holds no task (a busy worker
+// is never stopped), stops it on its pool and forgets it.
+func (f *fleet) stopReplica(r *replica, why string) {
+	f.mu.Lock()
+	r.stopping = true
+	if r.cancel != nil {
+		r.cancel() // a start in flight
+	}
+	spec, okP := api.Pool{}, false
+	if p, ok := f.pools[r.rec.Pool]; ok {
+		spec, okP = p.spec, true
+	}
+	f.mu.Unlock()
+	id := r.rec.WorkerID
+	f.reg.drain(id)
+	deadline := time.Now().Add(f.cfg.StopGrace)
+	for time.Now().Before(deadline) && f.reg.holdsWork(id) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if okP {
+		ctx, cancel := context.WithTimeout(context.Background(), f.cfg.PoolTimeout)
+		if err := f.host(spec).Stop(ctx, id); err != nil {
+			f.log.Warn("stopping a worker", "worker_id", id, "pool", spec.Name, "err", err)
+		}
+		cancel()
+	}
+	f.reg.remove(id)
+	f.forget(r)
+	f.emit(api.FleetEvent{Kind: api.EventStop, Pool: r.rec.Pool, Model: r.rec.Model, Worker: id, Reason: why})
+	f.kick()
+}
