@@ -530,4 +530,3 @@ func (r *registry) models() []openai.Model {
 	slices.SortFunc(out, func(a, b openai.Model) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
-
