@@ -31,6 +31,8 @@ var owners = map[string][]string{
 	"github.com/kevinburke/ssh_config":   {"core/remote"},
 	"github.com/ollama/ollama":           {"backends/llamacpp"},
 	"github.com/urfave/cli":              {"main", "modes/"},
+	"sigs.k8s.io/yaml":                   {"core/fleetfile"},
+	"go.yaml.in/yaml":                    {"core/fleetfile"},
 }
 
 func main() {
