@@ -94,13 +94,16 @@ func (c *Conn) Install(ctx context.Context, opts InstallOptions) (InstallReport,
 		}
 		dest = DefaultDest
 	}
-	if strings.HasSuffix(dest, "/") || path.Base(dest) == "~" {
-		return rep, fmt.Errorf("poolrun: install: destination %q names a directory, not a file", dest)
+	dest, libDest, err := installPaths(dest)
+	if err != nil {
+		return rep, err
 	}
+	rep.LibDir = libDest
 	exe, libDir, err := localBuild(opts)
 	if err != nil {
 		return rep, err
 	}
+	var code int
 	logf := func(format string, args ...any) {
 		if opts.Log != nil {
 			fmt.Fprintf(opts.Log, "%s: "+format+"\n", append([]any{c.Addr()}, args...)...)
@@ -110,7 +113,7 @@ func (c *Conn) Install(ctx context.Context, opts InstallOptions) (InstallReport,
 	// 1. The platform.
 	var uname bytes.Buffer
 	stderr := &tailBuffer{max: stderrTail}
-	code, err := c.host.run(ctx, []string{"uname", "-sm"}, nil, &uname, stderr)
+	code, err = c.host.run(ctx, []string{"uname", "-sm"}, nil, &uname, stderr)
 	if err == nil && code != 0 {
 		err = fmt.Errorf("exit status %d: %s", code, strings.TrimSpace(stderr.String()))
 	}
@@ -122,7 +125,6 @@ func (c *Conn) Install(ctx context.Context, opts InstallOptions) (InstallReport,
 	}
 
 	// 2. What is there already.
-	rep.LibDir = path.Join(path.Dir(dest), "..", "lib", "llorch")
 	var libs []localFile
 	if libDir != "" {
 		if libs, err = listLibs(libDir); err != nil {
@@ -208,6 +210,25 @@ func (c *Conn) Install(ctx context.Context, opts InstallOptions) (InstallReport,
 		return rep, err
 	}
 	return rep, nil
+}
+
+// installPaths returns the binary's path and its library directory on the
+// host for dest, each absolute or under the home directory ("~/…"): the
+// library directory is <dir of dest>/../lib/llorch, as core/detect.LibDirs
+// looks for it (~/llorch gets ~/../lib/llorch).
+func installPaths(dest string) (bin, libDir string, err error) {
+	if dest == "" || strings.HasSuffix(dest, "/") || dest == "~" {
+		return "", "", fmt.Errorf("poolrun: install: destination %q names a directory, not a file", dest)
+	}
+	if path.IsAbs(dest) {
+		bin = path.Clean(dest)
+		return bin, path.Join(path.Dir(bin), "..", "lib", "llorch"), nil
+	}
+	rel := path.Clean(strings.TrimPrefix(dest, "~/"))
+	if rel == "." || rel == ".." || strings.HasSuffix(rel, "/..") {
+		return "", "", fmt.Errorf("poolrun: install: destination %q names a directory, not a file", dest)
+	}
+	return "~/" + rel, "~/" + path.Join(path.Dir(rel), "..", "lib", "llorch"), nil
 }
 
 // localBuild finds the binary and library directory to copy.

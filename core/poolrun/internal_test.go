@@ -63,3 +63,25 @@ func TestTailBuffer(t *testing.T) {
 		t.Fatalf("tail = %q", b.String())
 	}
 }
+
+func TestInstallPaths(t *testing.T) {
+	tests := []struct{ dest, bin, lib string }{
+		{"~/.local/bin/llorch", "~/.local/bin/llorch", "~/.local/lib/llorch"},
+		{".local/bin/llorch", "~/.local/bin/llorch", "~/.local/lib/llorch"},
+		{"/opt/llorch/bin/llorch", "/opt/llorch/bin/llorch", "/opt/llorch/lib/llorch"},
+		{"/usr/local/bin//llorch", "/usr/local/bin/llorch", "/usr/local/lib/llorch"},
+		{"~/llorch", "~/llorch", "~/../lib/llorch"},
+		{"/llorch", "/llorch", "/lib/llorch"},
+	}
+	for _, tt := range tests {
+		bin, lib, err := installPaths(tt.dest)
+		if err != nil || bin != tt.bin || lib != tt.lib {
+			t.Errorf("installPaths(%q) = %q, %q, %v; want %q, %q", tt.dest, bin, lib, err, tt.bin, tt.lib)
+		}
+	}
+	for _, bad := range []string{"", "~", "~/", "/opt/", "..", "~/..", "a/.."} {
+		if _, _, err := installPaths(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
