@@ -17,8 +17,10 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/bind"
 	"github.com/llorch/llorch/core/buildinfo"
+	"github.com/llorch/llorch/core/fleetfile"
 	"github.com/llorch/llorch/core/orchestrator"
 	"github.com/llorch/llorch/core/routing"
 	"github.com/llorch/llorch/core/store"
@@ -39,6 +41,7 @@ func Command() *cli.Command {
 		policyFlag string
 		headers    []string
 		addrFile   string
+		fleetPath  string
 	)
 	return &cli.Command{
 		Name:  "orchestrate",
@@ -63,6 +66,7 @@ func Command() *cli.Command {
 			&cli.IntFlag{Name: "max-migrations", Local: true, Value: 2, Usage: "times a task whose worker was lost mid-stream continues on another worker from the tokens already sent (-1: never)", Destination: &cfg.MaxMigrations},
 			&cli.DurationFlag{Name: "attempt-idle-timeout", Local: true, Value: time.Minute, Usage: "abandon an attempt whose worker sends nothing, not even a keep-alive, for this long", Destination: &cfg.AttemptIdleTimeout},
 			&cli.DurationFlag{Name: "result-ttl", Local: true, Value: time.Hour, Usage: "how long finished tasks are kept", Destination: &cfg.ResultTTL},
+			&cli.StringFlag{Name: "fleet", Local: true, Usage: "fleet file (YAML: pools and models) applied at startup; entries not in it are kept (ctl fleet apply --prune removes them)", Destination: &fleetPath, Sources: cli.EnvVars("LLORCH_FLEET")},
 			&cli.StringFlag{Name: "routing-script", Local: true, Usage: "Tengo routing script (reloaded on change and on SIGHUP)", Destination: &cfg.RoutingFile, Sources: cli.EnvVars("LLORCH_ROUTING_SCRIPT")},
 			&cli.DurationFlag{Name: "routing-timeout", Local: true, Value: 50 * time.Millisecond, Usage: "time budget of one routing script call", Destination: &cfg.RoutingTimeout},
 			&cli.Int64Flag{Name: "routing-max-allocs", Local: true, Value: 100000, Usage: "objects one routing script call may allocate", Destination: &cfg.RoutingMaxAllocs},
@@ -84,6 +88,13 @@ func Command() *cli.Command {
 				return cli.Exit(err.Error(), 1)
 			}
 			cfg.Keys = keys
+			if fleetPath != "" {
+				ff, err := loadFleet(fleetPath)
+				if err != nil {
+					return cli.Exit("orchestrate: "+err.Error(), 1)
+				}
+				cfg.Fleet = &ff
+			}
 			if err := orchestrator.CheckBind(listen, len(keys) > 0, insecure); err != nil {
 				return cli.Exit(err.Error(), 1)
 			}
@@ -166,6 +177,16 @@ func loadKeys(file, env string) ([]orchestrator.Key, error) {
 		return nil, fmt.Errorf("orchestrate: LLORCH_API_KEYS: entry %w", err)
 	}
 	return append(keys, ek...), nil
+}
+
+// loadFleet reads and checks the --fleet file (core/fleetfile).
+func loadFleet(path string) (api.FleetFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return api.FleetFile{}, fmt.Errorf("fleet file: %w", err)
+	}
+	defer f.Close()
+	return fleetfile.Load(path, f)
 }
 
 // routingCommand is `llorch orchestrate routing check|replay|examples`.

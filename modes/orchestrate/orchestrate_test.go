@@ -192,3 +192,33 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// --fleet declares the file's pools and models at startup; a file that does
+// not parse stops startup with a message naming the entry.
+func TestFleetFlag(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "fleet.yaml")
+	good := "pools:\n  - name: here\n    transport: local\n    pool_dir: " + filepath.Join(dir, "pool") + "\n    llorch_path: " + kit.Bin + "\n" +
+		"models:\n  - id: tiny\n    source: file:" + kit.Tiny + "\n    min_replicas: 0\n    slots: 2\n"
+	if err := os.WriteFile(file, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, t.TempDir(), "--fleet", file)
+	if code, body := d.do(t, http.MethodGet, "/v2/models/tiny", ""); code != http.StatusOK || !strings.Contains(body, `"slots":2`) {
+		t.Fatalf("model from --fleet: %d %s", code, body)
+	}
+	if code, body := d.do(t, http.MethodGet, "/v2/pools/here", ""); code != http.StatusOK || !strings.Contains(body, `"transport":"local"`) {
+		t.Fatalf("pool from --fleet: %d %s", code, body)
+	}
+
+	if err := os.WriteFile(file, []byte(strings.Replace(good, "slots: 2", "slot: 2", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(kit.Bin, "orchestrate", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	cmd.Env = append(os.Environ(), "LLORCH_FLEET="+file)
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), file) ||
+		!strings.Contains(string(out), `models[0] "tiny": unknown field "slot"`) {
+		t.Fatalf("a bad fleet file: %v\n%s", err, out)
+	}
+}
