@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/llorch/llorch/backends/llamacpp"
+	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/catalog"
 	"github.com/llorch/llorch/core/store"
 	"github.com/llorch/llorch/core/synth"
@@ -28,6 +30,7 @@ func modelsCommand(e *env) *cli.Command {
 		Commands: []*cli.Command{
 			downloadCommand(e),
 			synthCommand(e),
+			estimateCommand(e),
 			{
 				Name:  "list",
 				Usage: "list the catalog",
@@ -115,7 +118,7 @@ func modelsCommand(e *env) *cli.Command {
 }
 
 func downloadCommand(e *env) *cli.Command {
-	var alias, id string
+	var alias, id, wantSHA string
 	return &cli.Command{
 		Name:      "download",
 		Usage:     "download a GGUF model (hf:ORG/REPO/PATH.gguf[@REV], https://…, file:/abs/path.gguf)",
@@ -123,6 +126,7 @@ func downloadCommand(e *env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "alias", Usage: "another name for the model", Destination: &alias},
 			&cli.StringFlag{Name: "id", Usage: "model id (default: the file name without .gguf)", Destination: &id},
+			&cli.StringFlag{Name: "sha256", Usage: "expected sha256 of the file (64 hex digits); a mismatch fails and keeps nothing", Destination: &wantSHA},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			raw, err := oneArg(cmd, "model reference")
@@ -144,30 +148,172 @@ func downloadCommand(e *env) *cli.Command {
 					return exit1(err)
 				}
 			}
-			m := store.Model{ID: id, Ref: ref.String(), AddedAt: time.Now().UTC()}
-			if alias != "" {
-				m.Aliases = []string{alias}
+			wantSHA = strings.ToLower(wantSHA)
+			if wantSHA != "" && (len(wantSHA) != 64 || strings.Trim(wantSHA, "0123456789abcdef") != "") {
+				return cli.Exit("pool: --sha256 must be 64 hex digits", 2)
 			}
-			// file: refs are checked (GGUF magic, sha256) and registered in place.
-			dest := filepath.Join(e.modelsDir(), id+".gguf")
-			unlock, err := lockModel(ctx, dest, nil)
-			if err != nil {
-				return exit1(err)
-			}
-			defer unlock()
-			d := &catalog.Downloader{Endpoint: os.Getenv("HF_ENDPOINT"), Token: os.Getenv("HF_TOKEN"), Progress: e.errOut}
-			res, err := d.Download(ctx, ref, dest)
-			if err != nil {
-				return exit1(err)
-			}
-			m.Path, m.SHA256, m.SizeBytes, m.Verified = res.Path, res.SHA256, res.Size, res.Verified
-			m.InPlace = ref.Kind == catalog.KindFile
-			if !res.Verified && !m.InPlace {
-				fmt.Fprintf(e.errOut, "warning: the source gave no sha256 for %s; recorded the computed one\n", raw)
-			}
-			return exit1(e.register(m))
+			return exit1(e.download(ctx, ref, id, alias, wantSHA))
 		},
 	}
+}
+
+// download fetches ref into the catalog as id. A catalog entry of that id
+// with the same ref (and sha256, when one is expected) and its file in place
+// is done at once. With --json, stdout gets NDJSON: progress lines, at most
+// four a second, then one done line with the model.
+func (e *env) download(ctx context.Context, ref catalog.Ref, id, alias, wantSHA string) error {
+	var have store.Model
+	err := e.withPool(func(db *store.Pool) (err error) { have, err = db.Model(id); return err })
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if err == nil && have.ID == id && have.Ref == ref.String() && (wantSHA == "" || wantSHA == have.SHA256) {
+		if st, serr := os.Stat(have.Path); serr == nil && st.Size() == have.SizeBytes {
+			return e.printDownloaded(have)
+		}
+	}
+	m := store.Model{ID: id, Ref: ref.String(), AddedAt: time.Now().UTC()}
+	if alias != "" {
+		m.Aliases = []string{alias}
+	}
+	// file: refs are checked (GGUF magic, sha256) and registered in place.
+	dest := filepath.Join(e.modelsDir(), id+".gguf")
+	unlock, err := lockModel(ctx, dest, nil)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	d := &catalog.Downloader{Endpoint: os.Getenv("HF_ENDPOINT"), Token: os.Getenv("HF_TOKEN"), Progress: e.errOut}
+	if e.asJSON {
+		d.OnProgress = progressLines(e.out)
+	}
+	res, err := d.Download(ctx, ref, dest)
+	if err != nil {
+		return err
+	}
+	m.Path, m.SHA256, m.SizeBytes, m.Verified = res.Path, res.SHA256, res.Size, res.Verified
+	m.InPlace = ref.Kind == catalog.KindFile
+	if wantSHA != "" && res.SHA256 != wantSHA {
+		if !m.InPlace {
+			if err := os.Remove(res.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(e.errOut, "pool: removing %s: %v\n", res.Path, err)
+			}
+			// An older entry of this id pointed at the file just removed.
+			if have.ID == id && have.Path == res.Path {
+				if err := e.withPool(func(db *store.Pool) error { _, err := db.DeleteModel(id); return err }); err != nil {
+					fmt.Fprintf(e.errOut, "pool: forgetting %s: %v\n", id, err)
+				}
+			}
+		}
+		return fmt.Errorf("pool: %s: %w: expected sha256 %s, got %s; nothing was added to the catalog", ref, catalog.ErrChecksumMismatch, wantSHA, res.SHA256)
+	}
+	if !res.Verified && !m.InPlace && wantSHA == "" {
+		fmt.Fprintf(e.errOut, "warning: the source gave no sha256 for %s; recorded the computed one\n", ref)
+	}
+	m, err = e.register(m)
+	if err != nil {
+		return err
+	}
+	return e.printDownloaded(m)
+}
+
+// progressEvery is the least time between two NDJSON progress lines.
+const progressEvery = 250 * time.Millisecond
+
+// downloadEvent is one NDJSON line of `models download --json`.
+type downloadEvent struct {
+	Event string         `json:"event"` // progress or done
+	Bytes int64          `json:"bytes,omitempty"`
+	Total int64          `json:"total,omitempty"`
+	Model *api.PoolModel `json:"model,omitempty"`
+}
+
+// progressLines writes {"event":"progress","bytes":N,"total":N} lines to w,
+// at most one per progressEvery, and always the line that reaches the total.
+func progressLines(w io.Writer) func(done, total int64) {
+	var last time.Time
+	enc := json.NewEncoder(w)
+	return func(done, total int64) {
+		now := time.Now()
+		if now.Sub(last) < progressEvery && (total <= 0 || done < total) {
+			return
+		}
+		last = now
+		// Written field by field: total 0 (unknown) must still appear.
+		_ = enc.Encode(struct {
+			Event string `json:"event"`
+			Bytes int64  `json:"bytes"`
+			Total int64  `json:"total"`
+		}{"progress", done, max(total, 0)})
+	}
+}
+
+// printDownloaded prints a model the catalog holds: the NDJSON done line
+// with --json, else ID PATH SIZE sha256.
+func (e *env) printDownloaded(m store.Model) error {
+	if e.asJSON {
+		pm := poolModel(m)
+		return json.NewEncoder(e.out).Encode(downloadEvent{Event: "done", Model: &pm})
+	}
+	fmt.Fprintf(e.out, "%s\t%s\t%s\tsha256:%s\n", m.ID, m.Path, human(m.SizeBytes), m.SHA256)
+	return nil
+}
+
+func estimateCommand(e *env) *cli.Command {
+	var ctxSize, slots int
+	return &cli.Command{
+		Name:      "estimate",
+		Usage:     "estimate a model's memory for ctx tokens per slot × slots, from its GGUF header (a catalog id, file:, hf: or https:, read with range requests)",
+		ArgsUsage: "SOURCE|ID",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "ctx", Value: 4096, Usage: "context per slot (0: the model's trained context)", Destination: &ctxSize},
+			&cli.IntFlag{Name: "slots", Value: 4, Usage: "parallel sequences; the KV cache holds ctx × slots tokens", Destination: &slots},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			src, err := oneArg(cmd, "model source or id")
+			if err != nil {
+				return err
+			}
+			if ctxSize < 0 || ctxSize > api.MaxCtxLimit {
+				return cli.Exit(fmt.Sprintf("pool: --ctx must be 0..%d", api.MaxCtxLimit), 2)
+			}
+			if slots < 1 || slots > api.MaxSlotsLimit {
+				return cli.Exit(fmt.Sprintf("pool: --slots must be 1..%d", api.MaxSlotsLimit), 2)
+			}
+			est, err := e.estimate(ctx, src, ctxSize, slots)
+			if err != nil {
+				return exit1(err)
+			}
+			return e.print(est, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "weights\t%s\nKV cache (%d × %d tokens)\t%s\noverhead\t%s\ntotal (CPU RAM)\t%s\nVRAM (all layers on one GPU)\t%s\nmethod\t%s\nfile size\t%s\n",
+					human(int64(est.WeightsBytes)), ctxSize, slots, human(int64(est.KVBytes)), human(int64(est.OverheadBytes)),
+					human(int64(est.TotalBytes)), human(int64(est.VRAMBytes)), est.Method, human(est.SizeBytes))
+			})
+		},
+	}
+}
+
+// estimate reads the header of src: a catalog id or alias, else a
+// reference (file: read in place; hf: and https: by one range request of the
+// file's first bytes).
+func (e *env) estimate(ctx context.Context, src string, ctxSize, slots int) (catalog.Estimate, error) {
+	var m store.Model
+	err := e.withPool(func(db *store.Pool) (err error) { m, err = db.Model(src); return err })
+	switch {
+	case err == nil:
+		return catalog.EstimateFile(m.Path, ctxSize, slots)
+	case !errors.Is(err, store.ErrNotFound):
+		return catalog.Estimate{}, err
+	}
+	ref, err := catalog.ParseRef(src)
+	if err != nil {
+		return catalog.Estimate{}, fmt.Errorf("pool: %q is not in the catalog and not a model reference: %w", src, err)
+	}
+	if ref.Kind == catalog.KindFile {
+		return catalog.EstimateFile(ref.File, ctxSize, slots)
+	}
+	d := &catalog.Downloader{Endpoint: os.Getenv("HF_ENDPOINT"), Token: os.Getenv("HF_TOKEN")}
+	return d.EstimateRemote(ctx, ref, "", ctxSize, slots)
 }
 
 // argModel finds the catalog entry named by the command's one argument.
@@ -184,20 +330,13 @@ func (e *env) argModel(cmd *cli.Command) (store.Model, error) {
 }
 
 // register reads the GGUF header into m and records it.
-func (e *env) register(m store.Model) error {
+func (e *env) register(m store.Model) (store.Model, error) {
 	info, err := catalog.Inspect(m.Path, 4096)
 	if err != nil {
-		return err
+		return m, err
 	}
 	m.Arch, m.Params, m.FileType, m.ContextLen, m.ChatTemplate = info.Arch, info.Params, info.FileType, info.ContextLength, info.ChatTemplate
-	if err := e.withPool(func(db *store.Pool) error { return db.PutModel(m) }); err != nil {
-		return err
-	}
-	if e.asJSON {
-		return e.print(m, nil)
-	}
-	fmt.Fprintf(e.out, "%s\t%s\t%s\tsha256:%s\n", m.ID, m.Path, human(m.SizeBytes), m.SHA256)
-	return nil
+	return m, e.withPool(func(db *store.Pool) error { return db.PutModel(m) })
 }
 
 func synthCommand(e *env) *cli.Command {
@@ -239,8 +378,15 @@ func synthCommand(e *env) *cli.Command {
 			if err != nil {
 				return exit1(err)
 			}
-			return exit1(e.register(store.Model{ID: name, Ref: "synth:" + preset + "/" + strings.ToLower(typ), Path: path,
-				SHA256: sum, SizeBytes: size, Verified: true, AddedAt: time.Now().UTC()}))
+			m, err := e.register(store.Model{ID: name, Ref: "synth:" + preset + "/" + strings.ToLower(typ), Path: path,
+				SHA256: sum, SizeBytes: size, Verified: true, AddedAt: time.Now().UTC()})
+			if err != nil {
+				return exit1(err)
+			}
+			if e.asJSON {
+				return e.print(m, nil)
+			}
+			return e.printDownloaded(m)
 		},
 	}
 }
@@ -251,10 +397,15 @@ func synthCommand(e *env) *cli.Command {
 // it says so on waitMsg and waits until the lock is free or ctx ends.
 func lockModel(ctx context.Context, path string, waitMsg io.Writer) (unlock func(), err error) {
 	name := strings.TrimSuffix(filepath.Base(path), ".gguf")
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	return lockFile(ctx, path+".lock", "download or synth of "+name, waitMsg)
+}
+
+// lockFile takes the exclusive lock file at lockPath for what (a phrase
+// such as "download or synth of NAME"), as lockModel says.
+func lockFile(ctx context.Context, lockPath, what string, waitMsg io.Writer) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(lockPath), 0o700); err != nil {
 		return nil, err
 	}
-	lockPath := path + ".lock"
 	said := false
 	for {
 		f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
@@ -279,15 +430,15 @@ func lockModel(ctx context.Context, path string, waitMsg io.Writer) (unlock func
 			return nil, fmt.Errorf("pool: lock %s: %w", lockPath, err)
 		}
 		if waitMsg == nil {
-			return nil, fmt.Errorf("pool: another download or synth of %s is running", name)
+			return nil, fmt.Errorf("pool: another %s is running", what)
 		}
 		if !said {
-			fmt.Fprintf(waitMsg, "pool: waiting for another download or synth of %s\n", name)
+			fmt.Fprintf(waitMsg, "pool: waiting for another %s\n", what)
 			said = true
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("pool: waiting for the lock of %s: %w", name, ctx.Err())
+			return nil, fmt.Errorf("pool: waiting for another %s: %w", what, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -380,12 +380,12 @@ func TestWorkerLifecycle(t *testing.T) {
 		t.Errorf("spawn on a busy port printed %q", out2)
 	}
 	var st struct {
-		Backends struct{ Backends []any } `json:"backends"`
-		Models   []any                    `json:"models"`
-		Workers  []workerRow              `json:"workers"`
+		Backends []any       `json:"backends"`
+		Models   []any       `json:"models"`
+		Workers  []workerRow `json:"workers"`
 	}
 	p.jsonOut(&st, "status")
-	if len(st.Models) != 1 || len(st.Workers) != 2 || len(st.Backends.Backends) == 0 {
+	if len(st.Models) != 1 || len(st.Workers) != 2 || len(st.Backends) == 0 {
 		t.Errorf("status = %+v", st)
 	}
 	p.ok("worker", "stop", id)

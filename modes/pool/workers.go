@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	neturl "net/url"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -54,7 +56,7 @@ func workerCommand(e *env) *cli.Command {
 func spawnCommand(e *env) *cli.Command {
 	var (
 		model, port, host, tokenFile string
-		orchestrator, poolName       string
+		orchestrator, poolName, id   string
 		gpu, slots, ctxSize          int
 		wait                         time.Duration
 		insecure                     bool
@@ -65,13 +67,14 @@ func spawnCommand(e *env) *cli.Command {
 		ArgsUsage: "BACKEND",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Usage: "model id or alias from the catalog (required)", Destination: &model},
+			&cli.StringFlag{Name: "id", Usage: "worker id (default BACKEND-<8 hex>); if a live worker has it, wait for it and print it instead of starting another", Destination: &id},
 			&cli.StringFlag{Name: "port", Value: "auto", Usage: "port, or auto for one the OS chooses when the worker binds (a busy port moves to the next free one)", Destination: &port},
 			&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address the worker listens on (not loopback: needs --token-file or --insecure-no-auth)", Destination: &host},
 			&cli.BoolFlag{Name: "insecure-no-auth", Usage: "let the worker listen on a non-loopback --host without a token", Destination: &insecure},
 			&cli.IntFlag{Name: "gpu", Usage: "GPU index (cuda)", Destination: &gpu},
 			&cli.IntFlag{Name: "slots", Value: 4, Usage: "parallel sequences", Destination: &slots},
 			&cli.IntFlag{Name: "ctx", Usage: "context size per slot (default: the worker's)", Destination: &ctxSize},
-			&cli.StringFlag{Name: "token-file", Usage: "file holding the worker's shared secret (passed in the environment, never on the command line)", Destination: &tokenFile},
+			&cli.StringFlag{Name: "token-file", Usage: "file holding the worker's shared secret, - for stdin (passed in the environment, never on the command line)", Destination: &tokenFile},
 			&cli.StringFlag{Name: "orchestrator", Usage: "orchestrator URL the worker registers with (and heartbeats to)", Destination: &orchestrator},
 			&cli.StringFlag{Name: "pool-name", Usage: "pool name the worker reports to the orchestrator", Destination: &poolName},
 			&cli.DurationFlag{Name: "wait", Value: 5 * time.Minute, Usage: "how long to wait for the worker to be ready", Destination: &wait},
@@ -84,18 +87,24 @@ func spawnCommand(e *env) *cli.Command {
 			if model == "" {
 				return cli.Exit("pool: --model is required", 1)
 			}
-			return exit1(e.spawn(ctx, spawnSpec{backend: backend, model: model, port: port, host: host, gpu: gpu,
+			if id != "" {
+				if why := api.CheckID(id); why != "" {
+					return cli.Exit("pool: --id "+why, 2)
+				}
+			}
+			return exit1(e.spawn(ctx, spawnSpec{id: id, backend: backend, model: model, port: port, host: host, gpu: gpu,
 				slots: slots, ctx: ctxSize, tokenFile: tokenFile, wait: wait, orchestrator: orchestrator, poolName: poolName, insecure: insecure}))
 		},
 	}
 }
 
 type spawnSpec struct {
-	backend, model, port, host, tokenFile string
-	orchestrator, poolName                string
-	gpu, slots, ctx                       int
-	wait                                  time.Duration
-	insecure                              bool
+	id, backend, model, port, host string
+	tokenFile                      string
+	orchestrator, poolName         string
+	gpu, slots, ctx                int
+	wait                           time.Duration
+	insecure                       bool
 }
 
 func (e *env) spawn(ctx context.Context, s spawnSpec) error {
@@ -115,11 +124,39 @@ func (e *env) spawn(ctx context.Context, s spawnSpec) error {
 	if err := e.withPool(func(db *store.Pool) (err error) { m, err = db.Model(s.model); return err }); err != nil {
 		return notInCatalog(s.model, err)
 	}
-	p, err := pickPort(s.host, s.port)
-	if err != nil {
+	id := s.id
+	if id != "" {
+		// One spawn of an id at a time: a second one waits here, then
+		// finds the first one's worker.
+		unlock, err := lockFile(ctx, filepath.Join(e.logsDir(), id+".spawn.lock"), "worker "+id, e.errOut)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		var old store.Worker
+		err = e.withPool(func(db *store.Pool) (err error) { old, err = db.Worker(id); return err })
+		switch {
+		case err == nil && supervise.Alive(supervise.Proc{PID: old.PID, StartTime: old.StartTime}):
+			return e.awaitSpawned(ctx, old, supervise.Proc{PID: old.PID, StartTime: old.StartTime}, s.wait)
+		case err == nil:
+			if err := e.forget(id); err != nil { // the record of a dead process
+				return err
+			}
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+	} else if id, err = e.newWorkerID(s.backend); err != nil {
 		return err
 	}
-	id, err := e.newWorkerID(s.backend)
+	childEnv := []string{envPoolDir + "=" + e.dir}
+	if s.tokenFile != "" {
+		tok, err := readToken(s.tokenFile)
+		if err != nil {
+			return err
+		}
+		childEnv = append(childEnv, "LLORCH_WORKER_TOKEN="+tok)
+	}
+	p, err := pickPort(s.host, s.port)
 	if err != nil {
 		return err
 	}
@@ -150,14 +187,6 @@ func (e *env) spawn(ctx context.Context, s spawnSpec) error {
 	if s.insecure {
 		args = append(args, "--insecure-no-auth")
 	}
-	childEnv := []string{envPoolDir + "=" + e.dir}
-	if s.tokenFile != "" {
-		tok, err := os.ReadFile(s.tokenFile)
-		if err != nil {
-			return fmt.Errorf("pool: token file: %w", err)
-		}
-		childEnv = append(childEnv, "LLORCH_WORKER_TOKEN="+strings.TrimSpace(string(tok)))
-	}
 	logPath := filepath.Join(e.logsDir(), id+".log")
 	proc, err := supervise.Start(supervise.Spec{Path: exe, Args: args, Env: childEnv, Dir: e.dir, LogPath: logPath})
 	if err != nil {
@@ -171,22 +200,64 @@ func (e *env) spawn(ctx context.Context, s spawnSpec) error {
 		_ = supervise.Kill(proc)
 		return err
 	}
-	if err := e.waitReady(ctx, &w, proc, s.wait); err != nil {
+	return e.awaitSpawned(ctx, w, proc, s.wait)
+}
+
+// awaitSpawned waits until the worker w is ready and prints it (ID URL, or
+// an api.PoolWorker with --json). A worker that fails to load or exits
+// first is stopped and forgotten, and the error carries its log's last lines.
+func (e *env) awaitSpawned(ctx context.Context, w store.Worker, proc supervise.Proc, wait time.Duration) error {
+	if err := e.waitReady(ctx, &w, proc, wait); err != nil {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := supervise.Stop(stopCtx, proc, 5*time.Second); err != nil && !errors.Is(err, supervise.ErrNotFound) {
-			fmt.Fprintf(e.errOut, "pool: stopping worker %s: %v\n", id, err)
+			fmt.Fprintf(e.errOut, "pool: stopping worker %s: %v\n", w.ID, err)
 		}
-		if err := e.forget(id); err != nil {
-			fmt.Fprintf(e.errOut, "pool: forgetting worker %s: %v\n", id, err)
+		if err := e.forget(w.ID); err != nil {
+			fmt.Fprintf(e.errOut, "pool: forgetting worker %s: %v\n", w.ID, err)
 		}
-		return fmt.Errorf("%w\n%s", err, logTail(logPath, 10))
+		return fmt.Errorf("%w\n%s", err, logTail(w.LogPath, logTailLines))
 	}
 	if e.asJSON {
-		return e.print(w, nil)
+		return e.print(e.rowOf(ctx, w).poolWorker(), nil)
 	}
 	fmt.Fprintf(e.out, "%s\t%s\n", w.ID, w.URL)
 	return nil
+}
+
+// logTailLines is how much of a failed worker's log spawn shows.
+const logTailLines = 20
+
+// maxTokenBytes bounds a worker token read from a file or stdin.
+const maxTokenBytes = 64 << 10
+
+// readToken reads the worker token from a file, or from stdin for "-".
+func readToken(name string) (string, error) {
+	var r io.Reader
+	if name == "-" {
+		r = os.Stdin
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			return "", fmt.Errorf("pool: token file: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxTokenBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("pool: token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	switch {
+	case len(b) > maxTokenBytes:
+		return "", fmt.Errorf("pool: token longer than %d bytes", maxTokenBytes)
+	case tok == "":
+		return "", errors.New("pool: the token is empty")
+	case strings.ContainsAny(tok, "\x00\n\r"):
+		return "", errors.New("pool: the token must be one line")
+	}
+	return tok, nil
 }
 
 // waitReady waits for the worker's address file, records its URL, then polls
@@ -345,6 +416,7 @@ type workerRow struct {
 	Status     string `json:"status"` // /health status, or unreachable / dead
 	SlotsBusy  int    `json:"slots_busy"`
 	SlotsTotal int    `json:"slots_total"`
+	RSSBytes   uint64 `json:"rss_bytes,omitempty"`
 }
 
 func (e *env) workerRows(ctx context.Context) ([]workerRow, error) {
@@ -352,20 +424,32 @@ func (e *env) workerRows(ctx context.Context) ([]workerRow, error) {
 	if err := e.withPool(func(db *store.Pool) (err error) { ws, err = db.Workers(); return err }); err != nil {
 		return nil, err
 	}
-	rows := make([]workerRow, 0, len(ws))
-	for _, w := range ws {
-		r := workerRow{Worker: w, Status: "dead"}
-		r.Alive = supervise.Alive(supervise.Proc{PID: w.PID, StartTime: w.StartTime})
-		if r.Alive {
-			r.Status = "unreachable"
-			r.URL = workerURL(w)
+	// The workers' /health are asked at once: a hung one costs the
+	// timeout once, not once per worker.
+	rows := make([]workerRow, len(ws))
+	var wg sync.WaitGroup
+	for i, w := range ws {
+		wg.Go(func() { rows[i] = e.rowOf(ctx, w) })
+	}
+	wg.Wait()
+	return rows, nil
+}
+
+// rowOf is w with its liveness, /health and resident memory.
+func (e *env) rowOf(ctx context.Context, w store.Worker) workerRow {
+	r := workerRow{Worker: w, Status: "dead"}
+	r.Alive = supervise.Alive(supervise.Proc{PID: w.PID, StartTime: w.StartTime})
+	if r.Alive {
+		r.Status = "unreachable"
+		r.URL = workerURL(w)
+		r.RSSBytes = procRSS(w.PID)
+		if r.URL != "" {
 			if h, err := health(ctx, r.URL, 2*time.Second); err == nil {
 				r.Status, r.SlotsBusy, r.SlotsTotal = h.Status, h.SlotsBusy, h.SlotsTotal
 			}
 		}
-		rows = append(rows, r)
 	}
-	return rows, nil
+	return r
 }
 
 func health(ctx context.Context, url string, timeout time.Duration) (*api.Health, error) {
@@ -410,22 +494,38 @@ func stopCommand(e *env) *cli.Command {
 			default:
 				return cli.Exit("pool: give one worker id, or --all", 2)
 			}
+			stopped := []string{}
 			for _, id := range ids {
-				if err := e.stop(ctx, id, grace); err != nil {
+				err := e.stop(ctx, id, grace)
+				if e.asJSON && errors.Is(err, errNoWorker) {
+					continue // stopping what is not there is done
+				}
+				if err != nil {
 					return exit1(err)
 				}
-				fmt.Fprintf(e.out, "stopped %s\n", id)
+				stopped = append(stopped, id)
+				if !e.asJSON {
+					fmt.Fprintf(e.out, "stopped %s\n", id)
+				}
+			}
+			if e.asJSON {
+				return e.print(struct {
+					Stopped []string `json:"stopped"`
+				}{stopped}, nil)
 			}
 			return nil
 		},
 	}
 }
 
+// errNoWorker: stop was given an id the pool does not know.
+var errNoWorker = errors.New("pool: no worker")
+
 func (e *env) stop(ctx context.Context, id string, grace time.Duration) error {
 	var w store.Worker
 	if err := e.withPool(func(db *store.Pool) (err error) { w, err = db.Worker(id); return err }); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("pool: no worker %q (see llorch pool worker list)", id)
+			return fmt.Errorf("%w %q (see llorch pool worker list)", errNoWorker, id)
 		}
 		return err
 	}
@@ -535,44 +635,4 @@ func (e *env) healthOf(ctx context.Context, w store.Worker, timeout time.Duratio
 // LLORCH_POOL_DIR marker already scopes the search to this pool).
 func isWorker(cmdline []string) bool {
 	return len(cmdline) > 1 && cmdline[1] == "worker"
-}
-
-func statusCommand(e *env) *cli.Command {
-	return &cli.Command{
-		Name:  "status",
-		Usage: "backends, models and workers in one view",
-		Action: func(ctx context.Context, _ *cli.Command) error {
-			rep, err := e.backends(ctx)
-			if err != nil {
-				return exit1(err)
-			}
-			var ms []store.Model
-			if err := e.withPool(func(db *store.Pool) (err error) { ms, err = db.Models(); return err }); err != nil {
-				return exit1(err)
-			}
-			rows, err := e.workerRows(ctx)
-			if err != nil {
-				return exit1(err)
-			}
-			if e.asJSON {
-				return e.print(map[string]any{"pool_dir": e.dir, "backends": rep, "models": ms, "workers": rows}, nil)
-			}
-			fmt.Fprintf(e.out, "pool %s\n\n", e.dir)
-			if err := e.printBackends(rep); err != nil {
-				return err
-			}
-			fmt.Fprintln(e.out)
-			err = e.print(nil, func(w *tabwriter.Writer) {
-				fmt.Fprintln(w, "MODEL\tARCH\tTYPE\tSIZE")
-				for _, m := range ms {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", m.ID, m.Arch, m.FileType, human(m.SizeBytes))
-				}
-			})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(e.out)
-			return e.printWorkers(rows)
-		},
-	}
 }
