@@ -184,6 +184,12 @@ type parts struct {
 // new one) and runs its loops (no HTTP).
 func startParts(t *testing.T, cfg Config, fleet *fakeFleet, dir string) *parts {
 	t.Helper()
+	return startPartsWith(t, cfg, fleet, dir, nil)
+}
+
+// startPartsWith is startParts with the pools' commands replaced by hosts.
+func startPartsWith(t *testing.T, cfg Config, fleet *fakeFleet, dir string, hosts func(api.Pool) poolHost) *parts {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -192,7 +198,7 @@ func startParts(t *testing.T, cfg Config, fleet *fakeFleet, dir string) *parts {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(cfg, Deps{Store: st, connect: fleet.connect, Log: testLogger(t)})
+	s, err := New(cfg, Deps{Store: st, connect: fleet.connect, poolHost: hosts, Log: testLogger(t)})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
@@ -204,7 +210,7 @@ func startParts(t *testing.T, cfg Config, fleet *fakeFleet, dir string) *parts {
 	wg.Add(1)
 	go func() { defer wg.Done(); s.tasks.tailLoop(tailCtx) }()
 	for _, loop := range []func(context.Context){s.disp.loop, func(ctx context.Context) { s.reg.monitorLoop(ctx, func() {}) },
-		func(ctx context.Context) { s.tasks.journalLoop(ctx, func() {}) }, s.disp.queuedLoop} {
+		func(ctx context.Context) { s.tasks.journalLoop(ctx, func() {}) }, s.disp.queuedLoop, s.fleet.loop} {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop(ctx) }()
 	}

@@ -162,6 +162,9 @@ func (f *fleet) replicasLocked(now time.Time, byID map[string]*api.WorkerView) [
 		}
 		w := byID[r.rec.WorkerID]
 		pool := f.pools[r.rec.Pool]
+		if !r.readyAt.IsZero() && !r.readyAt.Before(now) {
+			continue // ready after the registry was read: judged at the next pass
+		}
 		var why string
 		switch {
 		case w == nil:
@@ -352,14 +355,19 @@ func (f *fleet) modelLocked(now time.Time, m *fleetModel, workers []api.WorkerVi
 	case m.state != api.ModelFailing && m.state != api.ModelUnplaceable:
 		m.state = api.ModelIdle
 	}
-	if starting == 0 && ready < want && !now.Before(m.backoff) {
-		acts = append(acts, f.placeLocked(now, m, queued)...)
+	rolling := old > 0 && ready > 0 && starting == 0 && ready+old-1 >= max(s.MinReplicas, 1)
+	switch {
+	case rolling: // stop an old replica first; the next pass starts another new one
+	case starting == 0 && ready < want && !now.Before(m.backoff):
+		acts = append(acts, f.placeLocked(now, m, queued, true)...)
+	case starting == 0 && m.state == api.ModelUnplaceable:
+		acts = append(acts, f.placeLocked(now, m, queued, false)...) // does it fit now?
 	}
 	if m.state != api.ModelUnplaceable {
 		m.refusal = nil
 	}
 	switch {
-	case old > 0 && ready > 0 && starting == 0:
+	case rolling:
 		acts = append(acts, f.stopAction(oldest, fmt.Sprintf("rolling change to revision %d: a new replica is ready", m.rec.Revision)))
 		oldest.stopping = true
 		if m.rec.Previous != nil && old == 1 {
@@ -379,9 +387,10 @@ func (f *fleet) modelLocked(now time.Time, m *fleetModel, workers []api.WorkerVi
 	return acts
 }
 
-// placeLocked picks a pool for a new replica of m, or explains why none
-// fits. It needs the model's estimate; without one it fetches it first.
-func (f *fleet) placeLocked(now time.Time, m *fleetModel, queued int) []action {
+// placeLocked picks a pool for a new replica of m and starts it there (with
+// start), or explains why none fits. It needs the model's estimate; without
+// one it fetches it first.
+func (f *fleet) placeLocked(now time.Time, m *fleetModel, queued int, start bool) []action {
 	s := m.rec.Spec
 	cands := f.candidatesLocked(s)
 	key := estimateKey(s)
@@ -445,7 +454,10 @@ func (f *fleet) placeLocked(now time.Time, m *fleetModel, queued int) []action {
 		return acts
 	}
 	if m.state == api.ModelUnplaceable {
-		m.state, m.lastErr = api.ModelStarting, ""
+		m.state, m.lastErr, m.refusal = api.ModelIdle, "", nil
+	}
+	if !start {
+		return nil
 	}
 	_ = bestFree
 	r := &replica{rec: store.Replica{WorkerID: replicaID(s.ID, best.spec.Name), Model: s.ID, Pool: best.spec.Name, Revision: m.rec.Revision,
@@ -635,8 +647,16 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 		f.disp.setStarting(spec.ID, startNote{pool: pool.Name, step: step, progress: progress, eta: eta})
 	}
 	defer f.disp.setStarting(spec.ID, startNote{})
+	// A start stopped from outside (a shutdown, or stopReplica) is not a
+	// failure: a shutdown leaves its record for the next run to resume, and
+	// stopReplica cleans up itself.
+	fail := func(err error, lines []string) {
+		if ctx.Err() == nil {
+			f.failStart(r, spec, err, lines)
+		}
+	}
 	if err := f.st.PutReplica(r.rec); err != nil {
-		f.failStart(r, spec, fmt.Errorf("recording the start: %w", err), nil)
+		fail(fmt.Errorf("recording the start: %w", err), nil)
 		return
 	}
 	h := f.host(pool)
@@ -644,7 +664,7 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 	note(stepInventory, 0)
 	inv, err := h.Status(ctx)
 	if err != nil {
-		f.failStart(r, spec, fmt.Errorf("pool %s: %w", pool.Name, err), nil)
+		fail(fmt.Errorf("pool %s: %w", pool.Name, err), nil)
 		return
 	}
 	tInv := time.Since(t0)
@@ -662,7 +682,7 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 			note(stepDownloading, float64(done)/float64(total))
 		})
 		if err != nil {
-			f.failStart(r, spec, fmt.Errorf("download on pool %s: %w", pool.Name, err), nil)
+			fail(fmt.Errorf("download on pool %s: %w", pool.Name, err), nil)
 			return
 		}
 		tDownload = time.Since(t1)
@@ -678,7 +698,7 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 		if errors.As(err, &se) {
 			lines = se.log
 		}
-		f.failStart(r, spec, fmt.Errorf("spawn on pool %s: %w", pool.Name, err), lines)
+		fail(fmt.Errorf("spawn on pool %s: %w", pool.Name, err), lines)
 		go func() { // whatever is left of it
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.PoolTimeout)
 			defer cancel()
@@ -690,7 +710,7 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 	note(stepRegistering, 1)
 	t3 := time.Now()
 	if err := f.waitRegistered(ctx, r.rec.WorkerID); err != nil {
-		f.failStart(r, spec, err, nil)
+		fail(err, nil)
 		go func() {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.PoolTimeout)
 			defer cancel()

@@ -1,0 +1,417 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/llorch/llorch/core/api"
+)
+
+// fakePools stands in for the pools' commands in the fleet's unit tests: a
+// spawn registers a fake worker with the registry, as a real worker does
+// once loaded. The end-to-end tests (tests/fleet) drive real pools.
+type fakePools struct {
+	p *parts
+
+	mu        sync.Mutex
+	inv       map[string]*api.PoolStatus
+	estimate  uint64
+	rss       uint64
+	gate      chan struct{} // when set, a spawn waits for it
+	spawnErr  map[string]error
+	spawns    []spawnRequest
+	stops     []string
+	downloads int
+}
+
+func newFakePools(pools ...string) *fakePools {
+	fp := &fakePools{inv: map[string]*api.PoolStatus{}, estimate: 100 << 20, spawnErr: map[string]error{}}
+	for _, name := range pools {
+		fp.inv[name] = &api.PoolStatus{Hostname: name, OS: "linux", Arch: "amd64", Version: "dev",
+			RAMTotalBytes: 64 << 30, RAMFreeBytes: 32 << 30, Backends: []api.PoolBackend{{Name: "cpu", Available: true}}}
+	}
+	return fp
+}
+
+func (fp *fakePools) host(p api.Pool) poolHost { return &fakeHost{fp: fp, pool: p.Name} }
+
+func (fp *fakePools) spawned() []spawnRequest {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	return slices.Clone(fp.spawns)
+}
+
+func (fp *fakePools) stopped() []string {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	return slices.Clone(fp.stops)
+}
+
+// alive lists the workers alive on a pool.
+func (fp *fakePools) alive(pool string) []string {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	var out []string
+	for _, w := range fp.inv[pool].Workers {
+		if w.Alive {
+			out = append(out, w.ID)
+		}
+	}
+	return out
+}
+
+// kill makes a worker's process vanish from its pool and the registry.
+func (fp *fakePools) kill(id string) {
+	fp.mu.Lock()
+	for _, inv := range fp.inv {
+		inv.Workers = slices.DeleteFunc(inv.Workers, func(w api.PoolWorker) bool { return w.ID == id })
+	}
+	fp.mu.Unlock()
+	fp.p.reg.remove(id)
+}
+
+type fakeHost struct {
+	fp   *fakePools
+	pool string
+}
+
+func (h *fakeHost) Status(context.Context) (api.PoolStatus, error) {
+	h.fp.mu.Lock()
+	defer h.fp.mu.Unlock()
+	inv, ok := h.fp.inv[h.pool]
+	if !ok {
+		return api.PoolStatus{}, fmt.Errorf("%w: no such host", errUnreachable)
+	}
+	st := *inv
+	st.Workers = slices.Clone(inv.Workers)
+	st.Models = slices.Clone(inv.Models)
+	return st, nil
+}
+
+func (h *fakeHost) Estimate(context.Context, api.ModelSpec) (uint64, error) {
+	h.fp.mu.Lock()
+	defer h.fp.mu.Unlock()
+	return h.fp.estimate, nil
+}
+
+func (h *fakeHost) Download(_ context.Context, s api.ModelSpec, progress func(done, total int64)) error {
+	progress(1, 2)
+	h.fp.mu.Lock()
+	defer h.fp.mu.Unlock()
+	h.fp.downloads++
+	inv := h.fp.inv[h.pool]
+	inv.Models = append(slices.DeleteFunc(inv.Models, func(m api.PoolModel) bool { return m.ID == s.ID }),
+		api.PoolModel{ID: s.ID, Ref: s.Source, SHA256: s.SHA256})
+	return nil
+}
+
+func (h *fakeHost) Spawn(ctx context.Context, r spawnRequest) (api.PoolWorker, error) {
+	h.fp.mu.Lock()
+	h.fp.spawns = append(h.fp.spawns, r)
+	gate, err := h.fp.gate, h.fp.spawnErr[r.Spec.Source]
+	inv := h.fp.inv[h.pool]
+	for _, w := range inv.Workers {
+		if w.ID == r.WorkerID && w.Alive { // idempotent by id, as `pool worker spawn --id` is
+			h.fp.mu.Unlock()
+			return w, nil
+		}
+	}
+	h.fp.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return api.PoolWorker{}, ctx.Err()
+		}
+	}
+	if err != nil {
+		return api.PoolWorker{}, &spawnError{msg: err.Error(), log: []string{"loading " + r.Spec.Source, err.Error()}}
+	}
+	w := api.PoolWorker{ID: r.WorkerID, URL: "http://" + r.WorkerID + ".test:1", Model: r.Spec.ID, Backend: r.Spec.Backend, Slots: r.Spec.Slots, Alive: true, Status: "ready"}
+	h.fp.mu.Lock()
+	inv.Workers = append(inv.Workers, w)
+	rss := h.fp.rss
+	h.fp.mu.Unlock()
+	p := h.fp.p
+	p.fleet.add(w.URL)
+	p.reg.register(api.WorkerRegistration{WorkerID: w.ID, URL: w.URL, Model: api.ModelInfo{ID: r.Spec.ID, Ctx: 4096, Digest: "digest-" + r.Spec.Source},
+		Backend: r.Spec.Backend, Slots: r.Spec.Slots, Pool: r.Pool})
+	if rss > 0 {
+		_ = p.reg.heartbeat(w.ID, api.Heartbeat{Status: api.StatusReady, SlotsTotal: r.Spec.Slots, RSSBytes: rss})
+	}
+	return w, nil
+}
+
+func (h *fakeHost) Stop(_ context.Context, id string) error {
+	h.fp.mu.Lock()
+	defer h.fp.mu.Unlock()
+	h.fp.stops = append(h.fp.stops, id)
+	inv := h.fp.inv[h.pool]
+	inv.Workers = slices.DeleteFunc(inv.Workers, func(w api.PoolWorker) bool { return w.ID == id })
+	return nil
+}
+
+func (h *fakeHost) Install(context.Context) error { return nil }
+
+func fleetConfig() Config {
+	return Config{ReconcileInterval: 20 * time.Millisecond, InventoryInterval: 50 * time.Millisecond, QueuedInterval: 20 * time.Millisecond,
+		HeartbeatTimeout: time.Minute, StopGrace: 5 * time.Second, RegisterTimeout: 5 * time.Second}
+}
+
+// startFleet starts the parts with fake pools and declares them.
+func startFleet(t *testing.T, cfg Config, fp *fakePools, dir string, pools ...api.Pool) *parts {
+	t.Helper()
+	p := startPartsWith(t, cfg, newFakeFleet(), dir, fp.host)
+	fp.p = p
+	for _, pool := range pools {
+		if _, e := p.Server.fleet.putPool(pool); e != nil {
+			t.Fatal(e)
+		}
+	}
+	return p
+}
+
+func declare(t *testing.T, p *parts, m api.ModelSpec) {
+	t.Helper()
+	if _, e := p.Server.fleet.putModel(m); e != nil {
+		t.Fatal(e)
+	}
+}
+
+func (p *parts) model(t *testing.T, id string) api.ModelView {
+	t.Helper()
+	v, ok := p.Server.fleet.modelView(id)
+	if !ok {
+		t.Fatalf("model %s not declared", id)
+	}
+	return v
+}
+
+func (p *parts) eventKinds() []string {
+	evs, _ := p.Server.fleet.eventsAfter(0, memEventsKept)
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Kind)
+	}
+	return out
+}
+
+// A task for a declared model with no worker waits while a worker starts,
+// is told so (queued{reason: starting}), then runs on it.
+func TestFleetOnDemandStart(t *testing.T) {
+	fp := newFakePools("a")
+	fp.gate = make(chan struct{})
+	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 0})
+	if got := p.model(t, "m"); got.State != api.ModelIdle || got.Replicas.Ready != 0 {
+		t.Fatalf("before any task: %+v", got)
+	}
+	id := p.submit(t, fakeReq(3))
+	waitFor(t, 5*time.Second, "the queued task to hear of the start", func() bool {
+		p.tasks.mu.Lock()
+		defer p.tasks.mu.Unlock()
+		q := p.tasks.table[id].queued
+		return q.Reason == "starting" && q.Pool == "a" && q.Step == stepLoading
+	})
+	if st := p.state(id); st.Status != api.TaskQueued {
+		t.Fatalf("task ran before its worker started: %+v", st)
+	}
+	close(fp.gate)
+	if st := p.wait(t, id); st.Status != api.TaskSucceeded {
+		t.Fatalf("task: %+v", st)
+	}
+	v := p.model(t, "m")
+	if v.Replicas.Ready != 1 || len(v.Workers) != 1 || v.Workers[0].Pool != "a" || v.ColdStartMs <= 0 {
+		t.Fatalf("model after the start: %+v", v)
+	}
+	kinds := p.eventKinds()
+	for _, k := range []string{api.EventDownload, api.EventDownloaded, api.EventSpawn, api.EventReady} {
+		if !slices.Contains(kinds, k) {
+			t.Fatalf("events %v lack %s", kinds, k)
+		}
+	}
+	// An undeclared model is still unknown.
+	if _, e := p.Server.submit(context.Background(), &api.TaskRequest{Model: "other", ExecuteRequest: api.ExecuteRequest{Prompt: "p"}}, true); e == nil || e.Code != api.CodeModelNotFound {
+		t.Fatalf("undeclared model: %v", e)
+	}
+}
+
+// min_replicas 2 over two pools places one replica on each.
+func TestFleetSpreadsReplicas(t *testing.T) {
+	fp := newFakePools("a", "b")
+	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"}, api.Pool{Name: "b"})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 2})
+	waitFor(t, 5*time.Second, "two ready replicas", func() bool { return p.model(t, "m").Replicas.Ready == 2 })
+	if a, b := fp.alive("a"), fp.alive("b"); len(a) != 1 || len(b) != 1 {
+		t.Fatalf("replicas: a=%v b=%v", a, b)
+	}
+}
+
+// A model that fits nowhere is refused with the reason; a task already
+// waiting for it ends with the same error.
+func TestFleetNoCapacity(t *testing.T) {
+	fp := newFakePools("a")
+	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a", MemoryLimitBytes: 50 << 20})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf"})
+	id := p.submit(t, fakeReq(3))
+	st := p.wait(t, id)
+	if st.Status != api.TaskFailed || st.Error == nil || st.Error.Code != api.CodeNoCapacity {
+		t.Fatalf("waiting task: %+v", st)
+	}
+	_, e := p.Server.submit(context.Background(), fakeReq(3), true)
+	if e == nil || e.Code != api.CodeNoCapacity || e.HTTPStatus() != 503 || !strings.Contains(e.Message, "needs 100.0 MiB") || !strings.Contains(e.Message, "50.0 MiB on pool a") {
+		t.Fatalf("new task: %v", e)
+	}
+	if v := p.model(t, "m"); v.State != api.ModelUnplaceable || len(fp.spawned()) != 0 {
+		t.Fatalf("model %+v, spawns %v", v, fp.spawned())
+	}
+	// Room appears (the pool's limit is raised): the model starts.
+	if _, e := p.Server.fleet.putPool(api.Pool{Name: "a", MemoryLimitBytes: 1 << 30}); e != nil {
+		t.Fatal(e)
+	}
+	waitFor(t, 5*time.Second, "the model to fit", func() bool { return p.model(t, "m").State == api.ModelIdle })
+	id = p.submit(t, fakeReq(3))
+	if st := p.wait(t, id); st.Status != api.TaskSucceeded {
+		t.Fatalf("after the limit was raised: %+v", st)
+	}
+}
+
+// The memory a ready replica reports corrects the estimate, and the next
+// placement uses the corrected need.
+func TestFleetLearnedCorrection(t *testing.T) {
+	fp := newFakePools("a", "b")
+	fp.rss = 200 << 20 // twice the estimate
+	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a", MemoryLimitBytes: 150 << 20}, api.Pool{Name: "b", MemoryLimitBytes: 1 << 30})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 1, MaxReplicas: 2})
+	waitFor(t, 5*time.Second, "the first replica", func() bool { return p.model(t, "m").Replicas.Ready == 1 })
+	if a := fp.alive("a"); len(a) != 0 {
+		t.Fatalf("the first replica went to a (%v): b has more room", a)
+	}
+	waitFor(t, 5*time.Second, "the learned correction", func() bool {
+		f := p.model(t, "m").Fit
+		return f != nil && f.Correction > 1.9 && f.ActualBytes == 200<<20
+	})
+	if f := p.model(t, "m").Fit; f.NeedBytes != 200<<20 || f.EstimateBytes != 100<<20 {
+		t.Fatalf("fit %+v", f)
+	}
+	// Without the correction the second replica would go to a (fewer
+	// replicas there, and 100 MiB < 150 MiB); with it, only b has room.
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 2, MaxReplicas: 2})
+	waitFor(t, 5*time.Second, "the second replica", func() bool { return p.model(t, "m").Replicas.Ready == 2 })
+	if a, b := fp.alive("a"), fp.alive("b"); len(a) != 0 || len(b) != 2 {
+		t.Fatalf("placement ignored the correction: a=%v b=%v", a, b)
+	}
+	fits, err := p.st.Fits()
+	if err != nil || len(fits) != 1 {
+		t.Fatalf("stored fits %v %v", fits, err)
+	}
+}
+
+// A replica that dies is replaced; repeated crashes make the model failing
+// with the last log lines of a failed load.
+func TestFleetCrashRestart(t *testing.T) {
+	fp := newFakePools("a")
+	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 1})
+	waitFor(t, 5*time.Second, "a ready replica", func() bool { return p.model(t, "m").Replicas.Ready == 1 })
+	first := fp.alive("a")[0]
+	fp.kill(first)
+	waitFor(t, 10*time.Second, "a replacement", func() bool {
+		a := fp.alive("a")
+		return len(a) == 1 && a[0] != first && p.model(t, "m").Replicas.Ready == 1
+	})
+	if !slices.Contains(p.eventKinds(), api.EventCrash) {
+		t.Fatalf("no crash event: %v", p.eventKinds())
+	}
+	if id := p.submit(t, fakeReq(2)); p.wait(t, id).Status != api.TaskSucceeded {
+		t.Fatal("task after the restart failed")
+	}
+}
+
+// A new source replaces replicas one at a time; a source that fails to
+// load rolls back and the old replicas keep serving.
+func TestFleetRollingChangeAndRollback(t *testing.T) {
+	fp := newFakePools("a")
+	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/v1.gguf", MinReplicas: 2})
+	waitFor(t, 5*time.Second, "two v1 replicas", func() bool { return p.model(t, "m").Replicas.Ready == 2 })
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/v2.gguf", MinReplicas: 2})
+	waitFor(t, 10*time.Second, "two v2 replicas", func() bool {
+		v := p.model(t, "m")
+		n := 0
+		for _, w := range v.Workers {
+			if w.Source == "hf:org/repo/v2.gguf" && w.State == "ready" {
+				n++
+			}
+		}
+		return n == 2 && len(v.Workers) == 2
+	})
+	// Never fewer than one ready replica during the change: every v1 stop
+	// came after a v2 start.
+	if stops := fp.stopped(); len(stops) != 2 {
+		t.Fatalf("stops %v", stops)
+	}
+	fp.mu.Lock()
+	fp.spawnErr["hf:org/repo/v3.gguf"] = errors.New("llama_model_load: error loading model: tensor data is not within file bounds")
+	fp.mu.Unlock()
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/v3.gguf", MinReplicas: 2})
+	waitFor(t, 10*time.Second, "the rollback", func() bool {
+		v := p.model(t, "m")
+		return v.Source == "hf:org/repo/v2.gguf" && strings.Contains(v.LastError, "rolled back")
+	})
+	v := p.model(t, "m")
+	if v.Replicas.Ready != 2 || !strings.Contains(v.LastError, "rolled back") || len(v.LastLog) == 0 {
+		t.Fatalf("after the rollback: %+v", v)
+	}
+	for _, w := range v.Workers {
+		if w.Source != "hf:org/repo/v2.gguf" {
+			t.Fatalf("a v3 replica is left: %+v", v.Workers)
+		}
+	}
+}
+
+// Replicas above min_replicas that stay idle past idle_ttl are stopped;
+// min_replicas are kept.
+func TestFleetIdleStop(t *testing.T) {
+	fp := newFakePools("a")
+	cfg := fleetConfig()
+	p := startFleet(t, cfg, fp, "", api.Pool{Name: "a"})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 0, IdleTTL: api.Duration(300 * time.Millisecond)})
+	id := p.submit(t, fakeReq(2))
+	if st := p.wait(t, id); st.Status != api.TaskSucceeded {
+		t.Fatalf("task %+v", st)
+	}
+	waitFor(t, 10*time.Second, "the idle replica to stop", func() bool { return len(fp.stopped()) == 1 && p.model(t, "m").Replicas.Ready == 0 })
+	if k := p.eventKinds(); !slices.Contains(k, api.EventStop) {
+		t.Fatalf("events %v", k)
+	}
+}
+
+// An orchestrator that dies in the middle of a start resumes it after the
+// restart: the pool's spawn is idempotent by worker id, so exactly one
+// worker runs.
+func TestFleetRestartMidStart(t *testing.T) {
+	fp := newFakePools("a")
+	fp.gate = make(chan struct{})
+	dir := t.TempDir()
+	p := startFleet(t, fleetConfig(), fp, dir, api.Pool{Name: "a"})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 1})
+	waitFor(t, 5*time.Second, "the spawn", func() bool { return len(fp.spawned()) == 1 })
+	p.crash()
+	first := fp.spawned()[0].WorkerID
+	close(fp.gate) // the pool finishes the spawn the dead orchestrator asked for
+	fp.mu.Lock()
+	fp.gate = nil
+	fp.mu.Unlock()
+	q := startFleet(t, fleetConfig(), fp, dir)
+	waitFor(t, 10*time.Second, "the model ready after the restart", func() bool { return q.model(t, "m").Replicas.Ready == 1 })
+	if a := fp.alive("a"); len(a) != 1 || a[0] != first {
+		t.Fatalf("workers after the restart: %v (first start %s)", a, first)
+	}
+}
