@@ -1,26 +1,9 @@
 package ctl
 
 import (
-	"runtime"
 	"strings"
 	"testing"
 )
-
-func TestCheckPlatform(t *testing.T) {
-	if err := checkPlatform("h", platform()+"\n"); err != nil {
-		t.Errorf("own platform refused: %v", err)
-	}
-	other := "Linux aarch64"
-	if runtime.GOARCH == "arm64" {
-		other = "Linux x86_64"
-	}
-	for _, uname := range []string{other, "Darwin x86_64", "FreeBSD amd64", ""} {
-		err := checkPlatform("h", uname)
-		if err == nil || !strings.Contains(err.Error(), "built for") {
-			t.Errorf("%q accepted (%v)", uname, err)
-		}
-	}
-}
 
 func TestParseSSHFlags(t *testing.T) {
 	f, rest, err := parseSSHFlags([]string{"models", "--host", "a", "download", "hf:x/y/z.gguf", "--hosts=b,c", "--alias", "q",

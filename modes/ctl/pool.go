@@ -3,10 +3,10 @@ package ctl
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,7 +14,8 @@ import (
 
 	"github.com/urfave/cli/v3"
 
-	"github.com/llorch/llorch/core/catalog"
+	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/poolrun"
 	"github.com/llorch/llorch/core/remote"
 )
 
@@ -111,7 +112,12 @@ const poolUsage = `llorch ctl pool <pool subcommand and flags> --host H [--host 
 llorch ctl pool install --host H [--path ~/.local/bin/llorch]
 
 Runs "llorch pool ..." on each host over SSH (in parallel, output prefixed by host when
-there are several); the remote exit status becomes ours, 255 when SSH itself fails.
+there are several); the remote exit status becomes ours, 255 when SSH itself fails,
+127 when llorch is not on the host.
+
+install copies this build as a release archive lays it out: the binary to --path and
+the lib/llorch/ next to it (run-time CPU variants, libggml-cuda.so) to <dir of path>/../lib/llorch,
+where the installed binary finds them; files the host already has are not copied again.
 
 ssh flags: --user U, --port P, -i KEY (repeatable), --ssh-config FILE, --known-hosts FILE,
            --accept-new-host-key, --ssh-timeout 10s, --llorch PATH (remote binary)
@@ -201,113 +207,60 @@ func runOne(ctx context.Context, f sshFlags, host string, rest []string, stdout,
 		return exitSSH
 	}
 	defer c.Close()
-	bin, err := remoteLlorch(ctx, c, f.llorch)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 127
-	}
-	code, err := c.Run(ctx, append([]string{bin, "pool"}, rest...), stdout, stderr)
-	if err != nil {
+	code, err := c.Pool(ctx, rest, nil, stdout, stderr)
+	switch {
+	case errors.Is(err, poolrun.ErrNoLlorch):
+		fmt.Fprintf(stderr, "ctl pool: %v\n", err)
+		return exitNotFound
+	case err != nil:
 		fmt.Fprintf(stderr, "ctl pool: %s: %v\n", host, err)
 		return exitSSH
 	}
 	return code
 }
 
-func dial(ctx context.Context, f sshFlags, host string) (*remote.Client, error) {
-	cfg := f.cfg
-	cfg.Host = host
-	return remote.Dial(ctx, cfg)
+// exitNotFound is the shell's status for a command that is not there.
+const exitNotFound = 127
+
+// dial connects to host over SSH with the flags' settings.
+func dial(ctx context.Context, f sshFlags, host string) (*poolrun.Conn, error) {
+	return poolrun.Dial(ctx, poolrun.Target{Transport: api.TransportSSH, Host: host, LlorchPath: f.llorch, SSH: f.cfg})
 }
 
-// remoteLlorch finds llorch on the host: --llorch, the remote PATH, or ~/.local/bin/llorch.
-func remoteLlorch(ctx context.Context, c *remote.Client, explicit string) (string, error) {
-	if explicit != "" {
-		return homeRelative(explicit), nil
-	}
-	out, err := c.Output(ctx, []string{"sh", "-c", `command -v llorch || { test -x "$HOME/.local/bin/llorch" && echo "$HOME/.local/bin/llorch"; }`})
-	if path := strings.TrimSpace(out); err == nil && path != "" {
-		return path, nil
-	}
-	return "", fmt.Errorf("ctl pool: llorch not found on %s (not on PATH, not in ~/.local/bin); install it with: llorch ctl pool install --host HOST", c.Addr())
-}
-
-// homeRelative turns ~/x into x: remote commands start in the home directory.
-func homeRelative(p string) string {
-	if rel, ok := strings.CutPrefix(p, "~/"); ok {
-		return "./" + rel
-	}
-	return p
-}
-
-// install copies this binary to the host, atomically, after checking the
-// platform; an identical binary is left alone.
+// install copies this build (bin/llorch and lib/llorch/) to the host.
 func install(ctx context.Context, f sshFlags, out, errOut io.Writer) error {
 	if len(f.hosts) != 1 {
 		return cli.Exit("ctl pool install: give one --host", 2)
 	}
 	host := f.hosts[0]
-	target := f.path
-	if target == "" {
-		target = "~/.local/bin/llorch"
-	}
 	c, err := dial(ctx, f, host)
 	if err != nil {
 		return cli.Exit(err.Error(), exitSSH)
 	}
 	defer c.Close()
-	uname, err := c.Output(ctx, []string{"uname", "-sm"})
+	rep, err := c.Install(ctx, poolrun.InstallOptions{Dest: f.path, Log: prefixHost(errOut, host, c.Addr())})
 	if err != nil {
-		return cli.Exit(fmt.Sprintf("ctl pool install: uname on %s: %v", host, err), 1)
+		return cli.Exit(fmt.Sprintf("ctl pool install: %v", err), 1)
 	}
-	if err := checkPlatform(host, uname); err != nil {
-		return cli.Exit(err.Error(), 1)
+	if len(rep.Libs) == 0 {
+		fmt.Fprintf(errOut, "%s: no lib/llorch next to this binary: the host gets no run-time CPU variants or CUDA library\n", host)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	sum, _, err := catalog.SHA256File(ctx, exe)
-	if err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	path := homeRelative(target)
-	remoteSum, _ := c.Output(ctx, []string{"sh", "-c", `test -f "$1" && sha256sum "$1" | cut -d' ' -f1`, "sh", path})
-	if strings.TrimSpace(remoteSum) == sum {
-		fmt.Fprintf(errOut, "%s: %s is already this binary (sha256 %s)\n", host, target, sum[:12])
-	} else {
-		if err := c.Upload(ctx, exe, target, 0o755); err != nil {
-			return cli.Exit(fmt.Sprintf("ctl pool install: %v", err), 1)
-		}
-		fmt.Fprintf(errOut, "%s: installed %s (sha256 %s)\n", host, target, sum[:12])
-	}
-	var buf bytes.Buffer
-	code, err := c.Run(ctx, []string{path, "version"}, &buf, errOut)
-	if err != nil || code != 0 {
-		return cli.Exit(fmt.Sprintf("ctl pool install: %s version failed (exit %d): %v", target, code, err), 1)
-	}
-	fmt.Fprintf(out, "%s: %s", host, buf.String())
+	fmt.Fprintf(out, "%s: %s\n", host, rep.Build.Line)
 	return nil
 }
 
-// checkPlatform refuses a host whose `uname -sm` is not this binary's platform.
-func checkPlatform(host, uname string) error {
-	if got, want := strings.TrimSpace(uname), platform(); got != want {
-		return fmt.Errorf("ctl pool install: %s is %q but this llorch is built for %q (%s/%s); use a release archive for that platform",
-			host, got, want, runtime.GOOS, runtime.GOARCH)
-	}
-	return nil
+// prefixHost rewrites Install's "user@host:port: " line prefix to the host
+// name as the operator gave it.
+func prefixHost(w io.Writer, host, addr string) io.Writer {
+	return writerFunc(func(b []byte) (int, error) {
+		_, err := io.WriteString(w, host+": "+strings.TrimPrefix(string(b), addr+": "))
+		return len(b), err
+	})
 }
 
-// platform is what `uname -sm` prints on a host this binary runs on.
-func platform() string {
-	osName := map[string]string{"linux": "Linux", "darwin": "Darwin"}[runtime.GOOS]
-	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH]
-	if runtime.GOOS == "darwin" && runtime.GOARCH == "arm64" {
-		arch = "arm64"
-	}
-	return osName + " " + arch
-}
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 // prefixWriter prefixes every line with the host name; lines of several
 // hosts never interleave mid-line.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -161,5 +162,88 @@ func TestCtlPoolMultiHost(t *testing.T) {
 	if code != 255 || !strings.Contains(errOut, "1 of 2 hosts succeeded") || !strings.Contains(errOut, "deadbox: exit 255") ||
 		!strings.Contains(errOut, "unreachable") {
 		t.Errorf("one unreachable: exit %d %q", code, errOut)
+	}
+}
+
+// releaseLayout puts the test binary in a release archive's layout,
+// dir/bin/llorch next to dir/lib/llorch/ holding libs (name -> content), and
+// returns the binary's path.
+func releaseLayout(t *testing.T, libs map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin", "llorch")
+	if err := os.MkdirAll(filepath.Join(dir, "lib", "llorch"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(kit.Bin, bin); err != nil { // a hard link: os.Executable is bin, not kit.Bin
+		data, err := os.ReadFile(kit.Bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bin, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, content := range libs {
+		if err := os.WriteFile(filepath.Join(dir, "lib", "llorch", name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin
+}
+
+func TestCtlPoolInstallCopiesLibDir(t *testing.T) {
+	e := newSSH(t)
+	libs := map[string]string{"libggml-cpu-skylakex.so": "avx512 variant", "libggml-cuda.so": "cuda backend"}
+	bin := releaseLayout(t, libs)
+	root := t.TempDir()
+	target := filepath.Join(root, "bin", "llorch")
+	stale := filepath.Join(root, "lib", "llorch", "libggml-cpu-old.so")
+	if err := os.MkdirAll(filepath.Dir(stale), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stale, []byte("from another build"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	install := func() (string, string, int) {
+		cmd := exec.Command(bin, "ctl", "pool", "install", "--host", "mybox", "--path", target, "--ssh-config", e.config, "--known-hosts", e.knownHosts)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		code := exitCode(cmd.Run())
+		return out.String(), errb.String(), code
+	}
+	out, errOut, code := install()
+	if code != 0 || !strings.Contains(out, "mybox: llorch ") {
+		t.Fatalf("install: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Log(errOut)
+	for name, content := range libs {
+		got, err := os.ReadFile(filepath.Join(root, "lib", "llorch", name))
+		if err != nil || string(got) != content {
+			t.Errorf("%s: %q, %v", name, got, err)
+		}
+		if !strings.Contains(errOut, "mybox: installed "+filepath.Join(root, "lib", "llorch", name)) {
+			t.Errorf("no line for %s in\n%s", name, errOut)
+		}
+	}
+	if _, err := os.Stat(stale); err == nil || !strings.Contains(errOut, "removed "+stale) {
+		t.Errorf("a backend library of another build is still there (%v)\n%s", err, errOut)
+	}
+	// Nothing to do the second time.
+	_, errOut, code = install()
+	if code != 0 || strings.Contains(errOut, "installed") || strings.Count(errOut, "already") != 3 {
+		t.Errorf("second install: exit %d\n%s", code, errOut)
+	}
+}
+
+func TestCtlPoolNoLlorch(t *testing.T) {
+	e := newSSH(t)
+	missing := filepath.Join(t.TempDir(), "llorch")
+	_, errOut, code := e.ctlPool(t, "status", "--host", "mybox", "--llorch", missing)
+	if code != 127 || !strings.Contains(errOut, "llorch not found") || !strings.Contains(errOut, "ctl pool install --host mybox") {
+		t.Errorf("exit %d, %q", code, errOut)
 	}
 }
