@@ -113,15 +113,15 @@ model: ## write a synthetic GGUF: PRESET=tiny|qwen05 TYPE=f16|q8_0|q4_0 OUT=path
 	@mkdir -p $(dir $(OUT))
 	$(GO) run ./tools/mkmodel -preset $(PRESET) -type $(TYPE) -out $(OUT)
 
-run: build ## start an orchestrator with one local worker on the synthetic tiny model; prints a curl line
+run: build ## start an orchestrator with one local pool and the synthetic tiny model declared (min_replicas 0): the first request starts its worker
 	@test -f $(MODELS)/tiny-f16.gguf || $(MAKE) --no-print-directory model PRESET=tiny TYPE=f16 OUT=$(MODELS)/tiny-f16.gguf
 	@data=$$(mktemp -d); \
-	  $(BIN) worker --backend cpu --model $(MODELS)/tiny-f16.gguf --model-id tiny --port $(PORT) \
-	    --orchestrator http://127.0.0.1:$(ORCH_PORT) --worker-id w-local & wpid=$$!; \
-	  trap 'kill $$wpid 2>/dev/null; wait $$wpid 2>/dev/null; rm -rf "$$data"' EXIT; \
-	  echo "orchestrator on http://127.0.0.1:$(ORCH_PORT), worker w-local on :$(PORT) — in another shell:"; \
+	  sed -e "s|@POOL_DIR@|$$data/pool|" -e "s|@LLORCH@|$(abspath $(BIN))|" -e "s|@MODEL@|$(abspath $(MODELS))/tiny-f16.gguf|" \
+	    embed/run-fleet.yaml > "$$data/fleet.yaml"; \
+	  trap '$(BIN) pool --pool-dir "$$data/pool" worker stop --all >/dev/null 2>&1; rm -rf "$$data"' EXIT; \
+	  echo "orchestrator on http://127.0.0.1:$(ORCH_PORT), with pool 'local' and model 'tiny' (started on the first request) — in another shell:"; \
 	  echo "  curl -N http://127.0.0.1:$(ORCH_PORT)/v2/tasks -H 'Accept: text/event-stream' -d '{\"model\":\"tiny\",\"prompt\":\"Hello\",\"max_tokens\":32,\"seed\":1}'"; \
-	  $(BIN) orchestrate --listen 127.0.0.1:$(ORCH_PORT) --data-dir "$$data"
+	  $(BIN) orchestrate --listen 127.0.0.1:$(ORCH_PORT) --data-dir "$$data" --fleet "$$data/fleet.yaml"
 
 bench: build ## llama-bench-style pp128/tg64 on the qwen05 synthetic model, plus Go benchmarks
 	@for t in $(BENCH_TYPES); do \

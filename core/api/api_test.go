@@ -43,7 +43,7 @@ func TestCheckID(t *testing.T) {
 			t.Errorf("CheckID(%q) = %q", ok, why)
 		}
 	}
-	for _, bad := range []string{"", ".", "..", "a/b", "x/y?z", "a b", "é", strings.Repeat("x", 129), "a\x00", "a\\b", "$(x)"} {
+	for _, bad := range []string{"", ".", "..", "a/b", "x/y?z", "a b", "é", strings.Repeat("x", 129), "a\x00", "a\\b", "$(x)", "-x", "--help"} {
 		if CheckID(bad) == "" {
 			t.Errorf("CheckID(%q) accepted", bad)
 		}

@@ -136,6 +136,11 @@ func (f *fleet) reconcile(ctx context.Context, now time.Time) {
 	}
 	var acts []action
 	f.mu.Lock()
+	for name, p := range f.pools {
+		if p.state.State == api.PoolUnknown && !p.refreshing { // new, or changed: look at once
+			acts = append(acts, func(ctx context.Context) { go f.refresh(ctx, name) })
+		}
+	}
 	acts = append(acts, f.replicasLocked(now, byID)...)
 	for _, m := range f.models {
 		acts = append(acts, f.modelLocked(now, m, workers, demand[m.rec.Spec.ID])...)
