@@ -118,7 +118,8 @@ run: build ## start an orchestrator with one local pool and the synthetic tiny m
 	@data=$$(mktemp -d); \
 	  sed -e "s|@POOL_DIR@|$$data/pool|" -e "s|@LLORCH@|$(abspath $(BIN))|" -e "s|@MODEL@|$(abspath $(MODELS))/tiny-f16.gguf|" \
 	    embed/run-fleet.yaml > "$$data/fleet.yaml"; \
-	  trap '$(BIN) pool --pool-dir "$$data/pool" worker stop --all >/dev/null 2>&1; rm -rf "$$data"' EXIT; \
+	  trap '$(BIN) pool --pool-dir "$$data/pool" worker stop --all --grace 5s >/dev/null 2>&1; rm -rf "$$data"' EXIT; \
+	  trap 'exit 143' TERM INT; \
 	  echo "orchestrator on http://127.0.0.1:$(ORCH_PORT), with pool 'local' and model 'tiny' (started on the first request) — in another shell:"; \
 	  echo "  curl -N http://127.0.0.1:$(ORCH_PORT)/v2/tasks -H 'Accept: text/event-stream' -d '{\"model\":\"tiny\",\"prompt\":\"Hello\",\"max_tokens\":32,\"seed\":1}'"; \
 	  $(BIN) orchestrate --listen 127.0.0.1:$(ORCH_PORT) --data-dir "$$data" --fleet "$$data/fleet.yaml"
