@@ -469,7 +469,14 @@ func (f *fleet) placeLocked(now time.Time, m *fleetModel, queued int, start bool
 		Source: s.Source, NeedBytes: needBytes, Phase: phaseStarting, CreatedAt: now.UTC()}, began: now, idleSince: now, step: stepInventory}
 	f.replicas[r.rec.WorkerID] = r
 	m.state = api.ModelStarting
-	return []action{f.startAction(r)}
+	acts := []action{f.startAction(r)}
+	if n := len(m.crashes); n > 0 {
+		why := fmt.Sprintf("replacing a crashed replica (%d crashes in %s) on pool %s", n, crashWindow, r.rec.Pool)
+		acts = append(acts, func(context.Context) {
+			f.emit(api.FleetEvent{Kind: api.EventRestart, Pool: r.rec.Pool, Model: s.ID, Worker: r.rec.WorkerID, Reason: why})
+		})
+	}
+	return acts
 }
 
 // candidatesLocked are the pools s may use, reachable, with its backend.

@@ -326,7 +326,7 @@ func TestFleetCrashRestart(t *testing.T) {
 		a := fp.alive("a")
 		return len(a) == 1 && a[0] != first && p.model(t, "m").Replicas.Ready == 1
 	})
-	if !slices.Contains(p.eventKinds(), api.EventCrash) {
+	if k := p.eventKinds(); !slices.Contains(k, api.EventCrash) || !slices.Contains(k, api.EventRestart) {
 		t.Fatalf("no crash event: %v", p.eventKinds())
 	}
 	if id := p.submit(t, fakeReq(2)); p.wait(t, id).Status != api.TaskSucceeded {
