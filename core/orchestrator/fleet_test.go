@@ -2,8 +2,12 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -11,6 +15,8 @@ import (
 	"time"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/sse"
+	"github.com/llorch/llorch/core/store"
 )
 
 // fakePools stands in for the pools' commands in the fleet's unit tests: a
@@ -413,5 +419,118 @@ func TestFleetRestartMidStart(t *testing.T) {
 	waitFor(t, 10*time.Second, "the model ready after the restart", func() bool { return q.model(t, "m").Replicas.Ready == 1 })
 	if a := fp.alive("a"); len(a) != 1 || a[0] != first {
 		t.Fatalf("workers after the restart: %v (first start %s)", a, first)
+	}
+}
+
+// GET /v2/meta/capabilities lists declared and served models with their
+// states; GET /v2/events streams fleet events from Last-Event-ID on.
+func TestFleetCapabilitiesAndEvents(t *testing.T) {
+	fp := newFakePools("a")
+	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", Ctx: 2048})
+	srv := httptest.NewServer(p.Handler())
+	defer srv.Close()
+	var caps api.Capabilities
+	getJSON(t, srv.URL+"/v2/meta/capabilities", &caps)
+	if caps.APIVersion != "v2" || len(caps.Models) != 1 || caps.Models[0].ID != "m" || caps.Models[0].Ctx != 2048 ||
+		!caps.Models[0].Declared || caps.Models[0].State != api.ModelIdle || caps.Limits.QueueCapacity != 1024 || !slices.Contains(caps.Features, "fleet.on_demand") {
+		t.Fatalf("capabilities %+v", caps)
+	}
+	waitFor(t, 5*time.Second, "the pool's inventory event", func() bool { return len(p.eventKinds()) > 0 })
+	first := p.Server.fleet.lastSeq()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v2/events", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Last-Event-ID", fmt.Sprint(first))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	id := p.submit(t, fakeReq(2)) // starts a worker: download … ready events
+	r := sse.NewReader(resp.Body)
+	var kinds []string
+	for !slices.Contains(kinds, api.EventReady) {
+		ev, err := r.Next()
+		if err != nil {
+			t.Fatalf("after %v: %v", kinds, err)
+		}
+		var fe api.FleetEvent
+		if err := json.Unmarshal(ev.Data, &fe); err != nil || ev.ID != fmt.Sprint(fe.Seq) || fe.Seq <= first {
+			t.Fatalf("event %+v %v", ev, err)
+		}
+		kinds = append(kinds, fe.Kind)
+	}
+	if kinds[0] != api.EventDownload {
+		t.Fatalf("events after %d: %v", first, kinds)
+	}
+	p.wait(t, id)
+	resp2, err := http.Get(srv.URL + "/v2/events?after=99999999999999999999")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusBadRequest {
+		t.Fatalf("after out of range: %d", resp2.StatusCode)
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkReconcile is one reconcile pass over 100 pools × 10 ready
+// workers (10 models, 100 replicas each), with nothing to change.
+func BenchmarkReconcile(b *testing.B) {
+	fp := newFakePools()
+	cfg := fleetConfig()
+	cfg.ReconcileInterval, cfg.InventoryInterval = time.Hour, time.Hour
+	st, err := store.OpenOrchestrator(filepath.Join(b.TempDir(), "o.db"), time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	ff := newFakeFleet()
+	s, err := New(cfg, Deps{Store: st, connect: ff.connect, poolHost: fp.host})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := s.fleet
+	now := time.Now()
+	for m := range 10 {
+		id := fmt.Sprintf("m%d", m)
+		f.models[id] = &fleetModel{rec: store.FleetModel{Spec: api.ModelSpec{ID: id, Source: "hf:o/r/" + id + ".gguf", MinReplicas: 100, MaxReplicas: 100, Slots: 4, Backend: "cpu", IdleTTL: api.Duration(time.Hour)}, Revision: 1}}
+	}
+	for p := range 100 {
+		name := fmt.Sprintf("pool%03d", p)
+		inv := &api.PoolStatus{RAMFreeBytes: 1 << 40, Backends: []api.PoolBackend{{Name: "cpu", Available: true}}}
+		for w := range 10 {
+			id := fmt.Sprintf("%s-w%d", name, w)
+			model := fmt.Sprintf("m%d", w)
+			inv.Workers = append(inv.Workers, api.PoolWorker{ID: id, Alive: true, Model: model})
+			url := "http://" + id + ".test:1"
+			ff.add(url)
+			s.reg.register(api.WorkerRegistration{WorkerID: id, URL: url, Model: api.ModelInfo{ID: model, Ctx: 4096}, Slots: 4, Pool: name})
+			f.replicas[id] = &replica{rec: store.Replica{WorkerID: id, Model: model, Pool: name, Revision: 1, Phase: phaseReady}, readyAt: now.Add(-time.Minute), seen: true, learned: true, idleSince: now}
+		}
+		f.pools[name] = &fleetPool{spec: api.Pool{Name: name, Transport: api.TransportLocal}, state: store.PoolState{State: api.PoolOK, RefreshedAt: now, Inventory: inv}}
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		f.reconcile(ctx, time.Now())
+	}
+	if n := len(f.replicas); n != 1000 {
+		b.Fatalf("%d replicas after the passes", n)
 	}
 }
