@@ -211,6 +211,7 @@ type orch struct {
 }
 
 type orchOpts struct {
+	bin     string // "" = kit.Bin
 	dataDir string // "" = a new one
 	port    int    // 0 = the OS's choice
 	home    string // "" = a new, empty one
@@ -237,7 +238,10 @@ func startOrch(t *testing.T, h *hub, o orchOpts) *orch {
 	args := append([]string{"orchestrate", "--listen", "127.0.0.1:" + strconv.Itoa(o.port), "--addr-file", addrFile,
 		"--data-dir", o.dataDir, "--worker-token", workerToken, "--heartbeat-timeout", "2s", "--dead-after", "4s",
 		"--log-level", "debug"}, o.args...)
-	cmd := exec.Command(kit.Bin, args...)
+	if o.bin == "" {
+		o.bin = kit.Bin
+	}
+	cmd := exec.Command(o.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	env := append(os.Environ(), "HOME="+o.home, "SSH_AUTH_SOCK=")
 	if h != nil {
