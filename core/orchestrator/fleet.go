@@ -36,6 +36,8 @@ type fleet struct {
 	host func(api.Pool) poolHost
 
 	wake chan struct{} // a reconcile pass now
+	quit chan struct{} // closed when the loop ends
+	wg   sync.WaitGroup // the goroutines of starts, stops and refreshes
 
 	mu       sync.Mutex
 	pools    map[string]*fleetPool
@@ -101,7 +103,7 @@ const (
 
 func newFleet(cfg *Config, log *slog.Logger, st *store.Orchestrator, reg *registry, disp *dispatcher, host func(api.Pool) poolHost) *fleet {
 	return &fleet{cfg: cfg, log: log.With("component", "fleet"), st: st, reg: reg, disp: disp, host: host,
-		wake: make(chan struct{}, 1), pools: map[string]*fleetPool{}, models: map[string]*fleetModel{},
+		wake: make(chan struct{}, 1), quit: make(chan struct{}), pools: map[string]*fleetPool{}, models: map[string]*fleetModel{},
 		replicas: map[string]*replica{}, fits: map[string]store.Fit{}, ests: map[string]estimate{}, estBusy: map[string]bool{},
 		changed: make(chan struct{})}
 }
@@ -267,7 +269,7 @@ func (f *fleet) deletePool(name string) *api.Error {
 		return api.Errorf(api.CodeNotFound, "no pool %s", name)
 	}
 	for _, r := range stops {
-		f.stopReplica(r, "its pool was removed")
+		f.wg.Go(func() { f.stopReplica(r, "its pool was removed") })
 	}
 	if err := f.st.DeletePool(name); err != nil && !errors.Is(err, store.ErrNotFound) {
 		f.log.Error("deleting a pool", "pool", name, "err", err)
@@ -377,7 +379,7 @@ func (f *fleet) deleteModel(id string) *api.Error {
 	f.mu.Unlock()
 	f.disp.setStarting(id, startNote{})
 	for _, r := range stops {
-		f.stopReplica(r, "the model was deleted")
+		f.wg.Go(func() { f.stopReplica(r, "the model was deleted") })
 	}
 	return nil
 }

@@ -33,8 +33,24 @@ const (
 // loop runs reconcile passes and pool refreshes until ctx ends. Starts and
 // stops run in their own goroutines, which end with ctx.
 func (f *fleet) loop(ctx context.Context) {
-	go tick(ctx, f.cfg.InventoryInterval, nil, func() { f.refreshAll(ctx) })
+	f.wg.Go(func() { tick(ctx, f.cfg.InventoryInterval, nil, func() { f.refreshAll(ctx) }) })
 	tick(ctx, f.cfg.ReconcileInterval, f.wake, func() { f.reconcile(ctx, time.Now()) })
+	close(f.quit)
+	f.wg.Wait() // pool commands in flight end with ctx
+}
+
+// opCtx is a context for a pool command that is not part of a pass: it
+// ends after d, or when the fleet stops.
+func (f *fleet) opCtx(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	go func() {
+		select {
+		case <-f.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // refreshAll refreshes every pool not being refreshed now, in parallel.
@@ -48,7 +64,7 @@ func (f *fleet) refreshAll(ctx context.Context) {
 	}
 	f.mu.Unlock()
 	for _, n := range names {
-		go f.refresh(ctx, n)
+		f.wg.Go(func() { f.refresh(ctx, n) })
 	}
 }
 
@@ -138,7 +154,7 @@ func (f *fleet) reconcile(ctx context.Context, now time.Time) {
 	f.mu.Lock()
 	for name, p := range f.pools {
 		if p.state.State == api.PoolUnknown && !p.refreshing { // new, or changed: look at once
-			acts = append(acts, func(ctx context.Context) { go f.refresh(ctx, name) })
+			acts = append(acts, func(ctx context.Context) { f.wg.Go(func() { f.refresh(ctx, name) }) })
 		}
 	}
 	acts = append(acts, f.replicasLocked(now, byID)...)
@@ -194,7 +210,7 @@ func (f *fleet) replicasLocked(now time.Time, byID map[string]*api.WorkerView) [
 		}
 		if w.State == api.WorkerUnhealthy && pool != nil && !pool.refreshing {
 			name := pool.spec.Name
-			acts = append(acts, func(ctx context.Context) { go f.refresh(ctx, name) })
+			acts = append(acts, func(ctx context.Context) { f.wg.Go(func() { f.refresh(ctx, name) }) })
 		}
 		if w.SlotsBusy > 0 || w.Assigned > 0 {
 			r.idleSince = now
@@ -283,13 +299,13 @@ func (f *fleet) crashLocked(now time.Time, r *replica, why string) action {
 		}
 		f.reg.remove(r.rec.WorkerID)
 		if ok {
-			go func() {
-				sctx, cancel := context.WithTimeout(ctx, f.cfg.PoolTimeout)
+			f.wg.Go(func() {
+				sctx, cancel := f.opCtx(f.cfg.PoolTimeout)
 				defer cancel()
 				if err := f.host(spec).Stop(sctx, r.rec.WorkerID); err != nil {
 					f.log.Warn("cleaning up a crashed worker", "worker_id", r.rec.WorkerID, "err", err)
 				}
-			}()
+			})
 		}
 		f.kick()
 	}
@@ -406,7 +422,7 @@ func (f *fleet) placeLocked(now time.Time, m *fleetModel, queued int, start bool
 		}
 		f.estBusy[key] = true
 		spec, pool := s, cands[0].spec
-		return []action{func(ctx context.Context) { go f.fetchEstimate(ctx, key, spec, pool) }}
+		return []action{func(ctx context.Context) { f.wg.Go(func() { f.fetchEstimate(ctx, key, spec, pool) }) }}
 	}
 	if est.err != nil {
 		m.state, m.lastErr = api.ModelFailing, "cannot read the model's header: "+est.err.Error()
@@ -619,11 +635,11 @@ func (f *fleet) startAction(r *replica) action {
 	r.cancel = cancel
 	return func(ctx context.Context) {
 		stop := context.AfterFunc(ctx, cancel)
-		go func() {
+		f.wg.Go(func() {
 			defer stop()
 			defer cancel()
 			f.runStart(sctx, r)
-		}()
+		})
 	}
 }
 
@@ -711,11 +727,11 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 			lines = se.log
 		}
 		fail(fmt.Errorf("spawn on pool %s: %w", pool.Name, err), lines)
-		go func() { // whatever is left of it
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.PoolTimeout)
+		f.wg.Go(func() { // whatever is left of it
+			sctx, cancel := f.opCtx(f.cfg.PoolTimeout)
 			defer cancel()
 			_ = h.Stop(sctx, r.rec.WorkerID)
-		}()
+		})
 		return
 	}
 	tLoad := time.Since(t2)
@@ -723,20 +739,18 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 	t3 := time.Now()
 	if err := f.waitRegistered(ctx, r.rec.WorkerID); err != nil {
 		fail(err, nil)
-		go func() {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.PoolTimeout)
+		f.wg.Go(func() {
+			sctx, cancel := f.opCtx(f.cfg.PoolTimeout)
 			defer cancel()
 			_ = h.Stop(sctx, r.rec.WorkerID)
-		}()
+		})
 		return
 	}
 	tReg := time.Since(t3)
 	total := time.Since(r.began)
-	r.rec.Phase = phaseReady
-	if err := f.st.PutReplica(r.rec); err != nil {
-		f.log.Error("recording a ready replica", "err", err)
-	}
 	f.mu.Lock()
+	r.rec.Phase = phaseReady
+	rec := r.rec
 	r.readyAt, r.seen, r.idleSince, r.cancel = time.Now(), true, time.Now(), nil
 	r.step = ""
 	if m, ok := f.models[spec.ID]; ok {
@@ -747,6 +761,9 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 		}
 	}
 	f.mu.Unlock()
+	if err := f.st.PutReplica(rec); err != nil {
+		f.log.Error("recording a ready replica", "err", err)
+	}
 	f.emit(api.FleetEvent{Kind: api.EventReady, Pool: pool.Name, Model: spec.ID, Worker: r.rec.WorkerID,
 		Reason: fmt.Sprintf("cold start %s: inventory %s, download %s, load %s, register %s", total.Round(time.Millisecond),
 			tInv.Round(time.Millisecond), tDownload.Round(time.Millisecond), tLoad.Round(time.Millisecond), tReg.Round(time.Millisecond))})
@@ -830,7 +847,7 @@ func (f *fleet) forget(r *replica) {
 
 // stopAction drains and stops a replica in its own goroutine.
 func (f *fleet) stopAction(r *replica, why string) action {
-	return func(ctx context.Context) { go f.stopReplica(r, why) }
+	return func(context.Context) { f.wg.Go(func() { f.stopReplica(r, why) }) }
 }
 
 // stopReplica drains a replica, waits until it holds no task (a busy worker
@@ -848,12 +865,21 @@ func (f *fleet) stopReplica(r *replica, why string) {
 	f.mu.Unlock()
 	id := r.rec.WorkerID
 	f.reg.drain(id)
-	deadline := time.Now().Add(f.cfg.StopGrace)
-	for time.Now().Before(deadline) && f.reg.holdsWork(id) {
-		time.Sleep(100 * time.Millisecond)
+	grace := time.NewTimer(f.cfg.StopGrace)
+	defer grace.Stop()
+	for f.reg.holdsWork(id) {
+		select {
+		case <-f.quit: // shutting down: the next run finds it ready and decides again
+			return
+		case <-grace.C:
+			f.log.Warn("stopping a worker that still holds work after the grace period", "worker_id", id, "grace", f.cfg.StopGrace)
+		case <-time.After(100 * time.Millisecond):
+			continue
+		}
+		break
 	}
 	if okP {
-		ctx, cancel := context.WithTimeout(context.Background(), f.cfg.PoolTimeout)
+		ctx, cancel := f.opCtx(f.cfg.PoolTimeout)
 		if err := f.host(spec).Stop(ctx, id); err != nil {
 			f.log.Warn("stopping a worker", "worker_id", id, "pool", spec.Name, "err", err)
 		}

@@ -183,6 +183,17 @@ func startFleet(t *testing.T, cfg Config, fp *fakePools, dir string, pools ...ap
 	return p
 }
 
+// waitPools waits until the pools' inventories are in.
+func (p *parts) waitPools(t *testing.T, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		waitFor(t, 5*time.Second, "pool "+n+" refreshed", func() bool {
+			v, ok := p.Server.fleet.poolView(n)
+			return ok && v.State == api.PoolOK
+		})
+	}
+}
+
 func declare(t *testing.T, p *parts, m api.ModelSpec) {
 	t.Helper()
 	if _, e := p.Server.fleet.putModel(m); e != nil {
@@ -252,6 +263,7 @@ func TestFleetOnDemandStart(t *testing.T) {
 func TestFleetSpreadsReplicas(t *testing.T) {
 	fp := newFakePools("a", "b")
 	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"}, api.Pool{Name: "b"})
+	p.waitPools(t, "a", "b")
 	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 2})
 	waitFor(t, 5*time.Second, "two ready replicas", func() bool { return p.model(t, "m").Replicas.Ready == 2 })
 	if a, b := fp.alive("a"), fp.alive("b"); len(a) != 1 || len(b) != 1 {
@@ -294,6 +306,7 @@ func TestFleetLearnedCorrection(t *testing.T) {
 	fp := newFakePools("a", "b")
 	fp.rss = 200 << 20 // twice the estimate
 	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a", MemoryLimitBytes: 150 << 20}, api.Pool{Name: "b", MemoryLimitBytes: 1 << 30})
+	p.waitPools(t, "a", "b")
 	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 1, MaxReplicas: 2})
 	waitFor(t, 5*time.Second, "the first replica", func() bool { return p.model(t, "m").Replicas.Ready == 1 })
 	if a := fp.alive("a"); len(a) != 0 {
