@@ -210,6 +210,19 @@ func TestFleetFlag(t *testing.T) {
 	if code, body := d.do(t, http.MethodGet, "/v2/pools/here", ""); code != http.StatusOK || !strings.Contains(body, `"transport":"local"`) {
 		t.Fatalf("pool from --fleet: %d %s", code, body)
 	}
+	// The pool is refreshed at once (a `llorch pool status` child writing in
+	// dir): wait for it, so that nothing writes there when the test ends.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := d.do(t, http.MethodGet, "/v2/pools/here", "")
+		if code == http.StatusOK && strings.Contains(body, `"state":"ok"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pool here not refreshed: %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	if err := os.WriteFile(file, []byte(strings.Replace(good, "slots: 2", "slot: 2", 1)), 0o600); err != nil {
 		t.Fatal(err)
