@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/llorch/llorch/core/api"
@@ -395,21 +396,61 @@ func TestFleetRollingChangeAndRollback(t *testing.T) {
 	}
 }
 
-// Replicas above min_replicas that stay idle past idle_ttl are stopped;
-// min_replicas are kept.
+// Replicas above min_replicas that stay idle past idle_ttl are stopped; a
+// replica that serves tasks is kept, and min_replicas are kept. The clock is
+// testing/synctest's: ten minutes pass at once.
 func TestFleetIdleStop(t *testing.T) {
-	fp := newFakePools("a")
-	cfg := fleetConfig()
-	p := startFleet(t, cfg, fp, "", api.Pool{Name: "a"})
-	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 0, IdleTTL: api.Duration(300 * time.Millisecond)})
-	id := p.submit(t, fakeReq(2))
-	if st := p.wait(t, id); st.Status != api.TaskSucceeded {
-		t.Fatalf("task %+v", st)
-	}
-	waitFor(t, 10*time.Second, "the idle replica to stop", func() bool { return len(fp.stopped()) == 1 && p.model(t, "m").Replicas.Ready == 0 })
-	if k := p.eventKinds(); !slices.Contains(k, api.EventStop) {
-		t.Fatalf("events %v", k)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		fp := newFakePools("a")
+		cfg := fleetConfig()
+		cfg.ReconcileInterval, cfg.InventoryInterval = time.Second, time.Minute
+		p := startFleet(t, cfg, fp, "", api.Pool{Name: "a"})
+		declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 1, MaxReplicas: 2, IdleTTL: api.Duration(10 * time.Minute)})
+		synctest.Wait()
+		time.Sleep(5 * time.Second)
+		if v := p.model(t, "m"); v.Replicas.Ready != 1 {
+			t.Fatalf("min_replicas: %+v", v)
+		}
+		// Two tasks at once on a 1-slot worker: a second replica starts.
+		declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 1, MaxReplicas: 2, Slots: 1, IdleTTL: api.Duration(10 * time.Minute)})
+		time.Sleep(30 * time.Second) // the rolling change to 1 slot
+		if v := p.model(t, "m"); v.Replicas.Ready != 1 || v.Slots != 1 {
+			t.Fatalf("after the change to 1 slot: %+v", v)
+		}
+		// The one replica's slot is taken by a task that does not end: the
+		// next task waits, and a second replica starts for it.
+		first := p.model(t, "m").Workers[0].WorkerID
+		p.fleet.connect("http://" + first + ".test:1").(*fakeWorker).set(hang)
+		a := p.submit(t, fakeReq(2))
+		time.Sleep(5 * time.Second)
+		b := p.submit(t, fakeReq(2))
+		time.Sleep(30 * time.Second)
+		if st := p.state(b); st.Status != api.TaskSucceeded || st.WorkerID == first {
+			t.Fatalf("task b: %+v", st)
+		}
+		if v := p.model(t, "m"); v.Replicas.Ready != 2 {
+			t.Fatalf("no second replica for the waiting task: %+v", v)
+		}
+		p.Server.cancel(a, "test", principal{role: RoleAdmin})
+		stopsBefore := len(fp.stopped())
+		time.Sleep(9 * time.Minute) // idle, but not for idle_ttl yet
+		if v := p.model(t, "m"); v.Replicas.Ready != 2 || len(fp.stopped()) != stopsBefore {
+			t.Fatalf("stopped before idle_ttl: %+v", v)
+		}
+		time.Sleep(2 * time.Minute)
+		v := p.model(t, "m")
+		if v.Replicas.Ready != 1 || len(fp.stopped()) != stopsBefore+1 {
+			t.Fatalf("after idle_ttl: %+v, stops %v", v, fp.stopped())
+		}
+		time.Sleep(30 * time.Minute) // min_replicas stays
+		if v := p.model(t, "m"); v.Replicas.Ready != 1 {
+			t.Fatalf("min_replicas not kept: %+v", v)
+		}
+		if k := p.eventKinds(); !slices.Contains(k, api.EventStop) {
+			t.Fatalf("events %v", k)
+		}
+		p.stop()
+	})
 }
 
 // An orchestrator that dies in the middle of a start resumes it after the
