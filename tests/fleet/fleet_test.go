@@ -113,7 +113,7 @@ func TestTwoReplicasOnTwoSSHPools(t *testing.T) {
 	h := newHub(t)
 	sum := h.add(t, "tiny.gguf", kit.Tiny)
 	dirA, dirB := poolDir(t, "host-a"), poolDir(t, "host-b")
-	o := startOrch(t, h, orchOpts{home: sshHome(t, srv, srv)})
+	o := startOrch(t, h, orchOpts{args: sshArgs(t, srv, srv)})
 	o.putPool(sshPool("a", dirA, srv))
 	o.putPool(sshPool("b", dirB, srv))
 	o.waitPoolOK("a")
@@ -236,7 +236,7 @@ func TestUnknownHostKey(t *testing.T) {
 	h := newHub(t)
 	sum := h.add(t, "tiny.gguf", kit.Tiny)
 	dir := poolDir(t, "stranger")
-	o := startOrch(t, h, orchOpts{home: sshHome(t, unknown, known)})
+	o := startOrch(t, h, orchOpts{args: sshArgs(t, unknown, known)})
 	o.putPool(sshPool("stranger", dir, unknown))
 	var v api.PoolView
 	waitFor(t, time.Minute, "pool stranger unreachable", func() (bool, string) {

@@ -166,34 +166,21 @@ func aliveWorkers(st api.PoolStatus) []api.PoolWorker {
 
 // --- ssh ---
 
-// sshHome is a home directory for the orchestrator child: .ssh/known_hosts
-// with the keys of known (and no other), .ssh/id_ed25519 the sshtest
-// client key. The orchestrator has no flags for known_hosts or identity
-// files; core/remote reads both from $HOME/.ssh.
-func sshHome(t *testing.T, client *sshtest.Server, known ...*sshtest.Server) string {
+// sshArgs are the orchestrator's flags for ssh pools: --known-hosts with
+// the host keys of known (and no other), and -i the sshtest client key. The
+// orchestrator's HOME is an empty directory (startOrch), so nothing of the
+// user's ~/.ssh takes part.
+func sshArgs(t *testing.T, client *sshtest.Server, known ...*sshtest.Server) []string {
 	t.Helper()
-	home := t.TempDir()
-	dir := filepath.Join(home, ".ssh")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
 	var lines strings.Builder
 	for _, s := range known {
 		lines.WriteString(s.HostKeyLine + "\n")
 	}
-	if err := os.WriteFile(filepath.Join(dir, "known_hosts"), []byte(lines.String()), 0o600); err != nil {
+	path := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(path, []byte(lines.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if client != nil {
-		key, err := os.ReadFile(client.ClientKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "id_ed25519"), key, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return home
+	return []string{"--known-hosts", path, "-i", client.ClientKey}
 }
 
 // --- the orchestrator ---
@@ -214,7 +201,6 @@ type orchOpts struct {
 	bin     string // "" = kit.Bin
 	dataDir string // "" = a new one
 	port    int    // 0 = the OS's choice
-	home    string // "" = a new, empty one
 	env     []string
 	args    []string
 }
@@ -225,9 +211,6 @@ func startOrch(t *testing.T, h *hub, o orchOpts) *orch {
 	t.Helper()
 	if o.dataDir == "" {
 		o.dataDir = t.TempDir()
-	}
-	if o.home == "" {
-		o.home = t.TempDir()
 	}
 	addrFile := filepath.Join(t.TempDir(), "orch.addr")
 	logf, err := os.CreateTemp(t.TempDir(), "orchestrator-*.log")
@@ -243,7 +226,7 @@ func startOrch(t *testing.T, h *hub, o orchOpts) *orch {
 	}
 	cmd := exec.Command(o.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	env := append(os.Environ(), "HOME="+o.home, "SSH_AUTH_SOCK=")
+	env := append(os.Environ(), "HOME="+t.TempDir(), "SSH_AUTH_SOCK=")
 	if h != nil {
 		env = append(env, "HF_ENDPOINT="+h.URL)
 	}
@@ -341,7 +324,7 @@ func (o *orch) events() []api.FleetEvent {
 // waitPoolOK waits until the orchestrator has read the pool's inventory.
 // A pool just put is refreshed on demand (POST /v2/pools/{name}/refresh):
 // the fleet reads a new pool's inventory only at its next periodic refresh
-// (30 s by default, and orchestrate has no flag for it).
+// (--inventory-interval, 30 s by default).
 func (o *orch) waitPoolOK(name string) {
 	o.t.Helper()
 	waitFor(o.t, time.Minute, "pool "+name+" ok", func() (bool, string) {
