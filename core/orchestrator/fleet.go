@@ -35,8 +35,8 @@ type fleet struct {
 	// host opens a pool host's commands (poolrun; a fake in unit tests).
 	host func(api.Pool) poolHost
 
-	wake chan struct{} // a reconcile pass now
-	quit chan struct{} // closed when the loop ends
+	wake chan struct{}  // a reconcile pass now
+	quit chan struct{}  // closed when the loop ends
 	wg   sync.WaitGroup // the goroutines of starts, stops and refreshes
 
 	mu       sync.Mutex
