@@ -30,6 +30,8 @@ type poolHost interface {
 	Spawn(ctx context.Context, r spawnRequest) (api.PoolWorker, error)
 	// Stop stops a worker; an unknown id is not an error.
 	Stop(ctx context.Context, workerID string) error
+	// Logs returns the last n lines of a worker's log (kept after it ended).
+	Logs(ctx context.Context, workerID string, n int) ([]string, error)
 	// Install copies this build (binary and lib/llorch) to the host.
 	Install(ctx context.Context) error
 }
@@ -176,6 +178,16 @@ func (h cliHost) Spawn(ctx context.Context, r spawnRequest) (w api.PoolWorker, e
 
 func (h cliHost) Stop(ctx context.Context, id string) error {
 	return h.with(ctx, func(c *poolrun.Conn) error { return c.PoolJSON(ctx, []string{"worker", "stop", id}, nil, nil) })
+}
+
+func (h cliHost) Logs(ctx context.Context, id string, n int) ([]string, error) {
+	var out struct {
+		Lines []string `json:"lines"`
+	}
+	err := h.with(ctx, func(c *poolrun.Conn) error {
+		return c.PoolJSON(ctx, []string{"worker", "logs", "--lines", strconv.Itoa(n), id}, nil, &out)
+	})
+	return out.Lines, err
 }
 
 func (h cliHost) Install(ctx context.Context) error {

@@ -302,7 +302,15 @@ func (f *fleet) crashLocked(now time.Time, r *replica, why string) action {
 			f.wg.Go(func() {
 				sctx, cancel := f.opCtx(f.cfg.PoolTimeout)
 				defer cancel()
-				if err := f.host(spec).Stop(sctx, r.rec.WorkerID); err != nil {
+				h := f.host(spec)
+				if lines, err := h.Logs(sctx, r.rec.WorkerID, 20); err == nil && len(lines) > 0 {
+					f.mu.Lock()
+					if m := f.models[r.rec.Model]; m != nil {
+						m.lastLog = lines
+					}
+					f.mu.Unlock()
+				}
+				if err := h.Stop(sctx, r.rec.WorkerID); err != nil {
 					f.log.Warn("cleaning up a crashed worker", "worker_id", r.rec.WorkerID, "err", err)
 				}
 			})
@@ -366,7 +374,10 @@ func (f *fleet) modelLocked(now time.Time, m *fleetModel, workers []api.WorkerVi
 		want = max(want, ready+old) // a rolling change keeps the count
 	}
 	var acts []action
+	m.crashes = slices.DeleteFunc(m.crashes, func(t time.Time) bool { return now.Sub(t) > crashWindow })
 	switch {
+	case len(m.crashes) >= crashLoop:
+		m.state = api.ModelFailing // until the window holds fewer crashes
 	case starting > 0:
 		m.state = api.ModelStarting
 	case ready > 0 || old > 0:
@@ -755,9 +766,8 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 	r.step = ""
 	if m, ok := f.models[spec.ID]; ok {
 		m.coldStart = total
-		m.crashes, m.backoff = nil, time.Time{}
-		if m.state == api.ModelFailing || m.state == api.ModelStarting {
-			m.state, m.lastErr, m.lastLog = api.ModelReady, "", nil
+		if len(m.crashes) < crashLoop && (m.state == api.ModelFailing || m.state == api.ModelStarting) {
+			m.state, m.lastErr = api.ModelReady, ""
 		}
 	}
 	f.mu.Unlock()

@@ -166,6 +166,10 @@ func (h *fakeHost) Stop(_ context.Context, id string) error {
 
 func (h *fakeHost) Install(context.Context) error { return nil }
 
+func (h *fakeHost) Logs(_ context.Context, id string, n int) ([]string, error) {
+	return []string{"worker " + id + " log", "the last line"}, nil
+}
+
 func fleetConfig() Config {
 	return Config{ReconcileInterval: 20 * time.Millisecond, InventoryInterval: 50 * time.Millisecond, QueuedInterval: 20 * time.Millisecond,
 		HeartbeatTimeout: time.Minute, StopGrace: 5 * time.Second, RegisterTimeout: 5 * time.Second}
@@ -587,4 +591,63 @@ func BenchmarkReconcile(b *testing.B) {
 	if n := len(f.replicas); n != 1000 {
 		b.Fatalf("%d replicas after the passes", n)
 	}
+}
+
+// Three crashes within five minutes make a model failing, with the crashed
+// worker's last log lines; restarts back off 1s, 2s, 4s; a replica that
+// then stays up makes it ready again.
+func TestFleetCrashLoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fp := newFakePools("a")
+		cfg := fleetConfig()
+		cfg.ReconcileInterval, cfg.InventoryInterval = 100*time.Millisecond, time.Minute
+		p := startFleet(t, cfg, fp, "", api.Pool{Name: "a"})
+		declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 1})
+		time.Sleep(time.Second)
+		var gaps []time.Duration
+		for i := range 3 {
+			alive := fp.alive("a")
+			if len(alive) != 1 {
+				t.Fatalf("crash %d: alive %v", i, alive)
+			}
+			fp.kill(alive[0])
+			killed := time.Now()
+			for len(fp.alive("a")) != 1 || fp.alive("a")[0] == alive[0] {
+				time.Sleep(50 * time.Millisecond)
+				if time.Since(killed) > time.Minute {
+					t.Fatalf("no restart after crash %d", i)
+				}
+			}
+			gaps = append(gaps, time.Since(killed))
+			if i == 2 {
+				break
+			}
+		}
+		for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+			if gaps[i] < want || gaps[i] > want+time.Second {
+				t.Fatalf("restart %d after %s, want about %s (gaps %v)", i+1, gaps[i], want, gaps)
+			}
+		}
+		// The third crash made it failing, with the crashed worker's last
+		// log lines; it stays failing while the window holds three crashes,
+		// though a replica serves again.
+		v := p.model(t, "m")
+		if v.State != api.ModelFailing || v.Replicas.Ready != 1 || !strings.Contains(v.LastError, "crash loop") ||
+			len(v.LastLog) == 0 || v.LastLog[len(v.LastLog)-1] != "the last line" {
+			t.Fatalf("model %+v", v)
+		}
+		time.Sleep(crashWindow)
+		if v := p.model(t, "m"); v.State != api.ModelReady {
+			t.Fatalf("five quiet minutes later: %+v", v)
+		}
+		var loop bool
+		evs, _ := p.Server.fleet.eventsAfter(0, memEventsKept)
+		for _, e := range evs {
+			loop = loop || e.Kind == api.EventCrash && strings.Contains(e.Reason, "crash loop: 3 crashes")
+		}
+		if !loop {
+			t.Fatalf("no crash-loop event in %+v", evs)
+		}
+		p.stop()
+	})
 }

@@ -215,6 +215,25 @@ func TestSpawnFailureShowsLog(t *testing.T) {
 	if rows := p.workers(); len(rows) != 0 {
 		t.Errorf("a failed worker is listed: %+v", rows)
 	}
+	// Its log is kept: `worker logs` reads its end (what the orchestrator
+	// shows as a failing model's last_log).
+	out, errOut, code = p.run("--json", "worker", "logs", "b1", "--lines", "5")
+	var logs struct {
+		ID    string   `json:"id"`
+		Lines []string `json:"lines"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &logs) != nil || logs.ID != "b1" || len(logs.Lines) == 0 || len(logs.Lines) > 5 ||
+		!strings.Contains(strings.Join(logs.Lines, "\n"), "truncated") {
+		t.Errorf("worker logs: exit %d %q %s", code, out, errOut)
+	}
+	for _, bad := range []struct {
+		args []string
+		code int
+	}{{[]string{"worker", "logs", "../pool"}, 2}, {[]string{"worker", "logs", "-x"}, 1}, {[]string{"worker", "logs", "nobody"}, 1}, {[]string{"worker", "logs", "b1", "--lines", "0"}, 2}} {
+		if _, errOut, code := p.run(bad.args...); code != bad.code {
+			t.Errorf("%v: exit %d, want %d (%s)", bad.args, code, bad.code, errOut)
+		}
+	}
 }
 
 // stop --json: {"stopped":[ids]}; an unknown id is already stopped.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	neturl "net/url"
@@ -49,6 +50,7 @@ func workerCommand(e *env) *cli.Command {
 			},
 			stopCommand(e),
 			cleanupCommand(e),
+			logsCommand(e),
 		},
 	}
 }
@@ -398,15 +400,76 @@ func pickPort(host, spec string) (int, error) {
 }
 
 func logTail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
+	lines, err := tailLines(path, n)
+	if err != nil || len(lines) == 0 {
 		return ""
 	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	return "last lines of the worker log:\n  " + strings.Join(lines, "\n  ")
+}
+
+// tailLines returns the last n lines of a file, reading at most its last
+// 256 KiB.
+func tailLines(path string, n int) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	const most = 256 << 10
+	if st, err := f.Stat(); err == nil && st.Size() > most {
+		if _, err := f.Seek(st.Size()-most, io.SeekStart); err != nil {
+			return nil, err
+		}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, most))
+	if err != nil {
+		return nil, err
+	}
+	text := strings.TrimRight(string(data), "\n")
+	if text == "" {
+		return []string{}, nil
+	}
+	lines := strings.Split(text, "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
-	return "last lines of the worker log:\n  " + strings.Join(lines, "\n  ")
+	return lines, nil
+}
+
+func logsCommand(e *env) *cli.Command {
+	var n int
+	return &cli.Command{
+		Name:      "logs",
+		Usage:     "print the last lines of a worker's log (it is kept after the worker stopped or crashed)",
+		ArgsUsage: "ID",
+		Flags:     []cli.Flag{&cli.IntFlag{Name: "lines", Aliases: []string{"n"}, Value: 20, Usage: "how many lines (1..10000)", Destination: &n}},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			id, err := oneArg(cmd, "worker id")
+			if err != nil {
+				return err
+			}
+			if why := api.CheckID(id); why != "" {
+				return cli.Exit("pool: worker id "+why, 2)
+			}
+			if n < 1 || n > 10000 {
+				return cli.Exit("pool: --lines must be 1..10000", 2)
+			}
+			lines, err := tailLines(filepath.Join(e.logsDir(), id+".log"), n)
+			if errors.Is(err, fs.ErrNotExist) {
+				return exit1(fmt.Errorf("pool: no log for worker %s", id))
+			}
+			if err != nil {
+				return exit1(err)
+			}
+			if e.asJSON {
+				return e.print(map[string]any{"id": id, "lines": lines}, nil)
+			}
+			for _, l := range lines {
+				fmt.Fprintln(e.out, l)
+			}
+			return nil
+		},
+	}
 }
 
 // workerRow is a worker with its live state.
