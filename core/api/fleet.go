@@ -233,6 +233,8 @@ func (m *ModelSpec) Validate() *Error {
 		add("source", "ref", "is required: hf:ORG/REPO/FILE.gguf[@REV], https://…, or file:/abs/path.gguf")
 	} else if !strings.HasPrefix(m.Source, "hf:") && !strings.HasPrefix(m.Source, "https://") && !strings.HasPrefix(m.Source, "http://") && !strings.HasPrefix(m.Source, "file:") {
 		add("source", "ref", "must start with hf:, https://, http:// or file:")
+	} else if strings.HasPrefix(m.Source, "hf:") && !strings.Contains(m.Source, "@") {
+		m.Source += "@main" // the revision a pool's catalog records
 	}
 	if m.SHA256 != "" && (len(m.SHA256) != 64 || strings.Trim(strings.ToLower(m.SHA256), "0123456789abcdef") != "") {
 		add("sha256", "hex64", "must be 64 hex digits")

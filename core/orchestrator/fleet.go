@@ -14,6 +14,7 @@ import (
 
 	"github.com/llorch/llorch/core/admission"
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/catalog"
 	"github.com/llorch/llorch/core/store"
 )
 
@@ -311,6 +312,10 @@ func (f *fleet) poolView(name string) (api.PoolView, bool) {
 func (f *fleet) putModel(m api.ModelSpec) (api.ModelView, *api.Error) {
 	if e := m.Validate(); e != nil {
 		return api.ModelView{}, e
+	}
+	if _, err := catalog.ParseRef(m.Source); err != nil { // the pools' own rule, at the door
+		return api.ModelView{}, &api.Error{Code: api.CodeInvalidRequest, Message: "invalid model", Fields: []api.FieldError{{
+			Field: "source", Constraint: "ref", Message: err.Error()}}}
 	}
 	f.mu.Lock()
 	fm, ok := f.models[m.ID]

@@ -230,7 +230,7 @@ func TestFleetOnDemandStart(t *testing.T) {
 	fp := newFakePools("a")
 	fp.gate = make(chan struct{})
 	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"})
-	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 0})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 0})
 	if got := p.model(t, "m"); got.State != api.ModelIdle || got.Replicas.Ready != 0 {
 		t.Fatalf("before any task: %+v", got)
 	}
@@ -269,7 +269,7 @@ func TestFleetSpreadsReplicas(t *testing.T) {
 	fp := newFakePools("a", "b")
 	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"}, api.Pool{Name: "b"})
 	p.waitPools(t, "a", "b")
-	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 2})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 2})
 	waitFor(t, 5*time.Second, "two ready replicas", func() bool { return p.model(t, "m").Replicas.Ready == 2 })
 	if a, b := fp.alive("a"), fp.alive("b"); len(a) != 1 || len(b) != 1 {
 		t.Fatalf("replicas: a=%v b=%v", a, b)
@@ -281,7 +281,7 @@ func TestFleetSpreadsReplicas(t *testing.T) {
 func TestFleetNoCapacity(t *testing.T) {
 	fp := newFakePools("a")
 	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a", MemoryLimitBytes: 50 << 20})
-	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf"})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main"})
 	id := p.submit(t, fakeReq(3))
 	st := p.wait(t, id)
 	if st.Status != api.TaskFailed || st.Error == nil || st.Error.Code != api.CodeNoCapacity {
@@ -312,7 +312,7 @@ func TestFleetLearnedCorrection(t *testing.T) {
 	fp.rss = 200 << 20 // twice the estimate
 	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a", MemoryLimitBytes: 150 << 20}, api.Pool{Name: "b", MemoryLimitBytes: 1 << 30})
 	p.waitPools(t, "a", "b")
-	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 1, MaxReplicas: 2})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 1, MaxReplicas: 2})
 	waitFor(t, 5*time.Second, "the first replica", func() bool { return p.model(t, "m").Replicas.Ready == 1 })
 	if a := fp.alive("a"); len(a) != 0 {
 		t.Fatalf("the first replica went to a (%v): b has more room", a)
@@ -326,7 +326,7 @@ func TestFleetLearnedCorrection(t *testing.T) {
 	}
 	// Without the correction the second replica would go to a (fewer
 	// replicas there, and 100 MiB < 150 MiB); with it, only b has room.
-	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 2, MaxReplicas: 2})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 2, MaxReplicas: 2})
 	waitFor(t, 5*time.Second, "the second replica", func() bool { return p.model(t, "m").Replicas.Ready == 2 })
 	if a, b := fp.alive("a"), fp.alive("b"); len(a) != 0 || len(b) != 2 {
 		t.Fatalf("placement ignored the correction: a=%v b=%v", a, b)
@@ -342,7 +342,7 @@ func TestFleetLearnedCorrection(t *testing.T) {
 func TestFleetCrashRestart(t *testing.T) {
 	fp := newFakePools("a")
 	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"})
-	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 1})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 1})
 	waitFor(t, 5*time.Second, "a ready replica", func() bool { return p.model(t, "m").Replicas.Ready == 1 })
 	first := fp.alive("a")[0]
 	fp.kill(first)
@@ -363,14 +363,14 @@ func TestFleetCrashRestart(t *testing.T) {
 func TestFleetRollingChangeAndRollback(t *testing.T) {
 	fp := newFakePools("a")
 	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"})
-	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/v1.gguf", MinReplicas: 2})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/v1.gguf@main", MinReplicas: 2})
 	waitFor(t, 5*time.Second, "two v1 replicas", func() bool { return p.model(t, "m").Replicas.Ready == 2 })
-	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/v2.gguf", MinReplicas: 2})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/v2.gguf@main", MinReplicas: 2})
 	waitFor(t, 10*time.Second, "two v2 replicas", func() bool {
 		v := p.model(t, "m")
 		n := 0
 		for _, w := range v.Workers {
-			if w.Source == "hf:org/repo/v2.gguf" && w.State == "ready" {
+			if w.Source == "hf:org/repo/v2.gguf@main" && w.State == "ready" {
 				n++
 			}
 		}
@@ -382,19 +382,19 @@ func TestFleetRollingChangeAndRollback(t *testing.T) {
 		t.Fatalf("stops %v", stops)
 	}
 	fp.mu.Lock()
-	fp.spawnErr["hf:org/repo/v3.gguf"] = errors.New("llama_model_load: error loading model: tensor data is not within file bounds")
+	fp.spawnErr["hf:org/repo/v3.gguf@main"] = errors.New("llama_model_load: error loading model: tensor data is not within file bounds")
 	fp.mu.Unlock()
-	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/v3.gguf", MinReplicas: 2})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/v3.gguf@main", MinReplicas: 2})
 	waitFor(t, 10*time.Second, "the rollback", func() bool {
 		v := p.model(t, "m")
-		return v.Source == "hf:org/repo/v2.gguf" && strings.Contains(v.LastError, "rolled back")
+		return v.Source == "hf:org/repo/v2.gguf@main" && strings.Contains(v.LastError, "rolled back")
 	})
 	v := p.model(t, "m")
 	if v.Replicas.Ready != 2 || !strings.Contains(v.LastError, "rolled back") || len(v.LastLog) == 0 {
 		t.Fatalf("after the rollback: %+v", v)
 	}
 	for _, w := range v.Workers {
-		if w.Source != "hf:org/repo/v2.gguf" {
+		if w.Source != "hf:org/repo/v2.gguf@main" {
 			t.Fatalf("a v3 replica is left: %+v", v.Workers)
 		}
 	}
@@ -409,14 +409,14 @@ func TestFleetIdleStop(t *testing.T) {
 		cfg := fleetConfig()
 		cfg.ReconcileInterval, cfg.InventoryInterval = time.Second, time.Minute
 		p := startFleet(t, cfg, fp, "", api.Pool{Name: "a"})
-		declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 1, MaxReplicas: 2, IdleTTL: api.Duration(10 * time.Minute)})
+		declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 1, MaxReplicas: 2, IdleTTL: api.Duration(10 * time.Minute)})
 		synctest.Wait()
 		time.Sleep(5 * time.Second)
 		if v := p.model(t, "m"); v.Replicas.Ready != 1 {
 			t.Fatalf("min_replicas: %+v", v)
 		}
 		// Two tasks at once on a 1-slot worker: a second replica starts.
-		declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 1, MaxReplicas: 2, Slots: 1, IdleTTL: api.Duration(10 * time.Minute)})
+		declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 1, MaxReplicas: 2, Slots: 1, IdleTTL: api.Duration(10 * time.Minute)})
 		time.Sleep(30 * time.Second) // the rolling change to 1 slot
 		if v := p.model(t, "m"); v.Replicas.Ready != 1 || v.Slots != 1 {
 			t.Fatalf("after the change to 1 slot: %+v", v)
@@ -465,7 +465,7 @@ func TestFleetRestartMidStart(t *testing.T) {
 	fp.gate = make(chan struct{})
 	dir := t.TempDir()
 	p := startFleet(t, fleetConfig(), fp, dir, api.Pool{Name: "a"})
-	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 1})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 1})
 	waitFor(t, 5*time.Second, "the spawn", func() bool { return len(fp.spawned()) == 1 })
 	p.crash()
 	first := fp.spawned()[0].WorkerID
@@ -485,7 +485,7 @@ func TestFleetRestartMidStart(t *testing.T) {
 func TestFleetCapabilitiesAndEvents(t *testing.T) {
 	fp := newFakePools("a")
 	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"})
-	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", Ctx: 2048})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", Ctx: 2048})
 	srv := httptest.NewServer(p.Handler())
 	defer srv.Close()
 	var caps api.Capabilities
@@ -602,7 +602,7 @@ func TestFleetCrashLoop(t *testing.T) {
 		cfg := fleetConfig()
 		cfg.ReconcileInterval, cfg.InventoryInterval = 100*time.Millisecond, time.Minute
 		p := startFleet(t, cfg, fp, "", api.Pool{Name: "a"})
-		declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf", MinReplicas: 1})
+		declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 1})
 		time.Sleep(time.Second)
 		var gaps []time.Duration
 		for i := range 3 {
@@ -650,4 +650,32 @@ func TestFleetCrashLoop(t *testing.T) {
 		}
 		p.stop()
 	})
+}
+
+// A model's source is checked by the pools' own rule at the door, and an hf:
+// source without a revision is recorded at main, as pools' catalogs do.
+func TestFleetModelAtTheDoor(t *testing.T) {
+	fp := newFakePools("a")
+	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"})
+	for _, bad := range []string{"hf:../x.gguf", "hf:o/r/x.bin", "http://10.0.0.1/x.gguf", "file:relative.gguf", "file:/a/../b.gguf",
+		"https://u:p@h/x.gguf", "ftp://h/x.gguf", "hf:o/r/x.gguf;rm -rf ~"} {
+		if _, e := p.Server.fleet.putModel(api.ModelSpec{ID: "m", Source: bad}); e == nil || e.Code != api.CodeInvalidRequest {
+			t.Errorf("source %q: %v", bad, e)
+		}
+	}
+	for _, bad := range []api.ModelSpec{{ID: "-m", Source: "hf:o/r/x.gguf"}, {ID: "m", Source: "hf:o/r/x.gguf", MinReplicas: -1},
+		{ID: "m", Source: "hf:o/r/x.gguf", MinReplicas: 3, MaxReplicas: 2}, {ID: "m", Source: "hf:o/r/x.gguf", Slots: 1 << 20},
+		{ID: "m", Source: "hf:o/r/x.gguf", Ctx: -5}, {ID: "m", Source: "hf:o/r/x.gguf", Backend: "tpu"}, {ID: "m", Source: "hf:o/r/x.gguf", IdleTTL: -1},
+		{ID: "m", Source: "hf:o/r/x.gguf", Pools: []string{"../etc"}}, {ID: "m", Source: "hf:o/r/x.gguf", SHA256: "xyz"}} {
+		if _, e := p.Server.fleet.putModel(bad); e == nil || e.Code != api.CodeInvalidRequest {
+			t.Errorf("spec %+v: %v", bad, e)
+		}
+	}
+	v, e := p.Server.fleet.putModel(api.ModelSpec{ID: "m", Source: "hf:o/r/x.gguf"})
+	if e != nil || v.Source != "hf:o/r/x.gguf@main" || v.Slots != 4 || v.MaxReplicas != 1 || v.Backend != "cpu" {
+		t.Fatalf("%+v %v", v, e)
+	}
+	if len(p.Server.fleet.modelViews()) != 1 {
+		t.Fatal("a refused model was stored")
+	}
 }
