@@ -82,8 +82,19 @@ func parserEstimate(gf *parser.GGUFFile, ctx, slots int) (e Estimate, ok bool) {
 		e.KVBytes = satAdd(e.KVBytes, uint64(d.KVCache.Sum()))
 		e.OverheadBytes = satAdd(e.OverheadBytes, satAdd(uint64(d.Computation.Sum()), uint64(d.Footprint)))
 	}
-	e.TotalBytes = satAdd(satAdd(e.WeightsBytes, e.KVBytes), e.OverheadBytes)
 	e.RAMBytes = uint64(cpu.RAM.NonUMA)
+	// On the CPU the weights are the file's tensors, mapped once: the
+	// parser counts a tied output layer (no tensor of its own: it reuses
+	// token_embd) a second time, which made a qwen2.5 f16 estimate 27% over
+	// its file. A GPU run does copy it, so the VRAM side keeps it.
+	if ms := uint64(max(gf.ModelSize, 0)); ms > 0 && e.WeightsBytes > ms {
+		extra := e.WeightsBytes - ms
+		e.WeightsBytes = ms
+		if e.RAMBytes > extra {
+			e.RAMBytes -= extra
+		}
+	}
+	e.TotalBytes = satAdd(satAdd(e.WeightsBytes, e.KVBytes), e.OverheadBytes)
 	for _, v := range gpu.VRAMs {
 		e.VRAMBytes = satAdd(e.VRAMBytes, uint64(v.NonUMA))
 	}

@@ -44,6 +44,9 @@ type dispatcher struct {
 	closed   bool
 	ws       []scheduler.Worker // snapshot buffer, reused under mu
 	dec      scheduler.Decision
+	// onStarved is called (without the lock) when a task is queued for a
+	// model no healthy worker serves: the fleet starts one at once.
+	onStarved func()
 	// starting is what the fleet reports of the starts it runs, by model:
 	// waiting tasks of that model are told (queued{reason: starting}).
 	starting map[string]startNote
@@ -196,6 +199,12 @@ func (d *dispatcher) capacityLocked(model string, ws []scheduler.Worker) capacit
 // and predicted start, and the id of a task the queue dropped to make room
 // (drop-lru), which the caller must end.
 func (d *dispatcher) enqueue(e *entry) (pos int, predicted int64, dropped string, apiErr *api.Error) {
+	starved := false
+	defer func() {
+		if starved && apiErr == nil && d.onStarved != nil {
+			d.onStarved()
+		}
+	}()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
@@ -204,7 +213,12 @@ func (d *dispatcher) enqueue(e *entry) (pos int, predicted int64, dropped string
 	if e.class == queue.Batch {
 		ahead += d.depth[depthKey{e.model, api.PriorityBatch}]
 	}
-	predicted = d.capacityLocked(e.model, d.ws).predict(ahead)
+	c := d.capacityLocked(e.model, d.ws)
+	starved = c.total == 0
+	predicted = c.predict(ahead)
+	if note, ok := d.starting[e.model]; ok && starved {
+		predicted = max(predicted, time.Until(note.eta).Milliseconds())
+	}
 	if dl := e.req.DeadlineMs; dl > 0 && !admission.DeadlineMet(dl, predicted) {
 		return 0, 0, "", api.Errorf(api.CodeDeadlineUnmet, "deadline %d ms cannot be met: predicted start in %d ms", dl, predicted)
 	}

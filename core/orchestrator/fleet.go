@@ -81,7 +81,6 @@ type replica struct {
 	began     time.Time
 	readyAt   time.Time
 	idleSince time.Time
-	learned   bool
 	seen      bool // registered (after a restart: adopted)
 	stopping  bool
 	cancel    context.CancelFunc

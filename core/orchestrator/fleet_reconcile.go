@@ -219,7 +219,7 @@ func (f *fleet) replicasLocked(now time.Time, byID map[string]*api.WorkerView) [
 			if w.Model.Digest != "" && r.rec.Revision == m.rec.Revision {
 				m.digest = w.Model.Digest
 			}
-			if !r.learned && r.rec.Revision == m.rec.Revision {
+			if r.rec.Revision == m.rec.Revision {
 				if a := f.learnLocked(now, m, r, w); a != nil {
 					acts = append(acts, a)
 				}
@@ -241,8 +241,11 @@ func aliveIn(inv *api.PoolStatus, id string) bool {
 	return false
 }
 
-// learnLocked records actual ÷ estimate from a ready replica's first memory
-// report (RSS on CPU, VRAM on GPU backends).
+// learnLocked keeps, per model digest × backend × ctx × slots, the most
+// memory a replica was seen using (RSS on CPU, VRAM on GPU backends) and its
+// ratio to the estimate. The most, not the last: a replica that just loaded
+// has touched less than one that served long prompts, and placement must
+// hold the peak. It writes only when the peak grew by more than 1%.
 func (f *fleet) learnLocked(now time.Time, m *fleetModel, r *replica, w *api.WorkerView) action {
 	actual := w.RSSBytes
 	if m.rec.Spec.Backend != "cpu" && w.VRAMUsedBytes > 0 {
@@ -252,14 +255,15 @@ func (f *fleet) learnLocked(now time.Time, m *fleetModel, r *replica, w *api.Wor
 	if actual == 0 || !ok || est.err != nil || est.bytes == 0 || now.Sub(r.readyAt) < time.Second {
 		return nil
 	}
-	r.learned = true
 	key := fitKey(m.rec.Spec, m.digest)
 	fit := f.fits[key]
-	ratio := float64(actual) / float64(est.bytes)
-	if fit.Samples > 0 {
-		ratio = (fit.Ratio + ratio) / 2
+	if fit.Samples > 0 && fit.EstimateBytes == est.bytes && float64(actual) <= float64(fit.ActualBytes)*1.01 {
+		return nil
 	}
-	fit = store.Fit{EstimateBytes: est.bytes, ActualBytes: actual, Ratio: ratio, Samples: fit.Samples + 1, UpdatedAt: now.UTC()}
+	if fit.EstimateBytes == est.bytes {
+		actual = max(actual, fit.ActualBytes)
+	}
+	fit = store.Fit{EstimateBytes: est.bytes, ActualBytes: actual, Ratio: float64(actual) / float64(est.bytes), Samples: fit.Samples + 1, UpdatedAt: now.UTC()}
 	f.fits[key] = fit
 	return func(context.Context) {
 		if err := f.st.PutFit(key, fit); err != nil {
@@ -373,7 +377,7 @@ func (f *fleet) modelLocked(now time.Time, m *fleetModel, workers []api.WorkerVi
 	if old > 0 {
 		want = max(want, ready+old) // a rolling change keeps the count
 	}
-	var acts []action
+	acts := f.estimateLocked(now, s)
 	m.crashes = slices.DeleteFunc(m.crashes, func(t time.Time) bool { return now.Sub(t) > crashWindow })
 	switch {
 	case len(m.crashes) >= crashLoop:
@@ -425,15 +429,9 @@ func (f *fleet) modelLocked(now time.Time, m *fleetModel, workers []api.WorkerVi
 func (f *fleet) placeLocked(now time.Time, m *fleetModel, queued int, start bool) []action {
 	s := m.rec.Spec
 	cands := f.candidatesLocked(s)
-	key := estimateKey(s)
-	est, ok := f.ests[key]
-	if !ok || est.err != nil && now.Sub(est.at) > 30*time.Second {
-		if len(cands) == 0 || f.estBusy[key] {
-			return nil
-		}
-		f.estBusy[key] = true
-		spec, pool := s, cands[0].spec
-		return []action{func(ctx context.Context) { f.wg.Go(func() { f.fetchEstimate(ctx, key, spec, pool) }) }}
+	est, ok := f.ests[estimateKey(s)]
+	if !ok {
+		return nil // being fetched (estimateLocked)
 	}
 	if est.err != nil {
 		m.state, m.lastErr = api.ModelFailing, "cannot read the model's header: "+est.err.Error()
@@ -504,6 +502,24 @@ func (f *fleet) placeLocked(now time.Time, m *fleetModel, queued int, start bool
 		})
 	}
 	return acts
+}
+
+// estimateLocked fetches a model's estimate when it has none (or a failed
+// one older than 30s), from the first pool it may use: at once when the
+// model is declared, so the first task's start does not wait for it.
+func (f *fleet) estimateLocked(now time.Time, s api.ModelSpec) []action {
+	key := estimateKey(s)
+	est, ok := f.ests[key]
+	if ok && (est.err == nil || now.Sub(est.at) < 30*time.Second) || f.estBusy[key] {
+		return nil
+	}
+	cands := f.candidatesLocked(s)
+	if len(cands) == 0 {
+		return nil
+	}
+	f.estBusy[key] = true
+	pool := cands[0].spec
+	return []action{func(ctx context.Context) { f.wg.Go(func() { f.fetchEstimate(ctx, key, s, pool) }) }}
 }
 
 // candidatesLocked are the pools s may use, reachable, with its backend.

@@ -579,7 +579,7 @@ func BenchmarkReconcile(b *testing.B) {
 			url := "http://" + id + ".test:1"
 			ff.add(url)
 			s.reg.register(api.WorkerRegistration{WorkerID: id, URL: url, Model: api.ModelInfo{ID: model, Ctx: 4096}, Slots: 4, Pool: name})
-			f.replicas[id] = &replica{rec: store.Replica{WorkerID: id, Model: model, Pool: name, Revision: 1, Phase: phaseReady}, readyAt: now.Add(-time.Minute), seen: true, learned: true, idleSince: now}
+			f.replicas[id] = &replica{rec: store.Replica{WorkerID: id, Model: model, Pool: name, Revision: 1, Phase: phaseReady}, readyAt: now.Add(-time.Minute), seen: true, idleSince: now}
 		}
 		f.pools[name] = &fleetPool{spec: api.Pool{Name: name, Transport: api.TransportLocal}, state: store.PoolState{State: api.PoolOK, RefreshedAt: now, Inventory: inv}}
 	}

@@ -278,6 +278,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		host = newCLIHost(cfg.SSH)
 	}
 	s.fleet = newFleet(&s.cfg, s.log, s.st, s.reg, s.disp, host)
+	s.disp.onStarved = s.fleet.kick
 	if err := s.initRouting(); err != nil {
 		return nil, err
 	}
