@@ -1,7 +1,8 @@
 // Package orchestrator is the llorch brain: an HTTP daemon that registers
 // workers, admits tasks, journals them, queues them by priority, places them
 // on workers (filter → score → tie-break, with an explanation) and relays the
-// workers' event streams to clients, resumably.
+// workers' event streams to clients, resumably; and runs declared models on
+// pools (the fleet), starting workers on demand.
 //
 // It is a small composition of parts, each owning its state and its lock,
 // each testable without HTTP. A task travels in one direction, file by file:
@@ -28,7 +29,7 @@
 //
 // The parts:
 //
-//   - registry (registry.go): workers and pools, heartbeats, the health
+//   - registry (registry.go): workers, heartbeats, the health
 //     monitor (silent → probed → unhealthy → dead); tells the dispatcher
 //     when a worker can take work (onReady) and when one is lost (onLost:
 //     its attempts are abandoned and fail over).
@@ -38,11 +39,24 @@
 //     a crash loses nothing a client saw; restore at startup.
 //   - dispatcher (dispatcher.go, attempt.go, routing.go): the queue, the
 //     placement loop, attempts and what their failures mean.
+//   - fleet (fleet.go, fleet_reconcile.go, fleet_host.go): pools and their
+//     inventory, models as desired state, the workers it started
+//     (replicas), the learned memory fit and the fleet event log. Its
+//     reconcile loop starts workers on demand and up to min_replicas,
+//     restarts crashed ones with backoff, rolls a changed spec one replica
+//     at a time (rolling back when the new one fails to load), and drains
+//     and stops idle ones; it drives pools with their own commands
+//     (`llorch pool … --json`) through core/poolrun. A task for a declared
+//     model that no worker serves is admitted (admission.Declared) and wakes
+//     it (dispatcher.onStarved); the start's progress reaches waiting tasks
+//     as queued{reason: starting} (dispatcher.setStarting).
 //   - http (http*.go, openai.go): handlers that decode, call a part, encode.
 //
-// Locks: the dispatcher may call the registry and the tasks while holding
-// its own lock; the registry and the tasks never call another part while
-// holding theirs (their hooks run after unlocking). Every critical section
+// Locks: the fleet calls the dispatcher and the registry, never while
+// holding its own lock (a pass decides under it, then acts); the dispatcher
+// may call the registry and the tasks while holding its own lock; the
+// registry and the tasks never call another part while holding theirs
+// (their hooks run after unlocking; onStarved only wakes the fleet's loop). Every critical section
 // unlocks with defer, so a panic never leaves a lock held; /healthz fails
 // when a lock stays taken or a loop stops.
 //
