@@ -27,6 +27,7 @@ type fakePools struct {
 	p *parts
 
 	mu        sync.Mutex
+	down      map[string]bool // pools that do not answer
 	inv       map[string]*api.PoolStatus
 	estimate  uint64
 	rss       uint64
@@ -92,8 +93,8 @@ func (h *fakeHost) Status(context.Context) (api.PoolStatus, error) {
 	h.fp.mu.Lock()
 	defer h.fp.mu.Unlock()
 	inv, ok := h.fp.inv[h.pool]
-	if !ok {
-		return api.PoolStatus{}, fmt.Errorf("%w: no such host", errUnreachable)
+	if !ok || h.fp.down[h.pool] {
+		return api.PoolStatus{}, fmt.Errorf("%w: connection refused", errUnreachable)
 	}
 	st := *inv
 	st.Workers = slices.Clone(inv.Workers)
@@ -678,4 +679,63 @@ func TestFleetModelAtTheDoor(t *testing.T) {
 	if len(p.Server.fleet.modelViews()) != 1 {
 		t.Fatal("a refused model was stored")
 	}
+}
+
+// A pool that stops answering has its replicas counted as lost: they are
+// replaced on a pool that answers.
+func TestFleetUnreachablePoolIsReplaced(t *testing.T) {
+	fp := newFakePools("a", "b")
+	fp.down = map[string]bool{"b": true}
+	cfg := fleetConfig()
+	p := startFleet(t, cfg, fp, "", api.Pool{Name: "a"}, api.Pool{Name: "b"})
+	p.waitPools(t, "a")
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 1, MaxReplicas: 2})
+	waitFor(t, 5*time.Second, "a replica on a", func() bool { return len(fp.alive("a")) == 1 && p.model(t, "m").Replicas.Ready == 1 })
+	fp.mu.Lock()
+	fp.down = map[string]bool{"a": true}
+	fp.mu.Unlock()
+	waitFor(t, 10*time.Second, "a replacement on b", func() bool { return len(fp.alive("b")) == 1 })
+	if v, _ := p.Server.fleet.poolView("a"); v.State != api.PoolUnreachable || !strings.Contains(v.LastError, "connection refused") {
+		t.Fatalf("pool a: %+v", v)
+	}
+}
+
+// Deleting a model drains its replicas: a task running on one ends normally
+// before the worker is stopped.
+func TestFleetBusyWorkerIsNeverStopped(t *testing.T) {
+	fp := newFakePools("a")
+	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 1})
+	waitFor(t, 5*time.Second, "a ready replica", func() bool { return p.model(t, "m").Replicas.Ready == 1 })
+	id := p.model(t, "m").Workers[0].WorkerID
+	release := make(chan struct{})
+	p.fleet.connect("http://" + id + ".test:1").(*fakeWorker).set(func(ctx context.Context, req *api.ExecuteRequest) (eventStream, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return streamTokens(-1)(ctx, req)
+	})
+	task := p.submit(t, fakeReq(3))
+	waitFor(t, 5*time.Second, "the task running", func() bool { return p.state(task).Status == api.TaskRunning })
+	if e := p.Server.fleet.deleteModel("m"); e != nil {
+		t.Fatal(e)
+	}
+	waitFor(t, 5*time.Second, "the worker draining", func() bool {
+		for _, w := range p.reg.list() {
+			if w.WorkerID == id {
+				return w.State == api.WorkerDraining
+			}
+		}
+		return false
+	})
+	if len(fp.stopped()) != 0 {
+		t.Fatalf("stopped while busy: %v", fp.stopped())
+	}
+	close(release)
+	if st := p.wait(t, task); st.Status != api.TaskSucceeded {
+		t.Fatalf("the running task: %+v", st)
+	}
+	waitFor(t, 5*time.Second, "the worker stopped", func() bool { return len(fp.stopped()) == 1 })
 }

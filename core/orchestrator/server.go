@@ -381,7 +381,7 @@ func (s *Server) health() []string {
 	for _, p := range []struct {
 		name string
 		mu   *sync.Mutex
-	}{{"registry", &s.reg.mu}, {"tasks", &s.tasks.mu}, {"dispatcher", &s.disp.mu}} {
+	}{{"registry", &s.reg.mu}, {"tasks", &s.tasks.mu}, {"dispatcher", &s.disp.mu}, {"fleet", &s.fleet.mu}} {
 		if !tryLockFor(p.mu, time.Second) {
 			bad = append(bad, p.name+" is locked for more than 1s")
 		}
