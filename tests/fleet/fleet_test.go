@@ -415,3 +415,47 @@ func TestLearnedCorrection(t *testing.T) {
 		t.Errorf("pool dir tight runs %+v", alive)
 	}
 }
+
+// 9. Bootstrap: an ssh pool whose host lacks llorch, declared with install,
+// gets this build installed (the binary at llorch_path and lib/llorch next
+// to it), then runs a model with it.
+func TestInstallOnAPoolWithoutLlorch(t *testing.T) {
+	srv := sshtest.Start(t)
+	h := newHub(t)
+	sum := h.add(t, "tiny.gguf", kit.Tiny)
+	dir := poolDir(t, "bare")
+	bin := filepath.Join(t.TempDir(), "bare-host", "bin", "llorch")
+	o := startOrch(t, h, orchOpts{args: sshArgs(t, srv, srv)})
+	p := sshPool("bare", dir, srv)
+	p.LlorchPath, p.Install = bin, true
+	o.putPool(p)
+	o.waitPoolOK("bare")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("llorch was not installed at %s: %v", bin, err)
+	}
+	if ins := eventsOf(o.events(), api.EventInstall, ""); len(ins) != 1 || !strings.Contains(ins[0].Reason, "missing") {
+		t.Fatalf("install events: %s", kinds(o.events()))
+	}
+	if v := o.pool("bare"); v.Inventory == nil || v.Inventory.Version == "" {
+		t.Fatalf("inventory after the install: %+v", v)
+	}
+	o.putModel(tinySpec("tiny", h.urlSource("tiny.gguf"), sum, 1, "bare"))
+	o.waitReady("tiny", 1, startLimit)
+	alive := aliveWorkers(poolStatus(t, dir))
+	if len(alive) != 1 {
+		t.Fatalf("alive workers %+v", alive)
+	}
+	// The worker runs from the installed binary, not from this build's.
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", alive[0].PID))
+	if err != nil || exe != bin {
+		t.Fatalf("worker runs %q (%v), want %s", exe, err, bin)
+	}
+	// A pool without install keeps failing, and says how to fix it.
+	q := sshPool("bare2", poolDir(t, "bare2"), srv)
+	q.LlorchPath = filepath.Join(t.TempDir(), "nothing", "llorch")
+	o.putPool(q)
+	waitFor(t, time.Minute, "pool bare2 in error", func() (bool, string) {
+		v := o.pool("bare2")
+		return v.State == api.PoolError && strings.Contains(v.LastError, "install"), v.State + ": " + v.LastError
+	})
+}
