@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"path"
 	"strings"
 	"testing"
 )
@@ -138,10 +139,43 @@ func FuzzPool(f *testing.F) {
 		if json.Unmarshal(body, &p) != nil {
 			return
 		}
-		if p.Validate() == nil && (CheckID(p.Name) != "" || p.Host == "") {
+		if p.Validate() != nil {
+			return
+		}
+		ssh := p.Transport == TransportSSH && p.Host != "" && !strings.HasPrefix(p.Host, "-") && !strings.ContainsAny(p.Host, " \t")
+		local := p.Transport == TransportLocal && p.Host == ""
+		if CheckID(p.Name) != "" || !ssh && !local || p.LlorchPath != "" && !strings.HasPrefix(path.Base(p.LlorchPath), "llorch") ||
+			strings.HasPrefix(p.PoolDir, "-") {
 			t.Fatalf("accepted %+v", p)
 		}
 	})
+}
+
+func TestPoolValidate(t *testing.T) {
+	for _, tc := range []struct {
+		p  Pool
+		ok bool
+	}{
+		{Pool{Name: "a", Host: "gpu-a.lan"}, true},
+		{Pool{Name: "a", Transport: "local", PoolDir: "/var/lib/llorch"}, true},
+		{Pool{Name: "a", Host: "ops@10.0.0.1:2222", LlorchPath: "~/.local/bin/llorch"}, true},
+		{Pool{Name: "a", Host: "h", LlorchPath: "/opt/llorch-cuda"}, true},
+		{Pool{Name: "a"}, true}, // local
+		{Pool{Name: "a", Transport: "local", Host: "h"}, false},
+		{Pool{Name: "a", Transport: "ftp", Host: "h"}, false},
+		{Pool{Name: "a", Host: "-oProxyCommand=sh"}, false},
+		{Pool{Name: "a", Host: "h x"}, false},
+		{Pool{Name: "a", Host: "h", LlorchPath: "~/.bashrc"}, false},
+		{Pool{Name: "a", Host: "h", LlorchPath: "/bin/sh"}, false},
+		{Pool{Name: "a", Host: "h", LlorchPath: "/usr/bin/llorch/"}, false},
+		{Pool{Name: "a", Host: "h", PoolDir: "--help"}, false},
+		{Pool{Name: "../a", Host: "h"}, false},
+		{Pool{Name: "a", Host: "h", Labels: map[string]string{"a b": "c"}}, false},
+	} {
+		if e := tc.p.Validate(); (e == nil) != tc.ok {
+			t.Errorf("%+v: %v, want ok=%v", tc.p, e, tc.ok)
+		}
+	}
 }
 
 // FuzzDecodeEvent: the stream events the orchestrator reads from workers;

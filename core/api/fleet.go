@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 )
@@ -86,6 +87,11 @@ func (p *Pool) Validate() *Error {
 		if len(f.v) > 1024 || !printableASCII(f.v) || strings.HasPrefix(f.v, "-") {
 			add(f.name, "path", "must be printable, at most 1024 bytes, and not start with -")
 		}
+	}
+	// The binary the fleet runs on a host, and overwrites there with
+	// install: a file named llorch…, never another program or file.
+	if base := path.Base(p.LlorchPath); p.LlorchPath != "" && (!strings.HasPrefix(base, "llorch") || strings.HasSuffix(p.LlorchPath, "/")) {
+		add("llorch_path", "llorch*", "must name a file called llorch (or llorch-…): the fleet runs it and installs over it")
 	}
 	if why := checkLabels(p.Labels); why != "" {
 		add("labels", "labels", why)
