@@ -9,6 +9,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/poolrun"
@@ -59,23 +61,110 @@ var (
 	errNoLlorch    = poolrun.ErrNoLlorch
 )
 
-// cliHost runs the pool's commands through core/poolrun, one connection per
-// operation.
+// cliHost runs the pool's commands through core/poolrun, over a connection
+// kept per pool (an SSH handshake per command would cost a cold start one
+// round trip after another).
 type cliHost struct {
-	t poolrun.Target
+	t     poolrun.Target
+	conns *conns
 }
 
-func newCLIHost(base remote.Config) func(api.Pool) poolHost {
-	return func(p api.Pool) poolHost { return cliHost{t: poolrun.TargetOf(p, base)} }
+// newCLIHost returns the pools' commands over poolrun, and a func that
+// closes the connections kept.
+func newCLIHost(base remote.Config) (func(api.Pool) poolHost, func()) {
+	cs := &conns{m: map[string]*keptConn{}}
+	return func(p api.Pool) poolHost { return cliHost{t: poolrun.TargetOf(p, base), conns: cs} }, cs.close
 }
 
-func (h cliHost) with(ctx context.Context, fn func(*poolrun.Conn) error) error {
-	c, err := poolrun.Dial(ctx, h.t)
-	if err != nil {
-		return fmt.Errorf("%w: %w", errUnreachable, err)
+func (cs *conns) close() {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for k, kc := range cs.m {
+		_ = kc.c.Close()
+		delete(cs.m, k)
 	}
-	defer c.Close()
-	return fn(c)
+}
+
+// conns are the open connections to pools, by target. One unused for
+// connIdle is closed at the next use of any.
+type conns struct {
+	mu sync.Mutex
+	m  map[string]*keptConn
+}
+
+type keptConn struct {
+	c    *poolrun.Conn
+	used time.Time
+}
+
+const connIdle = 5 * time.Minute
+
+func targetKey(t poolrun.Target) string {
+	return strings.Join([]string{t.Transport, t.Host, t.LlorchPath, t.PoolDir}, "\x00")
+}
+
+// get returns the kept connection to t, or dials one.
+func (cs *conns) get(ctx context.Context, t poolrun.Target) (*poolrun.Conn, bool, error) {
+	key := targetKey(t)
+	cs.mu.Lock()
+	now := time.Now()
+	for k, kc := range cs.m {
+		if k != key && now.Sub(kc.used) > connIdle {
+			_ = kc.c.Close()
+			delete(cs.m, k)
+		}
+	}
+	if kc, ok := cs.m[key]; ok {
+		kc.used = now
+		cs.mu.Unlock()
+		return kc.c, true, nil
+	}
+	cs.mu.Unlock()
+	c, err := poolrun.Dial(ctx, t)
+	if err != nil {
+		return nil, false, err
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if kc, ok := cs.m[key]; ok { // another goroutine dialled meanwhile
+		_ = c.Close()
+		kc.used = now
+		return kc.c, true, nil
+	}
+	cs.m[key] = &keptConn{c: c, used: now}
+	return c, false, nil
+}
+
+// drop closes c if it is still the kept connection to t.
+func (cs *conns) drop(t poolrun.Target, c *poolrun.Conn) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if kc, ok := cs.m[targetKey(t)]; ok && kc.c == c {
+		_ = kc.c.Close()
+		delete(cs.m, targetKey(t))
+	}
+}
+
+// with runs fn over the pool's connection. A kept connection that fails
+// other than by the command's own exit status (the peer went away) is
+// dropped and fn runs once more over a new one: every pool command the
+// fleet runs is idempotent (spawn and download by id).
+func (h cliHost) with(ctx context.Context, fn func(*poolrun.Conn) error) error {
+	for {
+		c, kept, err := h.conns.get(ctx, h.t)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errUnreachable, err)
+		}
+		err = fn(c)
+		var ee *poolrun.ExitError
+		if err == nil || errors.As(err, &ee) || errors.Is(err, errNoLlorch) || ctx.Err() != nil {
+			return err
+		}
+		h.conns.drop(h.t, c)
+		if !kept {
+			return err
+		}
+	}
 }
 
 func (h cliHost) Status(ctx context.Context) (st api.PoolStatus, err error) {

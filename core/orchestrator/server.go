@@ -230,6 +230,8 @@ type Server struct {
 	disp    *dispatcher
 	fleet   *fleet
 	echo    *echo.Echo
+	// closeHosts closes the connections to pools (at the end of Serve).
+	closeHosts func()
 
 	// beats are the loops' last signs of life, for /healthz.
 	beats [numLoops]atomic.Int64
@@ -273,10 +275,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.disp = newDispatcher(&s.cfg, s.log, s.m, s.reg, s.tasks, s.routing)
 	s.reg.onReady = s.disp.kick
 	s.reg.onLost = s.disp.workerLost
-	host := deps.poolHost
+	host, closeHosts := deps.poolHost, func() {}
 	if host == nil {
-		host = newCLIHost(cfg.SSH)
+		host, closeHosts = newCLIHost(cfg.SSH)
 	}
+	s.closeHosts = closeHosts
 	s.fleet = newFleet(&s.cfg, s.log, s.st, s.reg, s.disp, host)
 	s.disp.onStarved = s.fleet.kick
 	if err := s.initRouting(); err != nil {
@@ -362,6 +365,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-time.After(10 * time.Second):
 		s.log.Error("the orchestrator's loops did not stop in 10s; exiting without them")
 	}
+	s.closeHosts()
 	stopTail()
 	<-tailDone
 	if ferr := s.tasks.flush(); ferr != nil {
