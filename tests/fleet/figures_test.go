@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/remote/sshtest"
 )
 
 // TestFigures gathers the fleet's figures for the closing note; it runs only
@@ -56,20 +57,32 @@ func TestFigures(t *testing.T) {
 	}
 
 	h := newHub(t)
-	dir := poolDir(t, "p1")
-	o := startOrch(t, h, orchOpts{bin: bin})
+	srv := sshtest.Start(t)
+	dir, sdir := poolDir(t, "p1"), poolDir(t, "s1")
+	o := startOrch(t, h, orchOpts{bin: bin, args: sshArgs(t, srv, srv)})
 	pool := localPool("p1", dir)
 	pool.LlorchPath = bin
 	o.putPool(pool)
+	spool := sshPool("s1", sdir, srv)
+	spool.LlorchPath = bin
+	o.putPool(spool)
 	o.waitPoolOK("p1")
+	o.waitPoolOK("s1")
 
-	// Cold starts: a task for a declared model with no worker.
-	for _, m := range []struct{ id, file, path string }{
-		{"tiny", "tiny.gguf", kit.Tiny},
-		{"qwen05-q8", "qwen05-q8_0.gguf", qwen["q8_0"]},
+	// Cold starts: a task for a declared model with no worker, on the local
+	// pool (hf: source through HF_ENDPOINT) and on the ssh pool (the hub's
+	// direct URL: sshd passes no environment).
+	for _, m := range []struct{ id, file, path, pool string }{
+		{"tiny", "tiny.gguf", kit.Tiny, "p1"},
+		{"qwen05-q8", "qwen05-q8_0.gguf", qwen["q8_0"], "p1"},
+		{"tiny-ssh", "tiny.gguf", kit.Tiny, "s1"},
+		{"qwen05-q8-ssh", "qwen05-q8_0.gguf", qwen["q8_0"], "s1"},
 	} {
 		sum := h.add(t, m.file, m.path)
-		spec := api.ModelSpec{ID: m.id, Source: hfSource(m.file), SHA256: sum, Ctx: 2048, Slots: 2}
+		spec := api.ModelSpec{ID: m.id, Source: hfSource(m.file), SHA256: sum, Ctx: 2048, Slots: 2, Pools: []string{m.pool}}
+		if m.pool == "s1" {
+			spec.Source = h.urlSource(m.file)
+		}
 		o.putModel(spec)
 		t0 := time.Now()
 		evs, ttft := o.stream(task(m.id, 16), 10*time.Minute)
@@ -88,14 +101,14 @@ func TestFigures(t *testing.T) {
 			}
 		}
 		st, _ := os.Stat(m.path)
-		t.Logf("FIGURE cold start %s (%.1f MB, local pool, loopback hub): %s; submit to first token %s (first fleet event %s after the submit, ready event %s after it)",
-			m.id, float64(st.Size())/1e6, ready[0].Reason, ttft.Round(time.Millisecond), placed.Round(time.Millisecond), ready[0].Time.Sub(t0).Round(time.Millisecond))
+		t.Logf("FIGURE cold start %s (%.1f MB, pool %s, loopback hub): %s; submit to first token %s (first fleet event %s after the submit, ready event %s after it)",
+			m.id, float64(st.Size())/1e6, m.pool, ready[0].Reason, ttft.Round(time.Millisecond), placed.Round(time.Millisecond), ready[0].Time.Sub(t0).Round(time.Millisecond))
 		if err := o.c.DeleteModel(o.ctx(), m.id); err != nil {
 			t.Fatal(err)
 		}
 	}
 	waitFor(t, time.Minute, "no worker left after the cold starts", func() (bool, string) {
-		alive := aliveWorkers(poolStatus(t, dir))
+		alive := append(aliveWorkers(poolStatus(t, dir)), aliveWorkers(poolStatus(t, sdir))...)
 		return len(alive) == 0, fmt.Sprintf("%+v", alive)
 	})
 
@@ -115,7 +128,7 @@ func TestFigures(t *testing.T) {
 		}
 		id := "qwen05-" + strings.ReplaceAll(typ, "_", "")
 		sum := h.add(t, "qwen05-"+typ+".gguf", qwen[typ])
-		o.putModel(api.ModelSpec{ID: id, Source: hfSource("qwen05-" + typ + ".gguf"), SHA256: sum, MinReplicas: 1, Ctx: 2048, Slots: 2})
+		o.putModel(api.ModelSpec{ID: id, Source: hfSource("qwen05-" + typ + ".gguf"), SHA256: sum, MinReplicas: 1, Ctx: 2048, Slots: 2, Pools: []string{"p1"}})
 		v := o.waitReady(id, 1, 10*time.Minute)
 		var rss uint64
 		for _, w := range poolStatus(t, dir).Workers {
