@@ -81,7 +81,8 @@ type replica struct {
 	began     time.Time
 	readyAt   time.Time
 	idleSince time.Time
-	seen      bool // registered (after a restart: adopted)
+	seen      bool // registered
+	restored  bool // loaded from the store at startup: adopted when seen
 	stopping  bool
 	cancel    context.CancelFunc
 }
@@ -151,7 +152,9 @@ func (f *fleet) load() error {
 	}
 	now := time.Now()
 	for _, r := range reps {
-		f.replicas[r.WorkerID] = &replica{rec: r, began: now, idleSince: now}
+		// A ready one is judged from now on: the inventory stored before
+		// the restart may predate it.
+		f.replicas[r.WorkerID] = &replica{rec: r, began: now, idleSince: now, readyAt: now, restored: true}
 		f.restored = true
 	}
 	f.fits = fits

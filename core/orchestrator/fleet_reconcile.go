@@ -201,10 +201,9 @@ func (f *fleet) replicasLocked(now time.Time, byID map[string]*api.WorkerView) [
 		}
 		if w.State == api.WorkerHealthy && !r.seen {
 			r.seen = true
-			if r.readyAt.IsZero() { // adopted after a restart
-				r.readyAt = now
+			if r.restored && r.rec.Phase == phaseReady {
 				acts = append(acts, func(context.Context) {
-					f.emit(api.FleetEvent{Kind: api.EventAdopt, Pool: r.rec.Pool, Model: r.rec.Model, Worker: r.rec.WorkerID, Reason: "registered again after a restart"})
+					f.emit(api.FleetEvent{Kind: api.EventAdopt, Pool: r.rec.Pool, Model: r.rec.Model, Worker: r.rec.WorkerID, Reason: "running after a restart of the orchestrator"})
 				})
 			}
 		}

@@ -739,3 +739,35 @@ func TestFleetBusyWorkerIsNeverStopped(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the worker stopped", func() bool { return len(fp.stopped()) == 1 })
 }
+
+// After a restart, ready replicas are adopted: no new worker, and an
+// inventory stored before the replica started does not count as its death.
+func TestFleetRestartAdoptsReadyReplicas(t *testing.T) {
+	fp := newFakePools("a")
+	dir := t.TempDir()
+	p := startFleet(t, fleetConfig(), fp, dir, api.Pool{Name: "a"})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 1})
+	waitFor(t, 5*time.Second, "a ready replica", func() bool { return p.model(t, "m").Replicas.Ready == 1 })
+	id := p.model(t, "m").Workers[0].WorkerID
+	p.crash()
+	st, err := store.OpenOrchestrator(filepath.Join(dir, "orchestrator.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := store.PoolState{State: api.PoolOK, RefreshedAt: time.Now().Add(-time.Hour), Inventory: &api.PoolStatus{RAMFreeBytes: 1 << 30,
+		Backends: []api.PoolBackend{{Name: "cpu", Available: true}}}}
+	if err := st.PutPoolState("a", stale); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	cfg := fleetConfig()
+	cfg.InventoryInterval = time.Hour // no refresh: the stale inventory is all the fleet knows
+	q := startFleet(t, cfg, fp, dir)
+	waitFor(t, 5*time.Second, "the adopt event", func() bool { return slices.Contains(q.eventKinds(), api.EventAdopt) })
+	if v := q.model(t, "m"); v.Replicas.Ready != 1 || v.Workers[0].WorkerID != id {
+		t.Fatalf("after the restart: %+v", v)
+	}
+	if n := len(fp.spawned()); n != 1 || len(fp.stopped()) != 0 {
+		t.Fatalf("spawns %v stops %v", fp.spawned(), fp.stopped())
+	}
+}
