@@ -160,13 +160,7 @@ func (d *Downloader) Download(ctx context.Context, r Ref, dest string) (Result, 
 		}
 		t.prog.onBytes = d.OnProgress
 	}
-	if r.Kind == KindHF {
-		t.src = resolveURL(ep, r)
-	} else {
-		t.src = r.URL
-	}
-	u, _ := url.Parse(t.src)
-	t.sendToken = d.Token != "" && strings.EqualFold(u.Host, ep.Host)
+	t.setSource()
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return Result{}, fmt.Errorf("download %s: %w", name, err)
 	}
@@ -268,6 +262,19 @@ type transfer struct {
 	etag    string // strong ETag of the body, sent as If-Range when resuming
 	saved   partMeta
 	resumed bool
+}
+
+// setSource sets the URL a transfer reads from (a hub reference resolved on
+// the endpoint) and whether the hub token goes with it: only to the hub's
+// own host.
+func (t *transfer) setSource() {
+	if t.ref.Kind == KindHF {
+		t.src = resolveURL(t.ep, t.ref)
+	} else {
+		t.src = t.ref.URL
+	}
+	u, _ := url.Parse(t.src)
+	t.sendToken = t.d.Token != "" && strings.EqualFold(u.Host, t.ep.Host)
 }
 
 // partMeta is the sidecar DEST.part.meta of a partial download. It ties the

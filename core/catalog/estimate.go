@@ -7,9 +7,7 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	parser "github.com/gpustack/gguf-parser-go"
@@ -157,13 +155,7 @@ func (d *Downloader) fetchHeader(ctx context.Context, r Ref, dest string, limit 
 		return 0, 0, fmt.Errorf("fetch header %s: %w", name, err)
 	}
 	t := &transfer{d: d, ref: r, ep: ep}
-	if r.Kind == KindHF {
-		t.src = resolveURL(ep, r)
-	} else {
-		t.src = r.URL
-	}
-	u, _ := url.Parse(t.src)
-	t.sendToken = d.Token != "" && strings.EqualFold(u.Host, ep.Host)
+	t.setSource()
 	ctx, cancel := context.WithTimeout(ctx, DefaultHeaderTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.src, nil)
