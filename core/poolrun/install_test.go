@@ -15,35 +15,9 @@ import (
 	"github.com/llorch/llorch/core/remote/sshtest"
 )
 
-// release lays out a release archive: dir/bin/llorch (the test binary) next
-// to dir/lib/llorch/ with libs (name -> content). It returns the binary.
-func release(t *testing.T, libs map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin", "llorch")
-	for _, d := range []string{filepath.Dir(bin), filepath.Join(dir, "lib", "llorch")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	data, err := os.ReadFile(kit.Bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, content := range libs {
-		if err := os.WriteFile(filepath.Join(dir, "lib", "llorch", name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return bin
-}
-
 func TestInstall(t *testing.T) {
 	libs := map[string]string{"libggml-cpu-skylakex.so": "avx512", "libggml-cpu-icelake.so": "vnni", "libggml-cuda.so": "cuda"}
-	exe := release(t, libs)
+	exe := kit.Release(t, libs)
 	for name, tg := range transports(t) {
 		t.Run(name, func(t *testing.T) {
 			root := t.TempDir()

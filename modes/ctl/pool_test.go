@@ -165,40 +165,10 @@ func TestCtlPoolMultiHost(t *testing.T) {
 	}
 }
 
-// releaseLayout puts the test binary in a release archive's layout,
-// dir/bin/llorch next to dir/lib/llorch/ holding libs (name -> content), and
-// returns the binary's path.
-func releaseLayout(t *testing.T, libs map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin", "llorch")
-	if err := os.MkdirAll(filepath.Join(dir, "lib", "llorch"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Link(kit.Bin, bin); err != nil { // a hard link: os.Executable is bin, not kit.Bin
-		data, err := os.ReadFile(kit.Bin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(bin, data, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, content := range libs {
-		if err := os.WriteFile(filepath.Join(dir, "lib", "llorch", name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return bin
-}
-
 func TestCtlPoolInstallCopiesLibDir(t *testing.T) {
 	e := newSSH(t)
 	libs := map[string]string{"libggml-cpu-skylakex.so": "avx512 variant", "libggml-cuda.so": "cuda backend"}
-	bin := releaseLayout(t, libs)
+	bin := kit.Release(t, libs)
 	root := t.TempDir()
 	target := filepath.Join(root, "bin", "llorch")
 	stale := filepath.Join(root, "lib", "llorch", "libggml-cpu-old.so")
