@@ -169,6 +169,12 @@ func TestPoolValidate(t *testing.T) {
 		{Pool{Name: "a", Host: "h", LlorchPath: "/bin/sh"}, false},
 		{Pool{Name: "a", Host: "h", LlorchPath: "/usr/bin/llorch/"}, false},
 		{Pool{Name: "a", Host: "h", PoolDir: "--help"}, false},
+		{Pool{Name: "a", Host: "h", WorkerHost: "10.0.0.12"}, true},
+		{Pool{Name: "a", Host: "h", WorkerHost: "::"}, true},
+		{Pool{Name: "a", Host: "h", WorkerHost: "gpu-a.lan"}, true},
+		{Pool{Name: "a", Host: "h", WorkerHost: "-h"}, false},
+		{Pool{Name: "a", Host: "h", WorkerHost: "a b"}, false},
+		{Pool{Name: "a", Host: "h", WorkerHost: "h:80"}, false},
 		{Pool{Name: "../a", Host: "h"}, false},
 		{Pool{Name: "a", Host: "h", Labels: map[string]string{"a b": "c"}}, false},
 	} {

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"path"
 	"strings"
 	"time"
@@ -54,6 +55,10 @@ type Pool struct {
 	// MemoryLimitBytes, when set, caps what the orchestrator places on the
 	// pool below what the host reports free.
 	MemoryLimitBytes uint64 `json:"memory_limit_bytes,omitempty"`
+	// WorkerHost is the address the pool's workers listen on and advertise
+	// (default 127.0.0.1 for a local pool; 0.0.0.0 on an ssh host, where
+	// they advertise the host's name and need the worker token).
+	WorkerHost string `json:"worker_host,omitempty"`
 }
 
 // Validate checks a pool record and fills the transport.
@@ -83,6 +88,9 @@ func (p *Pool) Validate() *Error {
 	default:
 		add("transport", "enum", "must be local or ssh")
 	}
+	if h := p.WorkerHost; h != "" && !hostOrIP(h) {
+		add("worker_host", "host", "must be an IP address or a host name")
+	}
 	for _, f := range []struct{ name, v string }{{"llorch_path", p.LlorchPath}, {"pool_dir", p.PoolDir}} {
 		if len(f.v) > 1024 || !printableASCII(f.v) || strings.HasPrefix(f.v, "-") {
 			add(f.name, "path", "must be printable, at most 1024 bytes, and not start with -")
@@ -100,6 +108,18 @@ func (p *Pool) Validate() *Error {
 		return nil
 	}
 	return &Error{Code: CodeInvalidRequest, Message: "invalid pool", Fields: fe}
+}
+
+// hostOrIP: an IP address, or a DNS name of letters, digits, - and .
+// (not starting with -).
+func hostOrIP(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if len(h) > 253 || h[0] == '-' || h[0] == '.' {
+		return false
+	}
+	return strings.Trim(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") == ""
 }
 
 // PoolStatus is what `llorch pool status --json` prints: the pool's own view

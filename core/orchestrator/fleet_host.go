@@ -44,6 +44,8 @@ type spawnRequest struct {
 	Pool         string
 	Orchestrator string
 	Token        string
+	GPU          int    // -1: none
+	Host         string // the address the worker listens on
 }
 
 // spawnError is a worker that did not load.
@@ -246,6 +248,12 @@ func (h cliHost) Spawn(ctx context.Context, r spawnRequest) (w api.PoolWorker, e
 		"--pool-name", r.Pool, "--orchestrator", r.Orchestrator}
 	if r.Spec.Ctx > 0 {
 		args = append(args, "--ctx", strconv.Itoa(r.Spec.Ctx))
+	}
+	if r.GPU >= 0 {
+		args = append(args, "--gpu", strconv.Itoa(r.GPU))
+	}
+	if r.Host != "" {
+		args = append(args, "--host", r.Host)
 	}
 	var stdin io.Reader
 	if r.Token != "" {

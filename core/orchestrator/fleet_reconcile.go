@@ -439,11 +439,12 @@ func (f *fleet) placeLocked(now time.Time, m *fleetModel, queued int, start bool
 	fit := f.fitLocked(m)
 	needBytes := need(est.bytes, fit.Ratio)
 	var best *fleetPool
-	var bestFree, biggest uint64
+	var bestGPU int
+	var biggest uint64
 	var biggestPool string
 	bestScore := [3]int64{}
 	for _, p := range cands {
-		free := f.freeLocked(p, s.Backend)
+		free, gpu := f.freeLocked(p, s.Backend)
 		if free > biggest || biggestPool == "" {
 			biggest, biggestPool = free, p.spec.Name
 		}
@@ -455,7 +456,7 @@ func (f *fleet) placeLocked(now time.Time, m *fleetModel, queued int, start bool
 			score[0] = 1
 		}
 		if best == nil || slices.Compare(score[:], bestScore[:]) > 0 {
-			best, bestScore, bestFree = p, score, free
+			best, bestScore, bestGPU = p, score, gpu
 		}
 	}
 	if best == nil {
@@ -488,9 +489,8 @@ func (f *fleet) placeLocked(now time.Time, m *fleetModel, queued int, start bool
 	if !start {
 		return nil
 	}
-	_ = bestFree
 	r := &replica{rec: store.Replica{WorkerID: replicaID(s.ID, best.spec.Name), Model: s.ID, Pool: best.spec.Name, Revision: m.rec.Revision,
-		Source: s.Source, NeedBytes: needBytes, Phase: phaseStarting, CreatedAt: now.UTC()}, began: now, idleSince: now, step: stepInventory}
+		Source: s.Source, NeedBytes: needBytes, GPU: bestGPU, Phase: phaseStarting, CreatedAt: now.UTC()}, began: now, idleSince: now, step: stepInventory}
 	f.replicas[r.rec.WorkerID] = r
 	m.state = api.ModelStarting
 	acts := []action{f.startAction(r)}
@@ -571,23 +571,12 @@ func hasModel(inv *api.PoolStatus, s api.ModelSpec) bool {
 // reports free (RAM, or the freest GPU's VRAM), less what starts in flight
 // there will take; capped by the pool's memory_limit_bytes less what the
 // fleet's replicas there need.
-func (f *fleet) freeLocked(p *fleetPool, backend string) uint64 {
+// The GPU is the one with the most free VRAM, less what starts in flight on
+// it will take (-1: no GPU, the CPU or Metal's unified memory).
+func (f *fleet) freeLocked(p *fleetPool, backend string) (free uint64, gpu int) {
 	inv := p.state.Inventory
-	free := inv.RAMFreeBytes
-	if backend != "cpu" {
-		free = 0
-		for _, b := range inv.Backends {
-			if b.Name == backend {
-				for _, d := range b.Devices {
-					free = max(free, d.VRAMFreeBytes)
-				}
-				if len(b.Devices) == 0 { // metal: unified memory
-					free = inv.RAMFreeBytes
-				}
-			}
-		}
-	}
 	var inFlight, placed uint64
+	inFlightOn := map[int]uint64{}
 	for _, r := range f.replicas {
 		if r.rec.Pool != p.spec.Name {
 			continue
@@ -595,13 +584,27 @@ func (f *fleet) freeLocked(p *fleetPool, backend string) uint64 {
 		placed += r.rec.NeedBytes
 		if r.rec.Phase == phaseStarting {
 			inFlight += r.rec.NeedBytes
+			inFlightOn[r.rec.GPU] += r.rec.NeedBytes
 		}
 	}
-	free = sub(free, inFlight)
+	free, gpu = sub(inv.RAMFreeBytes, inFlight), -1
+	if backend != "cpu" {
+		for _, b := range inv.Backends {
+			if b.Name != backend || len(b.Devices) == 0 { // metal: unified memory
+				continue
+			}
+			free = 0
+			for _, d := range b.Devices {
+				if f := sub(d.VRAMFreeBytes, inFlightOn[d.Index]); f > free || gpu < 0 {
+					free, gpu = f, d.Index
+				}
+			}
+		}
+	}
 	if lim := p.spec.MemoryLimitBytes; lim > 0 {
 		free = min(free, sub(lim, placed))
 	}
-	return free
+	return free, gpu
 }
 
 func sub(a, b uint64) uint64 {
@@ -619,6 +622,20 @@ func (f *fleet) countLocked(pool, model string) int {
 		}
 	}
 	return n
+}
+
+// workerHost is the address a pool's workers listen on: the pool's
+// worker_host, else loopback on this host and every interface on an ssh
+// host (the orchestrator reaches them from elsewhere; they need the worker
+// token there).
+func workerHost(p api.Pool) string {
+	switch {
+	case p.WorkerHost != "":
+		return p.WorkerHost
+	case p.Transport == api.TransportSSH:
+		return "0.0.0.0"
+	}
+	return "127.0.0.1"
 }
 
 // replicaID names a new worker: model-pool-random, within the id rule.
@@ -757,7 +774,8 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 	note(stepLoading, 0)
 	t2 := time.Now()
 	f.emit(api.FleetEvent{Kind: api.EventSpawn, Pool: pool.Name, Model: spec.ID, Worker: r.rec.WorkerID, Reason: fmt.Sprintf("revision %d, %s, %d slots", r.rec.Revision, spec.Backend, spec.Slots)})
-	_, err := h.Spawn(ctx, spawnRequest{WorkerID: r.rec.WorkerID, Spec: spec, Pool: pool.Name, Orchestrator: f.cfg.AdvertiseURL, Token: f.cfg.WorkerToken})
+	_, err := h.Spawn(ctx, spawnRequest{WorkerID: r.rec.WorkerID, Spec: spec, Pool: pool.Name, Orchestrator: f.cfg.AdvertiseURL, Token: f.cfg.WorkerToken,
+		GPU: r.rec.GPU, Host: workerHost(pool)})
 	if err != nil {
 		var se *spawnError
 		var lines []string

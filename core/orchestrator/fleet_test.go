@@ -771,3 +771,34 @@ func TestFleetRestartAdoptsReadyReplicas(t *testing.T) {
 		t.Fatalf("spawns %v stops %v", fp.spawned(), fp.stopped())
 	}
 }
+
+// On a GPU backend the replica goes to the GPU with the most free VRAM;
+// workers on an ssh host listen on every interface, on a local pool on
+// loopback, unless the pool says where.
+func TestFleetPicksGPUAndWorkerHost(t *testing.T) {
+	fp := newFakePools("g", "l")
+	fp.inv["g"].Backends = append(fp.inv["g"].Backends, api.PoolBackend{Name: "cuda", Available: true, Devices: []api.PoolDevice{
+		{Index: 0, VRAMTotalBytes: 80 << 30, VRAMFreeBytes: 1 << 30}, {Index: 1, VRAMTotalBytes: 80 << 30, VRAMFreeBytes: 70 << 30}}})
+	fp.estimate = 10 << 30
+	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "g", Host: "gpu-host"}, api.Pool{Name: "l"})
+	p.waitPools(t, "g", "l")
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 1, Backend: "cuda"})
+	waitFor(t, 5*time.Second, "a cuda replica", func() bool { return p.model(t, "m").Replicas.Ready == 1 })
+	if s := fp.spawned(); len(s) != 1 || s[0].GPU != 1 || s[0].Host != "0.0.0.0" {
+		t.Fatalf("spawns %+v", s)
+	}
+	declare(t, p, api.ModelSpec{ID: "c", Source: "hf:org/repo/c.gguf@main", MinReplicas: 1, Pools: []string{"l"}})
+	waitFor(t, 5*time.Second, "a cpu replica", func() bool { return p.model(t, "c").Replicas.Ready == 1 })
+	if s := fp.spawned(); len(s) != 2 || s[1].GPU != -1 || s[1].Host != "127.0.0.1" {
+		t.Fatalf("spawns %+v", s)
+	}
+	if _, e := p.Server.fleet.putPool(api.Pool{Name: "l", WorkerHost: "10.1.2.3"}); e != nil {
+		t.Fatal(e)
+	}
+	p.waitPools(t, "l")
+	declare(t, p, api.ModelSpec{ID: "c", Source: "hf:org/repo/c.gguf@main", MinReplicas: 2, MaxReplicas: 2, Pools: []string{"l"}})
+	waitFor(t, 5*time.Second, "a second cpu replica", func() bool { return len(fp.spawned()) == 3 })
+	if s := fp.spawned(); s[2].Host != "10.1.2.3" {
+		t.Fatalf("spawns %+v", s)
+	}
+}
