@@ -325,7 +325,7 @@ type Replica struct {
 	Revision  uint64    `json:"revision"`
 	Source    string    `json:"source"`
 	NeedBytes uint64    `json:"need_bytes"`
-	GPU       int       `json:"gpu"` // the device placed on; -1: none
+	GPU       int       `json:"gpu"`   // the device placed on; -1: none
 	Phase     string    `json:"phase"` // starting, ready, stopping
 	CreatedAt time.Time `json:"created_at"`
 }
