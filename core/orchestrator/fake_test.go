@@ -269,13 +269,20 @@ func (p *parts) state(id string) api.TaskStatus {
 	return p.tasks.status(t)
 }
 
-// wait waits until a task ends.
+// wait waits until a task ends and all its events are visible (the tail
+// writer shows them a moment after the status changed).
 func (p *parts) wait(t *testing.T, id string) api.TaskStatus {
 	t.Helper()
 	var st api.TaskStatus
 	waitFor(t, 20*time.Second, "task "+id+" to end", func() bool {
 		st = p.state(id)
-		return st.Status == api.TaskSucceeded || st.Status == api.TaskFailed || st.Status == api.TaskCancelled
+		if st.Status != api.TaskSucceeded && st.Status != api.TaskFailed && st.Status != api.TaskCancelled {
+			return false
+		}
+		p.tasks.mu.Lock()
+		defer p.tasks.mu.Unlock()
+		tk := p.tasks.table[id]
+		return tk == nil || tk.visible == len(tk.log)
 	})
 	return st
 }
