@@ -155,12 +155,15 @@ func (c *Conn) Pool(ctx context.Context, args []string, stdin io.Reader, stdout,
 // stdout into out (nil: not decoded). A non-zero exit is an *ExitError with
 // the tail of stderr.
 func (c *Conn) PoolJSON(ctx context.Context, args []string, stdin io.Reader, out any) error {
-	var stdout bytes.Buffer
+	stdout := &capBuffer{max: MaxJSONOutput}
 	stderr := &tailBuffer{max: stderrTail}
 	full := c.poolArgs(args, true)
-	code, err := c.Run(ctx, full, stdin, &stdout, stderr)
+	code, err := c.Run(ctx, full, stdin, stdout, stderr)
 	if err != nil {
 		return err
+	}
+	if stdout.over {
+		return fmt.Errorf("poolrun: llorch pool %s on %s: its output is over %d bytes", strings.Join(args, " "), c.Addr(), MaxJSONOutput)
 	}
 	if code != 0 {
 		return &ExitError{Host: c.Addr(), Args: full, Code: code, Stderr: strings.TrimSpace(stderr.String())}
@@ -168,9 +171,9 @@ func (c *Conn) PoolJSON(ctx context.Context, args []string, stdin io.Reader, out
 	if out == nil {
 		return nil
 	}
-	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
+	if err := json.Unmarshal(stdout.buf.Bytes(), out); err != nil {
 		return fmt.Errorf("poolrun: llorch pool %s on %s: decoding its JSON: %w (stdout began %q)",
-			strings.Join(args, " "), c.Addr(), err, head(stdout.Bytes(), 200))
+			strings.Join(args, " "), c.Addr(), err, head(stdout.buf.Bytes(), 200))
 	}
 	return nil
 }
@@ -254,6 +257,28 @@ func ParseVersion(s string) (BuildInfo, error) {
 		}
 	}
 	return b, nil
+}
+
+// MaxJSONOutput bounds what PoolJSON reads of a command's stdout: a pool host
+// is another machine, and what it prints is read into memory here.
+const MaxJSONOutput = 16 << 20
+
+// capBuffer keeps the first max bytes and notes that more came. (No
+// embedded bytes.Buffer: io.Copy would use its ReadFrom and skip the cap.)
+type capBuffer struct {
+	buf  bytes.Buffer
+	max  int
+	over bool
+}
+
+func (b *capBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	if room := b.max - b.buf.Len(); n > room {
+		b.over = true
+		p = p[:max(room, 0)]
+	}
+	b.buf.Write(p)
+	return n, nil // the rest is dropped, not refused: the command runs to its end
 }
 
 // stderrTail is how much of a failed command's stderr an ExitError keeps.

@@ -264,3 +264,19 @@ func ExampleTargetOf() {
 	fmt.Println(tg.Transport, tg.Host)
 	// Output: ssh me@gpu1:2222
 }
+
+// A pool host that prints without end cannot fill this process's memory:
+// PoolJSON keeps MaxJSONOutput bytes and says the output was too long.
+func TestPoolJSONBoundsOutput(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "llorch")
+	script := fmt.Sprintf("#!/bin/sh\nhead -c %d /dev/zero | tr '\\000' 'x'\n", poolrun.MaxJSONOutput+(4<<20))
+	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, poolrun.Target{Transport: api.TransportLocal, LlorchPath: p})
+	var out any
+	err := c.PoolJSON(t.Context(), []string{"status"}, nil, &out)
+	if err == nil || !strings.Contains(err.Error(), "output is over") {
+		t.Fatalf("PoolJSON = %v", err)
+	}
+}
