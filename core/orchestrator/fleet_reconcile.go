@@ -170,6 +170,7 @@ func (f *fleet) reconcile(ctx context.Context, now time.Time) {
 // replicasLocked follows the fleet's workers: seen, crashed, idle; and
 // learns the memory fit from the first report of a ready one.
 func (f *fleet) replicasLocked(now time.Time, byID map[string]*api.WorkerView) []action {
+	keys := map[*fleetModel][2]string{}
 	var acts []action
 	for _, r := range f.replicas {
 		if r.stopping {
@@ -218,8 +219,13 @@ func (f *fleet) replicasLocked(now time.Time, byID map[string]*api.WorkerView) [
 			if w.Model.Digest != "" && r.rec.Revision == m.rec.Revision {
 				m.digest = w.Model.Digest
 			}
-			if r.rec.Revision == m.rec.Revision {
-				if a := f.learnLocked(now, m, r, w); a != nil {
+			if r.rec.Revision == m.rec.Revision && (w.RSSBytes > 0 || w.VRAMUsedBytes > 0) {
+				k, ok := keys[m]
+				if !ok { // once per model and pass, not per replica
+					k = [2]string{estimateKey(m.rec.Spec), fitKey(m.rec.Spec, m.digest)}
+					keys[m] = k
+				}
+				if a := f.learnLocked(now, m, r, w, k[0], k[1]); a != nil {
 					acts = append(acts, a)
 				}
 			}
@@ -245,16 +251,15 @@ func aliveIn(inv *api.PoolStatus, id string) bool {
 // ratio to the estimate. The most, not the last: a replica that just loaded
 // has touched less than one that served long prompts, and placement must
 // hold the peak. It writes only when the peak grew by more than 1%.
-func (f *fleet) learnLocked(now time.Time, m *fleetModel, r *replica, w *api.WorkerView) action {
+func (f *fleet) learnLocked(now time.Time, m *fleetModel, r *replica, w *api.WorkerView, estKey, key string) action {
 	actual := w.RSSBytes
 	if m.rec.Spec.Backend != "cpu" && w.VRAMUsedBytes > 0 {
 		actual = w.VRAMUsedBytes
 	}
-	est, ok := f.ests[estimateKey(m.rec.Spec)]
+	est, ok := f.ests[estKey]
 	if actual == 0 || !ok || est.err != nil || est.bytes == 0 || now.Sub(r.readyAt) < time.Second {
 		return nil
 	}
-	key := fitKey(m.rec.Spec, m.digest)
 	fit := f.fits[key]
 	if fit.Samples > 0 && fit.EstimateBytes == est.bytes && float64(actual) <= float64(fit.ActualBytes)*1.01 {
 		return nil

@@ -549,7 +549,8 @@ func getJSON(t *testing.T, url string, v any) {
 }
 
 // BenchmarkReconcile is one reconcile pass over 100 pools × 10 ready
-// workers (10 models, 100 replicas each), with nothing to change.
+// workers (10 models, 100 replicas each) that report their memory, with
+// nothing to change.
 func BenchmarkReconcile(b *testing.B) {
 	fp := newFakePools()
 	cfg := fleetConfig()
@@ -568,7 +569,9 @@ func BenchmarkReconcile(b *testing.B) {
 	now := time.Now()
 	for m := range 10 {
 		id := fmt.Sprintf("m%d", m)
-		f.models[id] = &fleetModel{rec: store.FleetModel{Spec: api.ModelSpec{ID: id, Source: "hf:o/r/" + id + ".gguf", MinReplicas: 100, MaxReplicas: 100, Slots: 4, Backend: "cpu", IdleTTL: api.Duration(time.Hour)}, Revision: 1}}
+		spec := api.ModelSpec{ID: id, Source: "hf:o/r/" + id + ".gguf@main", MinReplicas: 100, MaxReplicas: 100, Slots: 4, Backend: "cpu", IdleTTL: api.Duration(time.Hour)}
+		f.models[id] = &fleetModel{rec: store.FleetModel{Spec: spec, Revision: 1}}
+		f.ests[estimateKey(spec)] = estimate{bytes: 1 << 30, at: now}
 	}
 	for p := range 100 {
 		name := fmt.Sprintf("pool%03d", p)
@@ -580,11 +583,18 @@ func BenchmarkReconcile(b *testing.B) {
 			url := "http://" + id + ".test:1"
 			ff.add(url)
 			s.reg.register(api.WorkerRegistration{WorkerID: id, URL: url, Model: api.ModelInfo{ID: model, Ctx: 4096}, Slots: 4, Pool: name})
+			if e := s.reg.heartbeat(id, api.Heartbeat{Status: api.StatusReady, SlotsTotal: 4, RSSBytes: 600 << 20}); e != nil {
+				b.Fatal(e)
+			}
 			f.replicas[id] = &replica{rec: store.Replica{WorkerID: id, Model: model, Pool: name, Revision: 1, Phase: phaseReady}, readyAt: now.Add(-time.Minute), seen: true, idleSince: now}
 		}
 		f.pools[name] = &fleetPool{spec: api.Pool{Name: name, Transport: api.TransportLocal}, state: store.PoolState{State: api.PoolOK, RefreshedAt: now, Inventory: inv}}
 	}
 	ctx := context.Background()
+	f.reconcile(ctx, time.Now()) // learns the fit once
+	if len(f.fits) != 10 {
+		b.Fatalf("%d fits learned", len(f.fits))
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		f.reconcile(ctx, time.Now())
