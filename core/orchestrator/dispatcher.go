@@ -50,6 +50,9 @@ type dispatcher struct {
 	// starting is what the fleet reports of the starts it runs, by model:
 	// waiting tasks of that model are told (queued{reason: starting}).
 	starting map[string]startNote
+	// coldStart is each declared model's last measured start (the fleet's):
+	// the predicted start of a task that waits for one not begun yet.
+	coldStart map[string]time.Duration
 }
 
 // startNote is a start in progress as waiting tasks see it.
@@ -218,6 +221,8 @@ func (d *dispatcher) enqueue(e *entry) (pos int, predicted int64, dropped string
 	predicted = c.predict(ahead)
 	if note, ok := d.starting[e.model]; ok && starved {
 		predicted = max(predicted, time.Until(note.eta).Milliseconds())
+	} else if cs, ok := d.coldStart[e.model]; ok && starved {
+		predicted = max(predicted, cs.Milliseconds())
 	}
 	if dl := e.req.DeadlineMs; dl > 0 && !admission.DeadlineMet(dl, predicted) {
 		return 0, 0, "", api.Errorf(api.CodeDeadlineUnmet, "deadline %d ms cannot be met: predicted start in %d ms", dl, predicted)
@@ -680,6 +685,16 @@ func (d *dispatcher) failQueued(model string, e *api.Error) {
 	for _, id := range ids {
 		d.tasks.fail(id, e)
 	}
+}
+
+// setColdStart records a model's measured start time.
+func (d *dispatcher) setColdStart(model string, took time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.coldStart == nil {
+		d.coldStart = map[string]time.Duration{}
+	}
+	d.coldStart[model] = took
 }
 
 // demand returns the queued tasks per model.

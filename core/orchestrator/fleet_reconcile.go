@@ -827,6 +827,7 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 	f.emit(api.FleetEvent{Kind: api.EventReady, Pool: pool.Name, Model: spec.ID, Worker: r.rec.WorkerID,
 		Reason: fmt.Sprintf("cold start %s: inventory %s, download %s, load %s, register %s", total.Round(time.Millisecond),
 			tInv.Round(time.Millisecond), tDownload.Round(time.Millisecond), tLoad.Round(time.Millisecond), tReg.Round(time.Millisecond))})
+	f.disp.setColdStart(spec.ID, total)
 	f.disp.kick()
 	f.kick()
 }

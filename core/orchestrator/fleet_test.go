@@ -259,6 +259,21 @@ func TestFleetOnDemandStart(t *testing.T) {
 			t.Fatalf("events %v lack %s", kinds, k)
 		}
 	}
+	// The next task that waits for a start is told the measured one.
+	if e := p.Server.fleet.deleteModel("m"); e != nil {
+		t.Fatal(e)
+	}
+	waitFor(t, 5*time.Second, "the replica stopped", func() bool { return len(fp.stopped()) == 1 })
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 0})
+	fp.mu.Lock()
+	fp.gate = make(chan struct{})
+	fp.mu.Unlock()
+	acc, e := p.Server.submit(context.Background(), fakeReq(1), true)
+	if e != nil || acc.PredictedStartMs != v.ColdStartMs {
+		t.Fatalf("second task: %+v %v, want predicted %d ms", acc, e, v.ColdStartMs)
+	}
+	close(fp.gate)
+	p.wait(t, acc.TaskID)
 	// An undeclared model is still unknown.
 	if _, e := p.Server.submit(context.Background(), &api.TaskRequest{Model: "other", ExecuteRequest: api.ExecuteRequest{Prompt: "p"}}, true); e == nil || e.Code != api.CodeModelNotFound {
 		t.Fatalf("undeclared model: %v", e)
