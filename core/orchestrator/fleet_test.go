@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/buildinfo"
 	"github.com/llorch/llorch/core/sse"
 	"github.com/llorch/llorch/core/store"
 )
@@ -36,6 +37,7 @@ type fakePools struct {
 	spawns    []spawnRequest
 	stops     []string
 	downloads int
+	installs  int
 }
 
 func newFakePools(pools ...string) *fakePools {
@@ -165,7 +167,14 @@ func (h *fakeHost) Stop(_ context.Context, id string) error {
 	return nil
 }
 
-func (h *fakeHost) Install(context.Context) error { return nil }
+// Install "copies this build": the pool then reports this version.
+func (h *fakeHost) Install(context.Context) error {
+	h.fp.mu.Lock()
+	defer h.fp.mu.Unlock()
+	h.fp.installs++
+	h.fp.inv[h.pool].Version = buildinfo.Version
+	return nil
+}
 
 func (h *fakeHost) Logs(_ context.Context, id string, n int) ([]string, error) {
 	return []string{"worker " + id + " log", "the last line"}, nil
@@ -825,5 +834,30 @@ func TestFleetPicksGPUAndWorkerHost(t *testing.T) {
 	waitFor(t, 5*time.Second, "a second cpu replica", func() bool { return len(fp.spawned()) == 3 })
 	if s := fp.spawned(); s[2].Host != "10.1.2.3" {
 		t.Fatalf("spawns %+v", s)
+	}
+}
+
+// A pool declared with install that runs another llorch version gets this
+// build; one without install is left as it is.
+func TestFleetInstallsAnotherVersion(t *testing.T) {
+	fp := newFakePools("a", "b")
+	fp.inv["a"].Version, fp.inv["b"].Version = "v0.0.1", "v0.0.1"
+	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a", Install: true}, api.Pool{Name: "b"})
+	p.waitPools(t, "a", "b")
+	va, _ := p.Server.fleet.poolView("a")
+	vb, _ := p.Server.fleet.poolView("b")
+	fp.mu.Lock()
+	installs := fp.installs
+	fp.mu.Unlock()
+	if va.Inventory.Version != buildinfo.Version || vb.Inventory.Version != "v0.0.1" || installs != 1 {
+		t.Fatalf("a %+v, b %+v, installs %d", va.Inventory, vb.Inventory, installs)
+	}
+	evs, _ := p.Server.fleet.eventsAfter(0, memEventsKept)
+	var ok bool
+	for _, e := range evs {
+		ok = ok || e.Kind == api.EventInstall && e.Pool == "a" && strings.Contains(e.Reason, "v0.0.1")
+	}
+	if !ok {
+		t.Fatalf("no install event: %+v", evs)
 	}
 }
