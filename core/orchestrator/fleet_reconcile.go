@@ -433,6 +433,11 @@ func (f *fleet) modelLocked(now time.Time, m *fleetModel, workers []api.WorkerVi
 func (f *fleet) placeLocked(now time.Time, m *fleetModel, queued int, start bool) []action {
 	s := m.rec.Spec
 	cands := f.candidatesLocked(s)
+	if len(cands) == 0 && start {
+		// Tasks wait (as for a known model with no healthy worker); say why.
+		m.lastErr = fmt.Sprintf("no pool it may use is reachable with the %s backend", s.Backend)
+		return nil
+	}
 	est, ok := f.ests[estimateKey(s)]
 	if !ok {
 		return nil // being fetched (estimateLocked)

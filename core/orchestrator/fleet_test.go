@@ -861,3 +861,19 @@ func TestFleetInstallsAnotherVersion(t *testing.T) {
 		t.Fatalf("no install event: %+v", evs)
 	}
 }
+
+// With no pool it may use reachable, a model says so and starts once one
+// answers.
+func TestFleetNoReachablePool(t *testing.T) {
+	fp := newFakePools("a")
+	fp.down = map[string]bool{"a": true}
+	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 1})
+	waitFor(t, 5*time.Second, "the model to say why", func() bool {
+		return strings.Contains(p.model(t, "m").LastError, "no pool it may use is reachable")
+	})
+	fp.mu.Lock()
+	fp.down = nil
+	fp.mu.Unlock()
+	waitFor(t, 5*time.Second, "a ready replica", func() bool { v := p.model(t, "m"); return v.Replicas.Ready == 1 && v.LastError == "" })
+}
