@@ -15,6 +15,7 @@ import (
 	"github.com/llorch/llorch/core/admission"
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/catalog"
+	"github.com/llorch/llorch/core/openai"
 	"github.com/llorch/llorch/core/store"
 )
 
@@ -50,7 +51,7 @@ type fleet struct {
 	events   []api.FleetEvent    // the newest, in memory (persisted ones too)
 	seq      uint64
 	changed  chan struct{} // closed and replaced when an event is added
-	restored bool          // replicas loaded from the store await resolution
+	started  time.Time
 }
 
 // fleetPool is a pool and the fleet's last view of it.
@@ -106,7 +107,7 @@ func newFleet(cfg *Config, log *slog.Logger, st *store.Orchestrator, reg *regist
 	return &fleet{cfg: cfg, log: log.With("component", "fleet"), st: st, reg: reg, disp: disp, host: host,
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), pools: map[string]*fleetPool{}, models: map[string]*fleetModel{},
 		replicas: map[string]*replica{}, fits: map[string]store.Fit{}, ests: map[string]estimate{}, estBusy: map[string]bool{},
-		changed: make(chan struct{})}
+		changed: make(chan struct{}), started: time.Now()}
 }
 
 // load reads pools, models, replicas, fits and the newest events from the store.
@@ -155,7 +156,6 @@ func (f *fleet) load() error {
 		// A ready one is judged from now on: the inventory stored before
 		// the restart may predate it.
 		f.replicas[r.WorkerID] = &replica{rec: r, began: now, idleSince: now, readyAt: now, restored: true}
-		f.restored = true
 	}
 	f.fits = fits
 	f.events = evs
@@ -479,6 +479,18 @@ func need(est uint64, ratio float64) uint64 {
 		ratio = 1
 	}
 	return uint64(float64(est) * ratio)
+}
+
+// declaredModels are the declared models as /v1/models lists them, created
+// when first declared (the store keeps no date: the orchestrator's start).
+func (f *fleet) declaredModels() []openai.Model {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]openai.Model, 0, len(f.models))
+	for id := range f.models {
+		out = append(out, openai.Model{ID: id, Created: f.started.Unix()})
+	}
+	return out
 }
 
 // capabilities lists the declared and the served models.

@@ -877,3 +877,39 @@ func TestFleetNoReachablePool(t *testing.T) {
 	fp.mu.Unlock()
 	waitFor(t, 5*time.Second, "a ready replica", func() bool { v := p.model(t, "m"); return v.Replicas.Ready == 1 && v.LastError == "" })
 }
+
+// /v1/models lists a declared model before any worker serves it, and an
+// OpenAI chat completion for it starts one.
+func TestFleetOpenAIModels(t *testing.T) {
+	fp := newFakePools("a")
+	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"})
+	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main"})
+	srv := httptest.NewServer(p.Handler())
+	defer srv.Close()
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	getJSON(t, srv.URL+"/v1/models", &list)
+	if len(list.Data) != 1 || list.Data[0].ID != "m" {
+		t.Fatalf("/v1/models: %+v", list)
+	}
+	resp, err := http.Post(srv.URL+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"m","max_tokens":3,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Usage struct {
+			CompletionTokens int `json:"completion_tokens"`
+		} `json:"usage"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || out.Usage.CompletionTokens != 3 {
+		t.Fatalf("chat completion: %d %+v %v", resp.StatusCode, out, err)
+	}
+	if len(fp.spawned()) != 1 {
+		t.Fatalf("spawns %v", fp.spawned())
+	}
+}

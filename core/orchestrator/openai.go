@@ -2,6 +2,8 @@ package orchestrator
 
 import (
 	"context"
+	"slices"
+	"strings"
 
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/openai"
@@ -34,5 +36,15 @@ func (b openAIBackend) Submit(ctx context.Context, req *openai.Request) (openai.
 	return b.s.newTaskStream(ctx, t), nil
 }
 
-// Models lists the models registered workers serve, with worker counts.
-func (b openAIBackend) Models(context.Context) ([]openai.Model, error) { return b.s.reg.models(), nil }
+// Models lists the models registered workers serve, with worker counts, and
+// the models the fleet declares (a request for one starts its worker).
+func (b openAIBackend) Models(context.Context) ([]openai.Model, error) {
+	ms := b.s.reg.models()
+	for _, d := range b.s.fleet.declaredModels() {
+		i, found := slices.BinarySearchFunc(ms, d.ID, func(m openai.Model, id string) int { return strings.Compare(m.ID, id) })
+		if !found {
+			ms = slices.Insert(ms, i, d)
+		}
+	}
+	return ms, nil
+}
