@@ -31,6 +31,7 @@ import (
 type fleet struct {
 	cfg  *Config
 	log  *slog.Logger
+	m    *metrics
 	st   *store.Orchestrator
 	reg  *registry
 	disp *dispatcher
@@ -103,8 +104,8 @@ const (
 	memEventsKept = 1000
 )
 
-func newFleet(cfg *Config, log *slog.Logger, st *store.Orchestrator, reg *registry, disp *dispatcher, host func(api.Pool) poolHost) *fleet {
-	return &fleet{cfg: cfg, log: log.With("component", "fleet"), st: st, reg: reg, disp: disp, host: host,
+func newFleet(cfg *Config, log *slog.Logger, m *metrics, st *store.Orchestrator, reg *registry, disp *dispatcher, host func(api.Pool) poolHost) *fleet {
+	return &fleet{cfg: cfg, log: log.With("component", "fleet"), m: m, st: st, reg: reg, disp: disp, host: host,
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), pools: map[string]*fleetPool{}, models: map[string]*fleetModel{},
 		replicas: map[string]*replica{}, fits: map[string]store.Fit{}, ests: map[string]estimate{}, estBusy: map[string]bool{},
 		changed: make(chan struct{}), started: time.Now()}
@@ -208,6 +209,7 @@ func (f *fleet) emit(ev api.FleetEvent) {
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
+	f.m.fleetEvents.WithLabelValues(ev.Kind).Inc()
 	f.log.Info("fleet "+ev.Kind, "pool", ev.Pool, "model", ev.Model, "worker_id", ev.Worker, "reason", ev.Reason)
 	if ev.Progress == 0 {
 		if err := f.st.AppendFleetEvents([]api.FleetEvent{ev}); err != nil {
@@ -281,6 +283,7 @@ func (f *fleet) deletePool(name string) *api.Error {
 	f.mu.Lock()
 	delete(f.pools, name)
 	f.mu.Unlock()
+	f.m.poolUp.DeleteLabelValues(name)
 	return nil
 }
 
@@ -384,6 +387,7 @@ func (f *fleet) deleteModel(id string) *api.Error {
 	f.mu.Lock()
 	delete(f.models, id)
 	f.mu.Unlock()
+	f.m.fleetReplicas.DeletePartialMatch(map[string]string{"model": id})
 	f.disp.setStarting(id, startNote{})
 	for _, r := range stops {
 		f.wg.Go(func() { f.stopReplica(r, "the model was deleted") })

@@ -107,6 +107,11 @@ func (f *fleet) refresh(ctx context.Context, name string) (api.PoolView, bool) {
 	} else {
 		next.Inventory = &st
 	}
+	up := 0.0
+	if err == nil {
+		up = 1
+	}
+	f.m.poolUp.WithLabelValues(name).Set(up)
 	if perr := f.st.PutPoolState(name, next); perr != nil {
 		f.log.Error("storing a pool's inventory", "pool", name, "err", perr)
 	}
@@ -381,6 +386,9 @@ func (f *fleet) modelLocked(now time.Time, m *fleetModel, workers []api.WorkerVi
 	if old > 0 {
 		want = max(want, ready+old) // a rolling change keeps the count
 	}
+	f.m.fleetReplicas.WithLabelValues(s.ID, "desired").Set(float64(want))
+	f.m.fleetReplicas.WithLabelValues(s.ID, "starting").Set(float64(starting))
+	f.m.fleetReplicas.WithLabelValues(s.ID, "ready").Set(float64(ready + old))
 	acts := f.estimateLocked(now, s)
 	m.crashes = slices.DeleteFunc(m.crashes, func(t time.Time) bool { return now.Sub(t) > crashWindow })
 	switch {
@@ -833,6 +841,7 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 		Reason: fmt.Sprintf("cold start %s: inventory %s, download %s, load %s, register %s", total.Round(time.Millisecond),
 			tInv.Round(time.Millisecond), tDownload.Round(time.Millisecond), tLoad.Round(time.Millisecond), tReg.Round(time.Millisecond))})
 	f.disp.setColdStart(spec.ID, total)
+	f.m.fleetColdStart.Observe(total.Seconds())
 	f.disp.kick()
 	f.kick()
 }

@@ -15,6 +15,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/buildinfo"
 	"github.com/llorch/llorch/core/sse"
@@ -267,6 +269,17 @@ func TestFleetOnDemandStart(t *testing.T) {
 		if !slices.Contains(kinds, k) {
 			t.Fatalf("events %v lack %s", kinds, k)
 		}
+	}
+	waitFor(t, 5*time.Second, "the replica gauge", func() bool { return value(p.m.fleetReplicas.WithLabelValues("m", "ready")) == 1 })
+	if n := value(p.m.fleetEvents.WithLabelValues(api.EventSpawn)); n != 1 {
+		t.Fatalf("llorch_fleet_events_total{kind=spawn} = %v", n)
+	}
+	if n := value(p.m.poolUp.WithLabelValues("a")); n != 1 {
+		t.Fatalf("llorch_pool_up{pool=a} = %v", n)
+	}
+	var hist dto.Metric
+	if err := p.m.fleetColdStart.Write(&hist); err != nil || hist.GetHistogram().GetSampleCount() != 1 {
+		t.Fatalf("llorch_fleet_cold_start_seconds: %v %v", hist.GetHistogram(), err)
 	}
 	// The next task that waits for a start is told the measured one.
 	if e := p.Server.fleet.deleteModel("m"); e != nil {

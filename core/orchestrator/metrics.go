@@ -24,6 +24,11 @@ type metrics struct {
 	attemptsFailed *prometheus.CounterVec
 	resumes        *prometheus.CounterVec
 	journalErrors  *prometheus.CounterVec
+
+	fleetEvents    *prometheus.CounterVec
+	fleetReplicas  *prometheus.GaugeVec
+	fleetColdStart prometheus.Histogram
+	poolUp         *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -71,9 +76,23 @@ func newMetrics() *metrics {
 		journalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llorch_journal_errors_total", Help: "Failed writes of the task journal, by part (batch: bbolt, tail: the tail log).",
 		}, []string{"part"}),
+		fleetEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llorch_fleet_events_total", Help: "Fleet actions by kind (spawn, ready, crash, restart, stop, download, install, unplaceable, …).",
+		}, []string{"kind"}),
+		fleetReplicas: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "llorch_fleet_replicas", Help: "Replicas of declared models by phase (desired, starting, ready).",
+		}, []string{"model", "phase"}),
+		fleetColdStart: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "llorch_fleet_cold_start_seconds", Help: "Time from a start's placement to its worker's registration (download and load included).",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+		}),
+		poolUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "llorch_pool_up", Help: "1 when the pool's last refresh succeeded, else 0.",
+		}, []string{"pool"}),
 	}
 	m.reg.MustRegister(m.tasks, m.queueDepth, m.ttft, m.tokensOut, m.workers, m.schedule, m.rejections,
 		m.routingCalls, m.routingSeconds, m.routingReloads, m.attemptsFailed, m.resumes, m.journalErrors,
+		m.fleetEvents, m.fleetReplicas, m.fleetColdStart, m.poolUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -280,7 +280,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		host, closeHosts = newCLIHost(cfg.SSH)
 	}
 	s.closeHosts = closeHosts
-	s.fleet = newFleet(&s.cfg, s.log, s.st, s.reg, s.disp, host)
+	s.fleet = newFleet(&s.cfg, s.log, s.m, s.st, s.reg, s.disp, host)
 	s.disp.onStarved = s.fleet.kick
 	if err := s.initRouting(); err != nil {
 		return nil, err
