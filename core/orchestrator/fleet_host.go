@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,6 +47,8 @@ type spawnRequest struct {
 	Token        string
 	GPU          int    // -1: none
 	Host         string // the address the worker listens on
+	// Progress, when set, hears the worker's load progress (0..1).
+	Progress func(float64)
 }
 
 // spawnError is a worker that did not load.
@@ -260,17 +263,77 @@ func (h cliHost) Spawn(ctx context.Context, r spawnRequest) (w api.PoolWorker, e
 		args = append(args, "--token-file", "-")
 		stdin = strings.NewReader(r.Token + "\n")
 	}
-	args = append(args, r.Spec.Backend)
-	err = h.with(ctx, func(c *poolrun.Conn) error { return c.PoolJSON(ctx, args, stdin, &w) })
-	var ee *poolrun.ExitError
-	if errors.As(err, &ee) {
-		lines := strings.Split(ee.Stderr, "\n")
-		if len(lines) > 20 {
-			lines = lines[len(lines)-20:]
+	args = append([]string{"--json"}, append(args, r.Spec.Backend)...)
+	err = h.with(ctx, func(c *poolrun.Conn) error {
+		var stdout strings.Builder
+		out := &limitedWriter{w: &stdout, n: 1 << 20}
+		errs := &progressLines{progress: r.Progress}
+		code, err := c.Pool(ctx, args, stdin, out, errs)
+		errs.flush()
+		switch {
+		case err != nil:
+			return err
+		case code != 0:
+			lines := errs.tail
+			if len(lines) == 0 {
+				lines = []string{"(no output)"}
+			}
+			return &spawnError{msg: fmt.Sprintf("the worker did not start (exit status %d): %s", code, lines[len(lines)-1]), log: lines}
 		}
-		return w, &spawnError{msg: fmt.Sprintf("the worker did not start (exit status %d): %s", ee.Code, lines[len(lines)-1]), log: lines}
-	}
+		if err := json.Unmarshal([]byte(stdout.String()), &w); err != nil {
+			return fmt.Errorf("pool worker spawn: decoding its JSON: %w", err)
+		}
+		return nil
+	})
 	return w, err
+}
+
+// progressLines reads a pool command's stderr: NDJSON progress lines go to
+// progress, the last 20 other lines are kept (the error and the worker's log).
+type progressLines struct {
+	progress func(float64)
+	partial  []byte
+	tail     []string
+}
+
+func (p *progressLines) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			if len(p.partial) < 4096 {
+				p.partial = append(p.partial, b[:min(len(b), 4096-len(p.partial))]...)
+			}
+			break
+		}
+		p.line(append(p.partial, b[:i]...))
+		p.partial, b = p.partial[:0], b[i+1:]
+	}
+	return n, nil
+}
+
+func (p *progressLines) flush() {
+	if len(p.partial) > 0 {
+		p.line(p.partial)
+		p.partial = nil
+	}
+}
+
+func (p *progressLines) line(l []byte) {
+	var ev struct {
+		Event    string  `json:"event"`
+		Progress float64 `json:"progress"`
+	}
+	if len(l) > 0 && l[0] == '{' && json.Unmarshal(l, &ev) == nil && ev.Event == "progress" {
+		if p.progress != nil && ev.Progress >= 0 && ev.Progress <= 1 {
+			p.progress(ev.Progress)
+		}
+		return
+	}
+	p.tail = append(p.tail, string(l))
+	if len(p.tail) > 20 {
+		p.tail = p.tail[len(p.tail)-20:]
+	}
 }
 
 func (h cliHost) Stop(ctx context.Context, id string) error {

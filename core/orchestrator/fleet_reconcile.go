@@ -793,7 +793,7 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 	t2 := time.Now()
 	f.emit(api.FleetEvent{Kind: api.EventSpawn, Pool: pool.Name, Model: spec.ID, Worker: r.rec.WorkerID, Reason: fmt.Sprintf("revision %d, %s, %d slots", r.rec.Revision, spec.Backend, spec.Slots)})
 	_, err := h.Spawn(ctx, spawnRequest{WorkerID: r.rec.WorkerID, Spec: spec, Pool: pool.Name, Orchestrator: f.cfg.AdvertiseURL, Token: f.cfg.WorkerToken,
-		GPU: r.rec.GPU, Host: workerHost(pool)})
+		GPU: r.rec.GPU, Host: workerHost(pool), Progress: func(p float64) { note(stepLoading, p) }})
 	if err != nil {
 		var se *spawnError
 		var lines []string

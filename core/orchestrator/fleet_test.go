@@ -135,6 +135,9 @@ func (h *fakeHost) Spawn(ctx context.Context, r spawnRequest) (api.PoolWorker, e
 		}
 	}
 	h.fp.mu.Unlock()
+	if r.Progress != nil {
+		r.Progress(0.5)
+	}
 	if gate != nil {
 		select {
 		case <-gate:
@@ -251,7 +254,7 @@ func TestFleetOnDemandStart(t *testing.T) {
 		p.tasks.mu.Lock()
 		defer p.tasks.mu.Unlock()
 		q := p.tasks.table[id].queued
-		return q.Reason == "starting" && q.Pool == "a" && q.Step == stepLoading
+		return q.Reason == "starting" && q.Pool == "a" && q.Step == stepLoading && q.Progress == 0.5
 	})
 	if st := p.state(id); st.Status != api.TaskQueued {
 		t.Fatalf("task ran before its worker started: %+v", st)

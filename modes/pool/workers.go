@@ -312,7 +312,12 @@ func (e *env) waitReady(ctx context.Context, w *store.Worker, p supervise.Proc, 
 			case api.StatusFailed:
 				return fmt.Errorf("pool: worker %s failed to load the model: %s", w.ID, h.Error)
 			}
-			if pct := int(h.Progress * 100); pct/10 != lastShown/10 {
+			if pct := int(h.Progress * 100); e.asJSON && pct/5 != lastShown/5 {
+				// With --json, progress goes to stderr as NDJSON (stdout
+				// holds the one result object): the orchestrator relays it.
+				fmt.Fprintf(e.errOut, "{\"event\":\"progress\",\"step\":\"loading\",\"worker\":%q,\"progress\":%.2f}\n", w.ID, h.Progress)
+				lastShown = pct
+			} else if !e.asJSON && pct/10 != lastShown/10 {
 				fmt.Fprintf(e.errOut, "%s: loading %d%%\n", w.ID, pct)
 				lastShown = pct
 			}
