@@ -53,6 +53,26 @@ type fleet struct {
 	seq      uint64
 	changed  chan struct{} // closed and replaced when an event is added
 	started  time.Time
+	stopped  bool // the loop ended: async runs nothing more
+}
+
+// async runs fn in a goroutine the loop's end waits for; from a request
+// handler, which may outlive the loop. (Its Add happens under the lock, and
+// never after the loop said it stopped, so it cannot race the final Wait.)
+func (f *fleet) async(fn func()) {
+	f.mu.Lock()
+	stopped := f.stopped
+	if !stopped {
+		f.wg.Add(1)
+	}
+	f.mu.Unlock()
+	if stopped {
+		return
+	}
+	go func() {
+		defer f.wg.Done()
+		fn()
+	}()
 }
 
 // fleetPool is a pool and the fleet's last view of it.
@@ -274,7 +294,7 @@ func (f *fleet) deletePool(name string) *api.Error {
 		return api.Errorf(api.CodeNotFound, "no pool %s", name)
 	}
 	for _, r := range stops {
-		f.wg.Go(func() { f.stopReplica(r, "its pool was removed") })
+		f.async(func() { f.stopReplica(r, "its pool was removed") })
 	}
 	if err := f.st.DeletePool(name); err != nil && !errors.Is(err, store.ErrNotFound) {
 		f.log.Error("deleting a pool", "pool", name, "err", err)
@@ -390,7 +410,7 @@ func (f *fleet) deleteModel(id string) *api.Error {
 	f.m.fleetReplicas.DeletePartialMatch(map[string]string{"model": id})
 	f.disp.setStarting(id, startNote{})
 	for _, r := range stops {
-		f.wg.Go(func() { f.stopReplica(r, "the model was deleted") })
+		f.async(func() { f.stopReplica(r, "the model was deleted") })
 	}
 	return nil
 }

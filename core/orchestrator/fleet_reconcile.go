@@ -35,6 +35,9 @@ const (
 func (f *fleet) loop(ctx context.Context) {
 	f.wg.Go(func() { tick(ctx, f.cfg.InventoryInterval, nil, func() { f.refreshAll(ctx) }) })
 	tick(ctx, f.cfg.ReconcileInterval, f.wake, func() { f.reconcile(ctx, time.Now()) })
+	f.mu.Lock()
+	f.stopped = true
+	f.mu.Unlock()
 	close(f.quit)
 	f.wg.Wait() // pool commands in flight end with ctx
 }
