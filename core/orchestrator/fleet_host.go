@@ -1,7 +1,6 @@
 package orchestrator
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -205,41 +204,25 @@ func (h cliHost) Download(ctx context.Context, s api.ModelSpec, progress func(do
 	}
 	args = append(args, s.Source)
 	return h.with(ctx, func(c *poolrun.Conn) error {
-		pr, pw := io.Pipe()
-		var stderr strings.Builder
-		done := make(chan bool, 1)
-		go func() {
-			ok := false
-			sc := bufio.NewScanner(pr)
-			sc.Buffer(make([]byte, 64<<10), 1<<20)
-			for sc.Scan() {
-				var line struct {
-					Event string `json:"event"`
-					Bytes int64  `json:"bytes"`
-					Total int64  `json:"total"`
-				}
-				if json.Unmarshal(sc.Bytes(), &line) != nil {
-					continue
-				}
-				switch line.Event {
-				case "progress":
-					progress(line.Bytes, line.Total)
-				case "done":
-					ok = true
-				}
+		done := false
+		out := &poolLines{event: func(ev poolEvent) {
+			switch ev.Event {
+			case "progress":
+				progress(ev.Bytes, ev.Total)
+			case "done":
+				done = true
 			}
-			_, _ = io.Copy(io.Discard, pr)
-			done <- ok
-		}()
-		code, err := c.Pool(ctx, args, nil, pw, &limitedWriter{w: &stderr, n: 4096})
-		pw.Close()
-		ok := <-done
+		}}
+		errs := &poolLines{}
+		code, err := c.Pool(ctx, args, nil, out, errs)
+		out.flush()
+		errs.flush()
 		switch {
 		case err != nil:
 			return err
 		case code != 0:
-			return fmt.Errorf("exit status %d: %s", code, strings.TrimSpace(stderr.String()))
-		case !ok:
+			return fmt.Errorf("exit status %d: %s", code, strings.Join(errs.tail, "; "))
+		case !done:
 			return errors.New("the download ended without saying it was done")
 		}
 		return nil
@@ -264,39 +247,43 @@ func (h cliHost) Spawn(ctx context.Context, r spawnRequest) (w api.PoolWorker, e
 		stdin = strings.NewReader(r.Token + "\n")
 	}
 	args = append([]string{"--json"}, append(args, r.Spec.Backend)...)
-	err = h.with(ctx, func(c *poolrun.Conn) error {
-		var stdout strings.Builder
-		out := &limitedWriter{w: &stdout, n: 1 << 20}
-		errs := &progressLines{progress: r.Progress}
-		code, err := c.Pool(ctx, args, stdin, out, errs)
-		errs.flush()
-		switch {
-		case err != nil:
-			return err
-		case code != 0:
-			lines := errs.tail
-			if len(lines) == 0 {
-				lines = []string{"(no output)"}
-			}
-			return &spawnError{msg: fmt.Sprintf("the worker did not start (exit status %d): %s", code, lines[len(lines)-1]), log: lines}
+	errs := &poolLines{event: func(ev poolEvent) {
+		if ev.Event == "progress" && r.Progress != nil {
+			r.Progress(ev.Progress)
 		}
-		if err := json.Unmarshal([]byte(stdout.String()), &w); err != nil {
-			return fmt.Errorf("pool worker spawn: decoding its JSON: %w", err)
+	}}
+	err = h.with(ctx, func(c *poolrun.Conn) error { return c.PoolJSONStderr(ctx, args, stdin, errs, &w) })
+	errs.flush()
+	var ee *poolrun.ExitError
+	if errors.As(err, &ee) {
+		lines := errs.tail
+		if len(lines) == 0 {
+			lines = []string{"(no output)"}
 		}
-		return nil
-	})
+		return w, &spawnError{msg: fmt.Sprintf("the worker did not start (exit status %d): %s", ee.Code, lines[len(lines)-1]), log: lines}
+	}
 	return w, err
 }
 
-// progressLines reads a pool command's stderr: NDJSON progress lines go to
-// progress, the last 20 other lines are kept (the error and the worker's log).
-type progressLines struct {
-	progress func(float64)
-	partial  []byte
-	tail     []string
+// poolLines reads a pool command's output line by line as it arrives:
+// NDJSON progress and done lines go to event (a progress out of 0..1 is
+// dropped), the last 20 other lines
+// are kept (an error, a worker's log). A line is cut at 4 KiB.
+type poolLines struct {
+	event   func(poolEvent)
+	partial []byte
+	tail    []string
 }
 
-func (p *progressLines) Write(b []byte) (int, error) {
+// poolEvent is a progress or result line of `llorch pool … --json`.
+type poolEvent struct {
+	Event    string  `json:"event"`
+	Progress float64 `json:"progress"` // spawn: the worker's load, 0..1
+	Bytes    int64   `json:"bytes"`    // download: bytes in place of total
+	Total    int64   `json:"total"`
+}
+
+func (p *poolLines) Write(b []byte) (int, error) {
 	n := len(b)
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
@@ -306,27 +293,28 @@ func (p *progressLines) Write(b []byte) (int, error) {
 			}
 			break
 		}
-		p.line(append(p.partial, b[:i]...))
+		if room := 4096 - len(p.partial); room > 0 {
+			p.partial = append(p.partial, b[:min(i, room)]...)
+		}
+		p.line(p.partial)
 		p.partial, b = p.partial[:0], b[i+1:]
 	}
 	return n, nil
 }
 
-func (p *progressLines) flush() {
+// flush takes a last line without a newline.
+func (p *poolLines) flush() {
 	if len(p.partial) > 0 {
 		p.line(p.partial)
 		p.partial = nil
 	}
 }
 
-func (p *progressLines) line(l []byte) {
-	var ev struct {
-		Event    string  `json:"event"`
-		Progress float64 `json:"progress"`
-	}
-	if len(l) > 0 && l[0] == '{' && json.Unmarshal(l, &ev) == nil && ev.Event == "progress" {
-		if p.progress != nil && ev.Progress >= 0 && ev.Progress <= 1 {
-			p.progress(ev.Progress)
+func (p *poolLines) line(l []byte) {
+	var ev poolEvent
+	if len(l) > 0 && l[0] == '{' && json.Unmarshal(l, &ev) == nil && (ev.Event == "progress" || ev.Event == "done") {
+		if p.event != nil && ev.Progress >= 0 && ev.Progress <= 1 {
+			p.event(ev)
 		}
 		return
 	}
@@ -355,19 +343,4 @@ func (h cliHost) Install(ctx context.Context) error {
 		_, err := c.Install(ctx, poolrun.InstallOptions{Dest: h.t.LlorchPath})
 		return err
 	})
-}
-
-// limitedWriter keeps the first n bytes.
-type limitedWriter struct {
-	w io.Writer
-	n int
-}
-
-func (l *limitedWriter) Write(p []byte) (int, error) {
-	if l.n > 0 {
-		k := min(len(p), l.n)
-		l.n -= k
-		_, _ = l.w.Write(p[:k])
-	}
-	return len(p), nil
 }

@@ -11,7 +11,7 @@ import (
 // they arrive; the other lines are kept, the last 20, for the error.
 func TestProgressLines(t *testing.T) {
 	var heard []float64
-	p := &progressLines{progress: func(f float64) { heard = append(heard, f) }}
+	p := &poolLines{event: func(ev poolEvent) { heard = append(heard, ev.Progress) }}
 	var in strings.Builder
 	in.WriteString(`{"event":"progress","step":"loading","worker":"w","progress":0.25}` + "\n")
 	for i := range 25 {
@@ -37,7 +37,7 @@ func TestProgressLines(t *testing.T) {
 		t.Fatalf("tail %q", p.tail)
 	}
 	// A line without end cannot grow without bound.
-	q := &progressLines{}
+	q := &poolLines{}
 	_, _ = q.Write([]byte(strings.Repeat("x", 1<<20)))
 	q.flush()
 	if len(q.tail) != 1 || len(q.tail[0]) != 4096 {

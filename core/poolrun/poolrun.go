@@ -155,10 +155,20 @@ func (c *Conn) Pool(ctx context.Context, args []string, stdin io.Reader, stdout,
 // stdout into out (nil: not decoded). A non-zero exit is an *ExitError with
 // the tail of stderr.
 func (c *Conn) PoolJSON(ctx context.Context, args []string, stdin io.Reader, out any) error {
+	return c.PoolJSONStderr(ctx, args, stdin, nil, out)
+}
+
+// PoolJSONStderr is PoolJSON with the command's stderr also written to
+// stderr as it arrives (progress a command reports while it runs).
+func (c *Conn) PoolJSONStderr(ctx context.Context, args []string, stdin io.Reader, stderrTee io.Writer, out any) error {
 	stdout := &capBuffer{max: MaxJSONOutput}
 	stderr := &tailBuffer{max: stderrTail}
+	var errw io.Writer = stderr
+	if stderrTee != nil {
+		errw = io.MultiWriter(stderr, stderrTee)
+	}
 	full := c.poolArgs(args, true)
-	code, err := c.Run(ctx, full, stdin, stdout, stderr)
+	code, err := c.Run(ctx, full, stdin, stdout, errw)
 	if err != nil {
 		return err
 	}
