@@ -412,8 +412,6 @@ type FleetEvent struct {
 	Model  string    `json:"model,omitempty"`
 	Worker string    `json:"worker,omitempty"`
 	Reason string    `json:"reason,omitempty"`
-	// Progress is 0..1 for downloads and loads in progress.
-	Progress float64 `json:"progress,omitempty"`
 }
 
 // Capabilities is GET /v2/meta/capabilities: what this orchestrator serves.

@@ -215,8 +215,7 @@ func (f *fleet) kick() {
 	}
 }
 
-// emit journals a fleet event and wakes its followers. Progress events are
-// kept in memory only.
+// emit journals a fleet event and wakes its followers.
 func (f *fleet) emit(ev api.FleetEvent) {
 	ev.Time = time.Now().UTC()
 	f.mu.Lock()
@@ -231,10 +230,8 @@ func (f *fleet) emit(ev api.FleetEvent) {
 	f.mu.Unlock()
 	f.m.fleetEvents.WithLabelValues(ev.Kind).Inc()
 	f.log.Info("fleet "+ev.Kind, "pool", ev.Pool, "model", ev.Model, "worker_id", ev.Worker, "reason", ev.Reason)
-	if ev.Progress == 0 {
-		if err := f.st.AppendFleetEvents([]api.FleetEvent{ev}); err != nil {
-			f.log.Error("journaling a fleet event", "err", err)
-		}
+	if err := f.st.AppendFleetEvents([]api.FleetEvent{ev}); err != nil {
+		f.log.Error("journaling a fleet event", "err", err)
 	}
 }
 
@@ -518,22 +515,18 @@ func (f *fleet) declaredModels() []openai.Model {
 }
 
 // capabilities lists the declared and the served models.
-func (f *fleet) capabilities(served []string, ctxOf func(string) int) []api.CapabilityModel {
+// served maps the models workers serve to their largest context, which wins
+// over a declared one.
+func (f *fleet) capabilities(served map[string]int) []api.CapabilityModel {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	out := make([]api.CapabilityModel, 0, len(f.models)+len(served))
-	seen := map[string]bool{}
 	for id, m := range f.models {
-		seen[id] = true
-		ctx := m.rec.Spec.Ctx
-		if c := ctxOf(id); c > 0 {
-			ctx = c
-		}
-		out = append(out, api.CapabilityModel{ID: id, Ctx: ctx, State: m.state, Declared: true})
+		out = append(out, api.CapabilityModel{ID: id, Ctx: cmp.Or(served[id], m.rec.Spec.Ctx), State: m.state, Declared: true})
 	}
-	f.mu.Unlock()
-	for _, id := range served {
-		if !seen[id] {
-			out = append(out, api.CapabilityModel{ID: id, Ctx: ctxOf(id), State: api.ModelReady})
+	for id, ctx := range served {
+		if _, declared := f.models[id]; !declared {
+			out = append(out, api.CapabilityModel{ID: id, Ctx: ctx, State: api.ModelReady})
 		}
 	}
 	slices.SortFunc(out, func(a, b api.CapabilityModel) int { return strings.Compare(a.ID, b.ID) })

@@ -481,9 +481,9 @@ func (f *fleet) placeLocked(now time.Time, m *fleetModel, queued int, start bool
 		}
 	}
 	if best == nil {
-		why := fmt.Sprintf("model %s needs %s (estimate %s × learned correction %.2f)", s.ID, bytesText(needBytes), bytesText(est.bytes), fit.Ratio)
+		why := fmt.Sprintf("model %s needs %s (estimate %s × learned correction %.2f)", s.ID, api.SizeText(int64(needBytes)), api.SizeText(int64(est.bytes)), fit.Ratio)
 		if biggestPool != "" {
-			why += fmt.Sprintf("; the most free memory is %s on pool %s", bytesText(biggest), biggestPool)
+			why += fmt.Sprintf("; the most free memory is %s on pool %s", api.SizeText(int64(biggest)), biggestPool)
 		} else {
 			why += "; no pool it may use is reachable with the backend " + s.Backend
 		}
@@ -666,17 +666,6 @@ func replicaID(model, pool string) string {
 	return fmt.Sprintf("%.60s-%.50s-%s", model, pool, hex.EncodeToString(b[:]))
 }
 
-func bytesText(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	default:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-}
-
 // fetchEstimate asks a pool for the model's memory estimate (its header is
 // read there: from the catalog, the file, or by a range request).
 func (f *fleet) fetchEstimate(ctx context.Context, key string, s api.ModelSpec, pool api.Pool) {
@@ -717,7 +706,6 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 	var spec api.ModelSpec
 	var pool api.Pool
 	var eta time.Time
-	var digest string
 	var cached *api.PoolStatus
 	if okM && okP {
 		spec, pool = m.rec.Spec, p.spec
@@ -725,7 +713,6 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 			cached = p.state.Inventory // the inventory is immutable once stored
 		}
 		eta = r.began.Add(cmp.Or(m.coldStart, 30*time.Second))
-		digest = m.digest
 		if r.rec.Revision != m.rec.Revision {
 			okM = false // the spec changed before this (restored) start resumed
 		}
@@ -735,7 +722,6 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 		f.forget(r)
 		return
 	}
-	_ = digest
 	note := func(step string, progress float64) {
 		f.mu.Lock()
 		r.step, r.progress = step, progress

@@ -160,14 +160,10 @@ func (s *Server) handleCapabilities(c echo.Context) error {
 	for _, w := range s.reg.list() {
 		served[w.Model.ID] = max(served[w.Model.ID], w.Model.Ctx)
 	}
-	ids := make([]string, 0, len(served))
-	for id := range served {
-		ids = append(ids, id)
-	}
 	return c.JSON(http.StatusOK, api.Capabilities{
 		APIVersion: "v2",
 		Version:    s.cfg.Version,
-		Models:     s.fleet.capabilities(ids, func(id string) int { return served[id] }),
+		Models:     s.fleet.capabilities(served),
 		Limits: api.CapabilityLimits{QueueCapacity: s.cfg.QueueCapacity, DefaultMaxTokens: api.DefaultMaxTokens,
 			MaxRequestBytes: api.MaxRequestBytes, MaxStop: api.MaxStopSequences},
 		Features: []string{"tasks", "sse", "resume", "openai.chat", "openai.completions", "openai.models", "routing.tengo",
