@@ -160,7 +160,7 @@ func (c *Conn) Install(ctx context.Context, opts InstallOptions) (InstallReport,
 			return f, fmt.Errorf("poolrun: install: %w", err)
 		}
 		f.Copied = true
-		logf("installed %s (%s, sha256 %s)", to, sizeString(l.size), l.sum[:12])
+		logf("installed %s (%s, sha256 %s)", to, api.SizeText(l.size), l.sum[:12])
 		return f, nil
 	}
 	for i, l := range libs {
@@ -351,14 +351,4 @@ func CheckPlatform(host, uname string) error {
 			host, got, want, runtime.GOOS, runtime.GOARCH)
 	}
 	return nil
-}
-
-func sizeString(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/detect"
 	"github.com/llorch/llorch/core/store"
 )
@@ -86,11 +87,11 @@ func (e *env) printBackends(rep detect.Report) error {
 			case !b.Available:
 			case b.CPU != nil:
 				detail = fmt.Sprintf("%s, %d cores / %d threads, %s RAM, %s", b.CPU.Model, b.CPU.PhysicalCores, b.CPU.LogicalCores,
-					human(int64(b.CPU.MemTotalBytes)), strings.Join(b.CPU.Features, " "))
+					api.SizeText(int64(b.CPU.MemTotalBytes)), strings.Join(b.CPU.Features, " "))
 			case len(b.Devices) > 0:
 				var ds []string
 				for _, d := range b.Devices {
-					ds = append(ds, fmt.Sprintf("#%d %s (%s)", d.Index, d.Name, human(int64(d.MemTotalBytes))))
+					ds = append(ds, fmt.Sprintf("#%d %s (%s)", d.Index, d.Name, api.SizeText(int64(d.MemTotalBytes))))
 				}
 				detail = strings.Join(ds, "; ")
 			}

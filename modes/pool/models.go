@@ -47,7 +47,7 @@ func modelsCommand(e *env) *cli.Command {
 							fmt.Fprintln(w, "ID\tALIASES\tARCH\tTYPE\tSIZE\tVERIFIED\tREF")
 							for _, m := range ms {
 								fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%v\t%s\n", m.ID, strings.Join(m.Aliases, ","), m.Arch, m.FileType,
-									human(m.SizeBytes), m.Verified, m.Ref)
+									api.SizeText(m.SizeBytes), m.Verified, m.Ref)
 							}
 						})
 					}))
@@ -70,8 +70,8 @@ func modelsCommand(e *env) *cli.Command {
 					return e.print(map[string]any{"model": m, "gguf": info}, func(w *tabwriter.Writer) {
 						fmt.Fprintf(w, "id\t%s\npath\t%s\nref\t%s\nsha256\t%s (verified against the hub: %v)\n", m.ID, m.Path, m.Ref, m.SHA256, m.Verified)
 						fmt.Fprintf(w, "arch\t%s\nparams\t%d\nfile type\t%s\ncontext length\t%d\nchat template\t%v\nsize\t%s\n",
-							info.Arch, info.Params, info.FileType, info.ContextLength, info.ChatTemplate, human(info.SizeBytes))
-						fmt.Fprintf(w, "estimated RAM (ctx %d)\t%s\nestimated VRAM (ctx %d)\t%s\n", info.Ctx, human(int64(info.EstRAMBytes)), info.Ctx, human(int64(info.EstVRAMBytes)))
+							info.Arch, info.Params, info.FileType, info.ContextLength, info.ChatTemplate, api.SizeText(info.SizeBytes))
+						fmt.Fprintf(w, "estimated RAM (ctx %d)\t%s\nestimated VRAM (ctx %d)\t%s\n", info.Ctx, api.SizeText(int64(info.EstRAMBytes)), info.Ctx, api.SizeText(int64(info.EstVRAMBytes)))
 					})
 				},
 			},
@@ -255,7 +255,7 @@ func (e *env) printDownloaded(m store.Model) error {
 		pm := poolModel(m)
 		return json.NewEncoder(e.out).Encode(downloadEvent{Event: "done", Model: &pm})
 	}
-	fmt.Fprintf(e.out, "%s\t%s\t%s\tsha256:%s\n", m.ID, m.Path, human(m.SizeBytes), m.SHA256)
+	fmt.Fprintf(e.out, "%s\t%s\t%s\tsha256:%s\n", m.ID, m.Path, api.SizeText(m.SizeBytes), m.SHA256)
 	return nil
 }
 
@@ -286,8 +286,8 @@ func estimateCommand(e *env) *cli.Command {
 			}
 			return e.print(est, func(w *tabwriter.Writer) {
 				fmt.Fprintf(w, "weights\t%s\nKV cache (%d × %d tokens)\t%s\noverhead\t%s\ntotal (CPU RAM)\t%s\nVRAM (all layers on one GPU)\t%s\nmethod\t%s\nfile size\t%s\n",
-					human(int64(est.WeightsBytes)), ctxSize, slots, human(int64(est.KVBytes)), human(int64(est.OverheadBytes)),
-					human(int64(est.TotalBytes)), human(int64(est.VRAMBytes)), est.Method, human(est.SizeBytes))
+					api.SizeText(int64(est.WeightsBytes)), ctxSize, slots, api.SizeText(int64(est.KVBytes)), api.SizeText(int64(est.OverheadBytes)),
+					api.SizeText(int64(est.TotalBytes)), api.SizeText(int64(est.VRAMBytes)), est.Method, api.SizeText(est.SizeBytes))
 			})
 		},
 	}
@@ -472,16 +472,4 @@ func notInCatalog(id string, err error) error {
 		return fmt.Errorf("pool: model %q is not in the catalog (add it with: llorch pool models download REF --id %s)", id, id)
 	}
 	return err
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -51,7 +51,7 @@ func statusCommand(e *env) *cli.Command {
 			err = e.print(nil, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "MODEL\tARCH\tTYPE\tSIZE")
 				for _, m := range ms {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", m.ID, m.Arch, m.FileType, human(m.SizeBytes))
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", m.ID, m.Arch, m.FileType, api.SizeText(m.SizeBytes))
 				}
 			})
 			if err != nil {
