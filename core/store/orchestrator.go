@@ -364,18 +364,8 @@ func (o *Orchestrator) PutPoolState(name string, s PoolState) error {
 }
 
 // PoolStates returns every pool's last view by name.
-func (o *Orchestrator) PoolStates() (map[string]PoolState, error) {
-	out := map[string]PoolState{}
-	err := o.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketPoolState).ForEach(func(k, v []byte) error {
-			var s PoolState
-			if err := json.Unmarshal(v, &s); err != nil {
-				return fmt.Errorf("store: decode poolstate/%s: %w", k, err)
-			}
-			out[string(k)] = s
-			return nil
-		})
-	})
+func (o *Orchestrator) PoolStates() (out map[string]PoolState, err error) {
+	err = o.db.View(func(tx *bolt.Tx) error { out, err = byKey[PoolState](tx, bucketPoolState); return err })
 	return out, err
 }
 
@@ -401,18 +391,8 @@ func (o *Orchestrator) PutFit(key string, f Fit) error {
 }
 
 // Fits returns every learned fit by key.
-func (o *Orchestrator) Fits() (map[string]Fit, error) {
-	out := map[string]Fit{}
-	err := o.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketFit).ForEach(func(k, v []byte) error {
-			var f Fit
-			if err := json.Unmarshal(v, &f); err != nil {
-				return fmt.Errorf("store: decode fit/%s: %w", k, err)
-			}
-			out[string(k)] = f
-			return nil
-		})
-	})
+func (o *Orchestrator) Fits() (out map[string]Fit, err error) {
+	err = o.db.View(func(tx *bolt.Tx) error { out, err = byKey[Fit](tx, bucketFit); return err })
 	return out, err
 }
 

@@ -84,3 +84,30 @@ func TestOrchestratorRegistryAndSettings(t *testing.T) {
 		t.Fatalf("setting not deleted: %q", v)
 	}
 }
+
+// The fleet event log keeps the newest MaxFleetEvents, oldest first.
+func TestFleetEventsAreBounded(t *testing.T) {
+	o, err := OpenOrchestrator(filepath.Join(t.TempDir(), "o.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	var seq uint64
+	for range 3 {
+		batch := make([]api.FleetEvent, 0, MaxFleetEvents/2+3)
+		for range cap(batch) {
+			seq++
+			batch = append(batch, api.FleetEvent{Seq: seq, Kind: api.EventSpawn})
+		}
+		if err := o.AppendFleetEvents(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := o.FleetEvents(2 * MaxFleetEvents)
+	if err != nil || len(evs) != MaxFleetEvents || evs[0].Seq != seq-MaxFleetEvents+1 || evs[len(evs)-1].Seq != seq {
+		t.Fatalf("%d events, first %d last %d (appended %d), %v", len(evs), evs[0].Seq, evs[len(evs)-1].Seq, seq, err)
+	}
+	if last, _ := o.FleetEvents(2); len(last) != 2 || last[1].Seq != seq {
+		t.Fatalf("newest two: %+v", last)
+	}
+}

@@ -103,3 +103,17 @@ func list[T any](tx *bolt.Tx, bucket []byte) ([]T, error) {
 	})
 	return out, err
 }
+
+// byKey is list by key.
+func byKey[T any](tx *bolt.Tx, bucket []byte) (map[string]T, error) {
+	out := map[string]T{}
+	err := tx.Bucket(bucket).ForEach(func(k, data []byte) error {
+		var v T
+		if err := json.Unmarshal(data, &v); err != nil {
+			return fmt.Errorf("store: decode %s/%s: %w", bucket, k, err)
+		}
+		out[string(k)] = v
+		return nil
+	})
+	return out, err
+}
