@@ -217,8 +217,17 @@ func (f *fleet) kick() {
 
 // emit journals a fleet event and wakes its followers.
 func (f *fleet) emit(ev api.FleetEvent) {
-	ev.Time = time.Now().UTC()
 	f.mu.Lock()
+	ev = f.addEventLocked(ev)
+	f.mu.Unlock()
+	f.journal(ev)
+}
+
+// addEventLocked puts ev in the in-memory log, where followers and GET
+// /v2/events see it at once; journal then writes it. A state change and its
+// event made in one critical section are seen together.
+func (f *fleet) addEventLocked(ev api.FleetEvent) api.FleetEvent {
+	ev.Time = time.Now().UTC()
 	f.seq++
 	ev.Seq = f.seq
 	f.events = append(f.events, ev)
@@ -227,7 +236,11 @@ func (f *fleet) emit(ev api.FleetEvent) {
 	}
 	close(f.changed)
 	f.changed = make(chan struct{})
-	f.mu.Unlock()
+	return ev
+}
+
+// journal logs, counts and stores an event added by addEventLocked.
+func (f *fleet) journal(ev api.FleetEvent) {
 	f.m.fleetEvents.WithLabelValues(ev.Kind).Inc()
 	f.log.Info("fleet "+ev.Kind, "pool", ev.Pool, "model", ev.Model, "worker_id", ev.Worker, "reason", ev.Reason)
 	if err := f.st.AppendFleetEvents([]api.FleetEvent{ev}); err != nil {

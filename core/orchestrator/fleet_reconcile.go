@@ -811,9 +811,13 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 	}
 	tReg := time.Since(t3)
 	total := time.Since(r.began)
+	rec := r.rec // written only here, by this goroutine
+	rec.Phase = phaseReady
+	if err := f.st.PutReplica(rec); err != nil {
+		f.log.Error("recording a ready replica", "err", err)
+	}
 	f.mu.Lock()
 	r.rec.Phase = phaseReady
-	rec := r.rec
 	r.readyAt, r.seen, r.idleSince, r.cancel = time.Now(), true, time.Now(), nil
 	r.step = ""
 	if m, ok := f.models[spec.ID]; ok {
@@ -822,13 +826,13 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 			m.state, m.lastErr = api.ModelReady, ""
 		}
 	}
-	f.mu.Unlock()
-	if err := f.st.PutReplica(rec); err != nil {
-		f.log.Error("recording a ready replica", "err", err)
-	}
-	f.emit(api.FleetEvent{Kind: api.EventReady, Pool: pool.Name, Model: spec.ID, Worker: r.rec.WorkerID,
+	// The ready event goes in with the phase: whoever sees the replica
+	// ready sees its event.
+	ev := f.addEventLocked(api.FleetEvent{Kind: api.EventReady, Pool: pool.Name, Model: spec.ID, Worker: r.rec.WorkerID,
 		Reason: fmt.Sprintf("cold start %s: inventory %s, download %s, load %s, register %s", total.Round(time.Millisecond),
 			tInv.Round(time.Millisecond), tDownload.Round(time.Millisecond), tLoad.Round(time.Millisecond), tReg.Round(time.Millisecond))})
+	f.mu.Unlock()
+	f.journal(ev)
 	f.disp.setColdStart(spec.ID, total)
 	f.m.fleetColdStart.Observe(total.Seconds())
 	f.disp.kick()
