@@ -348,8 +348,11 @@ func (s *Script) stop(r *runner) {
 		return
 	case <-grace.C:
 	}
-	if r.state.CompareAndSwap(running, abandoned) {
-		s.lingering.Add(1)
+	// Counted before the swap: the run's own decrement, which follows the
+	// swap, can then never take the count below zero.
+	s.lingering.Add(1)
+	if !r.state.CompareAndSwap(running, abandoned) {
+		s.lingering.Add(-1)
 	}
 }
 
