@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -271,4 +272,47 @@ func hostileChild(t *testing.T, name string) {
 	rep.After = runtime.NumGoroutine()
 	b, _ := json.Marshal(&rep)
 	fmt.Printf("hostile-report %s\n", b)
+}
+
+// TestLingeringNeverNegative runs many short calls at once on runners that
+// go back to the pool between them, some with a budget that runs out about
+// when the script ends: the count of abandoned calls must never go below
+// zero and must come back to zero. A run's state swap that came after its
+// result was sent could land on the next call's state (CI saw -1).
+func TestLingeringNeverNegative(t *testing.T) {
+	src := `n := 0; for i := 0; i < 50; i++ { n += i }; decision = {action: "admit"}`
+	quick, err := Compile("quick.tengo", []byte(src), Config{Timeout: time.Second, MaxAllocs: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge, err := Compile("edge.tengo", []byte(src), Config{Timeout: 20 * time.Microsecond, MaxAllocs: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 16 {
+		s := quick
+		if i%4 == 0 {
+			s = edge
+		}
+		wg.Go(func() {
+			for range 3000 {
+				s.Admit(t.Context(), newAdmit())
+				if n := s.lingering.Load(); n < 0 {
+					t.Errorf("%s: lingering %d", s.name, n)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, s := range []*Script{quick, edge} {
+		deadline := time.Now().Add(10 * time.Second)
+		for s.lingering.Load() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d calls still running", s.name, s.lingering.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 }

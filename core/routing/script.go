@@ -329,10 +329,13 @@ func (s *Script) putRunner(r *runner) {
 
 func (s *Script) run(r *runner) {
 	err := runVM(r.vm)
-	r.done <- err
+	// The swap comes before the send: once the caller has the result it may
+	// put r back in the pool and a next call may set r.state again, which a
+	// late swap here would then take for this run's.
 	if !r.state.CompareAndSwap(running, finished) {
 		s.lingering.Add(-1) // abandoned: counted by stop
 	}
+	r.done <- err
 }
 
 // stop aborts r's run and waits up to abortGrace for it to end; a run that
