@@ -51,6 +51,10 @@ type Started struct {
 	// MaxTokens is the request's max_tokens as resolved (the default when it
 	// had none); it counts resumed tokens too.
 	MaxTokens int `json:"max_tokens,omitempty"`
+	// ToolFormat names how the model writes tool calls (hermes, llama3,
+	// mistral) when the request offered tools: the reader parses the
+	// generated text with it (core/toolcall).
+	ToolFormat string `json:"tool_format,omitempty"`
 }
 
 // Token is the data of a "token" event: the text that generated token number I
@@ -63,6 +67,8 @@ type Token struct {
 	T  string `json:"t"`
 	I  int    `json:"i"`
 	ID int32  `json:"id"`
+	// LP is the token's log-probability, when the request asked for logprobs.
+	LP *Logprob `json:"lp,omitempty"`
 }
 
 // End is the data of the terminal "end" event.

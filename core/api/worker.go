@@ -37,6 +37,12 @@ const (
 type Message struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
+	// ToolCalls are the calls an assistant turn made.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	// ToolCallID is the call a "tool" message answers; Name, optionally, its
+	// function.
+	ToolCallID string `json:"tool_call_id,omitempty"`
+	Name       string `json:"name,omitempty"`
 }
 
 // ExecuteRequest is the body of a worker's POST /execute. Pointer fields are
@@ -69,6 +75,27 @@ type ExecuteRequest struct {
 	// the sampler and the text streamer without emitting them, and streams
 	// the rest with indexes from len(ResumeTokens). max_tokens counts them.
 	ResumeTokens []int32 `json:"resume_tokens,omitempty"`
+
+	// FrequencyPenalty and PresencePenalty are OpenAI's (-2..2), applied by
+	// llama.cpp's penalty sampler over the last 64 tokens.
+	FrequencyPenalty *float64 `json:"frequency_penalty,omitempty"`
+	PresencePenalty  *float64 `json:"presence_penalty,omitempty"`
+	// Grammar constrains the output with a GBNF grammar (llama.cpp's format,
+	// root rule "root").
+	Grammar string `json:"grammar,omitempty"`
+	// ResponseFormat constrains the output to JSON (an object, or one that
+	// validates against a schema).
+	ResponseFormat *ResponseFormat `json:"response_format,omitempty"`
+	// Tools the model may call (messages only), ToolChoice whether it must,
+	// and ParallelToolCalls whether one turn may make several calls (default
+	// true).
+	Tools             []Tool      `json:"tools,omitempty"`
+	ToolChoice        *ToolChoice `json:"tool_choice,omitempty"`
+	ParallelToolCalls *bool       `json:"parallel_tool_calls,omitempty"`
+	// Logprobs adds each generated token's log-probability to its token
+	// event, with the TopLogprobs (0..20) most likely alternatives.
+	Logprobs    bool `json:"logprobs,omitempty"`
+	TopLogprobs int  `json:"top_logprobs,omitempty"`
 }
 
 // Validate checks every field that can be checked without the model and returns
@@ -96,8 +123,15 @@ func (r *ExecuteRequest) Validate() *Error {
 	for i, m := range r.Messages {
 		switch m.Role {
 		case "system", "user", "assistant":
+		case "tool":
+			if m.ToolCallID == "" {
+				add(fmt.Sprintf("messages[%d].tool_call_id", i), "required", "a tool message must name the call it answers")
+			}
 		default:
-			add(fmt.Sprintf("messages[%d].role", i), "enum", "must be system, user or assistant, got %q", m.Role)
+			add(fmt.Sprintf("messages[%d].role", i), "enum", "must be system, user, assistant or tool, got %q", m.Role)
+		}
+		if len(m.ToolCalls) > 0 && m.Role != "assistant" {
+			add(fmt.Sprintf("messages[%d].tool_calls", i), "assistant_only", "only an assistant message makes tool calls")
 		}
 		if !utf8.ValidString(m.Content) {
 			add(fmt.Sprintf("messages[%d].content", i), "utf8", "must be valid UTF-8")
@@ -155,6 +189,10 @@ func (r *ExecuteRequest) Validate() *Error {
 			break
 		}
 	}
+	if r.Prompt != "" && (len(r.Tools) > 0 || r.ToolChoice != nil) {
+		add("tools", "needs_messages", "tools need messages (a chat), not a prompt")
+	}
+	r.validateFeatures(add)
 	if len(fe) == 0 {
 		return nil
 	}
@@ -177,6 +215,15 @@ type Params struct {
 	IgnoreEOS bool
 	// NoCache disables prompt-cache reuse for this request.
 	NoCache bool
+	// FrequencyPenalty and PresencePenalty: 0 = off.
+	FrequencyPenalty float64
+	PresencePenalty  float64
+	// Grammar is the GBNF grammar the output must follow ("" = none): the
+	// request's own, or one the worker built from its response format or tools.
+	Grammar string
+	// Logprobs and TopLogprobs as in the request.
+	Logprobs    bool
+	TopLogprobs int
 }
 
 // Resolve returns the sampling parameters with defaults applied. seed is used
@@ -193,6 +240,15 @@ func (r *ExecuteRequest) Resolve(seed uint32) Params {
 		Stop:              r.Stop,
 		IgnoreEOS:         r.IgnoreEOS,
 		NoCache:           r.CachePrompt != nil && !*r.CachePrompt,
+		Grammar:           r.Grammar,
+		Logprobs:          r.Logprobs,
+		TopLogprobs:       r.TopLogprobs,
+	}
+	if r.FrequencyPenalty != nil {
+		p.FrequencyPenalty = *r.FrequencyPenalty
+	}
+	if r.PresencePenalty != nil {
+		p.PresencePenalty = *r.PresencePenalty
 	}
 	if r.MaxTokens != nil {
 		p.MaxTokens = *r.MaxTokens
