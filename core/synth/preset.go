@@ -31,6 +31,9 @@ type Preset struct {
 	RopeFreqBase float32
 	// RMSEpsilon is the epsilon of the RMS norms.
 	RMSEpsilon float32
+	// PoolingType, when not 0, is written as llama.pooling_type (1 mean,
+	// 2 cls, 3 last): how an embedding worker pools the model's vectors.
+	PoolingType uint32
 }
 
 // Tiny is a very small model (about 0.3 MB in F16) for unit tests.

@@ -103,7 +103,7 @@ func Metadata(p Preset) ([]gguf.KV, error) {
 		return nil, err
 	}
 	u32 := func(n int) uint32 { return uint32(n) }
-	return []gguf.KV{
+	kvs := []gguf.KV{
 		{Key: gguf.KeyArchitecture, Value: "llama"},
 		{Key: "general.name", Value: "synth-" + p.Name},
 		{Key: "general.file_type", Value: FileTypeMostlyF16},
@@ -126,7 +126,11 @@ func Metadata(p Preset) ([]gguf.KV, error) {
 		{Key: "tokenizer.ggml.eos_token_id", Value: u32(v.EndOfText)},
 		{Key: "tokenizer.ggml.add_bos_token", Value: false},
 		{Key: "tokenizer.chat_template", Value: ChatTemplate},
-	}, nil
+	}
+	if p.PoolingType != 0 {
+		kvs = append(kvs, gguf.KV{Key: "llama.pooling_type", Value: p.PoolingType})
+	}
+	return kvs, nil
 }
 
 // seed derives the PRNG seed of one tensor from the preset and tensor names.
