@@ -6,6 +6,8 @@
 // model.
 package backends
 
+import "errors"
+
 // Token is a vocabulary id.
 type Token = int32
 
@@ -83,19 +85,44 @@ type SamplerParams struct {
 	TopP              float64
 	MinP              float64
 	RepetitionPenalty float64
-	PenaltyLastN      int
-	Seed              uint32
-	LogitBias         map[Token]float64
+	// FrequencyPenalty and PresencePenalty are OpenAI's (0 = off).
+	FrequencyPenalty float64
+	PresencePenalty  float64
+	// PenaltyLastN is how many recent tokens the penalties look at (0 = 64).
+	PenaltyLastN int
+	Seed         uint32
+	LogitBias    map[Token]float64
 	// IgnoreEOS bans end-of-generation tokens.
 	IgnoreEOS bool
+	// Grammar, when set, is a GBNF grammar (root rule "root") every sampled
+	// token must follow; end of generation is allowed only where it is complete.
+	Grammar string
 }
 
 // Sampler picks tokens for one sequence. It is used only by the goroutine that
 // drives its Context.
 type Sampler interface {
-	// Accept records tokens as already seen (prompt tokens, for penalties).
-	Accept(tokens []Token)
+	// AcceptPrompt records prompt tokens for the penalties only.
+	AcceptPrompt(tokens []Token)
+	// Accept records tokens as generated before (a resumed generation): every
+	// part of the chain sees them, the grammar too, which refuses tokens it
+	// does not allow.
+	Accept(tokens []Token) error
 	Close()
+}
+
+// Probs asks Sample for the sampled token's log-probability and its Top most
+// likely alternatives, from the distribution the chain drew from.
+type Probs struct {
+	Top     int // alternatives wanted (0..20)
+	Logprob float64
+	Alts    []Alt
+}
+
+// Alt is one alternative token and its log-probability.
+type Alt struct {
+	ID      Token
+	Logprob float64
 }
 
 // Context holds the KV cache of Seqs sequences and decodes batches. It is not
@@ -104,16 +131,27 @@ type Context interface {
 	// SeqCtx is the context size of one sequence.
 	SeqCtx() int
 	Decode(b *Batch) error
-	// NewSampler builds a sampler chain.
+	// NewSampler builds a sampler chain; a grammar that does not parse is an
+	// error wrapping ErrGrammar.
 	NewSampler(p SamplerParams) (Sampler, error)
 	// Sample picks the next token from the logits of batch entry i of the last
-	// Decode and accepts it into the sampler.
-	Sample(s Sampler, i int) Token
+	// Decode and accepts it into the sampler. probs, when not nil, receives
+	// the token's log-probability. It fails when the grammar allows no token.
+	Sample(s Sampler, i int, probs *Probs) (Token, error)
 	// TrimSeq removes positions [from, end) of sequence seq from the KV cache;
 	// from = 0 clears the sequence.
 	TrimSeq(seq int, from int) error
 	Close() error
 }
+
+// GrammarChecker is the optional ability of a Model to check a grammar
+// against its vocabulary before a request takes a slot.
+type GrammarChecker interface {
+	CheckGrammar(gbnf string) error
+}
+
+// ErrGrammar is the error of a grammar llama.cpp cannot use.
+var ErrGrammar = errors.New("invalid grammar")
 
 // SeqCopier is the optional ability of a Context to copy one sequence's KV
 // cache to another, so that a slot can start from a prefix another slot has

@@ -3,13 +3,18 @@ package llamacpp
 /*
 #include <stdlib.h>
 #include "helpers.h"
+#include "sample.h"
 */
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/llorch/llorch/backends"
@@ -108,17 +113,26 @@ func (c *Context) Decode(b *backends.Batch) error {
 	}
 }
 
-// Sampler is a llama.cpp sampler chain.
+// Sampler is a llama.cpp sampler chain. pen is the index of its penalties
+// sampler in the chain (-1 when it has none), which alone sees prompt tokens.
 type Sampler struct {
-	c *Context
-	s *C.struct_llama_sampler
+	c   *Context
+	s   *C.struct_llama_sampler
+	pen C.int32_t
+	// buffers for logprobs
+	topIDs []C.int32_t
+	topLP  []C.float
 }
 
+// errBufLen sizes the buffers C helpers write an error message into.
+const errBufLen = 512
+
 // NewSampler implements backends.Context. The chain follows llama.cpp's default
-// order: logit bias, penalties, top-k, top-p, min-p, temperature, then a seeded
-// distribution (or greedy at temperature 0).
+// order: logit bias, penalties, grammar, top-k, top-p, min-p, temperature,
+// then a seeded distribution (or greedy at temperature 0).
 func (c *Context) NewSampler(p backends.SamplerParams) (backends.Sampler, error) {
-	s := &Sampler{c: c}
+	s := &Sampler{c: c, pen: -1}
+	var err error
 	c.o.do(func() {
 		chain := C.llama_sampler_chain_init(C.llama_sampler_chain_params{no_perf: true})
 		if len(p.LogitBias) > 0 || p.IgnoreEOS {
@@ -139,12 +153,27 @@ func (c *Context) NewSampler(p backends.SamplerParams) (backends.Sampler, error)
 				C.llama_sampler_chain_add(chain, C.llama_sampler_init_logit_bias(C.int32_t(c.model.info.VocabSize), C.int32_t(len(lb)), &lb[0]))
 			}
 		}
-		if p.RepetitionPenalty != 0 && p.RepetitionPenalty != 1 {
+		repeat := p.RepetitionPenalty
+		if repeat == 0 {
+			repeat = 1
+		}
+		if repeat != 1 || p.FrequencyPenalty != 0 || p.PresencePenalty != 0 {
 			lastN := p.PenaltyLastN
 			if lastN == 0 {
 				lastN = 64
 			}
-			C.llama_sampler_chain_add(chain, C.llama_sampler_init_penalties(C.int32_t(lastN), C.float(p.RepetitionPenalty), 0, 0))
+			s.pen = C.llama_sampler_chain_n(chain)
+			C.llama_sampler_chain_add(chain, C.llama_sampler_init_penalties(C.int32_t(lastN), C.float(repeat),
+				C.float(p.FrequencyPenalty), C.float(p.PresencePenalty)))
+		}
+		if p.Grammar != "" {
+			g, gerr := grammarSampler(c.model.vocab, p.Grammar)
+			if gerr != nil {
+				C.llama_sampler_free(chain)
+				err = gerr
+				return
+			}
+			C.llama_sampler_chain_add(chain, g)
 		}
 		if p.Temperature <= 0 {
 			C.llama_sampler_chain_add(chain, C.llama_sampler_init_greedy())
@@ -163,17 +192,102 @@ func (c *Context) NewSampler(p backends.SamplerParams) (backends.Sampler, error)
 		}
 		s.s = chain
 	})
+	if err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
-// Accept implements backends.Sampler.
-func (s *Sampler) Accept(tokens []backends.Token) {
-	if len(tokens) == 0 {
+// grammarMu serializes grammar parsing, so that the error llama.cpp logs
+// for a grammar it refuses is the one reported.
+var (
+	grammarMu      sync.Mutex
+	grammarCapture atomic.Pointer[capture]
+)
+
+// capture collects llama.cpp's error lines while a grammar is parsed.
+type capture struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (c *capture) add(line string) {
+	c.mu.Lock()
+	c.lines = append(c.lines, line)
+	c.mu.Unlock()
+}
+
+// grammarSampler builds a grammar sampler, or an error wrapping
+// backends.ErrGrammar with llama.cpp's reason. vocab may be nil (a parse check).
+func grammarSampler(vocab *C.struct_llama_vocab, gbnf string) (*C.struct_llama_sampler, error) {
+	cg := C.CString(gbnf)
+	defer C.free(unsafe.Pointer(cg))
+	var errBuf [errBufLen]C.char
+	grammarMu.Lock()
+	cp := &capture{}
+	grammarCapture.Store(cp)
+	g := C.llorch_grammar(vocab, cg, &errBuf[0], errBufLen)
+	grammarCapture.Store(nil)
+	grammarMu.Unlock()
+	if g != nil {
+		return g, nil
+	}
+	msg := C.GoString(&errBuf[0])
+	cp.mu.Lock()
+	if len(cp.lines) > 0 {
+		msg = strings.Join(cp.lines, "; ")
+	}
+	cp.mu.Unlock()
+	return nil, fmt.Errorf("%w: %s", backends.ErrGrammar, msg)
+}
+
+// CheckGrammar implements backends.GrammarChecker.
+func (m *Model) CheckGrammar(gbnf string) error {
+	g, err := grammarSampler(m.vocab, gbnf)
+	if err != nil {
+		return err
+	}
+	C.llama_sampler_free(g)
+	return nil
+}
+
+// ParseGrammar reports whether llama.cpp's grammar parser accepts gbnf (no
+// token references: there is no vocabulary).
+func ParseGrammar(gbnf string) error {
+	backendInit()
+	g, err := grammarSampler(nil, gbnf)
+	if err != nil {
+		return err
+	}
+	C.llama_sampler_free(g)
+	return nil
+}
+
+// AcceptPrompt implements backends.Sampler: only the penalties see prompt
+// tokens (the grammar constrains the output alone).
+func (s *Sampler) AcceptPrompt(tokens []backends.Token) {
+	if len(tokens) == 0 || s.pen < 0 {
 		return
 	}
 	s.c.o.do(func() {
-		C.llorch_accept(s.s, (*C.int32_t)(unsafe.Pointer(&tokens[0])), C.int(len(tokens)))
+		C.llorch_accept(C.llama_sampler_chain_get(s.s, s.pen), (*C.int32_t)(unsafe.Pointer(&tokens[0])), C.int(len(tokens)))
 	})
+}
+
+// Accept implements backends.Sampler.
+func (s *Sampler) Accept(tokens []backends.Token) error {
+	if len(tokens) == 0 {
+		return nil
+	}
+	var rc C.int
+	var errBuf [errBufLen]C.char
+	s.c.o.do(func() {
+		rc = C.llorch_accept_checked(s.s, (*C.int32_t)(unsafe.Pointer(&tokens[0])), C.int(len(tokens)), &errBuf[0], errBufLen)
+	})
+	if rc != 0 {
+		return fmt.Errorf("%w: %s", backends.ErrGrammar, C.GoString(&errBuf[0]))
+	}
+	return nil
 }
 
 // Close implements backends.Sampler.
@@ -185,12 +299,44 @@ func (s *Sampler) Close() {
 	s.s = nil
 }
 
+// ErrSample is the error of a sampling step that found no token.
+var ErrSample = errors.New("llamacpp: sampling failed")
+
 // Sample implements backends.Context.
-func (c *Context) Sample(bs backends.Sampler, i int) backends.Token {
+func (c *Context) Sample(bs backends.Sampler, i int, probs *backends.Probs) (backends.Token, error) {
 	s := bs.(*Sampler)
-	var t C.llama_token
-	c.o.do(func() { t = C.llama_sampler_sample(s.s, c.ctx, C.int32_t(i)) })
-	return backends.Token(t)
+	var (
+		t      C.int32_t
+		nTop   C.int32_t
+		lp     C.float
+		errBuf [errBufLen]C.char
+	)
+	top := 0
+	var lpp *C.float
+	if probs != nil {
+		top = min(max(probs.Top, 0), 64)
+		if cap(s.topIDs) < top+1 {
+			s.topIDs, s.topLP = make([]C.int32_t, top+1), make([]C.float, top+1)
+		}
+		lpp = &lp
+	} else if s.topIDs == nil {
+		s.topIDs, s.topLP = make([]C.int32_t, 1), make([]C.float, 1)
+	}
+	c.o.do(func() {
+		t = C.llorch_sample(s.s, c.ctx, C.int32_t(i), C.int32_t(c.model.info.VocabSize), C.int32_t(top),
+			&s.topIDs[0], &s.topLP[0], &nTop, lpp, &errBuf[0], errBufLen)
+	})
+	if t < 0 {
+		return -1, fmt.Errorf("%w: %s", ErrSample, C.GoString(&errBuf[0]))
+	}
+	if probs != nil {
+		probs.Logprob = float64(lp)
+		probs.Alts = probs.Alts[:0]
+		for k := range int(nTop) {
+			probs.Alts = append(probs.Alts, backends.Alt{ID: backends.Token(s.topIDs[k]), Logprob: float64(s.topLP[k])})
+		}
+	}
+	return backends.Token(t), nil
 }
 
 // TrimSeq implements backends.Context.

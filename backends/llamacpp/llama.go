@@ -50,6 +50,11 @@ func backendInit() {
 
 //export llorchLog
 func llorchLog(level C.int, text *C.char, _ unsafe.Pointer) {
+	if level == C.GGML_LOG_LEVEL_ERROR {
+		if c := grammarCapture.Load(); c != nil {
+			c.add(strings.TrimRight(C.GoString(text), "\n"))
+		}
+	}
 	l := logger.Load()
 	if l == nil {
 		return

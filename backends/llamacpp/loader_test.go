@@ -181,8 +181,8 @@ func TestLoadBackendLibrary(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if tok := c.Sample(s, len(toks)-1); tok < 0 || int(tok) >= m.Info().VocabSize {
-		t.Errorf("sampled token %d out of range", tok)
+	if tok, err := c.Sample(s, len(toks)-1, nil); err != nil || tok < 0 || int(tok) >= m.Info().VocabSize {
+		t.Errorf("sampled token %d out of range (%v)", tok, err)
 	}
 	// The registry that logged the load is this binary's (its log callback
 	// is ours), and llama.cpp split the prompt's graph between the CPU and

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
+	"unicode/utf8"
 )
 
 // Limits on the OpenAI-style features of a request.
@@ -88,20 +90,48 @@ type ToolChoice struct {
 // (after the chain's filters: logit bias, penalties, grammar, top-k/top-p/
 // min-p, temperature).
 type Logprob struct {
-	// Token is the token's text; Bytes its bytes when they are not valid
-	// UTF-8 on their own (part of a character).
-	Token   string       `json:"token"`
-	Bytes   []byte       `json:"bytes,omitempty"`
+	TokenText
 	Logprob float64      `json:"logprob"`
 	Top     []TopLogprob `json:"top,omitempty"`
 }
 
 // TopLogprob is one alternative of a Logprob.
 type TopLogprob struct {
-	ID      int32   `json:"id"`
-	Token   string  `json:"token"`
-	Bytes   []byte  `json:"bytes,omitempty"`
+	ID int32 `json:"id"`
+	TokenText
 	Logprob float64 `json:"logprob"`
+}
+
+// TokenText is a token's text. A token that is part of a UTF-8 character
+// is not valid text on its own: Token then holds it with invalid bytes
+// replaced and Bytes holds its bytes.
+type TokenText struct {
+	Token string `json:"token"`
+	Bytes []int  `json:"bytes,omitempty"`
+}
+
+// NewTokenText makes the TokenText of a token's bytes.
+func NewTokenText(piece []byte) TokenText {
+	if utf8.Valid(piece) {
+		return TokenText{Token: string(piece)}
+	}
+	b := make([]int, len(piece))
+	for i, c := range piece {
+		b[i] = int(c)
+	}
+	return TokenText{Token: strings.ToValidUTF8(string(piece), "\uFFFD"), Bytes: b}
+}
+
+// UTF8Bytes are the token's bytes, as OpenAI's logprobs list them.
+func (t TokenText) UTF8Bytes() []int {
+	if t.Bytes != nil {
+		return t.Bytes
+	}
+	b := make([]int, len(t.Token))
+	for i := range len(t.Token) {
+		b[i] = int(t.Token[i])
+	}
+	return b
 }
 
 var functionName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)

@@ -49,6 +49,7 @@ type slot struct {
 	produced int // tokens counted in the stream: resumed + generated here
 	batchIdx int // index of the slot's logits in the current batch, -1 if none
 	chunk    int // prompt tokens of the slot in the current batch
+	probs    backends.Probs
 }
 
 // job is one /execute request from reservation to its terminal event.
@@ -357,7 +358,11 @@ func (e *engine) collect(active []*slot) []*slot {
 				continue
 			}
 			if err := e.start(s); err != nil {
-				j.box.put(event{api.EventError, &api.Error{Code: api.CodeInternal, Message: err.Error()}}, true)
+				code := api.CodeInternal
+				if errors.Is(err, backends.ErrGrammar) {
+					code = api.CodeInvalidRequest
+				}
+				j.box.put(event{api.EventError, &api.Error{Code: code, Message: err.Error()}}, true)
 				e.releaseLocked(s)
 				continue
 			}
@@ -419,17 +424,19 @@ func (e *engine) start(s *slot) error {
 	p := j.params
 	smp, err := e.ctx.NewSampler(backends.SamplerParams{
 		Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, MinP: p.MinP,
-		RepetitionPenalty: p.RepetitionPenalty, Seed: p.Seed, LogitBias: p.LogitBias, IgnoreEOS: p.IgnoreEOS,
+		RepetitionPenalty: p.RepetitionPenalty, FrequencyPenalty: p.FrequencyPenalty, PresencePenalty: p.PresencePenalty,
+		Seed: p.Seed, LogitBias: p.LogitBias, IgnoreEOS: p.IgnoreEOS, Grammar: p.Grammar,
 	})
 	if err != nil {
 		return err
 	}
-	if p.RepetitionPenalty != 1 {
-		smp.Accept(j.prompt)
-	}
+	smp.AcceptPrompt(j.prompt)
 	// The resumed tokens were sampled: the sampler sees them as it saw them
-	// then (penalties count them).
-	smp.Accept(j.resume)
+	// then (penalties count them, the grammar follows them).
+	if err := smp.Accept(j.resume); err != nil {
+		smp.Close()
+		return err
+	}
 	s.sampler = smp
 	s.started = true
 	s.state.Store(slotPrefill)
@@ -525,23 +532,37 @@ func (e *engine) step(b *backends.Batch, active []*slot) {
 			s.job.prefDone = now
 			s.state.Store(slotDecode)
 		}
-		tok := e.ctx.Sample(s.sampler, s.batchIdx)
+		var probs *backends.Probs
+		if s.job.params.Logprobs {
+			probs = &s.probs
+			probs.Top = s.job.params.TopLogprobs
+		}
+		tok, err := e.ctx.Sample(s.sampler, s.batchIdx, probs)
+		if err != nil {
+			// A grammar that leads nowhere (every token it allows is banned).
+			e.finish(s, nil, &api.Error{Code: api.CodeInvalidRequest, Message: err.Error()})
+			continue
+		}
 		generated++
-		e.emit(s, tok, now)
+		e.emit(s, tok, now, probs)
 	}
 	e.rate.add(now, generated)
 }
 
 // emit handles one sampled token of a slot: stream its text, or end the job.
-func (e *engine) emit(s *slot, tok backends.Token, now time.Time) {
+func (e *engine) emit(s *slot, tok backends.Token, now time.Time, probs *backends.Probs) {
 	j := s.job
+	var lp *api.Logprob
+	if probs != nil {
+		lp = e.logprob(tok, probs)
+	}
 	if j.firstTok.IsZero() {
 		j.firstTok = now
 		e.metrics.ttft.Observe(now.Sub(j.admitted).Seconds())
 	}
 	if e.model.IsEOG(tok) {
 		if tail := s.stream.Flush(); tail != "" {
-			j.box.put(event{api.EventToken, api.Token{T: tail, I: s.produced, ID: tok}}, false)
+			j.box.put(event{api.EventToken, api.Token{T: tail, I: s.produced, ID: tok, LP: lp}}, false)
 			s.produced++
 		}
 		e.finish(s, &api.End{StopReason: api.StopEOS}, nil)
@@ -552,18 +573,30 @@ func (e *engine) emit(s *slot, tok backends.Token, now time.Time) {
 	e.metrics.tokensOut.Inc()
 	switch {
 	case stopped:
-		j.box.put(event{api.EventToken, api.Token{T: text, I: s.produced - 1, ID: tok}}, false)
+		j.box.put(event{api.EventToken, api.Token{T: text, I: s.produced - 1, ID: tok, LP: lp}}, false)
 		e.finish(s, &api.End{StopReason: api.StopSequence, StopSequenceMatched: matched}, nil)
 	case s.produced >= j.params.MaxTokens:
-		j.box.put(event{api.EventToken, api.Token{T: text + s.stream.Flush(), I: s.produced - 1, ID: tok}}, false)
+		j.box.put(event{api.EventToken, api.Token{T: text + s.stream.Flush(), I: s.produced - 1, ID: tok, LP: lp}}, false)
 		e.finish(s, &api.End{StopReason: api.StopMaxTokens}, nil)
 	case len(s.cache) >= e.ctx.SeqCtx():
-		j.box.put(event{api.EventToken, api.Token{T: text + s.stream.Flush(), I: s.produced - 1, ID: tok}}, false)
+		j.box.put(event{api.EventToken, api.Token{T: text + s.stream.Flush(), I: s.produced - 1, ID: tok, LP: lp}}, false)
 		e.finish(s, &api.End{StopReason: api.StopContextLimit}, nil)
 	default:
-		j.box.put(event{api.EventToken, api.Token{T: text, I: s.produced - 1, ID: tok}}, false)
+		j.box.put(event{api.EventToken, api.Token{T: text, I: s.produced - 1, ID: tok, LP: lp}}, false)
 		s.pending, s.hasPend = tok, true
 	}
+}
+
+// logprob is the token event's log-probability of tok.
+func (e *engine) logprob(tok backends.Token, probs *backends.Probs) *api.Logprob {
+	lp := &api.Logprob{TokenText: api.NewTokenText(e.model.Piece(tok)), Logprob: probs.Logprob}
+	if len(probs.Alts) > 0 {
+		lp.Top = make([]api.TopLogprob, len(probs.Alts))
+		for i, a := range probs.Alts {
+			lp.Top[i] = api.TopLogprob{ID: a.ID, TokenText: api.NewTokenText(e.model.Piece(a.ID)), Logprob: a.Logprob}
+		}
+	}
+	return lp
 }
 
 // finish ends a slot's job with end (success), apiErr (failure) or, when both

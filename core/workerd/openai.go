@@ -60,6 +60,10 @@ func (b openAIBackend) Submit(ctx context.Context, req *openai.Request) (openai.
 	return &jobStream{gone: ctx.Done(), j: j, stop: stop}, nil
 }
 
+// MaxChoices implements openai.ChoiceLimiter: a request's choices run at
+// once, one slot each.
+func (b openAIBackend) MaxChoices() int { return b.s.cfg.Slots }
+
 // Models lists the worker's one model; it is ready while the worker is.
 func (b openAIBackend) Models(context.Context) ([]openai.Model, error) {
 	s := b.s

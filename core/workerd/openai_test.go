@@ -250,7 +250,7 @@ func TestOpenAIErrors(t *testing.T) {
 		check(t, `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"max_tokens":300}`, 400, "invalid_request_error", "context_length_exceeded", "max_tokens")
 	})
 	t.Run("validation", func(t *testing.T) {
-		check(t, `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"n":3}`, 400, "invalid_request_error", "unsupported_value", "n")
+		check(t, `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"n":3}`, 400, "invalid_request_error", "invalid_value", "n")
 	})
 	t.Run("all slots busy", func(t *testing.T) {
 		// Held, the job keeps its slot while the request is refused.
