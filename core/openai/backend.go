@@ -18,6 +18,12 @@ type Backend interface {
 	Models(ctx context.Context) ([]Model, error)
 }
 
+// ChoiceLimiter is the optional ability of a Backend to bound n: a worker
+// runs a request's choices at once, one per slot.
+type ChoiceLimiter interface {
+	MaxChoices() int
+}
+
 // Request is one generation request, translated from OpenAI's shape.
 type Request struct {
 	Model string

@@ -51,30 +51,34 @@ type streamOptions struct {
 // chatBody is the body of POST /chat/completions. Fields not listed are ignored.
 type chatBody struct {
 	sampling
-	Messages            []chatMessage     `json:"messages"`
-	MaxCompletionTokens *int              `json:"max_completion_tokens"`
-	Logprobs            *bool             `json:"logprobs"`
-	TopLogprobs         *int              `json:"top_logprobs"`
-	ResponseFormat      *responseFormat   `json:"response_format"`
-	Tools               []json.RawMessage `json:"tools"`
-	ToolChoice          json.RawMessage   `json:"tool_choice"`
-	Functions           []json.RawMessage `json:"functions"`
-	FunctionCall        json.RawMessage   `json:"function_call"`
-	Audio               json.RawMessage   `json:"audio"`
+	Messages            []chatMessage       `json:"messages"`
+	MaxCompletionTokens *int                `json:"max_completion_tokens"`
+	Logprobs            *bool               `json:"logprobs"`
+	TopLogprobs         *int                `json:"top_logprobs"`
+	ResponseFormat      *api.ResponseFormat `json:"response_format"`
+	Tools               []api.Tool          `json:"tools"`
+	ToolChoice          json.RawMessage     `json:"tool_choice"`
+	ParallelToolCalls   *bool               `json:"parallel_tool_calls"`
+	Functions           []json.RawMessage   `json:"functions"`
+	FunctionCall        json.RawMessage     `json:"function_call"`
+	Audio               json.RawMessage     `json:"audio"`
+	Modalities          []string            `json:"modalities"`
+	Prediction          json.RawMessage     `json:"prediction"`
+	WebSearchOptions    json.RawMessage     `json:"web_search_options"`
+	ReasoningEffort     *string             `json:"reasoning_effort"`
 }
 
 type chatMessage struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	Name       string          `json:"name"`
+	ToolCalls  []api.ToolCall  `json:"tool_calls"`
+	ToolCallID string          `json:"tool_call_id"`
 }
 
 type contentPart struct {
 	Type string  `json:"type"`
 	Text *string `json:"text"`
-}
-
-type responseFormat struct {
-	Type string `json:"type"`
 }
 
 // completionBody is the body of POST /completions. Fields not listed are ignored.
@@ -87,6 +91,14 @@ type completionBody struct {
 	BestOf   *int            `json:"best_of"`
 }
 
+// Limits of this API.
+const (
+	// MaxChoices bounds n; a worker serves at most its slots at once.
+	MaxChoices = 16
+	// maxCompletionLogprobs is /completions' limit on logprobs.
+	maxCompletionLogprobs = 5
+)
+
 // parsed is a validated request and how to answer it.
 type parsed struct {
 	kind         kind
@@ -95,6 +107,10 @@ type parsed struct {
 	includeUsage bool
 	// maxField is the parameter that set the token limit, for error messages.
 	maxField string
+	// n is the number of choices.
+	n int
+	// logprobs: the choices carry logprobs.
+	logprobs bool
 }
 
 // rename maps a field of api.ExecuteRequest to this request's parameter,
@@ -111,6 +127,8 @@ func (p *parsed) rename(field string) string {
 		return "messages." + strings.TrimPrefix(field, "messages")
 	case strings.HasPrefix(field, "stop["):
 		return "stop"
+	case strings.HasPrefix(field, "tools["):
+		return "tools." + strings.TrimPrefix(field, "tools")
 	}
 	return field
 }
@@ -209,38 +227,95 @@ func chatFields(p *parsed, b *chatBody, ex *api.ExecuteRequest) *failure {
 		case "system", "user", "assistant":
 		case "developer": // OpenAI's newer name for system
 			role = "system"
+		case "tool":
+			if m.ToolCallID == "" {
+				return invalid(fmt.Sprintf("messages.[%d].tool_call_id", i), "", "Missing required parameter: 'messages.[%d].tool_call_id'.", i)
+			}
 		default:
 			return invalid(fmt.Sprintf("messages.[%d].role", i), "unsupported_value",
-				"Invalid value for 'messages.[%d].role': %q is not supported; use system, developer, user or assistant.", i, m.Role)
+				"Invalid value for 'messages.[%d].role': %q is not supported; use system, developer, user, assistant or tool.", i, m.Role)
+		}
+		if len(m.ToolCalls) > 0 && role != "assistant" {
+			return invalid(fmt.Sprintf("messages.[%d].tool_calls", i), "", "Only assistant messages can have tool_calls.")
 		}
 		text, f := content(m.Content, i)
 		if f != nil {
 			return f
 		}
-		ex.Messages[i] = api.Message{Role: role, Content: text}
+		ex.Messages[i] = api.Message{Role: role, Content: text, ToolCalls: m.ToolCalls, ToolCallID: m.ToolCallID, Name: m.Name}
 	}
 	if b.MaxCompletionTokens != nil { // the newer name wins over max_tokens
 		ex.MaxTokens, p.maxField = b.MaxCompletionTokens, "max_completion_tokens"
 	}
+	if b.Logprobs != nil && *b.Logprobs {
+		ex.Logprobs, p.logprobs = true, true
+	}
+	if b.TopLogprobs != nil {
+		if *b.TopLogprobs < 0 || *b.TopLogprobs > api.MaxTopLogprobs {
+			return invalid("top_logprobs", "integer_above_max_value", "Invalid 'top_logprobs': must be between 0 and %d, got %d.", api.MaxTopLogprobs, *b.TopLogprobs)
+		}
+		if *b.TopLogprobs > 0 && !ex.Logprobs {
+			return invalid("top_logprobs", "", "Invalid value for 'top_logprobs': 'logprobs' must be true when 'top_logprobs' is set.")
+		}
+		ex.TopLogprobs = *b.TopLogprobs
+	}
+	if f := b.ResponseFormat; f != nil && f.Type != "" && f.Type != api.FormatText {
+		ex.ResponseFormat = f
+	}
+	if len(b.Tools) > 0 {
+		ex.Tools = b.Tools
+	}
+	if !isNull(b.ToolChoice) {
+		c, f := toolChoice(b.ToolChoice)
+		if f != nil {
+			return f
+		}
+		if len(b.Tools) == 0 && c.Mode != api.ToolNone {
+			return invalid("tool_choice", "", "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.")
+		}
+		ex.ToolChoice = c
+	}
+	ex.ParallelToolCalls = b.ParallelToolCalls
 	switch {
-	case b.Logprobs != nil && *b.Logprobs:
-		return unsupported("logprobs", "logprobs are not supported")
-	case b.TopLogprobs != nil && *b.TopLogprobs != 0:
-		return unsupported("top_logprobs", "logprobs are not supported")
-	case b.ResponseFormat != nil && b.ResponseFormat.Type != "" && b.ResponseFormat.Type != "text":
-		return unsupported("response_format", "response_format %q is not supported; only text", b.ResponseFormat.Type)
-	case len(b.Tools) > 0:
-		return unsupported("tools", "tools are not supported")
 	case len(b.Functions) > 0:
-		return unsupported("functions", "functions are not supported")
-	case !isNull(b.ToolChoice) && !rawIs(b.ToolChoice, "none", "auto"):
-		return unsupported("tool_choice", "tool_choice needs tools, which are not supported")
-	case !isNull(b.FunctionCall) && !rawIs(b.FunctionCall, "none", "auto"):
-		return unsupported("function_call", "function_call needs functions, which are not supported")
+		return unsupported("functions", "functions are deprecated and not supported; use tools")
+	case !isNull(b.FunctionCall):
+		return unsupported("function_call", "function_call is deprecated and not supported; use tool_choice")
 	case !isNull(b.Audio):
 		return unsupported("audio", "audio output is not supported")
+	case len(b.Modalities) > 0 && (len(b.Modalities) != 1 || b.Modalities[0] != "text"):
+		return unsupported("modalities", "only text output is supported")
+	case !isNull(b.Prediction):
+		return unsupported("prediction", "predicted outputs are not supported")
+	case !isNull(b.WebSearchOptions):
+		return unsupported("web_search_options", "web search is not supported")
+	case b.ReasoningEffort != nil:
+		return unsupported("reasoning_effort", "reasoning_effort is not supported")
 	}
 	return nil
+}
+
+// toolChoice reads tool_choice: "none", "auto", "required", or
+// {"type": "function", "function": {"name": …}}.
+func toolChoice(raw json.RawMessage) (*api.ToolChoice, *failure) {
+	var mode string
+	if json.Unmarshal(raw, &mode) == nil {
+		switch mode {
+		case api.ToolNone, api.ToolAuto, api.ToolRequired:
+			return &api.ToolChoice{Mode: mode}, nil
+		}
+		return nil, invalid("tool_choice", "invalid_value", "Invalid value for 'tool_choice': expected none, auto, required or a named function, got %q.", mode)
+	}
+	var named struct {
+		Type     string `json:"type"`
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	}
+	if err := json.Unmarshal(raw, &named); err != nil || named.Type != "function" || named.Function.Name == "" {
+		return nil, invalid("tool_choice", "invalid_value", `Invalid value for 'tool_choice': expected none, auto, required or {"type": "function", "function": {"name": …}}.`)
+	}
+	return &api.ToolChoice{Mode: api.ToolForced, Function: named.Function.Name}, nil
 }
 
 // content reads a message's content: a string, null (an assistant turn
@@ -288,10 +363,14 @@ func completionFields(p *parsed, b *completionBody, ex *api.ExecuteRequest) *fai
 		return unsupported("echo", "echo is not supported")
 	case b.Suffix != nil && *b.Suffix != "":
 		return unsupported("suffix", "suffix is not supported")
-	case b.Logprobs != nil && *b.Logprobs != 0:
-		return unsupported("logprobs", "logprobs are not supported")
+	case b.Logprobs != nil && (*b.Logprobs < 0 || *b.Logprobs > maxCompletionLogprobs):
+		return invalid("logprobs", "invalid_value", "Invalid 'logprobs': must be between 0 and %d, got %d.", maxCompletionLogprobs, *b.Logprobs)
 	case b.BestOf != nil && *b.BestOf != 1:
 		return unsupported("best_of", "best_of must be 1")
+	}
+	if b.Logprobs != nil {
+		// logprobs: 0 asks for the chosen tokens' log-probabilities alone.
+		ex.Logprobs, ex.TopLogprobs, p.logprobs = true, *b.Logprobs, true
 	}
 	if b.MaxTokens == nil {
 		ex.MaxTokens = new(int)
@@ -313,8 +392,12 @@ func promptText(raw json.RawMessage) (string, bool) {
 }
 
 func commonFields(p *parsed, s *sampling, ex *api.ExecuteRequest) *failure {
-	if s.N != nil && *s.N != 1 {
-		return invalid("n", "unsupported_value", "Invalid value for 'n': only 1 is supported, got %d.", *s.N)
+	p.n = 1
+	if s.N != nil {
+		if *s.N < 1 || *s.N > MaxChoices {
+			return invalid("n", "invalid_value", "Invalid value for 'n': must be between 1 and %d, got %d.", MaxChoices, *s.N)
+		}
+		p.n = *s.N
 	}
 	if ex.MaxTokens == nil {
 		ex.MaxTokens = s.MaxTokens
@@ -336,6 +419,7 @@ func commonFields(p *parsed, s *sampling, ex *api.ExecuteRequest) *failure {
 			return invalid(v.name, "invalid_value", "Invalid '%s': must be between -2 and 2, got %v.", v.name, *v.v)
 		}
 	}
+	ex.FrequencyPenalty, ex.PresencePenalty = s.FrequencyPenalty, s.PresencePenalty
 	stop, f := stopList(s.Stop)
 	if f != nil {
 		return f
@@ -367,20 +451,6 @@ func unsupported(param, format string, args ...any) *failure {
 func isNull(raw json.RawMessage) bool {
 	raw = bytes.TrimSpace(raw)
 	return len(raw) == 0 || string(raw) == "null"
-}
-
-// rawIs reports whether raw is one of the JSON strings in vals.
-func rawIs(raw json.RawMessage, vals ...string) bool {
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return false
-	}
-	for _, v := range vals {
-		if s == v {
-			return true
-		}
-	}
-	return false
 }
 
 // priority reads the X-Llorch-Priority header.

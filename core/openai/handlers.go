@@ -1,7 +1,6 @@
 package openai
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,14 +11,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/buildinfo"
-	"github.com/llorch/llorch/core/sse"
 )
 
 // Register mounts POST /chat/completions, POST /completions, GET /models and
@@ -95,188 +92,6 @@ func readBody(c echo.Context) ([]byte, *failure) {
 		return nil, invalid("", "", "Cannot read the request body: %v.", err)
 	}
 	return body, nil
-}
-
-func (h *handlers) generate(c echo.Context, k kind) error {
-	release(c)
-	prio, f := priority(c.Request().Header.Get(PriorityHeader))
-	if f != nil {
-		return h.fail(c, f)
-	}
-	body, f := readBody(c)
-	if f != nil {
-		return h.fail(c, f)
-	}
-	p, f := parse(k, body)
-	if f != nil {
-		return h.fail(c, f)
-	}
-	p.req.Priority = prio
-	ctx := c.Request().Context()
-	st, err := h.b.Submit(ctx, &p.req)
-	if err != nil {
-		return h.failErr(c, err, p.rename)
-	}
-	defer st.Close()
-	m := newMeta(k, p.req.Model)
-	if p.stream {
-		h.stream(ctx, c, st, p, m)
-		return nil
-	}
-	return h.collect(ctx, c, st, p, m)
-}
-
-// brokenStream is the error of a stream that failed before its terminal event.
-func brokenStream(err error) *api.Error {
-	var ae *api.Error
-	if errors.As(err, &ae) {
-		return ae
-	}
-	return &api.Error{Code: api.CodeWorkerLost, Message: "the generation stream broke: " + err.Error(), Retriable: true}
-}
-
-// collect answers a non-streaming request with one object.
-func (h *handlers) collect(ctx context.Context, c echo.Context, st Stream, p *parsed, m meta) error {
-	var text strings.Builder
-	for {
-		ev, err := st.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil // the client left; Close cancels
-			}
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return h.fail(c, fromAPI(brokenStream(err), p.rename))
-		}
-		switch {
-		case ev.Started != nil:
-			m.setModel(ev.Started.Model)
-		case ev.Token != nil:
-			text.WriteString(ev.Token.T)
-		case ev.Error != nil:
-			return h.fail(c, fromAPI(ev.Error, p.rename))
-		case ev.End != nil:
-			u := usageOf(ev.End)
-			reason := finishReason(ev.End.StopReason)
-			if p.kind == kindChat {
-				return c.JSON(http.StatusOK, &chatCompletion{ID: m.id, Object: "chat.completion", Created: m.created,
-					Model: m.model, SystemFingerprint: m.fingerprint, Usage: &u,
-					Choices: []chatChoice{{Message: chatMessageOut{Role: "assistant", Content: text.String()}, FinishReason: reason}}})
-			}
-			return c.JSON(http.StatusOK, &textCompletion{ID: m.id, Object: "text_completion", Created: m.created,
-				Model: m.model, SystemFingerprint: m.fingerprint, Usage: optUsage{set: true, u: &u},
-				Choices: []textChoice{{Text: text.String(), FinishReason: &reason}}})
-		}
-	}
-}
-
-func (m *meta) setModel(model string) {
-	if model != "" && model != m.model {
-		m.model, m.fingerprint = model, fingerprint(model)
-	}
-}
-
-// stream answers a streaming request with chunks. The response is committed
-// at the first started, token or end event, so errors before it are still
-// HTTP statuses.
-func (h *handlers) stream(ctx context.Context, c echo.Context, st Stream, p *parsed, m meta) {
-	var w *sse.Writer
-	usage := optUsage{set: p.includeUsage} // "usage": null on every chunk when asked for
-	send := func(v any) bool {
-		if err := w.JSON("", "", v); err != nil {
-			h.log.Debug("client gone", "err", err)
-			return false
-		}
-		return true
-	}
-	chunk := func(text string, role bool, finish *string) any {
-		if p.kind == kindChat {
-			d := delta{}
-			if role {
-				d.Role = "assistant"
-			}
-			if text != "" || role {
-				d.Content = &text
-			}
-			return &chatChunk{ID: m.id, Object: "chat.completion.chunk", Created: m.created, Model: m.model,
-				SystemFingerprint: m.fingerprint, Usage: usage,
-				Choices: []chunkChoice{{Delta: d, FinishReason: finish}}}
-		}
-		return &textCompletion{ID: m.id, Object: "text_completion", Created: m.created, Model: m.model,
-			SystemFingerprint: m.fingerprint, Usage: usage, Choices: []textChoice{{Text: text, FinishReason: finish}}}
-	}
-	commit := func() bool {
-		if w != nil {
-			return true
-		}
-		hd := c.Response().Header()
-		hd.Set("Content-Type", "text/event-stream; charset=utf-8")
-		hd.Set("Cache-Control", "no-cache")
-		hd.Set("X-Accel-Buffering", "no")
-		c.Response().WriteHeader(http.StatusOK)
-		w = sse.NewWriter(c.Response())
-		if p.kind == kindChat { // the first chunk carries the role
-			return send(chunk("", true, nil))
-		}
-		return true
-	}
-	fail := func(e *api.Error) {
-		f := fromAPI(e, p.rename)
-		if w == nil {
-			f.write(c.Response())
-			return
-		}
-		send(&ErrorBody{Error: &f.err})
-	}
-	for {
-		ev, err := st.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			fail(brokenStream(err))
-			return
-		}
-		switch {
-		case ev.Started != nil:
-			m.setModel(ev.Started.Model)
-			if !commit() {
-				return
-			}
-		case ev.Token != nil:
-			if !commit() {
-				return
-			}
-			if ev.Token.T != "" && !send(chunk(ev.Token.T, false, nil)) {
-				return
-			}
-		case ev.Error != nil:
-			fail(ev.Error)
-			return
-		case ev.End != nil:
-			reason := finishReason(ev.End.StopReason)
-			if !commit() || !send(chunk("", false, &reason)) {
-				return
-			}
-			if p.includeUsage {
-				u := usageOf(ev.End)
-				uc := &usageChunk{ID: m.id, Object: "chat.completion.chunk", Created: m.created, Model: m.model,
-					SystemFingerprint: m.fingerprint, Choices: []struct{}{}, Usage: &u}
-				if p.kind == kindCompletion {
-					uc.Object = "text_completion"
-				}
-				if !send(uc) {
-					return
-				}
-			}
-			_ = w.Event(sse.Event{Data: []byte("[DONE]")})
-			return
-		}
-	}
 }
 
 // finishReason maps a stop reason to OpenAI's finish_reason.
@@ -369,14 +184,42 @@ type chatCompletion struct {
 type chatChoice struct {
 	Index        int            `json:"index"`
 	Message      chatMessageOut `json:"message"`
-	Logprobs     *struct{}      `json:"logprobs"`
+	Logprobs     *chatLogprobs  `json:"logprobs"`
 	FinishReason string         `json:"finish_reason"`
 }
 
 type chatMessageOut struct {
-	Role    string  `json:"role"`
-	Content string  `json:"content"`
-	Refusal *string `json:"refusal"`
+	Role      string         `json:"role"`
+	Content   *string        `json:"content"`
+	Refusal   *string        `json:"refusal"`
+	ToolCalls []api.ToolCall `json:"tool_calls,omitempty"`
+}
+
+// chatLogprobs is a chat choice's logprobs.
+type chatLogprobs struct {
+	Content []logprobEntry `json:"content"`
+	Refusal *struct{}      `json:"refusal"`
+}
+
+type logprobEntry struct {
+	Token       string     `json:"token"`
+	Logprob     float64    `json:"logprob"`
+	Bytes       []int      `json:"bytes"`
+	TopLogprobs []topEntry `json:"top_logprobs"`
+}
+
+type topEntry struct {
+	Token   string  `json:"token"`
+	Logprob float64 `json:"logprob"`
+	Bytes   []int   `json:"bytes"`
+}
+
+// textLogprobs is a /completions choice's logprobs (the legacy shape).
+type textLogprobs struct {
+	Tokens        []string             `json:"tokens"`
+	TokenLogprobs []float64            `json:"token_logprobs"`
+	TopLogprobs   []map[string]float64 `json:"top_logprobs"`
+	TextOffset    []int                `json:"text_offset"`
 }
 
 type chatChunk struct {
@@ -390,15 +233,30 @@ type chatChunk struct {
 }
 
 type chunkChoice struct {
-	Index        int       `json:"index"`
-	Delta        delta     `json:"delta"`
-	Logprobs     *struct{} `json:"logprobs"`
-	FinishReason *string   `json:"finish_reason"`
+	Index        int           `json:"index"`
+	Delta        delta         `json:"delta"`
+	Logprobs     *chatLogprobs `json:"logprobs"`
+	FinishReason *string       `json:"finish_reason"`
 }
 
 type delta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string          `json:"role,omitempty"`
+	Content   *string         `json:"content,omitempty"`
+	ToolCalls []toolCallDelta `json:"tool_calls,omitempty"`
+}
+
+// toolCallDelta is a piece of a streamed tool call: the first of call Index
+// carries its id, type and name, the later ones fragments of its arguments.
+type toolCallDelta struct {
+	Index    int               `json:"index"`
+	ID       string            `json:"id,omitempty"`
+	Type     string            `json:"type,omitempty"`
+	Function toolFunctionDelta `json:"function"`
+}
+
+type toolFunctionDelta struct {
+	Name      string `json:"name,omitempty"`
+	Arguments string `json:"arguments"`
 }
 
 // textCompletion is a /completions response, and also one of its stream chunks.
@@ -413,10 +271,10 @@ type textCompletion struct {
 }
 
 type textChoice struct {
-	Text         string    `json:"text"`
-	Index        int       `json:"index"`
-	Logprobs     *struct{} `json:"logprobs"`
-	FinishReason *string   `json:"finish_reason"`
+	Text         string        `json:"text"`
+	Index        int           `json:"index"`
+	Logprobs     *textLogprobs `json:"logprobs"`
+	FinishReason *string       `json:"finish_reason"`
 }
 
 // usageChunk is the last chunk of a stream with stream_options.include_usage.

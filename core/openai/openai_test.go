@@ -300,7 +300,7 @@ func TestRequestTranslation(t *testing.T) {
 	}
 	req := b.last(t)
 	ex := req.Exec
-	want := []api.Message{{Role: "system", Content: "sys"}, {Role: "user", Content: "a\nb"}, {Role: "assistant", Content: "c"}, {Role: "user", Content: "d"}}
+	want := []api.Message{{Role: "system", Content: "sys"}, {Role: "user", Content: "a\nb"}, {Role: "assistant", Content: "c"}, {Role: "user", Content: "d", Name: "bob"}}
 	if fmt.Sprint(ex.Messages) != fmt.Sprint(want) {
 		t.Errorf("messages = %+v", ex.Messages)
 	}
@@ -681,7 +681,7 @@ func TestRequestErrors(t *testing.T) {
 		param            any
 	}{
 		{"bad json", "/v1/chat/completions", `{"model":`, nil, 400, nil},
-		{"n=2", "/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}],"n":2}`, nil, 400, "n"},
+		{"n=20", "/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}],"n":20}`, nil, 400, "n"},
 		{"bad priority", "/v1/chat/completions", chatBody, []string{openai.PriorityHeader, "urgent"}, 400, openai.PriorityHeader},
 		{"missing prompt", "/v1/completions", `{"model":"m"}`, nil, 400, "prompt"},
 		{"temperature", "/v1/completions", `{"model":"m","prompt":"x","temperature":9}`, nil, 400, "temperature"},
