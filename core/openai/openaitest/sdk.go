@@ -59,9 +59,16 @@ func NeedSDK(t testing.TB) *SDK {
 // auth.
 func (s *SDK) Run(t testing.TB, baseURL, apiKey, model string) {
 	t.Helper()
+	s.RunScript(t, "check.mjs", baseURL, apiKey, model)
+}
+
+// RunScript runs another script of tests/openai-sdk (features.mjs,
+// embeddings.mjs) the same way.
+func (s *SDK) RunScript(t testing.TB, script, baseURL, apiKey, model string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, s.node, "check.mjs")
+	cmd := exec.CommandContext(ctx, s.node, script)
 	cmd.Dir = s.dir
 	cmd.Env = append(os.Environ(), "BASE_URL="+baseURL, "API_KEY="+apiKey, "MODEL="+model)
 	out, err := cmd.CombinedOutput()
@@ -70,7 +77,7 @@ func (s *SDK) Run(t testing.TB, baseURL, apiKey, model string) {
 		t.Log(sc.Text())
 	}
 	if err != nil {
-		t.Fatalf("openai SDK check failed: %v", err)
+		t.Fatalf("openai SDK check %s failed: %v", script, err)
 	}
 }
 
