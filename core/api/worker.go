@@ -305,6 +305,9 @@ type ModelInfo struct {
 	Size     uint64 `json:"size_bytes,omitempty"`
 	ChatTmpl bool   `json:"chat_template"`
 	Desc     string `json:"desc,omitempty"`
+	// Embedding is set by a worker started with --embedding: it serves
+	// POST /v1/embeddings and no text generation.
+	Embedding bool `json:"embedding,omitempty"`
 }
 
 // Worker statuses reported by GET /health.

@@ -68,6 +68,9 @@ type Config struct {
 	// Pool and Labels are reported at registration.
 	Pool   string
 	Labels map[string]string
+	// Embedding loads the model for embeddings (POST /v1/embeddings, see
+	// embed.go) instead of text generation.
+	Embedding bool
 }
 
 // Validate checks the configuration and fills defaults.
@@ -155,6 +158,7 @@ type Server struct {
 	info    backends.Info
 	slotCtx int
 	eng     *engine
+	emb     *embedder // an embedding worker's, instead of eng
 
 	shutdownOnce sync.Once
 	shutdownCh   chan struct{}
@@ -223,7 +227,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	engCtx, stopEngine := context.WithCancel(context.Background())
 	engDone := make(chan struct{})
-	go func() { defer close(engDone); s.eng.run(engCtx) }()
+	go func() {
+		defer close(engDone)
+		if s.eng != nil {
+			s.eng.run(engCtx)
+		}
+	}()
 	defer func() { stopEngine(); <-engDone }()
 
 	s.status.Store(api.StatusReady)
@@ -258,6 +267,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 func (s *Server) drain() {
 	s.status.Store(api.StatusDraining)
+	if s.emb != nil {
+		s.drainEmbedder()
+		return
+	}
 	idle := s.eng.drain()
 	s.log.Info("draining", "busy", s.eng.busy(), "grace", s.cfg.DrainGrace)
 	select {
@@ -291,6 +304,14 @@ func (s *Server) load(ctx context.Context) error {
 			slotCtx = min(slotCtx, info.CtxTrain)
 		}
 	}
+	if s.cfg.Embedding {
+		if err := s.loadEmbedder(m, info, slotCtx); err != nil {
+			m.Close()
+			return err
+		}
+		s.progress.Store(1000)
+		return nil
+	}
 	bctx, err := m.NewContext(backends.ContextParams{SeqCtx: slotCtx, Seqs: s.cfg.Slots, Batch: s.cfg.Batch,
 		Threads: s.cfg.Threads, ThreadsBatch: s.cfg.ThreadsBatch, FlashAttn: s.cfg.FlashAttn})
 	if err != nil {
@@ -313,12 +334,18 @@ func (s *Server) close() {
 	if s.eng != nil {
 		s.eng.ctx.Close()
 	}
+	if s.emb != nil {
+		s.emb.e.Close()
+	}
 	if s.model != nil {
 		s.model.Close()
 	}
 }
 
 func (s *Server) ready() (*engine, *api.Error) {
+	if s.cfg.Embedding {
+		return nil, s.errEmbeddingOnly()
+	}
 	switch s.status.Load().(string) {
 	case api.StatusReady:
 		s.mu.Lock()
@@ -345,7 +372,7 @@ func (s *Server) Health() api.Health {
 		RSSBytes:   selfRSS(),
 		Progress:   float64(s.progress.Load()) / 1000,
 		Error:      s.loadErr.Load().(string),
-		Model:      api.ModelInfo{ID: s.cfg.ModelID, Path: s.cfg.ModelPath, Digest: s.digest.Load().(string)},
+		Model:      api.ModelInfo{ID: s.cfg.ModelID, Path: s.cfg.ModelPath, Digest: s.digest.Load().(string), Embedding: s.cfg.Embedding},
 	}
 	s.mu.Lock()
 	eng, info, model := s.eng, s.info, s.model
@@ -365,6 +392,7 @@ func (s *Server) Health() api.Health {
 		}
 		h.TokensPerSecond = eng.rate.perSecond(time.Now())
 	}
+	s.embedHealth(&h)
 	return h
 }
 
@@ -377,7 +405,9 @@ func (s *Server) routes() *echo.Echo {
 	e.POST("/execute", s.handleExecute, s.auth)
 	e.POST("/cancel", s.handleCancel, s.auth)
 	e.POST("/shutdown", s.handleShutdown, s.auth)
-	openai.Register(e.Group("/v1", openai.ShapeErrors, s.auth), s.openAI(), s.log)
+	v1 := e.Group("/v1", openai.ShapeErrors, s.auth)
+	openai.Register(v1, s.openAI(), s.log)
+	openai.RegisterEmbeddings(v1, embedBackend{s}, s.log)
 	return e
 }
 
