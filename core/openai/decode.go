@@ -42,6 +42,10 @@ type sampling struct {
 	LogitBias        map[string]float64 `json:"logit_bias"`
 	FrequencyPenalty *float64           `json:"frequency_penalty"`
 	PresencePenalty  *float64           `json:"presence_penalty"`
+	// Extensions llama-server also takes.
+	RepeatPenalty *float64 `json:"repeat_penalty"`
+	TopK          *int     `json:"top_k"`
+	MinP          *float64 `json:"min_p"`
 }
 
 type streamOptions struct {
@@ -119,6 +123,8 @@ func (p *parsed) rename(field string) string {
 	switch {
 	case field == "max_tokens":
 		return p.maxField
+	case field == "repetition_penalty":
+		return "repeat_penalty"
 	case field == "prompt" && p.kind == kindChat:
 		return "messages"
 	case field == "messages" && p.kind == kindCompletion:
@@ -420,6 +426,7 @@ func commonFields(p *parsed, s *sampling, ex *api.ExecuteRequest) *failure {
 		}
 	}
 	ex.FrequencyPenalty, ex.PresencePenalty = s.FrequencyPenalty, s.PresencePenalty
+	ex.RepetitionPenalty, ex.TopK, ex.MinP = s.RepeatPenalty, s.TopK, s.MinP
 	stop, f := stopList(s.Stop)
 	if f != nil {
 		return f
