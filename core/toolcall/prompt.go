@@ -28,7 +28,7 @@ func Prompt(t prompt.Template, f Format, msgs []api.Message, tools []api.Tool, c
 	}
 	switch f {
 	case Hermes:
-		m, err := hermesMessages(msgs, tools)
+		m, err := hermesMessages(msgs, tools, keepsSystem(t))
 		if err != nil {
 			return "", err
 		}
@@ -91,6 +91,14 @@ const (
 		"within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>"
 )
 
+// keepsSystem reports whether t writes a system message's text (a few
+// templates drop it; then the tool block goes into the first user turn).
+func keepsSystem(t prompt.Template) bool {
+	const probe = "\x00toolcall-probe\x00"
+	s, err := t.Format([]api.Message{{Role: "system", Content: probe}, {Role: "user", Content: "u"}}, false)
+	return err == nil && strings.Contains(s, probe)
+}
+
 // hermesMessages rewrites a chat with tools into plain messages for any
 // template: the tool block goes into the system message (after its text, as
 // Qwen's templates put it), calls become <tool_call> text in the assistant
@@ -98,27 +106,11 @@ const (
 // blocks. With ChatML this is byte for byte Qwen2.5's template (except that a
 // chat without a system message gets no "You are Qwen" default, as with
 // Qwen3 and as llorch's ChatML has none).
-func hermesMessages(msgs []api.Message, tools []api.Tool) ([]api.Message, error) {
+//
+// With system false (the template drops system messages) the tool block opens
+// the first user turn instead.
+func hermesMessages(msgs []api.Message, tools []api.Tool, system bool) ([]api.Message, error) {
 	out := make([]api.Message, 0, len(msgs)+1)
-	if len(tools) > 0 {
-		var b strings.Builder
-		if len(msgs) > 0 && msgs[0].Role == "system" {
-			b.WriteString(msgs[0].Content)
-			b.WriteString("\n\n")
-			msgs = msgs[1:]
-		}
-		b.WriteString(hermesToolsHead)
-		for _, tl := range tools {
-			s, err := toolJSON(tl, 0)
-			if err != nil {
-				return nil, err
-			}
-			b.WriteString("\n")
-			b.WriteString(s)
-		}
-		b.WriteString(hermesToolsTail)
-		out = append(out, api.Message{Role: "system", Content: b.String()})
-	}
 	for i := 0; i < len(msgs); i++ {
 		m := msgs[i]
 		switch {
@@ -142,7 +134,34 @@ func hermesMessages(msgs []api.Message, tools []api.Tool) ([]api.Message, error)
 			out = append(out, api.Message{Role: m.Role, Content: m.Content})
 		}
 	}
-	return out, nil
+	if len(tools) == 0 {
+		return out, nil
+	}
+	var b strings.Builder
+	b.WriteString(hermesToolsHead)
+	for _, tl := range tools {
+		s, err := toolJSON(tl, 0)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString("\n")
+		b.WriteString(s)
+	}
+	b.WriteString(hermesToolsTail)
+	block := b.String()
+	if !system {
+		for i := range out {
+			if out[i].Role == "user" {
+				out[i].Content = block + "\n\n" + out[i].Content
+				return out, nil
+			}
+		}
+	}
+	if len(out) > 0 && out[0].Role == "system" {
+		out[0].Content += "\n\n" + block
+		return out, nil
+	}
+	return append([]api.Message{{Role: "system", Content: block}}, out...), nil
 }
 
 func hermesCall(name, args string) string {

@@ -94,7 +94,7 @@ func pyJSON(raw []byte, indent int) (string, error) {
 			b.WriteString("null")
 		}
 	}
-	if len(stack) > 0 {
+	if len(stack) > 0 || !seen {
 		return "", errors.New("toolcall: unterminated JSON")
 	}
 	return b.String(), nil
