@@ -21,7 +21,9 @@
 //     turn, a call is [TOOL_CALLS] followed by a JSON array of
 //     {"name", "arguments"} (the parser also reads the v11 form
 //     [TOOL_CALLS]name[ARGS]{...}), results come back as
-//     [TOOL_RESULTS]{"content": ..., "call_id": ...}[/TOOL_RESULTS].
+//     [TOOL_RESULTS]{"content": ..., "call_id": ...}[/TOOL_RESULTS]. A reply
+//     that opens with the bare array counts too ([TOOL_CALLS] is a control
+//     token, which a detokenizer may leave out of the text).
 //
 // JSON inside prompts is written as the templates' tojson filter (Python's
 // json.dumps) writes it: ", " and ": " separators, non-ASCII unescaped.

@@ -146,7 +146,19 @@ func (p *Parser) step(o *out, final bool) bool {
 		if p.st == stAfter {
 			ws = "" // white space after a call is dropped
 		}
-		if p.f == Llama3 && rest[0] == '{' {
+		// A reply may open with a bare call: Llama 3's JSON object, or
+		// Mistral's array when [TOOL_CALLS] (a control token) was not
+		// rendered into the text.
+		bare := p.f == Llama3 && rest[0] == '{'
+		if p.f == Mistral && rest[0] == '[' {
+			// [{ opens an array of calls; [TOOL_CALLS] and other text do not.
+			next := strings.TrimLeft(rest[1:], asciiSpace)
+			if next == "" && !final {
+				return false
+			}
+			bare = next != "" && next[0] == '{'
+		}
+		if bare {
 			p.lead, p.buf = ws, rest
 			p.scan = jsonScan{}
 			p.st = stJSON

@@ -192,6 +192,8 @@ func TestParse(t *testing.T) {
 		{"mistral/empty-list", Mistral, `[TOOL_CALLS] []`, `[TOOL_CALLS] []`, nil},
 		{"mistral/cut-off", Mistral, `[TOOL_CALLS] [{"name": "add"`, `[TOOL_CALLS] [{"name": "add"`, nil},
 		{"mistral/not-json", Mistral, `[TOOL_CALLS] !!`, `[TOOL_CALLS] !!`, nil},
+		{"mistral/bare-array", Mistral, `[{"name": "add", "arguments": {"a": 1, "b": 2}}]`, "", []call{add}},
+		{"mistral/bare-array-not-calls", Mistral, `[1, 2] and [{"name": "add", "arguments": {}}]`, `[1, 2] and [{"name": "add", "arguments": {}}]`, nil},
 		{"mistral/plain", Mistral, `[INST] is not [TOOL_CALL`, `[INST] is not [TOOL_CALL`, nil},
 	}
 	for _, c := range cases {
