@@ -53,7 +53,9 @@ func (s *Server) routes() *echo.Echo {
 	v2.DELETE("/routing/script", s.handleDeleteScript, admin)
 	v2.GET("/routing/snapshot", s.handleSnapshot, admin)
 
-	openai.Register(e.Group("/v1", openai.ShapeErrors, user), openAIBackend{s}, s.log)
+	v1 := e.Group("/v1", openai.ShapeErrors, user)
+	openai.Register(v1, openAIBackend{s}, s.log)
+	openai.RegisterEmbeddings(v1, embedBackend{s}, s.log)
 	return e
 }
 

@@ -293,7 +293,8 @@ func (r *registry) remove(id string) *api.Error {
 	return nil
 }
 
-// snapshot appends the scheduler's view of every worker to ws, in id order.
+// snapshot appends the scheduler's view of every generation worker to ws, in
+// id order (embedding workers take no tasks).
 // A worker's busy slots are the attempts running on it, or all of them for a
 // while after it answered ALL_SLOTS_BUSY (clients of its own hold slots the
 // orchestrator does not see).
@@ -302,6 +303,9 @@ func (r *registry) snapshot(ws []scheduler.Worker, now time.Time) []scheduler.Wo
 	defer r.mu.Unlock()
 	start := len(ws)
 	for _, w := range r.workers {
+		if w.rec.Model.Embedding {
+			continue // serves embeddings only (embeddings.go)
+		}
 		busy := w.assigned
 		if now.Before(w.fullUntil) {
 			busy = max(busy, w.rec.Slots)
