@@ -158,8 +158,24 @@ func Load(path string, p LoadParams) (*Model, error) {
 			mod.pieces[i] = append([]byte(nil), buf[:n]...)
 		}
 		mod.eog[i] = bool(C.llama_vocab_is_eog(mod.vocab, C.llama_token(i)))
+		if n == 0 && !mod.eog[i] {
+			// A control token renders empty, but for the markers of tool
+			// calls: the output parser needs them.
+			n = C.llama_token_to_piece(mod.vocab, C.llama_token(i), (*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), 0, true)
+			if n > 0 && toolMarkers[string(buf[:n])] {
+				mod.pieces[i] = append([]byte(nil), buf[:n]...)
+			}
+		}
 	}
 	return mod, nil
+}
+
+// toolMarkers are the control tokens that are rendered as text: model
+// families write tool calls with them (Llama 3.1's <|python_tag|>,
+// Mistral's [TOOL_CALLS], [ARGS], [CALL_ID]; Hermes' <tool_call>).
+var toolMarkers = map[string]bool{
+	"<|python_tag|>": true, "[TOOL_CALLS]": true, "[ARGS]": true, "[CALL_ID]": true,
+	"<tool_call>": true, "</tool_call>": true,
 }
 
 func (m *Model) meta(key string) string {
