@@ -2,6 +2,7 @@ package llamacpp_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"path/filepath"
 	"testing"
@@ -127,4 +128,48 @@ func TestEmbedRefusesBadInputs(t *testing.T) {
 			t.Errorf("%s: err %v, want ErrEmbed", name, err)
 		}
 	}
+}
+
+// BenchmarkEmbed32 embeds 32 short inputs in one decode and one decode each,
+// on the tiny model, without HTTP.
+func BenchmarkEmbed32(b *testing.B) {
+	preset := synth.Tiny()
+	path := filepath.Join(b.TempDir(), "tiny.gguf")
+	if err := synth.Write(path, preset); err != nil {
+		b.Fatal(err)
+	}
+	m, err := llamacpp.Load(path, llamacpp.LoadParams{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	e, err := m.NewEmbedder(backends.EmbedParams{Tokens: 512, Seqs: 64, Threads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	in := make([][]backends.Token, 32)
+	for i := range in {
+		if in[i], err = m.Tokenize(fmt.Sprintf("short input %d about the sea", i), true, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("batched", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := e.Embed(in); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*len(in))/b.Elapsed().Seconds(), "embeddings/s")
+	})
+	b.Run("one-by-one", func(b *testing.B) {
+		for b.Loop() {
+			for i := range in {
+				if _, err := e.Embed(in[i : i+1]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.N*len(in))/b.Elapsed().Seconds(), "embeddings/s")
+	})
 }

@@ -299,7 +299,7 @@ func TestEmbeddingsOnGenerationWorker(t *testing.T) {
 // BenchmarkEmbeddings compares 32 short inputs in one request (one decode)
 // with the same inputs one request each, on the tiny model.
 func BenchmarkEmbeddings(b *testing.B) {
-	url := startEmbedWorker(b, func(c *workerd.Config) { c.Threads = 2 })
+	url := startEmbedWorker(b, nil)
 	in := make([]string, 32)
 	for i := range in {
 		in[i] = fmt.Sprintf("short input %d about the sea", i)
