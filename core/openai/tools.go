@@ -1,7 +1,29 @@
 package openai
 
-import "github.com/llorch/llorch/core/api"
+import (
+	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/toolcall"
+)
 
-// newToolOutput parses a choice's text for tool calls written in format.
-// TODO(lead): core/toolcall.
-func newToolOutput(format string, tools []api.Tool) outputParser { return plainOutput{} }
+// toolOutput parses a choice's text for the tool calls the model writes in
+// its family's format (the worker names it in the started event).
+type toolOutput struct{ p *toolcall.Parser }
+
+func newToolOutput(format string, tools []api.Tool) outputParser {
+	return toolOutput{toolcall.NewParser(toolcall.Format(format), tools)}
+}
+
+func (t toolOutput) push(text string) []outDelta { return deltas(t.p.Push(text)) }
+func (t toolOutput) flush() []outDelta           { return deltas(t.p.Flush()) }
+func (t toolOutput) calls() []api.ToolCall       { return t.p.Calls() }
+
+func deltas(ds []toolcall.Delta) []outDelta {
+	out := make([]outDelta, len(ds))
+	for i, d := range ds {
+		out[i].content = d.Content
+		if c := d.Call; c != nil {
+			out[i].call = &callDelta{index: c.Index, id: c.ID, name: c.Name, args: c.Arguments}
+		}
+	}
+	return out
+}

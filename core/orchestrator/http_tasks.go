@@ -20,6 +20,9 @@ func decodeTask(body []byte) (*api.TaskRequest, *api.Error) {
 	if e := req.Validate(); e != nil {
 		return nil, e
 	}
+	if e := checkSchemas(&req.ExecuteRequest); e != nil {
+		return nil, e
+	}
 	return &req, nil
 }
 

@@ -24,6 +24,9 @@ func (b openAIBackend) Submit(ctx context.Context, req *openai.Request) (openai.
 	if e := treq.Validate(); e != nil {
 		return nil, e
 	}
+	if e := checkSchemas(&treq.ExecuteRequest); e != nil {
+		return nil, e
+	}
 	acc, e := b.s.submit(ctx, treq, false)
 	if e != nil {
 		b.s.m.rejections.WithLabelValues(rejectionLabel(e.Code)).Inc()

@@ -85,6 +85,19 @@ func TestOpenAISDKThroughOrchestrator(t *testing.T) {
 	sdk.Run(t, o.URL, "sk-sdk-0001", "tiny")
 }
 
+// TestOpenAIFeaturesSDKThroughOrchestrator runs tests/openai-sdk/features.mjs
+// through the orchestrator: its fields reach the worker, and logprobs, tool
+// formats and n come back through the relay.
+func TestOpenAIFeaturesSDKThroughOrchestrator(t *testing.T) {
+	sdk := openaitest.NeedSDK(t)
+	cfg := testConfig()
+	cfg.Keys = []Key{{Secret: "sk-sdk-0002", Role: RoleUser}}
+	cfg.WorkerToken = "worker-token-2"
+	o := startOrch(t, cfg)
+	startWorker(t, o, "w1", 2, "--token", "worker-token-2")
+	sdk.RunScript(t, "features.mjs", o.URL, "sk-sdk-0002", "tiny")
+}
+
 type chatCompletion struct {
 	Object  string
 	Choices []struct {

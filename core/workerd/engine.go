@@ -62,6 +62,8 @@ type job struct {
 	resume []backends.Token
 	seq    []backends.Token
 	params api.Params
+	// toolFormat is how the model writes tool calls, when tools were offered.
+	toolFormat string
 	// stream has been fed the resumed tokens' text (nothing of it is emitted
 	// again); ended is set when that text, or an end-of-generation token among
 	// them, already ended the generation: the job then ends at once.
@@ -390,7 +392,7 @@ func (e *engine) start(s *slot) error {
 		j.cached = 0
 		s.started = true
 		j.box.put(event{api.EventStarted, api.Started{JobID: j.id, Model: j.model, WorkerID: e.cfg.WorkerID,
-			Seed: j.params.Seed, Slot: s.id, PromptTokens: len(j.prompt), ResumedTokens: len(j.resume), MaxTokens: j.params.MaxTokens}}, false)
+			Seed: j.params.Seed, Slot: s.id, PromptTokens: len(j.prompt), ResumedTokens: len(j.resume), MaxTokens: j.params.MaxTokens, ToolFormat: j.toolFormat}}, false)
 		return nil
 	}
 	if cp, ok := e.ctx.(backends.SeqCopier); ok && !j.params.NoCache {
@@ -447,7 +449,7 @@ func (e *engine) start(s *slot) error {
 	// started is sent from here, once the reused prefix is known for sure.
 	j.box.put(event{api.EventStarted, api.Started{JobID: j.id, Model: j.model, WorkerID: e.cfg.WorkerID,
 		Seed: p.Seed, Slot: s.id, PromptTokens: len(j.prompt), CachedTokens: j.cachedPrompt(), ResumedTokens: len(j.resume),
-		MaxTokens: p.MaxTokens}}, false)
+		MaxTokens: p.MaxTokens, ToolFormat: j.toolFormat}}, false)
 	return nil
 }
 

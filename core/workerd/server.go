@@ -25,9 +25,9 @@ import (
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/buildinfo"
 	"github.com/llorch/llorch/core/openai"
-	"github.com/llorch/llorch/core/prompt"
 	"github.com/llorch/llorch/core/sse"
 	"github.com/llorch/llorch/core/textstream"
+	"github.com/llorch/llorch/core/toolcall"
 )
 
 // Config configures a worker daemon.
@@ -501,12 +501,16 @@ func (s *Server) handleExecute(c echo.Context) error {
 // prepare builds the prompt tokens and checks them against the slot context.
 func (s *Server) prepare(req *api.ExecuteRequest) (*job, *api.Error) {
 	text := req.Prompt
+	var format toolcall.Format
 	if len(req.Messages) > 0 {
-		var err error
-		if text, err = prompt.Detect(s.info.ChatTemplateSource).Format(req.Messages, true); err != nil {
-			return nil, &api.Error{Code: api.CodeInvalidRequest, Message: err.Error(),
-				Fields: []api.FieldError{{Field: "messages", Constraint: "chat_template", Message: "the model's chat template cannot format these messages; send a prompt"}}}
+		var apiErr *api.Error
+		if text, format, apiErr = s.chatPrompt(req); apiErr != nil {
+			return nil, apiErr
 		}
+	}
+	gbnf, apiErr := s.grammarOf(req, format)
+	if apiErr != nil {
+		return nil, apiErr
 	}
 	prompt, err := s.model.Tokenize(text, true, true)
 	if err != nil {
@@ -518,6 +522,7 @@ func (s *Server) prepare(req *api.ExecuteRequest) (*job, *api.Error) {
 	}
 	seed := mrand.Uint32()
 	p := req.Resolve(seed)
+	p.Grammar = gbnf
 	resume := req.ResumeTokens
 	for i, t := range resume {
 		if int(t) >= s.info.VocabSize {
@@ -550,7 +555,9 @@ func (s *Server) prepare(req *api.ExecuteRequest) (*job, *api.Error) {
 	if id == "" {
 		id = "job-" + randomHex(8)
 	}
-	return newJob(id, s.cfg.ModelID, prompt, resume, p, stream, ended), nil
+	j := newJob(id, s.cfg.ModelID, prompt, resume, p, stream, ended)
+	j.toolFormat = string(format)
+	return j, nil
 }
 
 // resumeStream returns a text streamer for stops that has been fed the text

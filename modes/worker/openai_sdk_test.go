@@ -15,3 +15,13 @@ func TestOpenAISDK(t *testing.T) {
 	p := startProc(t, "--token", token)
 	sdk.Run(t, p.url, token, "tiny")
 }
+
+// TestOpenAIFeaturesSDK runs tests/openai-sdk/features.mjs against a real
+// worker: structured outputs validated with ajv, tool calls (stream and not,
+// named, required, a role tool follow-up), logprobs, n 2 and penalties.
+func TestOpenAIFeaturesSDK(t *testing.T) {
+	sdk := openaitest.NeedSDK(t)
+	const token = "sdk-secret"
+	p := startProc(t, "--token", token, "--slots", "2", "--ctx", "4096")
+	sdk.RunScript(t, "features.mjs", p.url, token, "tiny")
+}

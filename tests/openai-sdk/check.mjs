@@ -133,7 +133,7 @@ const checks = {
 
   'bad request is BadRequestError': async () => {
     try {
-      await client.chat.completions.create({ model, messages, max_tokens: 1, n: 2 });
+      await client.chat.completions.create({ model, messages, max_tokens: 1, n: 17 });
     } catch (e) {
       assert(e instanceof OpenAI.BadRequestError, `got ${e?.constructor?.name}: ${e}`);
       assert(e.param === 'n', `param ${e.param}`);
