@@ -61,7 +61,7 @@ func spawnCommand(e *env) *cli.Command {
 		orchestrator, poolName, id   string
 		gpu, slots, ctxSize          int
 		wait                         time.Duration
-		insecure                     bool
+		insecure, embedding          bool
 	)
 	return &cli.Command{
 		Name:      "spawn",
@@ -76,6 +76,7 @@ func spawnCommand(e *env) *cli.Command {
 			&cli.IntFlag{Name: "gpu", Usage: "GPU index (cuda)", Destination: &gpu},
 			&cli.IntFlag{Name: "slots", Value: 4, Usage: "parallel sequences", Destination: &slots},
 			&cli.IntFlag{Name: "ctx", Usage: "context size per slot (default: the worker's)", Destination: &ctxSize},
+			&cli.BoolFlag{Name: "embedding", Usage: "start an embedding worker (llorch worker --embedding): POST /v1/embeddings, no text generation", Destination: &embedding},
 			&cli.StringFlag{Name: "token-file", Usage: "file holding the worker's shared secret, - for stdin (passed in the environment, never on the command line)", Destination: &tokenFile},
 			&cli.StringFlag{Name: "orchestrator", Usage: "orchestrator URL the worker registers with (and heartbeats to)", Destination: &orchestrator},
 			&cli.StringFlag{Name: "pool-name", Usage: "pool name the worker reports to the orchestrator", Destination: &poolName},
@@ -95,7 +96,7 @@ func spawnCommand(e *env) *cli.Command {
 				}
 			}
 			return exit1(e.spawn(ctx, spawnSpec{id: id, backend: backend, model: model, port: port, host: host, gpu: gpu,
-				slots: slots, ctx: ctxSize, tokenFile: tokenFile, wait: wait, orchestrator: orchestrator, poolName: poolName, insecure: insecure}))
+				slots: slots, ctx: ctxSize, tokenFile: tokenFile, wait: wait, orchestrator: orchestrator, poolName: poolName, insecure: insecure, embedding: embedding}))
 		},
 	}
 }
@@ -106,7 +107,7 @@ type spawnSpec struct {
 	orchestrator, poolName         string
 	gpu, slots, ctx                int
 	wait                           time.Duration
-	insecure                       bool
+	insecure, embedding            bool
 }
 
 func (e *env) spawn(ctx context.Context, s spawnSpec) error {
@@ -188,6 +189,9 @@ func (e *env) spawn(ctx context.Context, s spawnSpec) error {
 	}
 	if s.insecure {
 		args = append(args, "--insecure-no-auth")
+	}
+	if s.embedding {
+		args = append(args, "--embedding")
 	}
 	logPath := filepath.Join(e.logsDir(), id+".log")
 	proc, err := supervise.Start(supervise.Spec{Path: exe, Args: args, Env: childEnv, Dir: e.dir, LogPath: logPath})
