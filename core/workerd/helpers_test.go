@@ -126,6 +126,10 @@ func (m pacedModel) Device() (string, uint64) {
 	return "", 0
 }
 
+func (m pacedModel) CheckGrammar(gbnf string) error {
+	return m.Model.(backends.GrammarChecker).CheckGrammar(gbnf)
+}
+
 type pacedContext struct {
 	backends.Context
 	p *pace
