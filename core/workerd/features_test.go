@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/workerd"
 )
 
 // The OpenAI-style features on /execute (the orchestrator's /v2/tasks passes
@@ -164,5 +165,25 @@ func TestPenaltiesChangeOutput(t *testing.T) {
 		if status != 400 || eb.Error.Code != api.CodeInvalidRequest {
 			t.Errorf("%s: %d %+v", bad, status, eb.Error)
 		}
+	}
+}
+
+// TestChoicesShareThePrompt: the choices of an n > 1 request after the first
+// start from its KV cache (a copy), not from a second evaluation of the
+// prompt, and each is its own generation.
+func TestChoicesShareThePrompt(t *testing.T) {
+	w := startWorker(t, func(c *workerd.Config) { c.Slots = 3 })
+	long := strings.Repeat("The choices share one evaluated prompt. ", 20)
+	before := metric(t, scrape(t, w.url), "llorch_worker_prompt_cache_copies_total")
+	status, _, obj := oaPost(t, w.url+"/v1/chat/completions", "",
+		`{"model":"tiny","n":3,"seed":4,"temperature":1,"max_tokens":12,"messages":[{"role":"user","content":"`+long+`"}]}`)
+	if status != 200 || len(obj.Choices) != 3 {
+		t.Fatalf("status %d: %+v", status, obj)
+	}
+	if got := metric(t, scrape(t, w.url), "llorch_worker_prompt_cache_copies_total") - before; got != 2 {
+		t.Errorf("%v choices copied the first one's KV, want 2", got)
+	}
+	if obj.Usage == nil || obj.Usage.PromptTokens < 100 {
+		t.Errorf("usage %+v: the prompt counts once", obj.Usage)
 	}
 }
