@@ -4,6 +4,7 @@ package workerclient
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,8 @@ type Client struct {
 	base  string
 	token string
 	http  *http.Client
+	// maxAnswer replaces MaxEmbedAnswer when set (tests).
+	maxAnswer int
 }
 
 // New returns a client for the worker at base ("http://host:port").
@@ -252,6 +255,48 @@ func (c *Client) Shutdown(ctx context.Context) error {
 		return decodeError(resp)
 	}
 	return nil
+}
+
+// MaxEmbedAnswer bounds a worker's answer to POST /v1/embeddings (2048
+// inputs of 4096 floats in base64 are about 45 MB).
+const MaxEmbedAnswer = 128 << 20
+
+// Errors of Embeddings (besides a *StatusError with Status 0: no answer).
+var (
+	// ErrBrokenAnswer: the worker answered but broke off its body.
+	ErrBrokenAnswer = errors.New("workerclient: the worker broke off its answer")
+	// ErrAnswerTooLarge: the body was larger than MaxEmbedAnswer.
+	ErrAnswerTooLarge = errors.New("workerclient: the worker's answer is too large")
+)
+
+// Answer is a worker's answer as it came: status, headers and body.
+type Answer struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Embeddings sends body, an OpenAI POST /v1/embeddings request, to the
+// worker and returns its answer whatever its status: the body is the
+// vectors on 200, else an error in OpenAI's shape, which a caller passes on
+// unchanged (core/openai decodes both). The error is a *StatusError with
+// Status 0 (WORKER_UNREACHABLE) when no answer came, or wraps
+// ErrBrokenAnswer or ErrAnswerTooLarge.
+func (c *Client) Embeddings(ctx context.Context, body []byte) (*Answer, error) {
+	resp, err := c.do(ctx, http.MethodPost, "/v1/embeddings", body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	limit := cmp.Or(c.maxAnswer, MaxEmbedAnswer)
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrBrokenAnswer, err)
+	case len(raw) > limit:
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrAnswerTooLarge, limit)
+	}
+	return &Answer{Status: resp.StatusCode, Header: resp.Header, Body: raw}, nil
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
