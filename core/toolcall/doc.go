@@ -28,8 +28,13 @@
 // JSON inside prompts is written as the templates' tojson filter (Python's
 // json.dumps) writes it: ", " and ": " separators, non-ASCII unescaped.
 //
-// The Parser never loses text: a call that names an unknown function or whose
-// JSON does not parse is passed on as content. It emits a call once the call
-// is complete (a header delta with the id and name, then its arguments), so
-// streamed argument fragments always concatenate to the final arguments.
+// The Parser of NewParser (tool_choice auto) never loses text: a call that
+// names an unknown function or whose JSON does not parse is passed on as
+// content. It emits a call once the call is complete (a header delta with the
+// id and name, then its arguments), so streamed argument fragments always
+// concatenate to the final arguments. The Parser of NewStreamingParser is for
+// output that Grammar constrains to calls (tool_choice required or a
+// function): it emits the header as soon as the name is complete and the
+// arguments in fragments as they are generated, compacted as they stream, so
+// that they too concatenate to Calls' arguments.
 package toolcall

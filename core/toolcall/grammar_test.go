@@ -73,8 +73,12 @@ func TestGrammar(t *testing.T) {
 					t.Errorf("grammar rejects %q\n%s", s, g)
 				}
 				// What the grammar lets through, the parser reads as calls.
-				if got := feed(t, c.f, testTools, []string{s}); len(got.calls) == 0 || got.content != "" {
+				got := feed(t, c.f, testTools, []string{s})
+				if len(got.calls) == 0 || got.content != "" {
 					t.Errorf("parser read %q as %+v", s, got)
+				}
+				if st := feedWith(t, NewStreamingParser, c.f, testTools, []string{s}); st.content != "" || !sameCalls(st.calls, got.calls) {
+					t.Errorf("streaming parser read %q as %+v, NewParser as %+v", s, st, got)
 				}
 			}
 			for _, s := range c.reject {

@@ -48,6 +48,8 @@ const (
 	stCall                 // after an opening marker: the call's text
 	stJSON                 // inside a JSON value of a call
 	stMistral              // [TOOL_CALLS]name..., before [ARGS]
+	stLive                 // a streaming parser's call, read as it arrives (stream.go)
+	stClose                // after a streamed Hermes call's JSON, before </tool_call>
 )
 
 // Parser splits generated text into content and tool calls while it
@@ -66,6 +68,9 @@ type Parser struct {
 	lead string
 	scan jsonScan
 	name string // a v11 Mistral call's name
+
+	stream bool // NewStreamingParser
+	lv     live
 }
 
 // NewParser parses text in format f; only calls to the named tools count.
@@ -97,7 +102,9 @@ func (p *Parser) Flush() []Delta {
 	return p.run(true)
 }
 
-// Calls are the complete calls so far, arguments as compact JSON text.
+// Calls are the complete calls so far, arguments as compact JSON text. A
+// streaming parser's calls are those whose header is out, the last one with
+// the arguments streamed so far.
 func (p *Parser) Calls() []api.ToolCall {
 	return append([]api.ToolCall(nil), p.calls...)
 }
@@ -160,8 +167,7 @@ func (p *Parser) step(o *out, final bool) bool {
 		}
 		if bare {
 			p.lead, p.buf = ws, rest
-			p.scan = jsonScan{}
-			p.st = stJSON
+			p.enter(stJSON)
 			return true
 		}
 		if p.st == stAfter {
@@ -178,6 +184,9 @@ func (p *Parser) step(o *out, final bool) bool {
 			p.buf = p.buf[i+len(p.open):]
 			p.st = stCall
 			p.scan = jsonScan{}
+			if p.f == Hermes {
+				p.enter(stCall)
+			}
 			return true
 		}
 		if final {
@@ -226,8 +235,7 @@ func (p *Parser) step(o *out, final bool) bool {
 			p.buf = rest
 			switch c := rest[0]; {
 			case c == '{' || c == '[' && p.f == Mistral:
-				p.scan = jsonScan{}
-				p.st = stJSON
+				p.enter(stJSON)
 			case p.f == Mistral && nameChar(c):
 				p.st = stMistral
 			default:
@@ -257,8 +265,7 @@ func (p *Parser) step(o *out, final bool) bool {
 		p.name = name
 		p.lead += p.buf[:i+len(mistralArgs)]
 		p.buf = p.buf[i+len(mistralArgs):]
-		p.scan = jsonScan{}
-		p.st = stJSON
+		p.enter(stJSON)
 		return true
 	case stJSON:
 		if p.buf == "" {
@@ -287,6 +294,10 @@ func (p *Parser) step(o *out, final bool) bool {
 			p.lead, p.buf, p.st = "", p.buf[end:], stText
 		}
 		return true
+	case stLive:
+		return p.stepLive(o, final)
+	case stClose:
+		return p.stepClose(final)
 	}
 	return false
 }

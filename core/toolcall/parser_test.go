@@ -34,12 +34,21 @@ type result struct {
 	calls   []call
 }
 
-// feed pushes the pieces, flushes, and checks the deltas against Calls: each
-// call's first delta has its id and name, the later ones concatenate to its
-// arguments, indexes count up.
+// newParser is NewParser or NewStreamingParser.
+type newParser func(Format, []api.Tool) *Parser
+
+// feed pushes the pieces to a NewParser, see feedWith.
 func feed(t *testing.T, f Format, tools []api.Tool, pieces []string) result {
 	t.Helper()
-	p := NewParser(f, tools)
+	return feedWith(t, NewParser, f, tools, pieces)
+}
+
+// feedWith pushes the pieces, flushes, and checks the deltas against Calls:
+// each call's first delta has its id and name, the later ones (not empty)
+// concatenate to its arguments, indexes count up.
+func feedWith(t *testing.T, newP newParser, f Format, tools []api.Tool, pieces []string) result {
+	t.Helper()
+	p := newP(f, tools)
 	var ds []Delta
 	for _, s := range pieces {
 		ds = append(ds, p.Push(s)...)
@@ -70,7 +79,7 @@ func feed(t *testing.T, f Format, tools []api.Tool, pieces []string) result {
 				t.Fatalf("id %q", c.ID)
 			}
 			next++
-		case c.Index < next && c.Name == "":
+		case c.Index < next && c.Name == "" && c.Arguments != "":
 			args[c.Index] += c.Arguments
 		default:
 			t.Fatalf("bad call delta %+v", *c)
@@ -91,10 +100,19 @@ func feed(t *testing.T, f Format, tools []api.Tool, pieces []string) result {
 	return r
 }
 
-// splits checks that every way of cutting text in two, and byte by byte,
-// gives the same result as the whole text, and returns it.
+// splits checks, for a NewParser, that every way of cutting text in two, and
+// byte by byte, gives the same result as the whole text, and returns it.
 func splits(t *testing.T, f Format, tools []api.Tool, text string) result {
 	t.Helper()
+	return splitsWith(t, NewParser, f, tools, text)
+}
+
+func splitsWith(t *testing.T, newP newParser, f Format, tools []api.Tool, text string) result {
+	t.Helper()
+	feed := func(t *testing.T, f Format, tools []api.Tool, pieces []string) result {
+		t.Helper()
+		return feedWith(t, newP, f, tools, pieces)
+	}
 	want := feed(t, f, tools, []string{text})
 	check := func(how string, got result) {
 		t.Helper()
@@ -241,7 +259,9 @@ func TestIDs(t *testing.T) {
 }
 
 // FuzzParser: no panic, content and calls do not depend on how the text is
-// cut, deltas agree with Calls, and no text is lost when nothing is a call.
+// cut, deltas agree with Calls, and no text is lost when nothing is a call;
+// the same of a streaming parser, which also reads the text as a string
+// argument of calls in the grammar's shape (checkStream).
 func FuzzParser(f *testing.F) {
 	for _, s := range []string{
 		"<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n</tool_call>",
@@ -250,6 +270,9 @@ func FuzzParser(f *testing.F) {
 		`x<|python_tag|>{"name": "now", "parameters": {}}`,
 		`[TOOL_CALLS] [{"name": "add", "arguments": {"a": 1}}]`,
 		`[TOOL_CALLS]add[CALL_ID]12[ARGS]{"a":1}[TOOL_CALLS]now[ARGS]{}`,
+		"<tool_call>\n{\"name\": \"add\", \"id\": [\"}\"], \"arguments\": {\"a\": {\"b\": [1, \"\\\"\"]}}, \"x\": 1e3}\n</tool_",
+		`[TOOL_CALLS] [{"name": "now", "arguments": "{}"}, {"name": "add", "arguments": {"a"`,
+		"</tool_call>\n<tool_call>",
 		"\"\\\"{[}]",
 	} {
 		for _, fm := range []uint8{0, 1, 2} {
@@ -285,5 +308,6 @@ func FuzzParser(f *testing.F) {
 		if len(whole.calls) > 0 && len(whole.content) >= len(text) {
 			t.Fatalf("calls and content %q from %q", whole.content, text)
 		}
+		checkStream(t, format, text, i, j)
 	})
 }
