@@ -1,29 +1,25 @@
 package orchestrator
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/openai"
+	"github.com/llorch/llorch/core/workerclient"
 )
 
 // Embeddings: POST /v1/embeddings goes to an embedding worker of the model
 // (one started with --embedding; it registers with model.embedding set), not
-// through the queue: the request is forwarded at once to the least busy
-// ready one, and tried once more on another when that one is busy (503) or
-// cannot be reached. Generation never goes to embedding workers: the
-// registry leaves them out of the scheduler's snapshot.
-
-// maxEmbedAnswer bounds a worker's answer (2048 inputs of 4096 floats in
-// base64 are about 45 MB).
-const maxEmbedAnswer = 128 << 20
+// through the queue: the request is forwarded at once, through the worker's
+// client (workerclient), to the least busy ready one, and tried once more on
+// another when that one is busy (503) or cannot be reached. Generation
+// never goes to embedding workers: the registry leaves them out of the
+// scheduler's snapshot.
 
 // embedTries is how many workers one request may try.
 const embedTries = 2
@@ -35,8 +31,9 @@ var _ openai.EmbedBackend = embedBackend{}
 
 // embedTarget is an embedding worker a request may go to.
 type embedTarget struct {
-	id, url string
-	busy    int
+	id     string
+	client workerAPI
+	busy   int
 }
 
 // embedders returns the ready embedding workers of model, least busy first
@@ -56,7 +53,7 @@ func (r *registry) embedders(model string, skip []string) (ready []embedTarget, 
 		}
 		known++
 		if w.rec.State == api.WorkerHealthy && !slices.Contains(skip, w.rec.WorkerID) {
-			ready = append(ready, embedTarget{id: w.rec.WorkerID, url: w.rec.URL, busy: w.assigned})
+			ready = append(ready, embedTarget{id: w.rec.WorkerID, client: w.client, busy: w.assigned})
 		}
 	}
 	slices.SortFunc(ready, func(a, b embedTarget) int {
@@ -124,40 +121,43 @@ func noEmbedder(model string, known, others int) *api.Error {
 	return api.Errorf(api.CodeModelNotFound, "no registered worker serves embeddings of model %q", model)
 }
 
-// forward sends one request to one worker; retry says whether another
-// worker may succeed (this one is busy or unreachable).
+// embedAPI is what the orchestrator asks of an embedding worker
+// (workerclient.Client has it; workerAPI's other implementations need not).
+type embedAPI interface {
+	Embeddings(ctx context.Context, body []byte) (*workerclient.Answer, error)
+}
+
+var _ embedAPI = httpWorker{}
+
+// forward sends one request to one worker through its client; retry says
+// whether another worker may succeed (this one is busy or unreachable). A
+// worker's error answer is passed on unchanged (*openai.UpstreamError).
 func (b embedBackend) forward(ctx context.Context, w embedTarget, body []byte) (res *openai.EmbedResult, retry bool, err error) {
 	s := b.s
 	s.reg.take(w.id)
 	defer s.reg.release(w.id)
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url+"/v1/embeddings", bytes.NewReader(body))
-	if err != nil {
-		return nil, false, err
+	client, ok := w.client.(embedAPI)
+	if !ok {
+		return nil, false, &api.Error{Code: api.CodeUnexpectedResponse, Message: fmt.Sprintf("embedding worker %s cannot be asked for embeddings", w.id)}
 	}
-	hreq.Header.Set("Content-Type", "application/json")
-	if s.cfg.WorkerToken != "" {
-		hreq.Header.Set("Authorization", "Bearer "+s.cfg.WorkerToken)
-	}
-	if id := metaOf(ctx).correlation; id != "" {
-		hreq.Header.Set(headerCorrelation, id)
-	}
-	resp, err := s.deps.HTTP.Do(hreq)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, false, ctx.Err()
-		}
+	ans, err := client.Embeddings(workerclient.WithCorrelationID(ctx, metaOf(ctx).correlation), body)
+	var se *workerclient.StatusError
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return nil, false, ctx.Err()
+	case errors.As(err, &se) && se.Status == 0:
 		s.reg.unreachable(w.id, err.Error())
 		return nil, true, &api.Error{Code: api.CodeWorkerUnreachable, Message: fmt.Sprintf("embedding worker %s is unreachable", w.id), Retriable: true}
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxEmbedAnswer+1))
-	switch {
-	case err != nil:
+	case errors.Is(err, workerclient.ErrBrokenAnswer):
 		return nil, true, &api.Error{Code: api.CodeWorkerUnreachable, Message: fmt.Sprintf("embedding worker %s broke off its answer", w.id), Retriable: true}
-	case len(raw) > maxEmbedAnswer:
-		return nil, false, &api.Error{Code: api.CodeUnexpectedResponse, Message: fmt.Sprintf("embedding worker %s answered more than %d bytes", w.id, maxEmbedAnswer)}
+	case errors.Is(err, workerclient.ErrAnswerTooLarge):
+		return nil, false, &api.Error{Code: api.CodeUnexpectedResponse, Message: fmt.Sprintf("embedding worker %s answered more than %d bytes", w.id, workerclient.MaxEmbedAnswer)}
+	default:
+		s.log.Warn("embedding request failed", "worker_id", w.id, "err", err)
+		return nil, false, &api.Error{Code: api.CodeUnexpectedResponse, Message: fmt.Sprintf("embedding worker %s could not be asked", w.id)}
 	}
-	res, err = openai.DecodeEmbedResponse(resp.StatusCode, resp.Header, raw)
+	res, err = openai.DecodeEmbedResponse(ans.Status, ans.Header, ans.Body)
 	var up *openai.UpstreamError
 	switch {
 	case err == nil:
@@ -168,7 +168,7 @@ func (b embedBackend) forward(ctx context.Context, w embedTarget, body []byte) (
 		}
 		return nil, false, err
 	default:
-		s.log.Warn("embedding worker answered unexpectedly", "worker_id", w.id, "status", resp.StatusCode, "err", err)
-		return nil, false, &api.Error{Code: api.CodeUnexpectedResponse, Message: fmt.Sprintf("embedding worker %s answered unexpectedly (status %d)", w.id, resp.StatusCode)}
+		s.log.Warn("embedding worker answered unexpectedly", "worker_id", w.id, "status", ans.Status, "err", err)
+		return nil, false, &api.Error{Code: api.CodeUnexpectedResponse, Message: fmt.Sprintf("embedding worker %s answered unexpectedly (status %d)", w.id, ans.Status)}
 	}
 }
