@@ -305,9 +305,15 @@ func TestFleetOnDemandStart(t *testing.T) {
 	}
 }
 
-// min_replicas 2 over two pools places one replica on each.
+// min_replicas 2 over two pools places one replica on each (both hold the
+// file: a pool that has it wins over one with fewer replicas, and the
+// first download would otherwise decide the second placement whenever a's
+// inventory is refreshed in between).
 func TestFleetSpreadsReplicas(t *testing.T) {
 	fp := newFakePools("a", "b")
+	for _, inv := range fp.inv {
+		inv.Models = []api.PoolModel{{ID: "m", Ref: "hf:org/repo/m.gguf@main"}}
+	}
 	p := startFleet(t, fleetConfig(), fp, "", api.Pool{Name: "a"}, api.Pool{Name: "b"})
 	p.waitPools(t, "a", "b")
 	declare(t, p, api.ModelSpec{ID: "m", Source: "hf:org/repo/m.gguf@main", MinReplicas: 2})
