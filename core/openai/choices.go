@@ -159,11 +159,14 @@ type choice struct {
 	tl     *textLogprobs
 }
 
+// finishReason: a generation cut at the token limit is "length" even with
+// calls (the last one's arguments may be cut), as OpenAI reports it.
 func (ch *choice) finishReason() string {
-	if len(ch.calls) > 0 {
+	reason := finishReason(ch.end.StopReason)
+	if len(ch.calls) > 0 && reason != "length" {
 		return "tool_calls"
 	}
-	return finishReason(ch.end.StopReason)
+	return reason
 }
 
 // usageOfChoices counts the prompt once and the completions of every choice.
@@ -210,7 +213,7 @@ func (p *parsed) newChoices(ev *api.Started) []*choice {
 // text is parsed for tool calls.
 func (p *parsed) started(ch *choice, ev *api.Started) {
 	if ev.ToolFormat != "" && len(p.req.Exec.Tools) > 0 {
-		ch.out = newToolOutput(ev.ToolFormat, p.req.Exec.Tools)
+		ch.out = newToolOutput(ev.ToolFormat, p.req.Exec.Tools, p.req.Exec.ToolChoice)
 	}
 }
 

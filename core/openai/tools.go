@@ -9,7 +9,13 @@ import (
 // its family's format (the worker names it in the started event).
 type toolOutput struct{ p *toolcall.Parser }
 
-func newToolOutput(format string, tools []api.Tool) outputParser {
+// A call the grammar forces (tool_choice required or a named function)
+// cannot break: its arguments stream as they are generated. Otherwise a
+// call is emitted once it is complete, and one that breaks stays content.
+func newToolOutput(format string, tools []api.Tool, choice *api.ToolChoice) outputParser {
+	if choice != nil && (choice.Mode == api.ToolRequired || choice.Mode == api.ToolForced) {
+		return toolOutput{toolcall.NewStreamingParser(toolcall.Format(format), tools)}
+	}
 	return toolOutput{toolcall.NewParser(toolcall.Format(format), tools)}
 }
 

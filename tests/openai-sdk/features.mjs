@@ -155,6 +155,7 @@ const checks = {
     });
     const calls = [];
     let finish;
+    let fragments = 0;
     for await (const chunk of stream) {
       const ch = chunk.choices[0];
       if (!ch) continue;
@@ -162,6 +163,9 @@ const checks = {
         if (!calls[d.index]) {
           assert(d.id && d.type === 'function' && d.function?.name, `first delta of call ${d.index}: ${JSON.stringify(d)}`);
           calls[d.index] = { id: d.id, type: 'function', function: { name: d.function.name, arguments: '' } };
+        } else {
+          assert(!d.id && !d.function?.name, `a later delta repeats the id or name: ${JSON.stringify(d)}`);
+          if (d.function?.arguments) fragments++;
         }
         calls[d.index].function.arguments += d.function?.arguments ?? '';
       }
@@ -169,6 +173,7 @@ const checks = {
     }
     assert(finish === 'tool_calls', `finish_reason ${finish}`);
     checkCalls(calls, 'streamed');
+    assert(fragments > calls.length, `arguments came in ${fragments} fragments for ${calls.length} call(s): they stream as generated`);
     // The SDK's own accumulator agrees.
     const runner = client.chat.completions.stream({
       model, seed: 8, max_tokens: 300, messages: ask, tools: [weather], tool_choice: 'required',
@@ -176,7 +181,7 @@ const checks = {
     const final = await runner.finalChatCompletion();
     checkCalls(final.choices[0].message.tool_calls, 'stream helper');
     assert(final.choices[0].message.tool_calls[0].function.arguments === calls[0].function.arguments, 'same seed, different arguments');
-    return `${calls.length} call(s)`;
+    return `${calls.length} call(s), ${fragments} argument fragments`;
   },
 
   'role tool follow-up turn': async () => {
