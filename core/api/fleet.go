@@ -233,6 +233,10 @@ type ModelSpec struct {
 	Ctx     int      `json:"ctx,omitempty"`     // context per slot (default: the worker's)
 	Slots   int      `json:"slots,omitempty"`   // default 4
 	Backend string   `json:"backend,omitempty"` // cpu, cuda, metal (default cpu)
+	// Embedding declares an embedding model: its replicas are embedding
+	// workers (llorch worker --embedding), which serve POST /v1/embeddings
+	// and no text generation.
+	Embedding bool `json:"embedding,omitempty"`
 	// Pools, when set, are the only pools the model may run on; Labels, when
 	// set, must all match a pool's labels.
 	Pools  []string          `json:"pools,omitempty"`

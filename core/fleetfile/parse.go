@@ -20,6 +20,9 @@
 //	    source: hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf
 //	    min_replicas: 1
 //	    slots: 8
+//	  - id: embed
+//	    source: hf:nomic-ai/nomic-embed-text-v1.5-GGUF/nomic-embed-text-v1.5.Q8_0.gguf
+//	    embedding: true          # embedding workers: POST /v1/embeddings only
 //
 // Plan compares a parsed file with what the orchestrator holds (both with
 // defaults filled) and returns the changes; FormatPlan prints them; Apply

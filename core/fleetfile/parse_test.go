@@ -61,6 +61,22 @@ func TestParseExample(t *testing.T) {
 	}
 }
 
+// embedding: true declares an embedding model; a misspelt one is named.
+func TestParseEmbedding(t *testing.T) {
+	f, err := Parse([]byte("pools: []\nmodels:\n  - id: emb\n    source: file:/models/emb.gguf\n    embedding: true\n  - id: gen\n    source: file:/models/gen.gguf\n"))
+	if err != nil || len(f.Models) != 2 || !f.Models[0].Embedding || f.Models[1].Embedding {
+		t.Fatalf("%+v %v", f, err)
+	}
+	_, err = Parse([]byte("models:\n  - id: emb\n    source: file:/models/emb.gguf\n    embeddings: true\n"))
+	if err == nil || !strings.Contains(err.Error(), "did you mean embedding?") {
+		t.Fatalf("misspelt field: %v", err)
+	}
+	_, err = Parse([]byte("models:\n  - id: emb\n    source: file:/models/emb.gguf\n    embedding: maybe\n"))
+	if err == nil || !strings.Contains(err.Error(), `models[0] "emb"`) {
+		t.Fatalf("not a boolean: %v", err)
+	}
+}
+
 func TestParseJSON(t *testing.T) {
 	// JSON is YAML: the same file in JSON reads the same.
 	f, err := Parse([]byte(`{"pools":[{"name":"p","transport":"local"}],"models":[{"id":"m","source":"file:/m.gguf","min_replicas":0}]}`))

@@ -83,6 +83,18 @@ func TestPlan(t *testing.T) {
 			plan: "~ model tiny: slots: 4 → 8\nplan: 0 to create, 1 to update, 0 to delete\n",
 		},
 		{
+			name: "an embedding model",
+			want: api.FleetFile{Models: []api.ModelSpec{model("emb", func(m *api.ModelSpec) { m.Embedding = true })}},
+			plan: "+ model emb (source file:/models/emb.gguf, max_replicas 1, idle_ttl 10m0s, slots 4, backend cpu, embedding true)\n" +
+				"plan: 1 to create, 0 to update, 0 to delete\n",
+		},
+		{
+			name: "a model becomes an embedding model",
+			cur:  Current{Models: []api.ModelSpec{validated(model("emb"))}},
+			want: api.FleetFile{Models: []api.ModelSpec{model("emb", func(m *api.ModelSpec) { m.Embedding = true })}},
+			plan: "~ model emb: embedding: (none) → true\nplan: 0 to create, 1 to update, 0 to delete\n",
+		},
+		{
 			name: "several fields",
 			cur:  Current{Pools: []api.Pool{pool("p", func(p *api.Pool) { p.Labels = map[string]string{"zone": "a"} })}},
 			want: api.FleetFile{Pools: []api.Pool{pool("p", func(p *api.Pool) {
