@@ -15,7 +15,11 @@
 // at most 15 digits without leading zeros, numbers with at most 15 fraction
 // and 2 exponent digits, strings of any JSON characters and escapes except
 // \u escapes of surrogates (so a character in the text is one character of
-// the decoded string, and minLength/maxLength count exactly).
+// the decoded string, and minLength/maxLength count exactly). Characters are
+// classes of Unicode scalar values, never negated classes: llama.cpp decodes
+// the bytes of tokens leniently, and a negated class would let it write
+// bytes that are no UTF-8 (leads F5-FF, encoded surrogates). It still takes
+// overlong encodings (E0 81 81 for "A"), which no grammar can tell apart.
 //
 // Supported (JSON Schema 2020-12 subset, as OpenAI structured outputs uses):
 //

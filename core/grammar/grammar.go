@@ -152,6 +152,43 @@ func classChar(r rune) string {
 	return fmt.Sprintf(`\U%08X`, r)
 }
 
+// plainRanges are the characters a JSON string holds as themselves (not '"',
+// '\\', a control or DEL), Unicode scalar values only.
+var plainRanges = [][2]rune{{0x20, 0x21}, {0x23, 0x5B}, {0x5D, 0x7E}, {0x80, 0xD7FF}, {0xE000, 0x10FFFF}}
+
+// plainClass returns a GBNF class of the plain characters less except. It
+// lists positive ranges rather than negating the others: llama.cpp decodes
+// the bytes of tokens leniently (F8-FF start "4-byte" sequences of values up
+// to 0x3FFFFF; encoded surrogates decode as surrogates), so a negated class
+// would let the sampler write bytes that are no UTF-8.
+func plainClass(except []rune) string {
+	ex := slices.Clone(except)
+	slices.Sort(ex)
+	var sb strings.Builder
+	sb.WriteByte('[')
+	add := func(lo, hi rune) {
+		switch {
+		case lo > hi:
+		case lo == hi:
+			sb.WriteString(classChar(lo))
+		default:
+			sb.WriteString(classChar(lo) + "-" + classChar(hi))
+		}
+	}
+	for _, rg := range plainRanges {
+		lo := rg[0]
+		for _, r := range ex {
+			if r >= lo && r <= rg[1] {
+				add(lo, r-1)
+				lo = r + 1
+			}
+		}
+		add(lo, rg[1])
+	}
+	sb.WriteByte(']')
+	return sb.String()
+}
+
 // unique turns hint into a rule name not taken yet and takes it.
 func (b *Builder) unique(hint string) string {
 	var sb strings.Builder
@@ -217,7 +254,7 @@ func (b *Builder) prim(key string) string {
 		// controls, or an escape; \u escapes leave out surrogates, so a
 		// character in the text is a character in the decoded string.
 		h := b.prim("hex")
-		body = `[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" ([0-9a-cA-CefEF] ` + h + `{3} | [dD] [0-7] ` + h + `{2}))`
+		body = plainClass(nil) + ` | "\\" (["\\/bfnrt] | "u" ([0-9a-cA-CefEF] ` + h + `{3} | [dD] [0-7] ` + h + `{2}))`
 	case "string":
 		body = `"\"" ` + b.prim("char") + `* "\""`
 	case "integer":

@@ -529,7 +529,6 @@ func (t *translator) object(v *value, ptr string) (string, error) {
 // comparing the decoded key.
 func (t *translator) keyNotIn(names []string) string {
 	b := t.b
-	const plain = `[^"\\\x7F\x00-\x1F]`
 	type node struct {
 		kids  map[rune]*node
 		order []rune
@@ -552,7 +551,7 @@ func (t *translator) keyNotIn(names []string) string {
 		}
 		cur.end = true
 	}
-	keyChar := b.add("key-char", plain)
+	keyChar := b.add("key-char", plainClass(nil))
 	var build func(n *node) string
 	build = func(n *node) string {
 		if len(n.order) == 0 {
@@ -561,15 +560,11 @@ func (t *translator) keyNotIn(names []string) string {
 			}
 			return keyChar + "*"
 		}
-		var cls strings.Builder
-		cls.WriteString(`[^"\\\x7F\x00-\x1F`)
 		var alts []string
 		for _, r := range n.order {
-			cls.WriteString(classChar(r))
 			alts = append(alts, join(Literal(string(r)), build(n.kids[r])))
 		}
-		cls.WriteString("]")
-		alts = append([]string{cls.String() + " " + keyChar + "*"}, alts...)
+		alts = append([]string{plainClass(n.order) + " " + keyChar + "*"}, alts...)
 		body := strings.Join(alts, " | ")
 		if !n.end {
 			body = "(" + body + ")?"
