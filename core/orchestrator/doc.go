@@ -49,7 +49,11 @@
 //     (`llorch pool … --json`) through core/poolrun. A task for a declared
 //     model that no worker serves is admitted (admission.Declared) and wakes
 //     it (dispatcher.onStarved); the start's progress reaches waiting tasks
-//     as queued{reason: starting} (dispatcher.setStarting).
+//     as queued{reason: starting} (dispatcher.setStarting). A model
+//     declared with embedding: true has embedding workers as replicas
+//     (only they count); a POST /v1/embeddings for it with no ready worker
+//     waits in fleet.awaitEmbedder, which counts as the model's demand,
+//     for at most EmbedStartWait (embeddings.go).
 //   - http (http*.go, openai.go): handlers that decode, call a part, encode.
 //
 // Locks: the fleet calls the dispatcher and the registry, never while

@@ -17,7 +17,9 @@ import (
 // (one started with --embedding; it registers with model.embedding set), not
 // through the queue: the request is forwarded at once, through the worker's
 // client (workerclient), to the least busy ready one, and tried once more on
-// another when that one is busy (503) or cannot be reached. Generation
+// another when that one is busy (503) or cannot be reached. When none is
+// ready and the fleet declares the model with embedding: true, the request
+// waits while the fleet starts one (fleet.awaitEmbedder, bounded). Generation
 // never goes to embedding workers: the registry leaves them out of the
 // scheduler's snapshot.
 
@@ -86,6 +88,20 @@ func (b embedBackend) Embed(ctx context.Context, req *openai.EmbedRequest) (*ope
 	var last error
 	for range embedTries {
 		ready, known, others := s.reg.embedders(req.Model, tried)
+		if len(ready) == 0 && len(tried) == 0 {
+			declared, err := s.fleet.awaitEmbedder(ctx, req.Model, func() bool {
+				r, _, _ := s.reg.embedders(req.Model, nil)
+				return len(r) > 0
+			})
+			if declared && err != nil {
+				var e *api.Error
+				if errors.As(err, &e) {
+					s.m.rejections.WithLabelValues(rejectionLabel(e.Code)).Inc()
+				}
+				return nil, err
+			}
+			ready, known, others = s.reg.embedders(req.Model, tried)
+		}
 		if len(ready) == 0 {
 			var up *openai.UpstreamError
 			if errors.As(last, &up) { // the one worker is busy: its 503 and Retry-After
@@ -157,6 +173,7 @@ func (b embedBackend) forward(ctx context.Context, w embedTarget, body []byte) (
 		s.log.Warn("embedding request failed", "worker_id", w.id, "err", err)
 		return nil, false, &api.Error{Code: api.CodeUnexpectedResponse, Message: fmt.Sprintf("embedding worker %s could not be asked", w.id)}
 	}
+	s.fleet.touch(w.id)
 	res, err = openai.DecodeEmbedResponse(ans.Status, ans.Header, ans.Body)
 	var up *openai.UpstreamError
 	switch {

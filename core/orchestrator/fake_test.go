@@ -2,8 +2,10 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -57,6 +59,7 @@ type fakeWorker struct {
 	answer  func(ctx context.Context, req *api.ExecuteRequest) (eventStream, error)
 	jobs    []api.ExecuteRequest
 	cancels []string
+	embeds  int // POST /v1/embeddings answered
 }
 
 func (w *fakeWorker) set(answer func(ctx context.Context, req *api.ExecuteRequest) (eventStream, error)) {
@@ -104,6 +107,36 @@ func (w *fakeWorker) Health(ctx context.Context) (*api.Health, error) {
 		return nil, ctx.Err()
 	}
 	return &api.Health{Status: api.StatusReady}, nil
+}
+
+var _ embedAPI = (*fakeWorker)(nil)
+
+// Embeddings answers as an embedding worker does: one unit vector per
+// input, in OpenAI's shape.
+func (w *fakeWorker) Embeddings(_ context.Context, body []byte) (*workerclient.Answer, error) {
+	var req struct {
+		Model string            `json:"model"`
+		Input []json.RawMessage `json:"input"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	w.embeds++
+	w.mu.Unlock()
+	data := make([]map[string]any, len(req.Input))
+	for i := range data {
+		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": []float32{0, 1}}
+	}
+	out, _ := json.Marshal(map[string]any{"object": "list", "model": req.Model, "data": data,
+		"usage": map[string]int{"prompt_tokens": len(req.Input), "total_tokens": len(req.Input)}})
+	return &workerclient.Answer{Status: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}}, Body: out}, nil
+}
+
+func (w *fakeWorker) embedded() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.embeds
 }
 
 // refuse answers every job with an HTTP status and error code.

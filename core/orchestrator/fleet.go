@@ -52,8 +52,12 @@ type fleet struct {
 	events   []api.FleetEvent    // the newest, in memory (persisted ones too)
 	seq      uint64
 	changed  chan struct{} // closed and replaced when an event is added
-	started  time.Time
-	stopped  bool // the loop ended: async runs nothing more
+	// embedWait counts the /v1/embeddings requests waiting for a worker of
+	// each declared embedding model (awaitEmbedder): its demand, as queued
+	// tasks are a generation model's.
+	embedWait map[string]int
+	started   time.Time
+	stopped   bool // the loop ended: async runs nothing more
 }
 
 // async runs fn in a goroutine the loop's end waits for; from a request
@@ -128,7 +132,7 @@ func newFleet(cfg *Config, log *slog.Logger, m *metrics, st *store.Orchestrator,
 	return &fleet{cfg: cfg, log: log.With("component", "fleet"), m: m, st: st, reg: reg, disp: disp, host: host,
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), pools: map[string]*fleetPool{}, models: map[string]*fleetModel{},
 		replicas: map[string]*replica{}, fits: map[string]store.Fit{}, ests: map[string]estimate{}, estBusy: map[string]bool{},
-		changed: make(chan struct{}), started: time.Now()}
+		embedWait: map[string]int{}, changed: make(chan struct{}), started: time.Now()}
 }
 
 // load reads pools, models, replicas, fits and the newest events from the store.
@@ -394,7 +398,8 @@ func (f *fleet) putModel(m api.ModelSpec) (api.ModelView, *api.Error) {
 
 // sameWorkers: a change between a and b does not need new workers.
 func sameWorkers(a, b api.ModelSpec) bool {
-	return a.Source == b.Source && a.SHA256 == b.SHA256 && a.Ctx == b.Ctx && a.Slots == b.Slots && a.Backend == b.Backend
+	return a.Source == b.Source && a.SHA256 == b.SHA256 && a.Ctx == b.Ctx && a.Slots == b.Slots && a.Backend == b.Backend &&
+		a.Embedding == b.Embedding
 }
 
 func (f *fleet) deleteModel(id string) *api.Error {
@@ -425,7 +430,8 @@ func (f *fleet) deleteModel(id string) *api.Error {
 	return nil
 }
 
-// declared is what admission needs to know of a model.
+// declared is what admission needs to know of a model. A declared
+// embedding model takes no tasks: its replicas serve /v1/embeddings only.
 func (f *fleet) declared(model string) admission.Declared {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -433,7 +439,91 @@ func (f *fleet) declared(model string) admission.Declared {
 	if !ok {
 		return admission.Declared{}
 	}
+	if m.rec.Spec.Embedding {
+		return admission.Declared{Declared: true, Refusal: api.Errorf(api.CodeModelNotFound,
+			"model %q is declared as an embedding model (embedding: true): it serves POST /v1/embeddings, not text generation", model)}
+	}
 	return admission.Declared{Declared: true, Ctx: m.rec.Spec.Ctx, Refusal: m.refusal}
+}
+
+// awaitEmbedder holds a POST /v1/embeddings for a declared embedding model
+// that no ready worker serves while the fleet starts one: the request counts
+// as the model's demand (embedWait), which the reconcile pass meets like
+// queued tasks, and waits at most cfg.EmbedStartWait. ready says whether a
+// worker can take the request now; the fleet calls it (the registry)
+// without its lock. declared is false when the model is no declared
+// embedding model (nothing to wait for); else err is nil once one is ready,
+// the model's refusal (NO_CAPACITY), ctx's error, or POOL_UNAVAILABLE with a
+// Retry-After when none came up in time.
+func (f *fleet) awaitEmbedder(ctx context.Context, model string, ready func() bool) (declared bool, err error) {
+	f.mu.Lock()
+	m, ok := f.models[model]
+	if !ok || !m.rec.Spec.Embedding {
+		f.mu.Unlock()
+		return false, nil
+	}
+	f.embedWait[model]++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.embedWait[model]--; f.embedWait[model] <= 0 {
+			delete(f.embedWait, model)
+		}
+	}()
+	f.kick()
+	wait := f.cfg.EmbedStartWait
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	poll := time.NewTicker(50 * time.Millisecond) // a worker may register outside the fleet too
+	defer poll.Stop()
+	for {
+		if ready() {
+			return true, nil
+		}
+		f.mu.Lock()
+		m, ok := f.models[model]
+		var refusal *api.Error
+		var lastErr string
+		var coldStart time.Duration
+		embedding := ok && m.rec.Spec.Embedding
+		if ok {
+			refusal, lastErr, coldStart = m.refusal, m.lastErr, m.coldStart
+		}
+		changed := f.changed
+		f.mu.Unlock()
+		switch {
+		case !embedding:
+			return true, api.Errorf(api.CodeModelNotFound, "model %q is no longer declared as an embedding model", model)
+		case refusal != nil:
+			return true, refusal
+		}
+		select {
+		case <-ctx.Done():
+			return true, ctx.Err()
+		case <-deadline.C:
+			msg := fmt.Sprintf("no embedding worker of model %q came up within %s; one is being started, retry later", model, wait)
+			if lastErr != "" {
+				msg += " (last error: " + lastErr + ")"
+			}
+			e := api.Errorf(api.CodePoolUnavailable, "%s", msg)
+			e.RetryAfterMs = min(max(cmp.Or(coldStart, 30*time.Second)-wait, 5*time.Second), time.Minute).Milliseconds()
+			return true, e
+		case <-changed:
+		case <-poll.C:
+		}
+	}
+}
+
+// touch records that a replica served a request now (an embedding request
+// is too short for a reconcile pass to see it busy): its idle_ttl starts
+// again.
+func (f *fleet) touch(workerID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r, ok := f.replicas[workerID]; ok && r.rec.Phase == phaseReady {
+		r.idleSince = time.Now()
+	}
 }
 
 func (f *fleet) modelViews() []api.ModelView {
@@ -501,7 +591,11 @@ func fitKey(s api.ModelSpec, digest string) string {
 	if id == "" {
 		id = cmp.Or(s.SHA256, s.Source)
 	}
-	return fmt.Sprintf("%s|%s|%d|%d", id, s.Backend, s.Ctx, s.Slots)
+	k := fmt.Sprintf("%s|%s|%d|%d", id, s.Backend, s.Ctx, s.Slots)
+	if s.Embedding { // an embedding worker of the same file uses other memory
+		k += "|embedding"
+	}
+	return k
 }
 
 func estimateKey(s api.ModelSpec) string {

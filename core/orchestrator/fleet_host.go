@@ -229,11 +229,16 @@ func (h cliHost) Download(ctx context.Context, s api.ModelSpec, progress func(do
 	})
 }
 
-func (h cliHost) Spawn(ctx context.Context, r spawnRequest) (w api.PoolWorker, err error) {
-	args := []string{"worker", "spawn", "--id", r.WorkerID, "--model", r.Spec.ID, "--slots", strconv.Itoa(r.Spec.Slots),
+// spawnArgs is the pool command that starts r's worker, and its stdin (the
+// token, never on the command line).
+func spawnArgs(r spawnRequest) (args []string, stdin io.Reader) {
+	args = []string{"--json", "worker", "spawn", "--id", r.WorkerID, "--model", r.Spec.ID, "--slots", strconv.Itoa(r.Spec.Slots),
 		"--pool-name", r.Pool, "--orchestrator", r.Orchestrator}
 	if r.Spec.Ctx > 0 {
 		args = append(args, "--ctx", strconv.Itoa(r.Spec.Ctx))
+	}
+	if r.Spec.Embedding {
+		args = append(args, "--embedding")
 	}
 	if r.GPU >= 0 {
 		args = append(args, "--gpu", strconv.Itoa(r.GPU))
@@ -241,12 +246,15 @@ func (h cliHost) Spawn(ctx context.Context, r spawnRequest) (w api.PoolWorker, e
 	if r.Host != "" {
 		args = append(args, "--host", r.Host)
 	}
-	var stdin io.Reader
 	if r.Token != "" {
 		args = append(args, "--token-file", "-")
 		stdin = strings.NewReader(r.Token + "\n")
 	}
-	args = append([]string{"--json"}, append(args, r.Spec.Backend)...)
+	return append(args, r.Spec.Backend), stdin
+}
+
+func (h cliHost) Spawn(ctx context.Context, r spawnRequest) (w api.PoolWorker, err error) {
+	args, stdin := spawnArgs(r)
 	errs := &poolLines{event: func(ev poolEvent) {
 		if ev.Event == "progress" && r.Progress != nil {
 			r.Progress(ev.Progress)

@@ -2,9 +2,12 @@ package orchestrator
 
 import (
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/llorch/llorch/core/api"
 )
 
 // A spawn's stderr: progress lines (NDJSON) are heard, in whatever pieces
@@ -42,5 +45,27 @@ func TestProgressLines(t *testing.T) {
 	q.flush()
 	if len(q.tail) != 1 || len(q.tail[0]) != 4096 {
 		t.Fatalf("long line kept as %d bytes", len(q.tail[0]))
+	}
+}
+
+// The pool command of a spawn: an embedding model's replicas are started
+// with --embedding, others without; the token goes on stdin only.
+func TestSpawnArgs(t *testing.T) {
+	r := spawnRequest{WorkerID: "e-a-1", Pool: "a", Orchestrator: "http://o:8080", Token: "tok-1", GPU: -1, Host: "127.0.0.1",
+		Spec: api.ModelSpec{ID: "e", Slots: 2, Ctx: 256, Backend: "cpu", Embedding: true}}
+	args, stdin := spawnArgs(r)
+	want := []string{"--json", "worker", "spawn", "--id", "e-a-1", "--model", "e", "--slots", "2", "--pool-name", "a",
+		"--orchestrator", "http://o:8080", "--ctx", "256", "--embedding", "--host", "127.0.0.1", "--token-file", "-", "cpu"}
+	if !slices.Equal(args, want) {
+		t.Fatalf("args\n got %q\nwant %q", args, want)
+	}
+	if b, _ := io.ReadAll(stdin); string(b) != "tok-1\n" {
+		t.Fatalf("stdin %q", b)
+	}
+	r.Spec.Embedding, r.Token, r.GPU = false, "", 1
+	args, stdin = spawnArgs(r)
+	if slices.Contains(args, "--embedding") || slices.Contains(args, "--token-file") || stdin != nil ||
+		!slices.Contains(args, "--gpu") || args[len(args)-1] != "cpu" {
+		t.Fatalf("a generation model's spawn: %q (stdin %v)", args, stdin)
 	}
 }

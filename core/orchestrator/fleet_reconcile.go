@@ -167,7 +167,11 @@ func (f *fleet) reconcile(ctx context.Context, now time.Time) {
 	}
 	acts = append(acts, f.replicasLocked(now, byID)...)
 	for _, m := range f.models {
-		acts = append(acts, f.modelLocked(now, m, workers, demand[m.rec.Spec.ID])...)
+		queued := demand[m.rec.Spec.ID]
+		if m.rec.Spec.Embedding { // its demand is requests waiting in awaitEmbedder, not tasks
+			queued = f.embedWait[m.rec.Spec.ID]
+		}
+		acts = append(acts, f.modelLocked(now, m, workers, queued)...)
 	}
 	f.mu.Unlock()
 	for _, a := range acts {
@@ -359,6 +363,13 @@ func (f *fleet) modelLocked(now time.Time, m *fleetModel, workers []api.WorkerVi
 		if r != nil && (r.stopping || r.rec.Phase != phaseReady) {
 			continue
 		}
+		// Only workers of the model's kind are its replicas (an embedding
+		// worker serves no tasks, a generation worker no embeddings); a
+		// replica of an older revision counts as old whatever its kind, so
+		// a change of kind rolls like any other.
+		if w.Model.Embedding != s.Embedding && (r == nil || r.rec.Revision == m.rec.Revision) {
+			continue
+		}
 		if r != nil {
 			if p := f.pools[r.rec.Pool]; p != nil && p.state.State == api.PoolUnreachable {
 				continue // lost with its pool: replaced elsewhere if there is room
@@ -498,7 +509,7 @@ func (f *fleet) placeLocked(now time.Time, m *fleetModel, queued int, start bool
 		if changed {
 			acts = append(acts, func(context.Context) { f.emit(api.FleetEvent{Kind: api.EventUnplaceable, Model: s.ID, Reason: why}) })
 		}
-		if queued > 0 && m.refusal != nil {
+		if queued > 0 && m.refusal != nil && !s.Embedding { // waiting embedding requests read the refusal themselves
 			refusal := m.refusal
 			acts = append(acts, func(context.Context) { f.disp.failQueued(s.ID, refusal) })
 		}
@@ -726,9 +737,13 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 		f.mu.Lock()
 		r.step, r.progress = step, progress
 		f.mu.Unlock()
-		f.disp.setStarting(spec.ID, startNote{pool: pool.Name, step: step, progress: progress, eta: eta})
+		if !spec.Embedding { // waiting tasks hear of it; embedding requests wait without a stream
+			f.disp.setStarting(spec.ID, startNote{pool: pool.Name, step: step, progress: progress, eta: eta})
+		}
 	}
-	defer f.disp.setStarting(spec.ID, startNote{})
+	if !spec.Embedding {
+		defer f.disp.setStarting(spec.ID, startNote{})
+	}
 	// A start stopped from outside (a shutdown, or stopReplica) is not a
 	// failure: a shutdown leaves its record for the next run to resume, and
 	// stopReplica cleans up itself.
@@ -833,7 +848,9 @@ func (f *fleet) runStart(ctx context.Context, r *replica) {
 			tInv.Round(time.Millisecond), tDownload.Round(time.Millisecond), tLoad.Round(time.Millisecond), tReg.Round(time.Millisecond))})
 	f.mu.Unlock()
 	f.journal(ev)
-	f.disp.setColdStart(spec.ID, total)
+	if !spec.Embedding {
+		f.disp.setColdStart(spec.ID, total)
+	}
 	f.m.fleetColdStart.Observe(total.Seconds())
 	f.disp.kick()
 	f.kick()

@@ -155,7 +155,7 @@ func (h *fakeHost) Spawn(ctx context.Context, r spawnRequest) (api.PoolWorker, e
 	h.fp.mu.Unlock()
 	p := h.fp.p
 	p.fleet.add(w.URL)
-	p.reg.register(api.WorkerRegistration{WorkerID: w.ID, URL: w.URL, Model: api.ModelInfo{ID: r.Spec.ID, Ctx: 4096, Digest: "digest-" + r.Spec.Source},
+	p.reg.register(api.WorkerRegistration{WorkerID: w.ID, URL: w.URL, Model: api.ModelInfo{ID: r.Spec.ID, Ctx: 4096, Digest: "digest-" + r.Spec.Source, Embedding: r.Spec.Embedding},
 		Backend: r.Spec.Backend, Slots: r.Spec.Slots, Pool: r.Pool})
 	if rss > 0 {
 		_ = p.reg.heartbeat(w.ID, api.Heartbeat{Status: api.StatusReady, SlotsTotal: r.Spec.Slots, RSSBytes: rss})

@@ -108,6 +108,10 @@ type Config struct {
 	PoolTimeout       time.Duration
 	RegisterTimeout   time.Duration
 	StopGrace         time.Duration
+	// EmbedStartWait is how long a POST /v1/embeddings for a declared
+	// embedding model with no ready worker waits while the fleet starts one
+	// (default 60s); then it is answered 503 POOL_UNAVAILABLE.
+	EmbedStartWait time.Duration
 	// Version is the llorch version pools must run when they ask for an
 	// install (default buildinfo.Version).
 	Version string
@@ -153,6 +157,7 @@ func (c *Config) Validate() error {
 	def(&c.PoolTimeout, 30*time.Second)
 	def(&c.RegisterTimeout, 30*time.Second)
 	def(&c.StopGrace, 10*time.Minute)
+	def(&c.EmbedStartWait, time.Minute)
 	if c.Version == "" {
 		c.Version = buildinfo.Version
 	}
