@@ -213,7 +213,7 @@ func fleetStatusCommand() *cli.Command {
 	var f orchFlags
 	return &cli.Command{
 		Name:  "status",
-		Usage: "show the declared models (replicas, where they run, memory need), the pools (state, RAM, workers) and the last fleet events",
+		Usage: "show the declared models (kind, replicas, where they run, memory need), the pools (state, RAM, workers) and the last fleet events",
 		Flags: f.flags(),
 		Action: func(ctx context.Context, _ *cli.Command) error {
 			var st fleetStatus
@@ -251,7 +251,7 @@ func writeFleetStatus(w io.Writer, st fleetStatus) {
 			tw.Flush()
 		}
 	}
-	fmt.Fprintln(w, "MODEL\tSTATE\tREADY/STARTING/DESIRED\tPOOLS/WORKERS\tNEED\tLAST ERROR")
+	fmt.Fprintln(w, "MODEL\tKIND\tSTATE\tREADY/STARTING/DESIRED\tPOOLS/WORKERS\tNEED\tLAST ERROR")
 	if len(st.Models) == 0 {
 		fmt.Fprintln(w, "(no models declared)")
 	}
@@ -264,7 +264,11 @@ func writeFleetStatus(w io.Writer, st fleetStatus) {
 		if m.Fit != nil && m.Fit.NeedBytes > 0 {
 			need = gib(m.Fit.NeedBytes)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d/%d/%d\t%s\t%s\t%s\n", m.ID, dash(m.State), m.Replicas.Ready, m.Replicas.Starting, m.Replicas.Desired,
+		kind := "generation"
+		if m.Embedding {
+			kind = "embedding"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d/%d\t%s\t%s\t%s\n", m.ID, kind, dash(m.State), m.Replicas.Ready, m.Replicas.Starting, m.Replicas.Desired,
 			dash(strings.Join(where, ",")), need, dash(short(m.LastError)))
 	}
 	flush()

@@ -28,6 +28,10 @@ func TestFleetStatusTables(t *testing.T) {
 			Workers:   []api.ModelReplica{{WorkerID: "w1", Pool: "gpu-a"}, {Pool: "gpu-b"}},
 			Fit:       &api.ModelFit{NeedBytes: 3 << 30},
 			LastError: "crash loop:\nout of memory",
+		}, {
+			ModelSpec: api.ModelSpec{ID: "emb", Embedding: true}, State: api.ModelReady,
+			Replicas: api.ReplicaCounts{Ready: 1},
+			Workers:  []api.ModelReplica{{WorkerID: "e1", Pool: "gpu-a"}},
 		}},
 		Pools: []api.PoolView{{
 			Pool: api.Pool{Name: "gpu-a", Transport: api.TransportSSH, Host: "gpu-a.lan"}, State: api.PoolOK,
@@ -42,8 +46,9 @@ func TestFleetStatusTables(t *testing.T) {
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	writeFleetStatus(tw, st)
 	tw.Flush()
-	want := `MODEL  STATE    READY/STARTING/DESIRED  POOLS/WORKERS     NEED     LAST ERROR
-qwen   failing  1/1/2                   gpu-a/w1,gpu-b/-  3.0 GiB  crash loop: out of memory
+	want := `MODEL  KIND        STATE    READY/STARTING/DESIRED  POOLS/WORKERS     NEED     LAST ERROR
+qwen   generation  failing  1/1/2                   gpu-a/w1,gpu-b/-  3.0 GiB  crash loop: out of memory
+emb    embedding   ready    1/0/0                   gpu-a/e1          -        -
 
 POOL   TRANSPORT  HOST       STATE        RAM FREE/TOTAL    WORKERS  LAST ERROR
 gpu-a  ssh        gpu-a.lan  ok           1.0 GiB/16.0 GiB  1        -
