@@ -174,6 +174,7 @@ func (c *Context) NewSampler(p backends.SamplerParams) (backends.Sampler, error)
 				return
 			}
 			C.llama_sampler_chain_add(chain, g)
+			C.llama_sampler_chain_add(chain, C.llorch_utf8_sampler(c.model.utf8Table()))
 		}
 		if p.Temperature <= 0 {
 			C.llama_sampler_chain_add(chain, C.llama_sampler_init_greedy())

@@ -4,6 +4,7 @@ package llamacpp
 #cgo CXXFLAGS: -std=c++17
 #include <stdlib.h>
 #include "helpers.h"
+#include "sample.h"
 */
 import "C"
 
@@ -105,6 +106,17 @@ type Model struct {
 	pieces [][]byte
 	eog    []bool
 	dev    *Device
+
+	// utf8 is the table of token bytes the UTF-8 sampler reads (built on
+	// the first grammar request; guarded by utf8Once).
+	utf8     unsafe.Pointer
+	utf8Once sync.Once
+}
+
+// utf8Table returns the model's token byte table for the UTF-8 sampler.
+func (m *Model) utf8Table() unsafe.Pointer {
+	m.utf8Once.Do(func() { m.utf8 = C.llorch_utf8_table_new(m.vocab) })
+	return m.utf8
 }
 
 var (
@@ -226,6 +238,10 @@ func (m *Model) IsEOG(t backends.Token) bool { return t >= 0 && int(t) < len(m.e
 
 // Close frees the model. Contexts must be closed first.
 func (m *Model) Close() error {
+	if m.utf8 != nil {
+		C.llorch_utf8_table_free(m.utf8)
+		m.utf8 = nil
+	}
 	if m.m != nil {
 		C.llama_model_free(m.m)
 		m.m = nil

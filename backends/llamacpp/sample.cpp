@@ -32,7 +32,24 @@ extern "C" int32_t llorch_sample(struct llama_sampler *chain, struct llama_conte
 			cur_buf[i] = llama_token_data{i, logits[i], 0.0f};
 		}
 		llama_token_data_array cur = {cur_buf.data(), (size_t)n_vocab, -1, false};
-		llama_sampler_apply(chain, &cur);
+		// The chain's samplers one by one, as llama_sampler_apply(chain)
+		// runs them, but with a check before the last (the distribution or
+		// greedy pick): when the grammar (or a -inf bias) left no token,
+		// llama.cpp's dist sampler fails an assertion and aborts.
+		const int32_t n = llama_sampler_chain_n(chain);
+		for (int32_t i = 0; i < n; i++) {
+			if (i == n - 1) {
+				bool any = false;
+				for (size_t k = 0; k < cur.size && !any; k++) {
+					any = std::isfinite(cur.data[k].logit);
+				}
+				if (!any) {
+					set_err(err, errlen, "the grammar allows no token here (every token it allows is banned)");
+					return -1;
+				}
+			}
+			llama_sampler_apply(llama_sampler_chain_get(chain, i), &cur);
+		}
 		if (cur.selected < 0 || (size_t)cur.selected >= cur.size) {
 			set_err(err, errlen, "the sampler selected no token");
 			return -1;
@@ -106,4 +123,155 @@ extern "C" struct llama_sampler *llorch_grammar(const struct llama_vocab *vocab,
 		set_err(err, errlen, e.what());
 		return nullptr;
 	}
+}
+
+// A sampler that keeps the output valid UTF-8. llama.cpp's grammar decodes
+// token bytes loosely (an overlong form such as E0 81 81 reads as "A"), so
+// under a grammar it bans every token whose bytes, after what was generated,
+// are not a valid UTF-8 sequence (overlong forms, surrogates, values above
+// U+10FFFF, stray continuation bytes, a character cut by end of generation).
+
+struct utf8_state {
+	int remain = 0;       // continuation bytes still expected
+	unsigned char lo = 0x80, hi = 0xBF; // the range of the next one
+};
+
+// step feeds one byte; false when it makes the sequence invalid.
+static bool utf8_step(utf8_state &st, unsigned char c) {
+	if (st.remain > 0) {
+		if (c < st.lo || c > st.hi) return false;
+		st.remain--;
+		st.lo = 0x80;
+		st.hi = 0xBF;
+		return true;
+	}
+	if (c < 0x80) return true;
+	if (c >= 0xC2 && c <= 0xDF) {
+		st.remain = 1;
+	} else if (c == 0xE0) {
+		st.remain = 2, st.lo = 0xA0;
+	} else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+		st.remain = 2;
+	} else if (c == 0xED) {
+		st.remain = 2, st.hi = 0x9F;
+	} else if (c == 0xF0) {
+		st.remain = 3, st.lo = 0x90;
+	} else if (c >= 0xF1 && c <= 0xF3) {
+		st.remain = 3;
+	} else if (c == 0xF4) {
+		st.remain = 3, st.hi = 0x8F;
+	} else {
+		return false;
+	}
+	return true;
+}
+
+// utf8_table holds every token's bytes, and whether they are valid from a
+// character boundary (most are: then only the few others need a look).
+struct utf8_table {
+	std::vector<uint32_t> off; // n_vocab + 1 offsets into bytes
+	std::vector<unsigned char> bytes;
+	std::vector<int32_t> bad_at_boundary; // tokens invalid from a boundary
+	std::vector<bool> eog;
+};
+
+extern "C" void *llorch_utf8_table_new(const struct llama_vocab *vocab) {
+	auto *t = new utf8_table;
+	const int32_t n = llama_vocab_n_tokens(vocab);
+	t->off.resize(n + 1);
+	t->eog.resize(n);
+	char buf[512];
+	for (int32_t i = 0; i < n; i++) {
+		t->off[i] = (uint32_t)t->bytes.size();
+		int32_t k = llama_token_to_piece(vocab, i, buf, sizeof buf, 0, true);
+		for (int32_t j = 0; j < k; j++) t->bytes.push_back((unsigned char)buf[j]);
+		t->eog[i] = llama_vocab_is_eog(vocab, i);
+		utf8_state st;
+		bool ok = true;
+		for (int32_t j = 0; j < k && ok; j++) ok = utf8_step(st, (unsigned char)buf[j]);
+		if (!ok) t->bad_at_boundary.push_back(i);
+	}
+	t->off[n] = (uint32_t)t->bytes.size();
+	return t;
+}
+
+extern "C" void llorch_utf8_table_free(void *t) { delete (utf8_table *)t; }
+
+struct utf8_sampler {
+	const utf8_table *t;
+	utf8_state st;
+};
+
+static const char *utf8_name(const struct llama_sampler *) { return "llorch-utf8"; }
+
+static void utf8_accept(struct llama_sampler *smpl, llama_token tok) {
+	auto *u = (utf8_sampler *)smpl->ctx;
+	if (tok < 0 || (size_t)tok + 1 >= u->t->off.size()) return;
+	for (uint32_t j = u->t->off[tok]; j < u->t->off[tok + 1]; j++) {
+		if (!utf8_step(u->st, u->t->bytes[j])) {
+			u->st = utf8_state{}; // cannot happen after apply; start afresh
+			return;
+		}
+	}
+}
+
+static bool utf8_valid_after(const utf8_sampler *u, llama_token tok) {
+	if (tok < 0 || (size_t)tok + 1 >= u->t->off.size()) return false;
+	if (u->t->eog[tok]) return u->st.remain == 0;
+	utf8_state st = u->st;
+	for (uint32_t j = u->t->off[tok]; j < u->t->off[tok + 1]; j++) {
+		if (!utf8_step(st, u->t->bytes[j])) return false;
+	}
+	return true;
+}
+
+static void utf8_apply(struct llama_sampler *smpl, llama_token_data_array *cur) {
+	auto *u = (utf8_sampler *)smpl->ctx;
+	const size_t n_vocab = u->t->off.size() - 1;
+	if (u->st.remain == 0 && cur->size == n_vocab && !cur->sorted) {
+		// At a character boundary, on the whole vocabulary in id order
+		// (the sampler runs right after the grammar): only the tokens
+		// invalid from a boundary need banning.
+		bool in_order = true;
+		for (int32_t id : u->t->bad_at_boundary) {
+			if (cur->data[id].id != id) {
+				in_order = false;
+				break;
+			}
+		}
+		if (in_order) {
+			for (int32_t id : u->t->bad_at_boundary) cur->data[id].logit = -INFINITY;
+			return;
+		}
+	}
+	for (size_t k = 0; k < cur->size; k++) {
+		if (std::isfinite(cur->data[k].logit) && !utf8_valid_after(u, cur->data[k].id)) {
+			cur->data[k].logit = -INFINITY;
+		}
+	}
+}
+
+static void utf8_reset(struct llama_sampler *smpl) { ((utf8_sampler *)smpl->ctx)->st = utf8_state{}; }
+
+static struct llama_sampler *utf8_clone(const struct llama_sampler *smpl);
+
+static void utf8_free(struct llama_sampler *smpl) { delete (utf8_sampler *)smpl->ctx; }
+
+static struct llama_sampler_i utf8_iface = {
+	/* .name   = */ utf8_name,
+	/* .accept = */ utf8_accept,
+	/* .apply  = */ utf8_apply,
+	/* .reset  = */ utf8_reset,
+	/* .clone  = */ utf8_clone,
+	/* .free   = */ utf8_free,
+};
+
+static struct llama_sampler *utf8_clone(const struct llama_sampler *smpl) {
+	auto *u = new utf8_sampler(*(const utf8_sampler *)smpl->ctx);
+	return llama_sampler_init(&utf8_iface, u);
+}
+
+extern "C" struct llama_sampler *llorch_utf8_sampler(void *table) {
+	auto *u = new utf8_sampler{(const utf8_table *)table, utf8_state{}};
+	return llama_sampler_init(&utf8_iface, u);
 }
