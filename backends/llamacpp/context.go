@@ -119,6 +119,9 @@ type Sampler struct {
 	c   *Context
 	s   *C.struct_llama_sampler
 	pen C.int32_t
+	// gram is the index of the grammar sampler (followed by the UTF-8
+	// one), -1 when there is none.
+	gram C.int32_t
 	// buffers for logprobs
 	topIDs []C.int32_t
 	topLP  []C.float
@@ -131,7 +134,7 @@ const errBufLen = 512
 // order: logit bias, penalties, grammar, top-k, top-p, min-p, temperature,
 // then a seeded distribution (or greedy at temperature 0).
 func (c *Context) NewSampler(p backends.SamplerParams) (backends.Sampler, error) {
-	s := &Sampler{c: c, pen: -1}
+	s := &Sampler{c: c, pen: -1, gram: -1}
 	var err error
 	c.o.do(func() {
 		chain := C.llama_sampler_chain_init(C.llama_sampler_chain_params{no_perf: true})
@@ -173,6 +176,7 @@ func (c *Context) NewSampler(p backends.SamplerParams) (backends.Sampler, error)
 				err = gerr
 				return
 			}
+			s.gram = C.llama_sampler_chain_n(chain)
 			C.llama_sampler_chain_add(chain, g)
 			C.llama_sampler_chain_add(chain, C.llorch_utf8_sampler(c.model.utf8Table()))
 		}
@@ -325,7 +329,7 @@ func (c *Context) Sample(bs backends.Sampler, i int, probs *backends.Probs) (bac
 	}
 	c.o.do(func() {
 		t = C.llorch_sample(s.s, c.ctx, C.int32_t(i), C.int32_t(c.model.info.VocabSize), C.int32_t(top),
-			&s.topIDs[0], &s.topLP[0], &nTop, lpp, &errBuf[0], errBufLen)
+			&s.topIDs[0], &s.topLP[0], &nTop, lpp, s.gram, 2, &errBuf[0], errBufLen)
 	})
 	if t < 0 {
 		return -1, fmt.Errorf("%w: %s", ErrSample, C.GoString(&errBuf[0]))

@@ -19,19 +19,57 @@ static void set_err(char *err, size_t n, const char *msg) {
 // One buffer per thread: a context is driven from one locked OS thread.
 static thread_local std::vector<llama_token_data> cur_buf;
 
+// fill resets cur to the logits of batch entry idx.
+static llama_token_data_array fill(const float *logits, int32_t n_vocab) {
+	cur_buf.resize(n_vocab);
+	for (int32_t i = 0; i < n_vocab; i++) {
+		cur_buf[i] = llama_token_data{i, logits[i], 0.0f};
+	}
+	return llama_token_data_array{cur_buf.data(), (size_t)n_vocab, -1, false};
+}
+
+// lazy_grammar tries the chain without the grammar samplers (the
+// lazy_n at lazy_from): when the token it picks is one the grammar allows,
+// that is the pick, at the cost of one grammar check instead of a grammar
+// pass over the whole vocabulary (llama.cpp's common sampler does the same).
+// It returns the token, or -1 when the grammar refuses it.
+static int32_t lazy_grammar(struct llama_sampler *chain, const float *logits, int32_t n_vocab, int32_t lazy_from,
+		int32_t lazy_n) {
+	llama_token_data_array cur = fill(logits, n_vocab);
+	const int32_t n = llama_sampler_chain_n(chain);
+	for (int32_t i = 0; i < n; i++) {
+		if (i < lazy_from || i >= lazy_from + lazy_n) {
+			llama_sampler_apply(llama_sampler_chain_get(chain, i), &cur);
+		}
+	}
+	if (cur.selected < 0 || (size_t)cur.selected >= cur.size || !std::isfinite(cur.data[cur.selected].logit)) {
+		return -1;
+	}
+	llama_token_data one = {cur.data[cur.selected].id, 1.0f, 0.0f};
+	llama_token_data_array single = {&one, 1, -1, false};
+	for (int32_t i = lazy_from; i < lazy_from + lazy_n; i++) {
+		llama_sampler_apply(llama_sampler_chain_get(chain, i), &single);
+	}
+	return std::isfinite(one.logit) ? one.id : -1;
+}
+
 extern "C" int32_t llorch_sample(struct llama_sampler *chain, struct llama_context *ctx, int32_t idx, int32_t n_vocab,
-		int32_t n_top, int32_t *top_ids, float *top_lp, int32_t *n_top_out, float *chosen_lp, char *err, size_t errlen) {
+		int32_t n_top, int32_t *top_ids, float *top_lp, int32_t *n_top_out, float *chosen_lp, int32_t lazy_from,
+		int32_t lazy_n, char *err, size_t errlen) {
 	try {
 		const float *logits = llama_get_logits_ith(ctx, idx);
 		if (logits == nullptr) {
 			set_err(err, errlen, "no logits for this batch entry");
 			return -1;
 		}
-		cur_buf.resize(n_vocab);
-		for (int32_t i = 0; i < n_vocab; i++) {
-			cur_buf[i] = llama_token_data{i, logits[i], 0.0f};
+		if (lazy_from >= 0 && chosen_lp == nullptr) {
+			const int32_t id = lazy_grammar(chain, logits, n_vocab, lazy_from, lazy_n);
+			if (id >= 0) {
+				llama_sampler_accept(chain, id);
+				return id;
+			}
 		}
-		llama_token_data_array cur = {cur_buf.data(), (size_t)n_vocab, -1, false};
+		llama_token_data_array cur = fill(logits, n_vocab);
 		// The chain's samplers one by one, as llama_sampler_apply(chain)
 		// runs them, but with a check before the last (the distribution or
 		// greedy pick): when the grammar (or a -inf bias) left no token,
