@@ -15,6 +15,9 @@ const (
 	MaxTopLogprobs = 20
 	// MaxGrammarBytes bounds a raw grammar or a JSON schema.
 	MaxGrammarBytes = 64 << 10
+	// MaxToolSchemaBytes bounds the parameters schemas of all tools
+	// together: a forced call's grammar is built from all of them.
+	MaxToolSchemaBytes = 256 << 10
 )
 
 // Response formats (ResponseFormat.Type).
@@ -198,6 +201,13 @@ func (r *ExecuteRequest) validateFeatures(add func(field, constraint, format str
 		add("tools", "max_items", "at most %d tools, got %d", MaxTools, len(r.Tools))
 	}
 	names := make(map[string]bool, len(r.Tools))
+	total := 0
+	for _, t := range r.Tools {
+		total += len(t.Function.Parameters)
+	}
+	if total > MaxToolSchemaBytes {
+		add("tools", "max_schema_bytes", "the parameters schemas of all tools together are %d bytes, more than %d", total, MaxToolSchemaBytes)
+	}
 	for i, t := range r.Tools {
 		switch {
 		case t.Type != "function":
