@@ -75,14 +75,18 @@ func (h *handlers) submit(ctx context.Context, p *parsed) (*run, error) {
 	if p.n > 1 {
 		// Wait for choice 0's first token (its prompt is in the KV cache then)
 		// or its end.
+		failed := false
 		for {
 			ev, err := st.Next()
 			r.pre = append(r.pre, item{0, ev, err})
 			if err != nil || ev.Token != nil || ev.Terminal() {
+				failed = err != nil || ev.Error != nil
 				break
 			}
 		}
-		for i := 1; i < p.n; i++ {
+		// A first choice that failed fails the request: the others are
+		// not started.
+		for i := 1; i < p.n && !failed; i++ {
 			req := p.req
 			if s := req.Exec.Seed; s != nil {
 				seed := (*s + int64(i)) % (1 << 32)
