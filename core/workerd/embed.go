@@ -121,8 +121,26 @@ func (e *embedder) embed(ctx context.Context, inputs [][]backends.Token) ([][]fl
 		return nil, ctx.Err()
 	}
 	defer func() { e.run <- struct{}{} }()
-	return e.e.Embed(inputs)
+	// In groups, so that a client that leaves stops a long request between
+	// two of them, and the requests waiting for the Embedder get it.
+	out := make([][]float32, 0, len(inputs))
+	for len(inputs) > 0 {
+		n := min(len(inputs), embedGroup)
+		vs, err := e.e.Embed(inputs[:n])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vs...)
+		inputs = inputs[n:]
+		if len(inputs) > 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return out, nil
 }
+
+// embedGroup is how many inputs run between two checks of the client.
+const embedGroup = 64
 
 // normalize scales v to unit length (as OpenAI's embeddings are); a zero
 // vector stays zero.
