@@ -113,30 +113,32 @@ func (e *embedder) drain() <-chan struct{} {
 	return ch
 }
 
-// embed runs one batch of inputs when the Embedder is free (or ctx ends).
+// embed runs a request's inputs on the Embedder, in groups: the Embedder is
+// taken for one group at a time (requests waiting for it take turns), and a
+// client that leaves stops its request between two groups.
 func (e *embedder) embed(ctx context.Context, inputs [][]backends.Token) ([][]float32, error) {
+	out := make([][]float32, 0, len(inputs))
+	for len(inputs) > 0 {
+		n := min(len(inputs), embedGroup)
+		vs, err := e.group(ctx, inputs[:n])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vs...)
+		inputs = inputs[n:]
+	}
+	return out, nil
+}
+
+// group embeds one group when the Embedder is free (or ctx ends).
+func (e *embedder) group(ctx context.Context, inputs [][]backends.Token) ([][]float32, error) {
 	select {
 	case <-e.run:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	defer func() { e.run <- struct{}{} }()
-	// In groups, so that a client that leaves stops a long request between
-	// two of them, and the requests waiting for the Embedder get it.
-	out := make([][]float32, 0, len(inputs))
-	for len(inputs) > 0 {
-		n := min(len(inputs), embedGroup)
-		vs, err := e.e.Embed(inputs[:n])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, vs...)
-		inputs = inputs[n:]
-		if len(inputs) > 0 && ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-	}
-	return out, nil
+	return e.e.Embed(inputs)
 }
 
 // embedGroup is how many inputs run between two checks of the client.
