@@ -13,6 +13,12 @@ type expr struct {
 	kids []*expr
 	min  int  // least repetition count (1 unless *, ?, {0,..})
 	zero bool // a terminal that matches the empty string ("")
+
+	// for check
+	rule    string // the rule whose whole body this is, or ""
+	parent  *expr
+	pending int     // kids not yet marked (sequences)
+	sat     [2]bool // productive, nullable
 }
 
 // parseBody parses a rule body of the GBNF this package emits (and the
@@ -139,79 +145,97 @@ func isNameChar(c byte) bool {
 // check verifies the rules reachable from start: every one is defined, can
 // produce a finite string (else a sampler that enters it never finishes), and
 // none refers to itself before consuming a character (llama.cpp refuses left
-// recursion).
+// recursion). It takes time linear in the size of those rules: each part of
+// a body is marked productive (derives a finite string) and nullable
+// (derives "") once, by propagation from its parts, never by passes over
+// every rule until nothing changes.
 func (b *Builder) check(start string) error {
+	// parse the reachable rules, breadth first
 	parsed := map[string]*expr{}
-	var order []string
-	var visit func(e *expr) error
-	visit = func(e *expr) error {
+	order := []string{start}
+	refsTo := map[string][]*expr{} // rule -> the references to it
+	var nodes []*expr
+	var collect func(e, parent *expr)
+	collect = func(e, parent *expr) {
+		e.parent = parent
+		nodes = append(nodes, e)
 		if e.kind == 'r' {
-			if _, ok := parsed[e.ref]; ok {
-				return nil
-			}
-			body, ok := b.bodies[e.ref]
-			if !ok {
-				return fmt.Errorf("rule %q is not defined", e.ref)
-			}
-			pe, err := parseBody(body)
-			if err != nil {
-				return fmt.Errorf("rule %q: %v", e.ref, err)
-			}
-			parsed[e.ref] = pe
-			order = append(order, e.ref)
-			return visit(pe)
+			refsTo[e.ref] = append(refsTo[e.ref], e)
 		}
 		for _, k := range e.kids {
-			if err := visit(k); err != nil {
-				return err
-			}
+			collect(k, e)
 		}
-		return nil
 	}
-	if err := visit(&expr{kind: 'r', ref: start}); err != nil {
-		return err
-	}
-
-	// productive: derives some finite string; nullable: derives "".
-	prod, null := map[string]bool{}, map[string]bool{}
-	var eval func(e *expr, m map[string]bool, wantNull bool) bool
-	eval = func(e *expr, m map[string]bool, wantNull bool) bool {
-		if e.min == 0 {
-			return true
+	parsed[start] = nil
+	for i := 0; i < len(order); i++ {
+		n := order[i]
+		body, ok := b.bodies[n]
+		if !ok {
+			return fmt.Errorf("rule %q is not defined", n)
 		}
-		switch e.kind {
-		case 't':
-			return !wantNull || e.zero
-		case 'r':
-			return m[e.ref]
-		case 's':
-			for _, k := range e.kids {
-				if !eval(k, m, wantNull) {
-					return false
+		pe, err := parseBody(body)
+		if err != nil {
+			return fmt.Errorf("rule %q: %v", n, err)
+		}
+		pe.rule = n
+		parsed[n] = pe
+		first := len(nodes)
+		collect(pe, nil)
+		for _, e := range nodes[first:] {
+			if e.kind == 'r' {
+				if _, seen := parsed[e.ref]; !seen {
+					parsed[e.ref] = nil
+					order = append(order, e.ref)
 				}
 			}
-			return true
 		}
-		for _, k := range e.kids {
-			if eval(k, m, wantNull) {
-				return true
-			}
-		}
-		return false
 	}
-	for changed := true; changed; {
-		changed = false
-		for _, n := range order {
-			if !prod[n] && eval(parsed[n], prod, false) {
-				prod[n], changed = true, true
+
+	b.work += len(nodes)
+	// productive (derives some finite string) as sat[0]; nullable (derives
+	// "") as sat[1].
+	for p := range 2 {
+		var queue []*expr
+		mark := func(e *expr) {
+			if !e.sat[p] {
+				e.sat[p] = true
+				queue = append(queue, e)
 			}
-			if !null[n] && eval(parsed[n], null, true) {
-				null[n], changed = true, true
+		}
+		for _, e := range nodes {
+			e.pending = len(e.kids)
+			switch {
+			case e.min == 0:
+				mark(e)
+			case e.kind == 't':
+				if p == 0 || e.zero {
+					mark(e)
+				}
+			case e.kind == 's' && len(e.kids) == 0:
+				mark(e)
+			}
+		}
+		for len(queue) > 0 {
+			e := queue[len(queue)-1]
+			queue = queue[:len(queue)-1]
+			if e.parent == nil {
+				for _, r := range refsTo[e.rule] {
+					mark(r)
+				}
+				continue
+			}
+			switch up := e.parent; up.kind {
+			case 's':
+				if up.pending--; up.pending == 0 {
+					mark(up)
+				}
+			case 'a':
+				mark(up)
 			}
 		}
 	}
 	for _, n := range order {
-		if !prod[n] {
+		if !parsed[n].sat[0] {
 			return fmt.Errorf("rule %q produces no finite string", n)
 		}
 	}
@@ -230,7 +254,7 @@ func (b *Builder) check(start string) error {
 		case 's':
 			for _, k := range e.kids {
 				leftRefs(k, out)
-				if k.min > 0 && !eval(k, null, true) {
+				if !k.sat[1] {
 					break
 				}
 			}

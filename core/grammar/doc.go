@@ -65,4 +65,29 @@
 // object or array; the schema false; constraints no value meets. Input that
 // is not a schema at all (not JSON, duplicate keys, a keyword of the wrong
 // type) is an error wrapping ErrInvalid.
+//
+// Limits: translation takes time about linear in the schema (no pass over
+// every rule per rule, no search for a free name from the start, indexed
+// objects, numbers like 1e999999 read without arithmetic, oneOf checked
+// without comparing every two alternatives). The grammar of one Builder
+// (every schema of a tool-call request together) is refused past
+// MaxGrammarBytes (64 KiB) or MaxRules (2048), checked as it grows, and
+// bounds (minimum, ...) with more than 400 significant digits are refused.
+// Why 64 KiB (measured on a 2-core x86 VM, llama.cpp parser and the
+// 768-token synthetic model, 0.14 ms a token without a grammar):
+//
+//	schema                   grammar   llama.cpp parse   per token
+//	500 optional strings      71 KB       12 ms           8.4 ms
+//	1000 optional strings    143 KB       30 ms            23 ms
+//	2500 optional strings    370 KB      210 ms           163 ms
+//	1000 required strings    123 KB        3 ms          0.25 ms
+//	enum of 1000 strings      13 KB      0.1 ms           3.2 ms
+//	enum of 7000 strings      97 KB      0.7 ms            78 ms
+//
+// The grammar sampler keeps a stack per way the output may go on (n for n
+// optional properties, one per enum value), so the cost of a token grows with
+// the alternatives more than with the bytes; 64 KiB keeps llama.cpp's parse
+// near 10 ms and the worst shapes measured under about 40 ms a token on the
+// synthetic model (more with a real vocabulary); it holds eleven schemas
+// of 40 optional properties each.
 package grammar

@@ -3,7 +3,6 @@ package grammar
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,43 +28,96 @@ const repChunk = 1000
 // maxCount is the largest minLength/maxLength/minItems/maxItems accepted.
 const maxCount = repChunk * maxRepeat
 
+// Limits on the grammar one Builder holds. A grammar costs its translation,
+// llama.cpp's parse of it (once per request), and every decode step: the
+// grammar sampler keeps one stack per way the output may go on, and an
+// object of n optional properties alone has n of them after each member. The
+// limits are checked as rules are added, so a schema past them is refused
+// before the rest of it is translated. Figures behind them: the package doc.
+const (
+	// MaxGrammarBytes bounds the GBNF text of a Builder (rules and names).
+	MaxGrammarBytes = 64 << 10
+	// MaxRules bounds the number of rules of a Builder.
+	MaxRules = 2048
+)
+
 // A Builder composes a GBNF grammar from schemas and raw rules. Rule names are
 // unique within a Builder; identical rule bodies made from schemas share one
 // rule. The zero value is not usable: call NewBuilder. A Builder is not safe
 // for concurrent use.
 type Builder struct {
 	names  map[string]bool   // every name taken, "root" included
+	next   map[string]int    // base name -> the first suffix that may be free
 	order  []string          // rules in the order they were added
 	bodies map[string]string // name -> body
 	byBody map[string]string // body -> name, for deduplicated rules
 	prims  map[string]string // primitive key -> rule name
+	size   int               // bytes of GBNF the rules take
+	undo   []undo            // what to take back when a Schema call fails
+	work   int               // steps of name search and checking, for tests
+}
+
+// An undo takes back one change to a Builder's maps: a name taken ('n'), a
+// rule body deduplicated ('b'), a primitive added ('p'), a suffix counter
+// moved from old ('c').
+type undo struct {
+	kind byte
+	key  string
+	old  int
 }
 
 // NewBuilder returns an empty Builder.
 func NewBuilder() *Builder {
 	return &Builder{
 		names:  map[string]bool{"root": true},
+		next:   map[string]int{},
 		bodies: map[string]string{},
 		byBody: map[string]string{},
 		prims:  map[string]string{},
 	}
 }
 
-// snapshot and restore let a failed Schema call leave the Builder unchanged.
-type snapshot struct {
-	names  map[string]bool
-	order  []string
-	bodies map[string]string
-	byBody map[string]string
-	prims  map[string]string
-}
+// snapshot and restore let a failed Schema call leave the Builder unchanged,
+// in time proportional to what the call added.
+type snapshot struct{ order, size, undo int }
 
-func (b *Builder) snapshot() snapshot {
-	return snapshot{maps.Clone(b.names), slices.Clone(b.order), maps.Clone(b.bodies), maps.Clone(b.byBody), maps.Clone(b.prims)}
-}
+func (b *Builder) snapshot() snapshot { return snapshot{len(b.order), b.size, len(b.undo)} }
 
 func (b *Builder) restore(s snapshot) {
-	b.names, b.order, b.bodies, b.byBody, b.prims = s.names, s.order, s.bodies, s.byBody, s.prims
+	for _, n := range b.order[s.order:] {
+		delete(b.bodies, n)
+	}
+	b.order = b.order[:s.order]
+	b.size = s.size
+	for i := len(b.undo) - 1; i >= s.undo; i-- {
+		u := b.undo[i]
+		switch u.kind {
+		case 'n':
+			delete(b.names, u.key)
+		case 'b':
+			delete(b.byBody, u.key)
+		case 'p':
+			delete(b.prims, u.key)
+		case 'c':
+			if u.old == 0 {
+				delete(b.next, u.key)
+			} else {
+				b.next[u.key] = u.old
+			}
+		}
+	}
+	b.undo = b.undo[:s.undo]
+}
+
+// over says which limit the rules added so far exceed, or "".
+func (b *Builder) over() string {
+	switch {
+	case b.size > MaxGrammarBytes:
+		return fmt.Sprintf("the grammar would take more than %d bytes (a smaller schema, or fewer tools, is needed)", MaxGrammarBytes)
+	case len(b.order) > MaxRules:
+		return fmt.Sprintf("the grammar would take more than %d rules (a smaller schema, or fewer tools, is needed)", MaxRules)
+	}
+	return ""
 }
 
 // Rule adds a raw rule and returns its name: name made a valid GBNF rule
@@ -210,18 +262,31 @@ func (b *Builder) unique(hint string) string {
 		base = "r"
 	}
 	n := base
-	for i := 2; b.names[n]; i++ {
-		n = base + "-" + strconv.Itoa(i)
+	if b.names[n] {
+		// the suffixes below next[base] are taken: names are only taken
+		// back by restore, which moves the counter back too
+		i := max(b.next[base], 2)
+		for n = base + "-" + strconv.Itoa(i); b.names[n]; n = base + "-" + strconv.Itoa(i) {
+			i++
+			b.work++
+		}
+		b.undo = append(b.undo, undo{kind: 'c', key: base, old: b.next[base]})
+		b.next[base] = i + 1
 	}
 	b.names[n] = true
+	b.undo = append(b.undo, undo{kind: 'n', key: n})
 	return n
 }
 
 // define sets the body of a taken name.
 func (b *Builder) define(name, body string) {
-	if _, ok := b.bodies[name]; !ok {
+	if old, ok := b.bodies[name]; ok {
+		b.size -= len(old)
+	} else {
 		b.order = append(b.order, name)
+		b.size += len(name) + len(" ::= \n")
 	}
+	b.size += len(body)
 	b.bodies[name] = body
 }
 
@@ -233,6 +298,7 @@ func (b *Builder) add(hint, body string) string {
 	n := b.unique(hint)
 	b.define(n, body)
 	b.byBody[body] = n
+	b.undo = append(b.undo, undo{kind: 'b', key: body})
 	return n
 }
 
@@ -268,23 +334,23 @@ func (b *Builder) prim(key string) string {
 	case "value":
 		// reserve the name first: value, object and array refer to each other
 		n := b.unique("value")
-		b.prims[key] = n
+		b.setPrim(key, n)
 		b.define(n, b.prim("object")+" | "+b.prim("array")+" | "+b.prim("string")+" | "+b.prim("number")+" | "+b.prim("boolean")+" | "+b.prim("null"))
 		return n
 	case "object":
 		n := b.unique("object")
-		b.prims[key] = n
+		b.setPrim(key, n)
 		m := b.prim("member")
 		b.define(n, `"{" (`+m+` ("," `+b.prim("sp")+` `+m+`)*)? "}"`)
 		return n
 	case "member":
 		n := b.unique("member")
-		b.prims[key] = n
+		b.setPrim(key, n)
 		b.define(n, b.prim("string")+` ":" `+b.prim("sp")+` `+b.prim("value"))
 		return n
 	case "array":
 		n := b.unique("array")
-		b.prims[key] = n
+		b.setPrim(key, n)
 		v := b.prim("value")
 		b.define(n, `"[" (`+v+` ("," `+b.prim("sp")+` `+v+`)*)? "]"`)
 		return n
@@ -292,9 +358,14 @@ func (b *Builder) prim(key string) string {
 		panic("grammar: unknown primitive " + key)
 	}
 	n := b.unique(key)
-	b.prims[key] = n
+	b.setPrim(key, n)
 	b.define(n, body)
 	return n
+}
+
+func (b *Builder) setPrim(key, name string) {
+	b.prims[key] = name
+	b.undo = append(b.undo, undo{kind: 'p', key: key})
 }
 
 // repeat returns GBNF for item (one rule name, literal, class or group)

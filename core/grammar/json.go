@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,13 +30,20 @@ type value struct {
 	num  json.Number // kNumber: the text as written
 	str  string
 	arr  []*value
-	keys []string // kObject, in text order
-	vals []*value // kObject, parallel to keys
+	keys []string       // kObject, in text order
+	vals []*value       // kObject, parallel to keys
+	idx  map[string]int // kObject with more than a few members: key -> index
 }
 
 // get returns the member named key of an object, or nil.
 func (v *value) get(key string) *value {
 	if v == nil || v.kind != kObject {
+		return nil
+	}
+	if v.idx != nil {
+		if i, ok := v.idx[key]; ok {
+			return v.vals[i]
+		}
 		return nil
 	}
 	for i, k := range v.keys {
@@ -47,6 +53,9 @@ func (v *value) get(key string) *value {
 	}
 	return nil
 }
+
+// indexAbove is the number of members above which an object is indexed.
+const indexAbove = 8
 
 // maxJSONDepth bounds nesting while decoding a schema.
 const maxJSONDepth = 200
@@ -98,23 +107,26 @@ func parseValue(dec *json.Decoder, depth int) (*value, error) {
 			return v, err
 		case '{':
 			v := &value{kind: kObject}
-			seen := map[string]bool{}
+			seen := map[string]int{}
 			for dec.More() {
 				kt, err := dec.Token()
 				if err != nil {
 					return nil, err
 				}
 				k, _ := kt.(string)
-				if seen[k] {
+				if _, dup := seen[k]; dup {
 					return nil, fmt.Errorf("duplicate key %q", k)
 				}
-				seen[k] = true
+				seen[k] = len(v.keys)
 				e, err := parseValue(dec, depth+1)
 				if err != nil {
 					return nil, err
 				}
 				v.keys = append(v.keys, k)
 				v.vals = append(v.vals, e)
+			}
+			if len(v.keys) > indexAbove {
+				v.idx = seen
 			}
 			_, err := dec.Token()
 			return v, err
@@ -168,10 +180,15 @@ func (v *value) String() string {
 func (v *value) canonical() string {
 	switch v.kind {
 	case kNumber:
-		if r, ok := new(big.Rat).SetString(v.num.String()); ok {
-			return r.RatString()
+		d := parseDecimal(v.num.String())
+		if d.digits == "" {
+			return "0"
 		}
-		return v.num.String()
+		sign := ""
+		if d.neg {
+			sign = "-"
+		}
+		return sign + d.digits + "e" + strconv.Itoa(d.exp)
 	case kArray:
 		parts := make([]string, len(v.arr))
 		for i, e := range v.arr {
@@ -204,9 +221,59 @@ func (v *value) isInteger() bool {
 	if v.kind != kNumber {
 		return false
 	}
-	r, ok := new(big.Rat).SetString(v.num.String())
-	return ok && r.IsInt()
+	d := parseDecimal(v.num.String())
+	return d.digits == "" || d.exp >= 0
 }
+
+// A decimal is a JSON number read without arithmetic: sign × digits ×
+// 10^exp, digits without leading or trailing zeros ("" for zero). Numbers
+// like 1e999999 cost nothing here; big.Rat would spend tens of
+// milliseconds on each.
+type decimal struct {
+	neg    bool
+	digits string
+	exp    int
+}
+
+// maxExp bounds the exponents parseDecimal keeps; larger ones saturate.
+const maxExp = 1 << 30
+
+// parseDecimal reads the text of a JSON number (json.Number, checked by
+// the decoder).
+func parseDecimal(s string) decimal {
+	var d decimal
+	s, d.neg = strings.CutPrefix(s, "-")
+	mant, expText := s, ""
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		mant, expText = s[:i], s[i+1:]
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	eneg := false
+	if expText != "" && (expText[0] == '+' || expText[0] == '-') {
+		eneg = expText[0] == '-'
+		expText = expText[1:]
+	}
+	exp := 0
+	for i := 0; i < len(expText) && exp < maxExp; i++ {
+		exp = exp*10 + int(expText[i]-'0')
+	}
+	exp = min(exp, maxExp)
+	if eneg {
+		exp = -exp
+	}
+	digits := strings.TrimLeft(intPart+frac, "0")
+	exp -= len(frac)
+	trimmed := strings.TrimRight(digits, "0")
+	exp += len(digits) - len(trimmed)
+	if trimmed == "" {
+		return decimal{}
+	}
+	d.digits, d.exp = trimmed, exp
+	return d
+}
+
+// magnitude is the decimal exponent of the leading digit (0 for 1 to 9.99).
+func (d decimal) magnitude() int { return d.exp + len(d.digits) - 1 }
 
 // jsonString encodes s as a JSON string without HTML escaping.
 func jsonString(s string) string {

@@ -46,6 +46,9 @@ func (b *Builder) Schema(schema []byte) (string, error) {
 	t := &translator{b: b, root: v, refs: map[string]string{}}
 	name, err := t.schema(v, "")
 	if err == nil {
+		err = t.full("")
+	}
+	if err == nil {
 		if cerr := b.check(name); cerr != nil {
 			err = fmt.Errorf("%w: %s: recursion through \"$ref\" that never ends or that passes through no object or array (%v)", ErrUnsupported, "(root)", cerr)
 		}
@@ -61,6 +64,17 @@ type translator struct {
 	b    *Builder
 	root *value
 	refs map[string]string // JSON pointer of a $ref target -> its rule
+
+	shapes   map[*value]*shape // shapeOf's results; nil while one is worked out
+	litsLeft int               // literals shapeOf may still collect (maxShapeLits)
+}
+
+// full returns an error when the Builder has grown past its limits.
+func (t *translator) full(ptr string) error {
+	if why := t.b.over(); why != "" {
+		return unsupported(ptr, "%s", why)
+	}
+	return nil
 }
 
 func where(ptr string) string {
@@ -82,13 +96,23 @@ func escapeToken(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
-// hint names a rule after the last property name in ptr.
+// hint names a rule after the last property name in ptr (its first 128
+// bytes: a name takes at most 40 characters of it).
 func hint(ptr string) string {
-	segs := strings.Split(ptr, "/")
-	for i := len(segs) - 1; i > 0; i-- {
-		if segs[i-1] == "properties" || segs[i-1] == "$defs" || segs[i-1] == "definitions" {
-			return strings.ReplaceAll(strings.ReplaceAll(segs[i], "~1", "/"), "~0", "~")
+	for end := len(ptr); end > 0; {
+		i := strings.LastIndexByte(ptr[:end], '/')
+		if i < 0 {
+			break
 		}
+		seg := ptr[i+1 : end]
+		switch ptr[strings.LastIndexByte(ptr[:i], '/')+1 : i] {
+		case "properties", "$defs", "definitions":
+			if len(seg) > 128 {
+				seg = seg[:128]
+			}
+			return strings.ReplaceAll(strings.ReplaceAll(seg, "~1", "/"), "~0", "~")
+		}
+		end = i
 	}
 	return "schema"
 }
@@ -105,6 +129,9 @@ func siblings(v *value, except ...string) []string {
 }
 
 func (t *translator) schema(v *value, ptr string) (string, error) {
+	if err := t.full(ptr); err != nil {
+		return "", err
+	}
 	switch v.kind {
 	case kBool:
 		if v.b {
@@ -229,26 +256,24 @@ func (t *translator) alternatives(a *value, kw, ptr string) (string, error) {
 		return "", invalid(ptr, "%q must be a non-empty array", kw)
 	}
 	var alts []string
+	seen := map[string]bool{}
 	for i, s := range a.arr {
 		r, err := t.schema(s, fmt.Sprintf("%s/%s/%d", ptr, kw, i))
 		if err != nil {
 			return "", err
 		}
-		if !slices.Contains(alts, r) {
+		if !seen[r] {
+			seen[r] = true
 			alts = append(alts, r)
 		}
 	}
 	if kw == "oneOf" {
 		shapes := make([]shape, len(a.arr))
 		for i, s := range a.arr {
-			shapes[i] = t.shapeOf(s, 0)
+			shapes[i] = t.shapeOf(s)
 		}
-		for i := range shapes {
-			for j := i + 1; j < len(shapes); j++ {
-				if !shapes[i].disjoint(shapes[j]) {
-					return "", unsupported(ptr, "%q whose alternatives %d and %d may both match one value is not supported (use anyOf, or tell them apart by type, by const/enum values, or by a required property with a const)", kw, i, j)
-				}
-			}
+		if i, j, ok := overlap(shapes); ok {
+			return "", unsupported(ptr, "%q whose alternatives %d and %d may both match one value is not supported (use anyOf, or tell them apart by type, by const/enum values, or by a required property with a const)", kw, i, j)
 		}
 	}
 	if len(alts) == 1 {
@@ -423,14 +448,18 @@ func count(v *value, kw, ptr string, def int) (int, error) {
 	if c.kind != kNumber || !c.isInteger() {
 		return 0, invalid(ptr, "%q must be a non-negative integer", kw)
 	}
-	r, _ := new(big.Rat).SetString(c.num.String())
-	if r.Sign() < 0 {
+	d := parseDecimal(c.num.String())
+	if d.neg {
 		return 0, invalid(ptr, "%q must be a non-negative integer", kw)
 	}
-	if r.Cmp(new(big.Rat).SetInt64(maxCount)) > 0 {
+	n := 0
+	if d.digits != "" && d.magnitude() < 9 {
+		n, _ = strconv.Atoi(d.digits + strings.Repeat("0", d.exp))
+	}
+	if d.digits != "" && (d.magnitude() >= 9 || n > maxCount) {
 		return 0, unsupported(ptr, "%q above %d is not supported", kw, maxCount)
 	}
-	return int(r.Num().Int64()), nil
+	return n, nil
 }
 
 func (t *translator) object(v *value, ptr string) (string, error) {
@@ -498,13 +527,20 @@ func (t *translator) object(v *value, ptr string) (string, error) {
 	// with no comma before the first one written.
 	tail, head := "", ""
 	if extra != "" {
-		kv := b.add(hint(ptr)+"-extra", join(t.keyNotIn(names), `":"`, sp, extra))
+		key, err := t.keyNotIn(names, ptr)
+		if err != nil {
+			return "", err
+		}
+		kv := b.add(hint(ptr)+"-extra", join(key, `":"`, sp, extra))
 		tail = "(" + join(`","`, sp, kv) + ")*"
 		head = "(" + join(kv, tail) + ")?"
 		tail = b.add(hint(ptr)+"-tail", tail)
 		head = b.add(hint(ptr)+"-head", head)
 	}
 	for i := len(members) - 1; i >= 0; i-- {
+		if err := t.full(ptr); err != nil {
+			return "", err
+		}
 		m := members[i]
 		var nt, nh string
 		if m.required {
@@ -527,8 +563,9 @@ func (t *translator) object(v *value, ptr string) (string, error) {
 // keyNotIn returns GBNF for an object key (with its quotes) that is none of
 // names. Its characters are plain (no escapes), so comparing the text is
 // comparing the decoded key.
-func (t *translator) keyNotIn(names []string) string {
+func (t *translator) keyNotIn(names []string, ptr string) (string, error) {
 	b := t.b
+	nodes := 0
 	type node struct {
 		kids  map[rune]*node
 		order []rune
@@ -545,11 +582,16 @@ func (t *translator) keyNotIn(names []string) string {
 			if nx == nil {
 				nx = &node{kids: map[rune]*node{}}
 				cur.kids[r] = nx
+				nodes++
 				cur.order = append(cur.order, r)
 			}
 			cur = nx
 		}
 		cur.end = true
+	}
+	// one rule for each node: refuse before making them all
+	if len(b.order)+nodes > MaxRules {
+		return "", unsupported(ptr, "the grammar would take more than %d rules (a smaller schema, or fewer tools, is needed)", MaxRules)
 	}
 	keyChar := b.add("key-char", plainClass(nil))
 	var build func(n *node) string
@@ -571,7 +613,11 @@ func (t *translator) keyNotIn(names []string) string {
 		}
 		return b.add("key", body)
 	}
-	return join(`"\""`, build(root), `"\""`)
+	k := build(root)
+	if err := t.full(ptr); err != nil {
+		return "", err
+	}
+	return join(`"\""`, k, `"\""`), nil
 }
 
 func (t *translator) array(v *value, ptr string) (string, error) {
@@ -598,6 +644,9 @@ func (t *translator) array(v *value, ptr string) (string, error) {
 			return "", invalid(ptr, "%q must be an array", "prefixItems")
 		}
 		for i, s := range p.arr {
+			if err := t.full(ptr); err != nil {
+				return "", err
+			}
 			r, err := t.schema(s, fmt.Sprintf("%s/prefixItems/%d", ptr, i))
 			if err != nil {
 				return "", err
@@ -639,6 +688,10 @@ func (t *translator) array(v *value, ptr string) (string, error) {
 		}
 		if i == 0 {
 			break
+		}
+		if len(rest) > 200 {
+			// a rule, not deeper nesting: text and depth stay linear
+			rest = b.add(hint(ptr)+"-rest", rest)
 		}
 		seq := join(`","`, sp, prefix[i], rest)
 		if i < minN {
@@ -742,7 +795,23 @@ func readBound(v *value, kw, ptr string, excl bool) (bound, error) {
 	if x.kind != kNumber {
 		return bound{}, invalid(ptr, "%q must be a number", kw)
 	}
-	r, ok := new(big.Rat).SetString(x.num.String())
+	// Grammar numbers have at most 15 integer and 15 fraction digits: a
+	// bound beyond 1e400 (or, not zero, below 1e-400 in magnitude) admits
+	// what ±1e401 (±1e-401) does, and big.Rat need not spell 10^999999.
+	text := x.num.String()
+	d := parseDecimal(text)
+	if len(d.digits) > 400 {
+		return bound{}, unsupported(ptr, "%q with more than 400 significant digits is not supported", kw)
+	}
+	sign := map[bool]string{true: "-", false: ""}[d.neg]
+	switch m := d.magnitude(); {
+	case d.digits == "":
+	case m > 400:
+		text = sign + "1e401"
+	case m < -400:
+		text = sign + "1e-401"
+	}
+	r, ok := new(big.Rat).SetString(text)
 	if !ok {
 		return bound{}, invalid(ptr, "%q must be a number", kw)
 	}
