@@ -62,7 +62,7 @@ GPU_BUNDLE := .cache/gpu-bundle
 BENCH_THREADS ?= 2
 BENCH_TYPES   ?= q4_0 q8_0 f16
 
-.PHONY: help env build test soak check bench bench-slots run model deps clean release-check release-snapshot fuzz cuda cpu-variants loader-check gpu-bundle
+.PHONY: help env build test soak check bench bench-slots bench-features run model deps clean release-check release-snapshot fuzz cuda cpu-variants loader-check gpu-bundle
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -179,6 +179,13 @@ fuzz: ## run every Fuzz* function in the tree for FUZZTIME each (default 30s)
 
 LOAD_MODEL ?= $(MODELS)/qwen05-q4_0.gguf
 LOAD_PORT  ?= 8011
+bench-features: build ## decode tok/s of the OpenAI features on qwen05 Q4_0: plain, logprobs, a permissive and a narrow grammar
+	@test -f $(LOAD_MODEL) || $(MAKE) --no-print-directory model PRESET=qwen05 TYPE=q4_0 OUT=$(LOAD_MODEL)
+	@$(BIN) worker --model $(LOAD_MODEL) --port $(LOAD_PORT) --slots 1 --threads $(BENCH_THREADS) --ctx 2048 --log-level warn & pid=$$!; \
+	  trap "kill $$pid 2>/dev/null" EXIT; \
+	  for i in $$(seq 100); do curl -sf http://127.0.0.1:$(LOAD_PORT)/health | grep -q '"ready"' && break; sleep 0.2; done; \
+	  $(GO) run ./tools/featbench -url http://127.0.0.1:$(LOAD_PORT) -tokens 96 -rounds 3
+
 bench-slots: build ## slots benchmark: K=1 and K=4 streams, ~250-token prompts, 128 tokens, cold vs shared-prefix TTFT
 	@test -f $(LOAD_MODEL) || $(MAKE) --no-print-directory model PRESET=qwen05 TYPE=q4_0 OUT=$(LOAD_MODEL)
 	@$(BIN) worker --model $(LOAD_MODEL) --port $(LOAD_PORT) --slots 4 --threads $(BENCH_THREADS) --ctx 2048 --log-level warn & pid=$$!; \
