@@ -40,6 +40,7 @@ type backend struct {
 	modelsErr error
 	closed    chan struct{} // closed when the first stream is closed
 	closeOnce sync.Once
+	closes    int // streams closed
 	submitCtx context.Context
 }
 
@@ -89,6 +90,9 @@ func (s *stream) Next() (api.Event, error) {
 }
 
 func (s *stream) Close() error {
+	s.b.mu.Lock()
+	s.b.closes++
+	s.b.mu.Unlock()
 	s.b.closeOnce.Do(func() { close(s.b.closed) })
 	return nil
 }
@@ -583,12 +587,16 @@ func TestStreamErrors(t *testing.T) {
 }
 
 func TestClientDisconnectCancels(t *testing.T) {
-	for _, stream := range []bool{true, false} {
-		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+	for _, tc := range []struct {
+		stream bool
+		n      int
+	}{{true, 1}, {false, 1}, {true, 3}, {false, 3}} {
+		stream, n := tc.stream, tc.n
+		t.Run(fmt.Sprintf("stream=%v n=%d", stream, n), func(t *testing.T) {
 			b := &backend{script: script{events: []api.Event{started("x"), tok("a", 0)}, block: true}}
 			ts := server(t, b)
 			ctx, cancel := context.WithCancel(context.Background())
-			body := fmt.Sprintf(`{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":%v}`, stream)
+			body := fmt.Sprintf(`{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":%v,"n":%d}`, stream, n)
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/v1/chat/completions", strings.NewReader(body))
 			req.Header.Set("Authorization", "Bearer "+key)
 			done := make(chan error, 1)
@@ -603,9 +611,9 @@ func TestClientDisconnectCancels(t *testing.T) {
 			// Wait until the backend has the request, then leave.
 			for range 500 {
 				b.mu.Lock()
-				n := len(b.got)
+				got := len(b.got)
 				b.mu.Unlock()
-				if n > 0 {
+				if got >= n {
 					break
 				}
 				time.Sleep(5 * time.Millisecond)
@@ -615,6 +623,23 @@ func TestClientDisconnectCancels(t *testing.T) {
 			case <-b.closed:
 			case <-time.After(10 * time.Second):
 				t.Fatal("stream not closed after the client left")
+			}
+			// Every choice's stream is closed (its request cancelled).
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				b.mu.Lock()
+				closes, got := b.closes, len(b.got)
+				b.mu.Unlock()
+				if got != n {
+					t.Fatalf("%d requests reached the backend, want %d", got, n)
+				}
+				if closes >= n {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d of %d streams closed after the client left", closes, n)
+				}
+				time.Sleep(5 * time.Millisecond)
 			}
 			b.mu.Lock()
 			sctx := b.submitCtx
