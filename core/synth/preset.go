@@ -34,6 +34,9 @@ type Preset struct {
 	// PoolingType, when not 0, is written as llama.pooling_type (1 mean,
 	// 2 cls, 3 last): how an embedding worker pools the model's vectors.
 	PoolingType uint32
+	// Chat is the chat family of the template and control tokens; the
+	// zero value is ChatML.
+	Chat Chat
 }
 
 // Tiny is a very small model (about 0.3 MB in F16) for unit tests.
@@ -70,6 +73,17 @@ func Qwen05() Preset {
 	}
 }
 
+// TinyChat is Tiny with the template and control tokens of chat family c,
+// named "tiny-" and the family (so its weights differ from Tiny's); for
+// ChatML it is Tiny.
+func TinyChat(c Chat) Preset {
+	p := Tiny()
+	if c != ChatML {
+		p.Name, p.Chat = "tiny-"+string(c), c
+	}
+	return p
+}
+
 // PresetNames lists the names PresetByName accepts.
 func PresetNames() []string { return []string{"tiny", "qwen05"} }
 
@@ -99,6 +113,13 @@ func (p Preset) Validate() error {
 		return fmt.Errorf("synth: preset %q: vocab size %d is below 256 bytes + %d merges + 3 control tokens", p.Name, p.VocabSize, p.Merges)
 	case !(p.RopeFreqBase > 0) || !(p.RMSEpsilon > 0):
 		return fmt.Errorf("synth: preset %q: rope base and rms epsilon must be positive", p.Name)
+	}
+	spec, err := p.Chat.spec()
+	if err != nil {
+		return err
+	}
+	if p.VocabSize < 256+p.Merges+3+len(spec.control) {
+		return fmt.Errorf("synth: preset %q: vocab size %d is below 256 bytes + %d merges + %d control tokens", p.Name, p.VocabSize, p.Merges, 3+len(spec.control))
 	}
 	return nil
 }

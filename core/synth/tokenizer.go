@@ -100,10 +100,11 @@ type Vocab struct {
 }
 
 // NewVocab builds a vocabulary of exactly size tokens with up to merges BPE
-// merges learned from the embedded corpus.
-func NewVocab(size, merges int) (*Vocab, error) {
-	if merges < 0 || size < 256+merges+3 {
-		return nil, fmt.Errorf("synth: vocab size %d is below 256 bytes + %d merges + 3 control tokens", size, merges)
+// merges learned from the embedded corpus. The extra texts become control
+// tokens after the three ChatML ones (a chat family's markers, see Chat).
+func NewVocab(size, merges int, extra ...string) (*Vocab, error) {
+	if merges < 0 || size < 256+merges+3+len(extra) {
+		return nil, fmt.Errorf("synth: vocab size %d is below 256 bytes + %d merges + %d control tokens", size, merges, 3+len(extra))
 	}
 	v := &Vocab{}
 	seen := make(map[string]bool, size)
@@ -126,6 +127,12 @@ func NewVocab(size, merges int) (*Vocab, error) {
 	v.EndOfText = add(EndOfText, TokenTypeControl)
 	v.IMStart = add(IMStart, TokenTypeControl)
 	v.IMEnd = add(IMEnd, TokenTypeControl)
+	for _, text := range extra {
+		if seen[text] {
+			return nil, fmt.Errorf("synth: control token %q is already in the vocabulary", text)
+		}
+		add(text, TokenTypeControl)
+	}
 	for id := len(v.Tokens); id < size; id++ {
 		// "Ġpad123" detokenizes to " pad123": readable, and made only of
 		// characters in the byte map. BPE never merges letters with digits,
@@ -137,6 +144,16 @@ func NewVocab(size, merges int) (*Vocab, error) {
 		add(text, TokenTypeNormal)
 	}
 	return v, nil
+}
+
+// ID is the id of the token with the given text, or -1.
+func (v *Vocab) ID(text string) int {
+	for id, t := range v.Tokens {
+		if t == text {
+			return id
+		}
+	}
+	return -1
 }
 
 // trainBPE learns up to n merges from text with byte-level BPE: the text is

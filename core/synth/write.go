@@ -98,7 +98,11 @@ func Metadata(p Preset) ([]gguf.KV, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	v, err := NewVocab(p.VocabSize, p.Merges)
+	spec, err := p.Chat.spec()
+	if err != nil {
+		return nil, err
+	}
+	v, err := NewVocab(p.VocabSize, p.Merges, spec.control...)
 	if err != nil {
 		return nil, err
 	}
@@ -122,10 +126,10 @@ func Metadata(p Preset) ([]gguf.KV, error) {
 		{Key: "tokenizer.ggml.tokens", Value: v.Tokens},
 		{Key: "tokenizer.ggml.token_type", Value: v.Types},
 		{Key: "tokenizer.ggml.merges", Value: v.Merges},
-		{Key: "tokenizer.ggml.bos_token_id", Value: u32(v.EndOfText)},
-		{Key: "tokenizer.ggml.eos_token_id", Value: u32(v.EndOfText)},
-		{Key: "tokenizer.ggml.add_bos_token", Value: false},
-		{Key: "tokenizer.chat_template", Value: ChatTemplate},
+		{Key: "tokenizer.ggml.bos_token_id", Value: u32(v.ID(spec.bos))},
+		{Key: "tokenizer.ggml.eos_token_id", Value: u32(v.ID(spec.eos))},
+		{Key: "tokenizer.ggml.add_bos_token", Value: spec.addBOS},
+		{Key: "tokenizer.chat_template", Value: spec.template},
 	}
 	if p.PoolingType != 0 {
 		kvs = append(kvs, gguf.KV{Key: "llama.pooling_type", Value: p.PoolingType})
