@@ -115,7 +115,26 @@ type Model struct {
 
 // utf8Table returns the model's token byte table for the UTF-8 sampler.
 func (m *Model) utf8Table() unsafe.Pointer {
-	m.utf8Once.Do(func() { m.utf8 = C.llorch_utf8_table_new(m.vocab) })
+	m.utf8Once.Do(func() {
+		// Hidden: tokens with text of their own (a control token's) that
+		// the output renders as nothing; end-of-generation aside.
+		var hidden []C.int32_t
+		buf := make([]byte, 256)
+		for i, p := range m.pieces {
+			if len(p) > 0 || m.eog[i] {
+				continue
+			}
+			n := C.llama_token_to_piece(m.vocab, C.llama_token(i), (*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), 0, true)
+			if n > 0 {
+				hidden = append(hidden, C.int32_t(i))
+			}
+		}
+		var ptr *C.int32_t
+		if len(hidden) > 0 {
+			ptr = &hidden[0]
+		}
+		m.utf8 = C.llorch_utf8_table_new(m.vocab, ptr, C.int32_t(len(hidden)))
+	})
 	return m.utf8
 }
 

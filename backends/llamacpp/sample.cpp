@@ -206,18 +206,26 @@ static bool utf8_step(utf8_state &st, unsigned char c) {
 
 // utf8_table holds every token's bytes, and whether they are valid from a
 // character boundary (most are: then only the few others need a look).
+// Hidden tokens are control tokens the output does not show: the grammar
+// matches a control token by its text, so one inside a JSON string would
+// pass the grammar and vanish from what the client gets; they are banned.
 struct utf8_table {
 	std::vector<uint32_t> off; // n_vocab + 1 offsets into bytes
 	std::vector<unsigned char> bytes;
-	std::vector<int32_t> bad_at_boundary; // tokens invalid from a boundary
+	std::vector<int32_t> bad_at_boundary; // tokens invalid from a boundary, and the hidden ones
 	std::vector<bool> eog;
+	std::vector<bool> hidden;
 };
 
-extern "C" void *llorch_utf8_table_new(const struct llama_vocab *vocab) {
+extern "C" void *llorch_utf8_table_new(const struct llama_vocab *vocab, const int32_t *hidden, int32_t n_hidden) {
 	auto *t = new utf8_table;
 	const int32_t n = llama_vocab_n_tokens(vocab);
 	t->off.resize(n + 1);
 	t->eog.resize(n);
+	t->hidden.resize(n);
+	for (int32_t i = 0; i < n_hidden; i++) {
+		if (hidden[i] >= 0 && hidden[i] < n) t->hidden[hidden[i]] = true;
+	}
 	char buf[512];
 	for (int32_t i = 0; i < n; i++) {
 		t->off[i] = (uint32_t)t->bytes.size();
@@ -227,7 +235,7 @@ extern "C" void *llorch_utf8_table_new(const struct llama_vocab *vocab) {
 		utf8_state st;
 		bool ok = true;
 		for (int32_t j = 0; j < k && ok; j++) ok = utf8_step(st, (unsigned char)buf[j]);
-		if (!ok) t->bad_at_boundary.push_back(i);
+		if (!ok || t->hidden[i]) t->bad_at_boundary.push_back(i);
 	}
 	t->off[n] = (uint32_t)t->bytes.size();
 	return t;
@@ -256,6 +264,7 @@ static void utf8_accept(struct llama_sampler *smpl, llama_token tok) {
 static bool utf8_valid_after(const utf8_sampler *u, llama_token tok) {
 	if (tok < 0 || (size_t)tok + 1 >= u->t->off.size()) return false;
 	if (u->t->eog[tok]) return u->st.remain == 0;
+	if (u->t->hidden[tok]) return false;
 	utf8_state st = u->st;
 	for (uint32_t j = u->t->off[tok]; j < u->t->off[tok + 1]; j++) {
 		if (!utf8_step(st, u->t->bytes[j])) return false;

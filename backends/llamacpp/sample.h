@@ -16,7 +16,7 @@ int32_t llorch_sample(struct llama_sampler *chain, struct llama_context *ctx, in
 		int32_t lazy_n, char *err, size_t errlen);
 int llorch_accept_checked(struct llama_sampler *s, const int32_t *tok, int n, char *err, size_t errlen);
 struct llama_sampler *llorch_grammar(const struct llama_vocab *vocab, const char *gbnf, char *err, size_t errlen);
-void *llorch_utf8_table_new(const struct llama_vocab *vocab);
+void *llorch_utf8_table_new(const struct llama_vocab *vocab, const int32_t *hidden, int32_t n_hidden);
 void llorch_utf8_table_free(void *table);
 struct llama_sampler *llorch_utf8_sampler(void *table);
 

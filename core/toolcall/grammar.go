@@ -77,7 +77,9 @@ func Grammar(f Format, tools []api.Tool, choice api.ToolChoice, parallel bool) (
 		one := b.Rule("tool-call", `"<tool_call>\n" `+call+` "\n</tool_call>"`)
 		root = one + repeat(`"\n" `+one, more)
 	case Llama3:
-		root = call
+		// Llama 3.1 told "Environment: ipython" may open with its
+		// <|python_tag|> token; the parser takes the call either way.
+		root = `"<|python_tag|>"? ` + call
 	case Mistral:
 		root = `"[TOOL_CALLS]" " "? "[" ` + call + repeat(`", " `+call, more) + ` "]"`
 	default:

@@ -226,7 +226,7 @@ func TestToolFormatsEndToEnd(t *testing.T) {
 		marker    string // the control token that marks a call
 		inGrammar bool   // whether the tool grammar lets it open the reply
 	}{
-		{synth.ChatLlama3, "<|python_tag|>", false},
+		{synth.ChatLlama3, "<|python_tag|>", true},
 		{synth.ChatMistral, "[TOOL_CALLS]", true},
 	} {
 		t.Run(string(tc.chat), func(t *testing.T) {
@@ -302,10 +302,10 @@ func TestToolFormatsEndToEnd(t *testing.T) {
 			}
 
 			// Favour the family's marker token. Mistral's grammar opens with
-			// [TOOL_CALLS]: the grammar sees the control token's text (llama.cpp
-			// matches a token's special piece), so the model writes the marker
-			// as one token, as real models do, and the parser sees its text.
-			// Llama 3.1's grammar is a bare JSON call: <|python_tag|> is refused.
+			// [TOOL_CALLS], Llama 3.1's may open with <|python_tag|>: the
+			// grammar sees the control token's text (llama.cpp matches a
+			// token's special piece), so the model writes the marker as one
+			// token, as real models do, and the parser sees its text.
 			markerID := tfTokenID(t, path, tc.marker)
 			exec.LogitBias = map[string]float64{strconv.Itoa(markerID): 30}
 			res = collect(t, w.client, exec)
@@ -315,6 +315,22 @@ func TestToolFormatsEndToEnd(t *testing.T) {
 			first := res.Tokens[0]
 			if got := first.ID == int32(markerID); got != tc.inGrammar || (got && first.T != tc.marker) {
 				t.Errorf("with %s (%d) favoured the first token is %+v", tc.marker, markerID, first)
+			}
+			// A control token the output does not show is never sampled under
+			// a grammar, however favoured: the grammar would match its text
+			// inside a JSON string and the client would get the string without it.
+			if tc.chat == synth.ChatMistral {
+				instID := tfTokenID(t, path, "[INST]")
+				exec.LogitBias = map[string]float64{strconv.Itoa(instID): 30}
+				res = collect(t, w.client, exec)
+				if res.End == nil || res.End.StopReason != api.StopEOS {
+					t.Fatalf("with [INST] favoured: %+v %+v", res.End, res.Error)
+				}
+				for _, tk := range res.Tokens {
+					if tk.ID == int32(instID) {
+						t.Fatalf("[INST] (%d) sampled under a grammar: %+v", instID, res.Tokens)
+					}
+				}
 			}
 			bias := strings.Replace(required, `{`, `{"logit_bias": {"`+strconv.Itoa(markerID)+`": 30}, `, 1)
 			calls, finish, _ = tfChat(t, w.url, bias)
