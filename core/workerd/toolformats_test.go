@@ -293,6 +293,9 @@ func TestToolFormatsEndToEnd(t *testing.T) {
 			}
 			data, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
 			var r tfResponse
 			if err := json.Unmarshal(data, &r); err != nil || resp.StatusCode != http.StatusOK || r.Usage == nil {
 				t.Fatalf("follow-up turn: status %d: %s (%v)", resp.StatusCode, data, err)
