@@ -402,7 +402,24 @@ func (p *Parser) arguments(raw []byte) (string, bool) {
 // jsonScan finds the end of a JSON object or array as it streams in.
 type jsonScan struct {
 	pos, depth int
-	inStr, esc bool
+	inStr      bool
+	esc        strEscape
+}
+
+// strEscape follows the escapes of a JSON string one byte at a time.
+type strEscape bool
+
+// closes reports whether c, the next byte inside a JSON string, closes it.
+func (e *strEscape) closes(c byte) bool {
+	switch {
+	case bool(*e):
+		*e = false
+	case c == '\\':
+		*e = true
+	case c == '"':
+		return true
+	}
+	return false
 }
 
 // end scans s from where the last call stopped; the end of the value
@@ -411,14 +428,7 @@ func (j *jsonScan) end(s string) int {
 	for ; j.pos < len(s); j.pos++ {
 		c := s[j.pos]
 		if j.inStr {
-			switch {
-			case j.esc:
-				j.esc = false
-			case c == '\\':
-				j.esc = true
-			case c == '"':
-				j.inStr = false
-			}
+			j.inStr = !j.esc.closes(c)
 			continue
 		}
 		switch c {

@@ -62,7 +62,7 @@ type live struct {
 	key    string
 	depth  int
 	inStr  bool
-	esc    bool
+	esc    strEscape
 	frag   []byte // argument text read and not yet emitted
 }
 
@@ -327,13 +327,7 @@ func (p *Parser) stepClose(final bool) bool {
 // has read the closing quote.
 func (lv *live) endString(s string) bool {
 	for ; lv.pos < len(s); lv.pos++ {
-		c := s[lv.pos]
-		switch {
-		case lv.esc:
-			lv.esc = false
-		case c == '\\':
-			lv.esc = true
-		case c == '"':
+		if lv.esc.closes(s[lv.pos]) {
 			lv.pos++
 			return true
 		}
@@ -348,14 +342,7 @@ func (lv *live) compact(s string) bool {
 		c := s[lv.pos]
 		if lv.inStr {
 			lv.frag = append(lv.frag, c)
-			switch {
-			case lv.esc:
-				lv.esc = false
-			case c == '\\':
-				lv.esc = true
-			case c == '"':
-				lv.inStr = false
-			}
+			lv.inStr = !lv.esc.closes(c)
 			continue
 		}
 		switch c {
@@ -383,12 +370,7 @@ func (lv *live) skip(s string) bool {
 	for ; lv.pos < len(s); lv.pos++ {
 		c := s[lv.pos]
 		if lv.inStr {
-			switch {
-			case lv.esc:
-				lv.esc = false
-			case c == '\\':
-				lv.esc = true
-			case c == '"':
+			if lv.esc.closes(c) {
 				lv.inStr = false
 				if lv.depth == 0 {
 					lv.pos++
