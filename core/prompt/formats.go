@@ -31,6 +31,11 @@ const asciiSpace = " \t\n\v\f\r"
 
 func trim(s string) string { return strings.Trim(s, asciiSpace) }
 
+// Trim removes ASCII white space at both ends, as llama.cpp's templates
+// trim (C's isspace in the "C" locale): formats that build on these write
+// the same bytes.
+func Trim(s string) string { return trim(s) }
+
 // put writes the parts in order.
 func put(b *strings.Builder, parts ...string) {
 	for _, p := range parts {

@@ -25,6 +25,9 @@ type CallDelta struct {
 	Arguments string
 }
 
+// asciiSpace is the white space dropped around calls.
+const asciiSpace = " \t\n\v\f\r"
+
 // Markers that open calls.
 const (
 	hermesOpen  = "<tool_call>"

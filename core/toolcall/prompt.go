@@ -203,12 +203,12 @@ func llama3Prompt(msgs []api.Message, tools []api.Tool, gen bool) (string, error
 		}
 		system := ""
 		if len(msgs) > 0 && msgs[0].Role == "system" {
-			system = trim(msgs[0].Content)
+			system = prompt.Trim(msgs[0].Content)
 			msgs = msgs[1:]
 		}
 		if len(msgs) > 0 && msgs[0].Role == "user" && len(msgs[0].ToolCalls) == 0 {
 			turn("system", llamaSystemHead+system)
-			turn("user", llamaToolsUser+defs.String()+trim(msgs[0].Content))
+			turn("user", llamaToolsUser+defs.String()+prompt.Trim(msgs[0].Content))
 			msgs = msgs[1:]
 		} else {
 			turn("system", llamaSystemHead+llamaToolsSystem+defs.String()+system)
@@ -223,7 +223,7 @@ func llama3Prompt(msgs []api.Message, tools []api.Tool, gen bool) (string, error
 				turn("assistant", `{"name": "`+c.Function.Name+`", "parameters": `+argsJSON(c.Function.Arguments)+"}")
 			}
 		default:
-			turn(m.Role, trim(m.Content))
+			turn(m.Role, prompt.Trim(m.Content))
 		}
 	}
 	if gen {
@@ -319,7 +319,7 @@ func mistralPrompt(t prompt.Template, msgs []api.Message, tools []api.Tool) (str
 		default:
 			c := m.Content
 			if st.trimReply {
-				c = trim(c)
+				c = prompt.Trim(c)
 			}
 			put(&b, st.replyPad, c, "</s>")
 		}
@@ -380,11 +380,6 @@ func mistralID(id string) string {
 }
 
 // --- helpers ---
-
-const asciiSpace = " \t\n\v\f\r"
-
-// trim trims ASCII white space, as the templates' trim does in llama.cpp.
-func trim(s string) string { return strings.Trim(s, asciiSpace) }
 
 func put(b *strings.Builder, parts ...string) {
 	for _, p := range parts {
