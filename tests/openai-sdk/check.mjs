@@ -8,20 +8,8 @@
 // auth (the wrong-key check is then skipped). Prints one line per check and
 // exits non-zero when any fails.
 import OpenAI from 'openai';
+import { baseURL, apiKey, model, assert, run } from './harness.mjs';
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) {
-    console.error(`set ${name}`);
-    process.exit(2);
-  }
-  return v;
-};
-
-let baseURL = env('BASE_URL').replace(/\/+$/, '');
-if (!baseURL.endsWith('/v1')) baseURL += '/v1';
-const apiKey = env('API_KEY', '');
-const model = env('MODEL');
 const maxTokens = Number(process.env.MAX_TOKENS ?? 8);
 
 const client = new OpenAI({ baseURL, apiKey: apiKey || 'none', maxRetries: 0, timeout: 120_000 });
@@ -31,10 +19,6 @@ const messages = [
   { role: 'user', content: 'Say something about the sea.' },
 ];
 const finishReasons = new Set(['stop', 'length']);
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
 
 function checkUsage(u, where) {
   assert(u, `${where}: no usage`);
@@ -156,15 +140,4 @@ const checks = {
   },
 };
 
-let failed = 0;
-for (const [name, fn] of Object.entries(checks)) {
-  try {
-    const note = await fn();
-    console.log(`ok   ${name}${note ? ` (${note})` : ''}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${e?.stack ?? e}`);
-  }
-}
-console.log(failed ? `${failed} of ${Object.keys(checks).length} checks failed` : `all ${Object.keys(checks).length} checks passed`);
-process.exit(failed ? 1 : 0);
+await run(checks);

@@ -7,27 +7,11 @@
 // SIZE is the model's embedding size (n_embd). Prints one line per check and
 // exits non-zero when any fails.
 import OpenAI from 'openai';
+import { env, baseURL, apiKey, model, assert, run } from './harness.mjs';
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) {
-    console.error(`set ${name}`);
-    process.exit(2);
-  }
-  return v;
-};
-
-let baseURL = env('BASE_URL').replace(/\/+$/, '');
-if (!baseURL.endsWith('/v1')) baseURL += '/v1';
-const apiKey = env('API_KEY', '');
-const model = env('MODEL');
 const size = Number(env('SIZE', '64'));
 
 const client = new OpenAI({ baseURL, apiKey: apiKey || 'none', maxRetries: 0, timeout: 120_000 });
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
 
 const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
 const maxDiff = (a, b) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
@@ -91,15 +75,4 @@ const checks = {
   },
 };
 
-let failed = 0;
-for (const [name, fn] of Object.entries(checks)) {
-  try {
-    const note = await fn();
-    console.log(`ok   ${name}${note ? ` (${note})` : ''}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${e?.stack ?? e}`);
-  }
-}
-console.log(failed ? `${failed} of ${Object.keys(checks).length} checks failed` : `all ${Object.keys(checks).length} checks passed`);
-process.exit(failed ? 1 : 0);
+await run(checks);

@@ -5,28 +5,11 @@
 //
 //   BASE_URL=http://127.0.0.1:8001 API_KEY=secret MODEL=tiny node features.mjs
 import OpenAI from 'openai';
+import { baseURL, apiKey, model, assert, run } from './harness.mjs';
 import Ajv from 'ajv';
-
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) {
-    console.error(`set ${name}`);
-    process.exit(2);
-  }
-  return v;
-};
-
-let baseURL = env('BASE_URL').replace(/\/+$/, '');
-if (!baseURL.endsWith('/v1')) baseURL += '/v1';
-const apiKey = env('API_KEY', '');
-const model = env('MODEL');
 
 const client = new OpenAI({ baseURL, apiKey: apiKey || 'none', maxRetries: 2, timeout: 120_000 });
 const ajv = new Ajv({ strict: false });
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
 
 const person = {
   type: 'object',
@@ -303,15 +286,4 @@ const checks = {
   },
 };
 
-let failed = 0;
-for (const [name, fn] of Object.entries(checks)) {
-  try {
-    const note = await fn();
-    console.log(`ok   ${name}${note ? ` (${note})` : ''}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${e?.stack ?? e}`);
-  }
-}
-console.log(failed ? `${failed} of ${Object.keys(checks).length} checks failed` : `all ${Object.keys(checks).length} checks passed`);
-process.exit(failed ? 1 : 0);
+await run(checks);
