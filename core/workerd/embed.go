@@ -214,18 +214,11 @@ func (b embedBackend) embed(ctx context.Context, req *openai.EmbedRequest) (*ope
 			"this worker serves '%s' for text generation, not embeddings: start a worker with --embedding to serve POST /v1/embeddings", s.cfg.ModelID),
 			Fields: []api.FieldError{{Field: "model", Constraint: "embedding", Message: "this worker does not serve embeddings (start it with --embedding)"}}}
 	}
-	switch s.status.Load().(string) {
-	case api.StatusReady:
-	case api.StatusLoading:
-		return nil, &api.Error{Code: api.CodeLoading, Message: "model is loading", Retriable: true, RetryAfterMs: 1000}
-	case api.StatusDraining:
-		return nil, &api.Error{Code: api.CodeDraining, Message: "worker is draining", Retriable: true}
-	default:
-		return nil, &api.Error{Code: api.CodeInternal, Message: "model failed to load: " + s.loadErr.Load().(string)}
+	if e := s.statusErr(); e != nil {
+		return nil, e
 	}
-	if req.Model != s.cfg.ModelID {
-		return nil, &api.Error{Code: api.CodeModelNotFound,
-			Message: fmt.Sprintf("The model '%s' does not exist; this worker serves '%s'.", req.Model, s.cfg.ModelID)}
+	if e := s.modelErr(req.Model); e != nil {
+		return nil, e
 	}
 	s.mu.Lock()
 	emb, model, vocab := s.emb, s.model, s.info.VocabSize

@@ -29,10 +29,9 @@ func (b openAIBackend) Submit(ctx context.Context, req *openai.Request) (openai.
 		s.metrics.requests.WithLabelValues(outcome(apiErr.Code)).Inc()
 		return nil, apiErr
 	}
-	if req.Model != s.cfg.ModelID {
+	if apiErr := s.modelErr(req.Model); apiErr != nil {
 		s.metrics.requests.WithLabelValues("invalid").Inc()
-		return nil, &api.Error{Code: api.CodeModelNotFound,
-			Message: fmt.Sprintf("The model '%s' does not exist; this worker serves '%s'.", req.Model, s.cfg.ModelID)}
+		return nil, apiErr
 	}
 	if apiErr := req.Exec.Validate(); apiErr != nil {
 		s.metrics.requests.WithLabelValues("invalid").Inc()

@@ -346,18 +346,36 @@ func (s *Server) ready() (*engine, *api.Error) {
 	if s.cfg.Embedding {
 		return nil, s.errEmbeddingOnly()
 	}
+	if e := s.statusErr(); e != nil {
+		return nil, e
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.eng, nil
+}
+
+// statusErr is the error of a request that finds the worker not ready, or nil.
+func (s *Server) statusErr() *api.Error {
 	switch s.status.Load().(string) {
 	case api.StatusReady:
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.eng, nil
+		return nil
 	case api.StatusLoading:
-		return nil, &api.Error{Code: api.CodeLoading, Message: "model is loading", Retriable: true, RetryAfterMs: 1000}
+		return &api.Error{Code: api.CodeLoading, Message: "model is loading", Retriable: true, RetryAfterMs: 1000}
 	case api.StatusDraining:
-		return nil, &api.Error{Code: api.CodeDraining, Message: "worker is draining", Retriable: true}
+		return &api.Error{Code: api.CodeDraining, Message: "worker is draining", Retriable: true}
 	default:
-		return nil, &api.Error{Code: api.CodeInternal, Message: "model failed to load: " + s.loadErr.Load().(string)}
+		return &api.Error{Code: api.CodeInternal, Message: "model failed to load: " + s.loadErr.Load().(string)}
 	}
+}
+
+// modelErr is the error of an OpenAI request for another model than this
+// worker's, or nil.
+func (s *Server) modelErr(model string) *api.Error {
+	if model == s.cfg.ModelID {
+		return nil
+	}
+	return &api.Error{Code: api.CodeModelNotFound,
+		Message: fmt.Sprintf("The model '%s' does not exist; this worker serves '%s'.", model, s.cfg.ModelID)}
 }
 
 // Health reports the worker's state; it never waits for inference.
