@@ -3,7 +3,7 @@ package llamacpp
 /*
 #include <stdlib.h>
 #include <string.h>
-#include "llama.h"
+#include "helpers.h"
 
 // llorch_embed_context makes a context that outputs pooled embeddings. Every
 // decode fits one micro-batch (n_ubatch = n_batch = n_ctx) and the KV cache is
@@ -27,24 +27,16 @@ static struct llama_context *llorch_embed_context(struct llama_model *m, uint32_
 }
 
 // llorch_embed clears the memory, decodes n tokens of n_seqs sequences (ids
-// 0..n_seqs-1, every token an output) in one llama_decode, and copies each
-// sequence's pooled vector to out[s*n_embd]. It returns llama_decode's code,
-// or -100 when a sequence has no pooled vector.
+// 0..n_seqs-1, every token an output: logits are all 1) in one llama_decode,
+// and copies each sequence's pooled vector to out[s*n_embd]. It returns
+// llama_decode's code, or -100 when a sequence has no pooled vector.
 static int llorch_embed(struct llama_context *ctx, struct llama_batch *b, int n, const int32_t *tok,
-		const int32_t *pos, const int32_t *seq, int n_seqs, int n_embd, float *out) {
+		const int32_t *pos, const int32_t *seq, const int8_t *logits, int n_seqs, int n_embd, float *out) {
 	llama_memory_t mem = llama_get_memory(ctx);
 	if (mem != NULL) {
 		llama_memory_clear(mem, true);
 	}
-	b->n_tokens = n;
-	memcpy(b->token, tok, n * sizeof(int32_t));
-	memcpy(b->pos, pos, n * sizeof(int32_t));
-	for (int i = 0; i < n; i++) {
-		b->n_seq_id[i] = 1;
-		b->seq_id[i][0] = seq[i];
-		b->logits[i] = 1;
-	}
-	int rc = llama_decode(ctx, *b);
+	int rc = llorch_decode(ctx, b, n, tok, pos, seq, logits);
 	if (rc != 0) {
 		return rc;
 	}
@@ -84,6 +76,7 @@ type EmbedContext struct {
 
 	// Reused per decode.
 	tok, pos, seq []int32
+	ones          []int8 // every token is an output
 	out           []float32
 }
 
@@ -217,11 +210,14 @@ func (e *EmbedContext) decode(inputs [][]backends.Token) ([][]float32, error) {
 	} else {
 		e.out = e.out[:need]
 	}
+	for len(e.ones) < len(e.tok) {
+		e.ones = append(e.ones, 1)
+	}
 	var rc C.int
 	e.o.do(func() {
 		rc = C.llorch_embed(e.ctx, &e.batch, C.int(len(e.tok)), (*C.int32_t)(unsafe.Pointer(&e.tok[0])),
-			(*C.int32_t)(unsafe.Pointer(&e.pos[0])), (*C.int32_t)(unsafe.Pointer(&e.seq[0])), C.int(len(inputs)),
-			C.int(size), (*C.float)(unsafe.Pointer(&e.out[0])))
+			(*C.int32_t)(unsafe.Pointer(&e.pos[0])), (*C.int32_t)(unsafe.Pointer(&e.seq[0])),
+			(*C.int8_t)(unsafe.Pointer(&e.ones[0])), C.int(len(inputs)), C.int(size), (*C.float)(unsafe.Pointer(&e.out[0])))
 	})
 	if rc != 0 {
 		return nil, fmt.Errorf("%w: decode of %d inputs (%d tokens) returned %d", ErrEmbed, len(inputs), len(e.tok), int(rc))
