@@ -317,19 +317,24 @@ func (c *Context) Sample(bs backends.Sampler, i int, probs *backends.Probs) (bac
 		errBuf [errBufLen]C.char
 	)
 	top := 0
-	var lpp *C.float
+	var (
+		lpp *C.float
+		ids *C.int32_t
+		lps *C.float
+	)
 	if probs != nil {
 		top = min(max(probs.Top, 0), 64)
-		if cap(s.topIDs) < top+1 {
-			s.topIDs, s.topLP = make([]C.int32_t, top+1), make([]C.float, top+1)
+		if len(s.topIDs) < top {
+			s.topIDs, s.topLP = make([]C.int32_t, top), make([]C.float, top)
 		}
 		lpp = &lp
-	} else if s.topIDs == nil {
-		s.topIDs, s.topLP = make([]C.int32_t, 1), make([]C.float, 1)
+		if top > 0 {
+			ids, lps = &s.topIDs[0], &s.topLP[0]
+		}
 	}
 	c.o.do(func() {
 		t = C.llorch_sample(s.s, c.ctx, C.int32_t(i), C.int32_t(c.model.info.VocabSize), C.int32_t(top),
-			&s.topIDs[0], &s.topLP[0], &nTop, lpp, s.gram, 2, &errBuf[0], errBufLen)
+			ids, lps, &nTop, lpp, s.gram, 2, &errBuf[0], errBufLen)
 	})
 	if t < 0 {
 		return -1, fmt.Errorf("%w: %s", ErrSample, C.GoString(&errBuf[0]))

@@ -107,6 +107,9 @@ type Model struct {
 	eog    []bool
 	dev    *Device
 
+	// hidden are the control tokens with text of their own (the grammar
+	// matches it) that the output renders as nothing, end of generation aside.
+	hidden []C.int32_t
 	// utf8 is the table of token bytes the UTF-8 sampler reads (built on
 	// the first grammar request; guarded by utf8Once).
 	utf8     unsafe.Pointer
@@ -116,24 +119,11 @@ type Model struct {
 // utf8Table returns the model's token byte table for the UTF-8 sampler.
 func (m *Model) utf8Table() unsafe.Pointer {
 	m.utf8Once.Do(func() {
-		// Hidden: tokens with text of their own (a control token's) that
-		// the output renders as nothing; end-of-generation aside.
-		var hidden []C.int32_t
-		buf := make([]byte, 256)
-		for i, p := range m.pieces {
-			if len(p) > 0 || m.eog[i] {
-				continue
-			}
-			n := C.llama_token_to_piece(m.vocab, C.llama_token(i), (*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), 0, true)
-			if n > 0 {
-				hidden = append(hidden, C.int32_t(i))
-			}
-		}
 		var ptr *C.int32_t
-		if len(hidden) > 0 {
-			ptr = &hidden[0]
+		if len(m.hidden) > 0 {
+			ptr = &m.hidden[0]
 		}
-		m.utf8 = C.llorch_utf8_table_new(m.vocab, ptr, C.int32_t(len(hidden)))
+		m.utf8 = C.llorch_utf8_table_new(m.vocab, ptr, C.int32_t(len(m.hidden)))
 	})
 	return m.utf8
 }
@@ -191,10 +181,13 @@ func Load(path string, p LoadParams) (*Model, error) {
 		mod.eog[i] = bool(C.llama_vocab_is_eog(mod.vocab, C.llama_token(i)))
 		if n == 0 && !mod.eog[i] {
 			// A control token renders empty, but for the markers of tool
-			// calls: the output parser needs them.
+			// calls: the output parser needs them. The others are hidden.
 			n = C.llama_token_to_piece(mod.vocab, C.llama_token(i), (*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), 0, true)
-			if n > 0 && toolMarkers[string(buf[:n])] {
+			switch {
+			case n > 0 && toolMarkers[string(buf[:n])]:
 				mod.pieces[i] = append([]byte(nil), buf[:n]...)
+			case n > 0:
+				mod.hidden = append(mod.hidden, C.int32_t(i))
 			}
 		}
 	}

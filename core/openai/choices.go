@@ -202,12 +202,12 @@ func (r *run) next(ctx context.Context) (item, error) {
 	}
 }
 
-func (p *parsed) newChoices(ev *api.Started) []*choice {
+func (p *parsed) newChoices() []*choice {
 	chs := make([]*choice, p.n)
 	for i := range chs {
 		chs[i] = &choice{index: i, out: plainOutput{}}
 		if p.kind == kindCompletion && p.logprobs {
-			chs[i].tl = &textLogprobs{Tokens: []string{}, TokenLogprobs: []float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
+			chs[i].tl = newTextLogprobs()
 		}
 	}
 	return chs
@@ -263,7 +263,7 @@ func (ch *choice) takeLogprobs(want bool) *chatLogprobs {
 
 // collect answers a non-streaming request with one object.
 func (h *handlers) collect(ctx context.Context, c echo.Context, r *run, p *parsed, m meta) error {
-	chs := p.newChoices(nil)
+	chs := p.newChoices()
 	ended := 0
 	for ended < p.n {
 		it, err := r.next(ctx)
@@ -271,7 +271,7 @@ func (h *handlers) collect(ctx context.Context, c echo.Context, r *run, p *parse
 			if ctx.Err() != nil {
 				return nil // the client left; close cancels
 			}
-			return h.fail(c, fromAPI(asAPI(err), p.rename))
+			return h.fail(c, fromAPI(brokenStream(err), p.rename))
 		}
 		ch := chs[it.i]
 		switch ev := it.ev; {
@@ -314,7 +314,11 @@ func (h *handlers) collect(ctx context.Context, c echo.Context, r *run, p *parse
 	return c.JSON(http.StatusOK, out)
 }
 
-func asAPI(err error) *api.Error { return brokenStream(err) }
+// newTextLogprobs is an empty /completions logprobs object (empty arrays,
+// not nulls, as OpenAI sends them).
+func newTextLogprobs() *textLogprobs {
+	return &textLogprobs{Tokens: []string{}, TokenLogprobs: []float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
+}
 
 // stream answers a streaming request with chunks. The response is committed
 // at the first started, token or end event, so errors before it are still
@@ -338,7 +342,7 @@ func (h *handlers) stream(ctx context.Context, c echo.Context, r *run, p *parsed
 		return &textCompletion{ID: m.id, Object: "text_completion", Created: m.created, Model: m.model,
 			SystemFingerprint: m.fingerprint, Usage: usage, Choices: []textChoice{{Index: i, Text: text, Logprobs: lp, FinishReason: finish}}}
 	}
-	chs := p.newChoices(nil)
+	chs := p.newChoices()
 	commit := func() bool {
 		if w != nil {
 			return true
@@ -402,7 +406,7 @@ func (h *handlers) stream(ctx context.Context, c echo.Context, r *run, p *parsed
 			if ctx.Err() != nil {
 				return
 			}
-			fail(asAPI(err))
+			fail(brokenStream(err))
 			return
 		}
 		ch := chs[it.i]
@@ -464,7 +468,7 @@ func (ch *choice) takeText() *textLogprobs {
 		return nil
 	}
 	out := ch.tl
-	ch.tl = &textLogprobs{Tokens: []string{}, TokenLogprobs: []float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
+	ch.tl = newTextLogprobs()
 	return out
 }
 

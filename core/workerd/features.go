@@ -21,31 +21,17 @@ func (s *Server) chatPrompt(req *api.ExecuteRequest) (text string, format toolca
 	if req.ToolChoice != nil {
 		choice = *req.ToolChoice
 	}
-	offered := len(req.Tools) > 0 && choice.Mode != api.ToolNone
-	var err error
-	if offered || hasToolTurns(req.Messages) {
-		f := toolcall.FormatFor(tpl)
-		text, err = toolcall.Prompt(tpl, f, req.Messages, req.Tools, choice, parallelCalls(req), true)
-		if offered {
-			format = f
-		}
-	} else {
-		text, err = tpl.Format(req.Messages, true)
+	// Without tools or tool turns, toolcall.Prompt is the template's Format.
+	f := toolcall.FormatFor(tpl)
+	text, err := toolcall.Prompt(tpl, f, req.Messages, req.Tools, choice, parallelCalls(req), true)
+	if len(req.Tools) > 0 && choice.Mode != api.ToolNone {
+		format = f
 	}
 	if err != nil {
 		return "", "", &api.Error{Code: api.CodeInvalidRequest, Message: err.Error(),
 			Fields: []api.FieldError{{Field: "messages", Constraint: "chat_template", Message: "the model's chat template cannot format these messages; send a prompt"}}}
 	}
 	return text, format, nil
-}
-
-func hasToolTurns(msgs []api.Message) bool {
-	for _, m := range msgs {
-		if m.Role == "tool" || len(m.ToolCalls) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 func parallelCalls(req *api.ExecuteRequest) bool {
