@@ -7,15 +7,12 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/workerclient"
 	"github.com/llorch/llorch/core/workerd"
 )
@@ -24,48 +21,16 @@ import (
 // pooling: the model names none) and waits until it is ready.
 func startEmbedWorker(t testing.TB, tweak func(*workerd.Config)) string {
 	t.Helper()
-	cfg := workerd.Config{ModelPath: tinyPath, Embedding: true, Slots: 4, Ctx: 256, Threads: 1, DrainGrace: 10 * time.Second}
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	srv, err := workerd.New(cfg, workerd.Deps{Load: load})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("worker did not stop")
+	w := startWorker(t, func(c *workerd.Config) {
+		c.Embedding, c.Slots, c.Ctx, c.DrainGrace = true, 4, 256, 10*time.Second
+		if tweak != nil {
+			tweak(c)
 		}
 	})
-	url := "http://" + ln.Addr().String()
-	c := workerclient.New(url, cfg.Token, nil)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		h, err := c.Health(context.Background())
-		if err == nil && h.Status == api.StatusReady {
-			if !h.Model.Embedding {
-				t.Fatal("an embedding worker's health does not say embedding")
-			}
-			return url
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("embedding worker not ready: %v %+v", err, h)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if h, err := w.client.Health(context.Background()); err != nil || !h.Model.Embedding {
+		t.Fatalf("an embedding worker's health does not say embedding: %+v %v", h, err)
 	}
+	return w.url
 }
 
 type embedAnswer struct {
@@ -94,20 +59,12 @@ func postJSON(t testing.TB, url, path string, body any) (int, embedAnswer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post(url+path, "application/json", bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	status, _, raw := post(t, url+path, "", string(b))
 	var a embedAnswer
 	if err := json.Unmarshal(raw, &a); err != nil {
 		t.Fatalf("%s: %v: %s", path, err, raw)
 	}
-	return resp.StatusCode, a
+	return status, a
 }
 
 // vectors checks an embeddings answer's shape and returns its vectors.

@@ -3,6 +3,7 @@ package workerd_test
 import (
 	"bufio"
 	"context"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -126,6 +127,10 @@ func (m pacedModel) Device() (string, uint64) {
 	return "", 0
 }
 
+func (m pacedModel) NewEmbedder(p backends.EmbedParams) (backends.Embedder, error) {
+	return m.Model.(backends.EmbedModel).NewEmbedder(p)
+}
+
 func (m pacedModel) CheckGrammar(gbnf string) error {
 	return m.Model.(backends.GrammarChecker).CheckGrammar(gbnf)
 }
@@ -193,7 +198,7 @@ func metric(t *testing.T, m map[string]float64, series string) float64 {
 
 // waitFor polls cond every few milliseconds until it holds, failing the test
 // after limit.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
@@ -214,4 +219,28 @@ func waitBusy(t *testing.T, w *worker, n int) {
 		}
 		return h.SlotsBusy == n
 	})
+}
+
+// post sends body to url (with a bearer token when one is given) and returns
+// the status, the headers and the whole answer.
+func post(t testing.TB, url, token, body string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, data
 }

@@ -61,27 +61,12 @@ type oaObject struct {
 // answers, the decoded object.
 func oaPost(t *testing.T, url, token, body string) (int, http.Header, oaObject) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	status, hdr, data := post(t, url, token, body)
 	var obj oaObject
 	if err := json.Unmarshal(data, &obj); err != nil {
-		t.Fatalf("status %d, not JSON: %s", resp.StatusCode, data)
+		t.Fatalf("status %d, not JSON: %s", status, data)
 	}
-	return resp.StatusCode, resp.Header, obj
+	return status, hdr, obj
 }
 
 // oaStream sends a streaming /v1 request and returns its chunks (without [DONE]).

@@ -119,18 +119,10 @@ type tfResponse struct {
 // calls, its finish reason and the prompt's token count.
 func tfChat(t *testing.T, url, body string) ([]tfCall, string, int) {
 	t.Helper()
-	resp, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	status, _, data := post(t, url+"/v1/chat/completions", "", body)
 	var r tfResponse
-	if err := json.Unmarshal(data, &r); err != nil || resp.StatusCode != http.StatusOK || len(r.Choices) != 1 || r.Usage == nil {
-		t.Fatalf("status %d: %s (%v)", resp.StatusCode, data, err)
+	if err := json.Unmarshal(data, &r); err != nil || status != http.StatusOK || len(r.Choices) != 1 || r.Usage == nil {
+		t.Fatalf("status %d: %s (%v)", status, data, err)
 	}
 	c := r.Choices[0]
 	finish := ""
@@ -287,18 +279,10 @@ func TestToolFormatsEndToEnd(t *testing.T) {
 				history = append(history, fmt.Sprintf(`{"role": "tool", "tool_call_id": %q, "content": "{\"ok\": true}"}`, c.ID))
 			}
 			follow := `{` + base + `, "max_tokens": 4, "ignore_eos": true, "messages": [` + strings.Join(history, ", ") + `]}`
-			resp, err := http.Post(w.url+"/v1/chat/completions", "application/json", strings.NewReader(follow))
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
+			status, _, data := post(t, w.url+"/v1/chat/completions", "", follow)
 			var r tfResponse
-			if err := json.Unmarshal(data, &r); err != nil || resp.StatusCode != http.StatusOK || r.Usage == nil {
-				t.Fatalf("follow-up turn: status %d: %s (%v)", resp.StatusCode, data, err)
+			if err := json.Unmarshal(data, &r); err != nil || status != http.StatusOK || r.Usage == nil {
+				t.Fatalf("follow-up turn: status %d: %s (%v)", status, data, err)
 			}
 			if r.Usage.PromptTokens <= promptTokens {
 				t.Errorf("follow-up prompt has %d tokens, the first %d", r.Usage.PromptTokens, promptTokens)

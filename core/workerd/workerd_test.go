@@ -57,7 +57,7 @@ type worker struct {
 }
 
 // startWorker serves a worker on 127.0.0.1:0 and waits until it is ready.
-func startWorker(t *testing.T, tweak func(*workerd.Config)) *worker {
+func startWorker(t testing.TB, tweak func(*workerd.Config)) *worker {
 	t.Helper()
 	// One thread: test binaries of several packages run at once on small
 	// machines, and ggml's spinning threads would fight over the cores.
@@ -101,7 +101,7 @@ func startWorker(t *testing.T, tweak func(*workerd.Config)) *worker {
 	return w
 }
 
-func waitReady(t *testing.T, c *workerclient.Client) {
+func waitReady(t testing.TB, c *workerclient.Client) {
 	t.Helper()
 	waitFor(t, 10*time.Second, "the worker to be ready", func() bool {
 		h, err := c.Health(context.Background())
@@ -295,20 +295,12 @@ func TestSeedDeterminism(t *testing.T) {
 
 func postRaw(t *testing.T, url, body string) (int, api.ErrorBody, http.Header) {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	status, hdr, data := post(t, url, "", body)
 	var eb api.ErrorBody
 	if err := json.Unmarshal(data, &eb); err != nil || eb.Error == nil {
-		t.Fatalf("status %d: not an error body (%v): %.200s", resp.StatusCode, err, data)
+		t.Fatalf("status %d: not an error body (%v): %.200s", status, err, data)
 	}
-	return resp.StatusCode, eb, resp.Header
+	return status, eb, hdr
 }
 
 func TestValidation(t *testing.T) {
