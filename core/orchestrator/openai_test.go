@@ -75,27 +75,20 @@ func TestOpenAIThroughOrchestrator(t *testing.T) {
 	}
 }
 
+// TestOpenAISDKThroughOrchestrator runs tests/openai-sdk's check.mjs and
+// features.mjs through the orchestrator with a user key: the features'
+// fields reach the worker, and logprobs, tool formats and n come back
+// through the relay.
 func TestOpenAISDKThroughOrchestrator(t *testing.T) {
 	sdk := openaitest.NeedSDK(t)
 	cfg := testConfig()
-	cfg.Keys = []Key{{Secret: "sk-sdk-0001", Role: RoleAdmin}}
+	cfg.Keys = []Key{{Secret: "sk-sdk-0001", Role: RoleUser}}
 	cfg.WorkerToken = "worker-token-1"
 	o := startOrch(t, cfg)
 	startWorker(t, o, "w1", 2, "--token", "worker-token-1")
-	sdk.Run(t, o.URL, "sk-sdk-0001", "tiny")
-}
-
-// TestOpenAIFeaturesSDKThroughOrchestrator runs tests/openai-sdk/features.mjs
-// through the orchestrator: its fields reach the worker, and logprobs, tool
-// formats and n come back through the relay.
-func TestOpenAIFeaturesSDKThroughOrchestrator(t *testing.T) {
-	sdk := openaitest.NeedSDK(t)
-	cfg := testConfig()
-	cfg.Keys = []Key{{Secret: "sk-sdk-0002", Role: RoleUser}}
-	cfg.WorkerToken = "worker-token-2"
-	o := startOrch(t, cfg)
-	startWorker(t, o, "w1", 2, "--token", "worker-token-2")
-	sdk.RunScript(t, "features.mjs", o.URL, "sk-sdk-0002", "tiny")
+	for _, script := range []string{"check.mjs", "features.mjs"} {
+		t.Run(script, func(t *testing.T) { sdk.RunScript(t, script, o.URL, "sk-sdk-0001", "tiny") })
+	}
 }
 
 type chatCompletion struct {

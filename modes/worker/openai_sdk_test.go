@@ -7,21 +7,15 @@ import (
 )
 
 // TestOpenAISDK runs the official openai npm package against a real `llorch
-// worker` process with --token: chat (stream and not), completions, models,
-// include_usage, and the SDK's error classes for 404, 400 and 401.
+// worker` process with --token: check.mjs (chat, stream and not, completions,
+// models, include_usage, the SDK's error classes for 404, 400 and 401) and
+// features.mjs (structured outputs validated with ajv, tool calls, logprobs,
+// n 2 and penalties).
 func TestOpenAISDK(t *testing.T) {
 	sdk := openaitest.NeedSDK(t)
 	const token = "sdk-secret"
-	p := startProc(t, "--token", token)
-	sdk.Run(t, p.url, token, "tiny")
-}
-
-// TestOpenAIFeaturesSDK runs tests/openai-sdk/features.mjs against a real
-// worker: structured outputs validated with ajv, tool calls (stream and not,
-// named, required, a role tool follow-up), logprobs, n 2 and penalties.
-func TestOpenAIFeaturesSDK(t *testing.T) {
-	sdk := openaitest.NeedSDK(t)
-	const token = "sdk-secret"
 	p := startProc(t, "--token", token, "--slots", "2", "--ctx", "4096")
-	sdk.RunScript(t, "features.mjs", p.url, token, "tiny")
+	for _, script := range []string{"check.mjs", "features.mjs"} {
+		t.Run(script, func(t *testing.T) { sdk.RunScript(t, script, p.url, token, "tiny") })
+	}
 }

@@ -4,7 +4,7 @@
 //
 //	sdk := openaitest.NeedSDK(t) // skips when node or the SDK is missing (fails under CI)
 //	... start a worker or the orchestrator ...
-//	sdk.Run(t, "http://127.0.0.1:8001", token, "tiny")
+//	sdk.RunScript(t, "check.mjs", "http://127.0.0.1:8001", token, "tiny")
 package openaitest
 
 import (
@@ -54,16 +54,10 @@ func NeedSDK(t testing.TB) *SDK {
 	return &SDK{node: node, dir: dir}
 }
 
-// Run runs every check against the daemon at baseURL (with or without /v1)
-// and fails the test when one fails. apiKey may be empty for a daemon without
-// auth.
-func (s *SDK) Run(t testing.TB, baseURL, apiKey, model string) {
-	t.Helper()
-	s.RunScript(t, "check.mjs", baseURL, apiKey, model)
-}
-
-// RunScript runs another script of tests/openai-sdk (features.mjs,
-// embeddings.mjs) the same way.
+// RunScript runs a script of tests/openai-sdk (check.mjs, features.mjs,
+// embeddings.mjs) against the daemon at baseURL (with or without /v1) and
+// fails the test when a check fails. apiKey may be empty for a daemon
+// without auth.
 func (s *SDK) RunScript(t testing.TB, script, baseURL, apiKey, model string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
