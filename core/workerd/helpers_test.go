@@ -3,6 +3,7 @@ package workerd_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -221,15 +222,17 @@ func waitBusy(t *testing.T, w *worker, n int) {
 	})
 }
 
-// post sends body to url (with a bearer token when one is given) and returns
-// the status, the headers and the whole answer.
-func post(t testing.TB, url, token, body string) (int, http.Header, []byte) {
+// request sends body (if any) to url with method, with a bearer token when
+// one is given, and returns the status, the headers and the whole answer.
+func request(t testing.TB, method, url, token, body string) (int, http.Header, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -243,4 +246,54 @@ func post(t testing.TB, url, token, body string) (int, http.Header, []byte) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, resp.Header, data
+}
+
+// post is request with POST.
+func post(t testing.TB, url, token, body string) (int, http.Header, []byte) {
+	t.Helper()
+	return request(t, http.MethodPost, url, token, body)
+}
+
+// chunks posts a streaming /v1 request and decodes each of its data chunks
+// into a T; the stream must answer 200 and end with [DONE], after which
+// nothing may come.
+func chunks[T any](t testing.TB, url, body string) []T {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, err := io.ReadAll(resp.Body)
+		t.Fatalf("status %d: %s (%v)", resp.StatusCode, data, err)
+	}
+	var out []T
+	sc := bufio.NewScanner(resp.Body)
+	done := false
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		if done {
+			t.Fatalf("data after [DONE]: %s", data)
+		}
+		if data == "[DONE]" {
+			done = true
+			continue
+		}
+		var v T
+		if err := json.Unmarshal([]byte(data), &v); err != nil {
+			t.Fatalf("bad chunk %q: %v", data, err)
+		}
+		out = append(out, v)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !done {
+		t.Fatal("stream ended without [DONE]")
+	}
+	return out
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -72,43 +71,7 @@ func oaPost(t *testing.T, url, token, body string) (int, http.Header, oaObject) 
 // oaStream sends a streaming /v1 request and returns its chunks (without [DONE]).
 func oaStream(t *testing.T, url, body string) []oaObject {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		data, err := io.ReadAll(resp.Body)
-		t.Fatalf("status %d: %s (%v)", resp.StatusCode, data, err)
-	}
-	var out []oaObject
-	sc := bufio.NewScanner(resp.Body)
-	done := false
-	for sc.Scan() {
-		data, ok := strings.CutPrefix(sc.Text(), "data: ")
-		if !ok {
-			continue
-		}
-		if done {
-			t.Fatalf("data after [DONE]: %s", data)
-		}
-		if data == "[DONE]" {
-			done = true
-			continue
-		}
-		var obj oaObject
-		if err := json.Unmarshal([]byte(data), &obj); err != nil {
-			t.Fatalf("bad chunk %q: %v", data, err)
-		}
-		out = append(out, obj)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if !done {
-		t.Fatal("stream ended without [DONE]")
-	}
-	return out
+	return chunks[oaObject](t, url, body)
 }
 
 func wantFinish(e *api.End) string {
@@ -252,23 +215,8 @@ func TestOpenAIErrors(t *testing.T) {
 func TestOpenAIAuthAndModels(t *testing.T) {
 	w := startWorker(t, func(c *workerd.Config) { c.Token = "s3cret" })
 	get := func(path, token string) (int, []byte) {
-		req, err := http.NewRequest(http.MethodGet, w.url+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, data
+		status, _, data := request(t, http.MethodGet, w.url+path, token, "")
+		return status, data
 	}
 	for _, token := range []string{"", "wrong"} {
 		status, data := get("/v1/models", token)

@@ -1,10 +1,8 @@
 package workerd_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -139,28 +137,10 @@ func tfChat(t *testing.T, url, body string) ([]tfCall, string, int) {
 // call pieces.
 func tfChatStream(t *testing.T, url, body string) ([]tfCall, string) {
 	t.Helper()
-	resp, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		data, err := io.ReadAll(resp.Body)
-		t.Fatalf("status %d: %s (%v)", resp.StatusCode, data, err)
-	}
 	var calls []tfCall
 	var content strings.Builder
 	finish := ""
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		data, ok := strings.CutPrefix(sc.Text(), "data: ")
-		if !ok || data == "[DONE]" {
-			continue
-		}
-		var r tfResponse
-		if err := json.Unmarshal([]byte(data), &r); err != nil {
-			t.Fatalf("bad chunk %q: %v", data, err)
-		}
+	for _, r := range chunks[tfResponse](t, url+"/v1/chat/completions", body) {
 		if r.Error != nil {
 			t.Fatalf("error event: %s", r.Error.Message)
 		}
@@ -182,9 +162,6 @@ func tfChatStream(t *testing.T, url, body string) ([]tfCall, string) {
 				finish = *c.FinishReason
 			}
 		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	if content.Len() > 0 {
 		t.Errorf("streamed content %q beside the tool calls", content.String())

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -537,23 +536,8 @@ func TestAuthToken(t *testing.T) {
 	w := startWorker(t, func(c *workerd.Config) { c.Token = "s3cret" })
 	call := func(t *testing.T, path, token, body string) (int, []byte) {
 		t.Helper()
-		hr, err := http.NewRequest(http.MethodPost, w.url+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if token != "" {
-			hr.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(hr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, data
+		status, _, data := post(t, w.url+path, token, body)
+		return status, data
 	}
 	refused := func(t *testing.T, path, body string) {
 		t.Helper()
