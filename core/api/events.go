@@ -14,6 +14,9 @@ const (
 	EventMetrics = "metrics"
 	EventEnd     = "end"
 	EventError   = "error"
+	// EventMigrated (orchestrator only) says the task moved to another
+	// worker mid-stream: the next token event continues the same count.
+	EventMigrated = "migrated"
 )
 
 // Stop reasons reported in End.
@@ -71,6 +74,20 @@ type Token struct {
 	LP *Logprob `json:"lp,omitempty"`
 }
 
+// Migrated is the data of a "migrated" event (orchestrator streams only): the
+// task's worker From was lost, hung or drained after AtToken tokens, and
+// worker To continues it from them. The token event after it has index
+// AtToken; none is repeated or skipped. Reason is why it moved: died (the
+// stream broke), hung (heartbeats and probes failed), drain (an operator or
+// the fleet drained the worker with migrate), error (the worker ended the
+// stream with a retriable error).
+type Migrated struct {
+	From    string `json:"from"`
+	To      string `json:"to"`
+	AtToken int    `json:"at_token"`
+	Reason  string `json:"reason"`
+}
+
 // End is the data of the terminal "end" event.
 type End struct {
 	TokensOut           int     `json:"tokens_out"`
@@ -88,12 +105,13 @@ type End struct {
 // worker's stream, the orchestrator's relay and the OpenAI layer all pass
 // this one type.
 type Event struct {
-	Name    string
-	Queued  *Queued
-	Started *Started
-	Token   *Token
-	End     *End
-	Error   *Error
+	Name     string
+	Queued   *Queued
+	Started  *Started
+	Token    *Token
+	Migrated *Migrated
+	End      *End
+	Error    *Error
 }
 
 // Terminal reports whether the event ends its stream.
@@ -109,6 +127,8 @@ func (e Event) Payload() any {
 		return e.Started
 	case e.Token != nil:
 		return e.Token
+	case e.Migrated != nil:
+		return e.Migrated
 	case e.End != nil:
 		return e.End
 	case e.Error != nil:
@@ -133,6 +153,9 @@ func DecodeEvent(name string, data []byte) (Event, error) {
 	case EventToken:
 		out.Token = &Token{}
 		target = out.Token
+	case EventMigrated:
+		out.Migrated = &Migrated{}
+		target = out.Migrated
 	case EventEnd:
 		out.End = &End{}
 		target = out.End

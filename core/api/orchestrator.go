@@ -141,6 +141,26 @@ type Rejection struct {
 	Reason   string `json:"reason"`
 }
 
+// CandidateScore is one candidate of a placement and how it scored.
+type CandidateScore struct {
+	WorkerID string  `json:"worker_id"`
+	Score    float64 `json:"score"`
+	// SlotsFree and Load are what the scheduler saw.
+	SlotsFree int     `json:"slots_free"`
+	Load      float64 `json:"load"`
+	// ExpectedCachedTokens is how many prompt tokens the prefix index
+	// expects this worker to hold in its KV cache already.
+	ExpectedCachedTokens int `json:"expected_cached_tokens"`
+}
+
+// DrainRequest is the optional body of POST /v2/workers/{id}/drain. With
+// Migrate the tasks running on the worker move to other workers of the same
+// model at once, continuing from the tokens already sent; without it they
+// finish where they are.
+type DrainRequest struct {
+	Migrate bool `json:"migrate,omitempty"`
+}
+
 // Explanation is the scheduler's account of a placement decision.
 type Explanation struct {
 	At       time.Time   `json:"at"`
@@ -148,6 +168,9 @@ type Explanation struct {
 	Score    float64     `json:"score,omitempty"`
 	Summary  string      `json:"summary"`
 	Rejected []Rejection `json:"rejected,omitempty"`
+	// Candidates are the workers that passed the filter with their scores,
+	// best first (at most 32).
+	Candidates []CandidateScore `json:"candidates,omitempty"`
 	// Routing tells what a routing script decided, or why it was ignored.
 	Routing string `json:"routing,omitempty"`
 }

@@ -23,6 +23,12 @@ import (
 	"github.com/llorch/llorch/core/store"
 )
 
+// Built-in routing policies (Config.RoutingPolicy).
+const (
+	PolicyCacheAware  = "cache-aware"
+	PolicyLeastLoaded = "least-loaded"
+)
+
 // Config is the orchestrator's behaviour. Zero values take the defaults listed.
 type Config struct {
 	// QueueCapacity bounds each priority class of the queue (default 1024).
@@ -85,6 +91,10 @@ type Config struct {
 	RoutingMaxAllocs int64
 	// RoutingHeaders are the request headers scripts may read.
 	RoutingHeaders []string
+	// RoutingPolicy is the built-in placement policy: "cache-aware" (the
+	// default: the prefix index's expected cached tokens are scored against
+	// load) or "least-loaded" (free slots and load only).
+	RoutingPolicy string
 
 	// Fleet, when set, is applied at startup (the --fleet file): its pools
 	// and models are put, entries not in it are kept.
@@ -132,6 +142,13 @@ func (c *Config) Validate() error {
 	}
 	if _, err := queue.ParsePolicy(c.QueuePolicy); err != nil {
 		return fmt.Errorf("orchestrator: queue policy: %w", err)
+	}
+	switch c.RoutingPolicy {
+	case "":
+		c.RoutingPolicy = PolicyCacheAware
+	case PolicyCacheAware, PolicyLeastLoaded:
+	default:
+		return fmt.Errorf("orchestrator: routing policy must be %s or %s, got %q", PolicyCacheAware, PolicyLeastLoaded, c.RoutingPolicy)
 	}
 	switch c.Unavailable {
 	case "":

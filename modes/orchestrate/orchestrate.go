@@ -76,6 +76,7 @@ func Command() *cli.Command {
 			&cli.StringFlag{Name: "routing-script", Local: true, Usage: "Tengo routing script (reloaded on change and on SIGHUP)", Destination: &cfg.RoutingFile, Sources: cli.EnvVars("LLORCH_ROUTING_SCRIPT")},
 			&cli.DurationFlag{Name: "routing-timeout", Local: true, Value: 50 * time.Millisecond, Usage: "time budget of one routing script call", Destination: &cfg.RoutingTimeout},
 			&cli.Int64Flag{Name: "routing-max-allocs", Local: true, Value: 100000, Usage: "objects one routing script call may allocate", Destination: &cfg.RoutingMaxAllocs},
+			&cli.StringFlag{Name: "routing-policy", Local: true, Value: orchestrator.PolicyCacheAware, Usage: "built-in placement: cache-aware (send a prompt where its prefix is likely cached, balanced against load) or least-loaded", Destination: &cfg.RoutingPolicy, Sources: cli.EnvVars("LLORCH_ROUTING_POLICY")},
 			&cli.StringSliceFlag{Name: "routing-header", Local: true, Usage: "a request header routing scripts may read (task.headers; repeatable)", Destination: &headers},
 			&cli.DurationFlag{Name: "store-timeout", Local: true, Value: 2 * time.Second, Usage: "how long to wait for the database lock", Destination: &storeWait},
 			&cli.StringFlag{Name: "log-level", Local: true, Value: "info", Usage: "debug, info, warn, error", Destination: &logLevel, Sources: cli.EnvVars("LLORCH_LOG_LEVEL")},
