@@ -156,10 +156,15 @@ func (c *Client) Workers(ctx context.Context) ([]api.WorkerView, error) {
 	return out.Workers, c.call(ctx, http.MethodGet, "/v2/workers", nil, &out)
 }
 
-// Drain stops new work for a worker (admin).
-func (c *Client) Drain(ctx context.Context, id string) (api.WorkerView, error) {
+// Drain stops new work for a worker (admin); with migrate its running tasks
+// move to other workers at once.
+func (c *Client) Drain(ctx context.Context, id string, migrate bool) (api.WorkerView, error) {
 	var v api.WorkerView
-	return v, c.call(ctx, http.MethodPost, "/v2/workers/"+esc(id)+"/drain", nil, &v)
+	var body any
+	if migrate {
+		body = api.DrainRequest{Migrate: true}
+	}
+	return v, c.call(ctx, http.MethodPost, "/v2/workers/"+esc(id)+"/drain", body, &v)
 }
 
 // RemoveWorker forgets a worker (admin).

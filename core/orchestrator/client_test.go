@@ -111,7 +111,7 @@ func TestOrchClient(t *testing.T) {
 	if _, err := uc.Task(ctx, "t-nope"); orchclient.Code(err) != api.CodeTaskNotFound {
 		t.Fatalf("unknown task: %v", err)
 	}
-	if _, err := ac.Drain(ctx, "w1"); err != nil {
+	if _, err := ac.Drain(ctx, "w1", false); err != nil {
 		t.Fatal(err)
 	}
 	if err := ac.RemoveWorker(ctx, "w1"); err != nil {

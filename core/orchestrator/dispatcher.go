@@ -121,10 +121,20 @@ func (a *attempt) stopLocked(cause error) {
 var errCancelledByClient = errors.New("cancelled")
 
 // lostError is the cause of an attempt abandoned because its worker was
-// lost.
-type lostError struct{ reason string }
+// lost (or drained with migrate). kind is the migration reason.
+type lostError struct{ kind, reason string }
 
 func (e *lostError) Error() string { return e.reason }
+
+// Why a task moved to another worker mid-stream: the reason of its migrated
+// event and the label of llorch_migrations_total.
+const (
+	lostDied    = "died"    // the stream broke, or the worker came back as a new process
+	lostHung    = "hung"    // heartbeats stopped and /health failed, or the stream went silent
+	lostDrain   = "drain"   // drained with migrate
+	lostFailed  = "error"   // the worker ended the stream with a retriable error
+	lostRemoved = "removed" // deleted from the registry
+)
 
 func newDispatcher(cfg *Config, log *slog.Logger, m *metrics, reg *registry, ts *tasks, rm *routing.Manager) *dispatcher {
 	pol, _ := queue.ParsePolicy(cfg.QueuePolicy)
@@ -302,14 +312,51 @@ func (d *dispatcher) forget(id, workerID, job string) {
 
 // workerLost abandons the attempts running on a worker that stopped
 // answering (or was removed): each fails over as its policy says.
-func (d *dispatcher) workerLost(workerID, reason string) {
+func (d *dispatcher) workerLost(workerID, kind, reason string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, a := range d.running {
 		if a.workerID == workerID {
-			a.stopLocked(&lostError{reason})
+			a.stopLocked(&lostError{kind, reason})
 		}
 	}
+}
+
+// migrateOff moves the tasks running on a drained worker to other workers:
+// each attempt whose task another worker could take (healthy, not
+// draining, same model file, within its pins) is stopped and continues
+// elsewhere from the tokens it sent (or starts there, before its first
+// token); the others finish where they are. It returns how many it moved.
+func (d *dispatcher) migrateOff(workerID string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	d.ws = d.reg.snapshot(d.ws[:0], now)
+	digest := d.reg.digest(workerID)
+	n := 0
+	for _, a := range d.running {
+		if a.workerID != workerID {
+			continue
+		}
+		st := a.e.st
+		if st.Digest == "" {
+			st.Digest = digest
+		}
+		elsewhere := false
+		for i := range d.ws {
+			w := &d.ws[i]
+			if w.ID != workerID && w.Model == st.Model && w.State == api.WorkerHealthy && (st.Digest == "" || w.Digest == st.Digest) &&
+				(st.PinWorker == "" || st.PinWorker == w.ID) && (st.PinPool == "" || st.PinPool == w.Pool) {
+				elsewhere = true
+				break
+			}
+		}
+		if elsewhere {
+			a.stopLocked(&lostError{lostDrain, "the worker was drained with migrate"})
+			n++
+		}
+	}
+	return n
 }
 
 // pass places as many queued tasks as there are free slots, in queue order.
@@ -549,16 +596,16 @@ func (d *dispatcher) failed(serveCtx context.Context, a *attempt, err error, ret
 	if errors.As(err, &se) {
 		status = se.Status
 	}
-	reason, why := "worker_error", errText(err)
+	reason, why, kind := "worker_error", errText(err), lostDied
 	switch {
 	case retry != nil:
-		why = retry.Code + ": " + retry.Message
+		why, kind = retry.Code+": "+retry.Message, lostFailed
 	case errors.As(err, &lost):
-		reason, why = "worker_lost", lost.reason
+		reason, why, kind = "worker_lost", lost.reason, lost.kind
 	case errors.Is(err, workerclient.ErrIdle):
-		reason = "idle"
+		reason, kind = "idle", lostHung
 	case errors.As(err, new(*errBadStream)):
-		reason = "bad_stream"
+		reason, kind = "bad_stream", lostFailed
 	}
 	switch {
 	case retry == nil && (status == 400 || status == 413):
@@ -605,9 +652,16 @@ func (d *dispatcher) failed(serveCtx context.Context, a *attempt, err error, ret
 		}
 		e.migrations++
 		d.m.resumes.WithLabelValues("migration").Inc()
+		d.m.migrations.WithLabelValues(kind).Inc()
 		if e.st.Digest == "" {
 			e.st.Digest = d.reg.digest(a.workerID) // token ids belong to this model file
 		}
+		d.tasks.migrating(e.id, a.workerID, kind)
+		d.requeueLocked(e, 0)
+		return
+	}
+	if kind == lostDrain {
+		// Drained before its first token here: not the worker's failure.
 		d.requeueLocked(e, 0)
 		return
 	}

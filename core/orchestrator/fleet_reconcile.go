@@ -950,6 +950,9 @@ func (f *fleet) stopReplica(r *replica, why string) {
 	f.mu.Unlock()
 	id := r.rec.WorkerID
 	f.reg.drain(id)
+	// Running streams move to the model's other replicas (a rolling change
+	// starts the new one first); with no other replica they finish here.
+	f.disp.migrateOff(id)
 	grace := time.NewTimer(f.cfg.StopGrace)
 	defer grace.Stop()
 	for f.reg.holdsWork(id) {

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 
@@ -50,10 +51,31 @@ func (s *Server) handleListWorkers(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"workers": s.reg.list()})
 }
 
+// handleDrain stops new work for a worker; with {"migrate": true} its
+// running tasks move to other workers at once.
 func (s *Server) handleDrain(c echo.Context) error {
+	var req api.DrainRequest
+	if c.Request().ContentLength != 0 {
+		body, e := readBody(c)
+		if e != nil {
+			return writeError(c, e)
+		}
+		if len(bytes.TrimSpace(body)) > 0 {
+			dec := json.NewDecoder(bytes.NewReader(body))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&req); err != nil {
+				return writeError(c, api.Errorf(api.CodeInvalidRequest, "body is not a drain request ({\"migrate\": true|false}): %s", err.Error()))
+			}
+		}
+	}
 	v, e := s.reg.drain(c.Param("id"))
 	if e != nil {
 		return writeError(c, e)
+	}
+	if req.Migrate {
+		if n := s.disp.migrateOff(v.WorkerID); n > 0 {
+			s.log.Info("drained with migrate: moving running tasks", "worker_id", v.WorkerID, "tasks", n)
+		}
 	}
 	return c.JSON(http.StatusAccepted, v)
 }

@@ -23,7 +23,15 @@ type metrics struct {
 
 	attemptsFailed *prometheus.CounterVec
 	resumes        *prometheus.CounterVec
+	migrations     *prometheus.CounterVec
 	journalErrors  *prometheus.CounterVec
+
+	prefixHitTokens       prometheus.Counter
+	prefixPredictedTokens prometheus.Counter
+	prefixPromptTokens    prometheus.Counter
+	prefixPredictions     *prometheus.CounterVec
+	prefixBlocks          prometheus.Gauge
+	prefixSequences       prometheus.Gauge
 
 	fleetEvents    *prometheus.CounterVec
 	fleetReplicas  *prometheus.GaugeVec
@@ -73,6 +81,27 @@ func newMetrics() *metrics {
 		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llorch_resumes_total", Help: "Tasks continued from the tokens already sent, by cause (restart: after an orchestrator restart; migration: after a worker was lost).",
 		}, []string{"cause"}),
+		migrations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llorch_migrations_total", Help: "Tasks moved to another worker mid-stream, by reason (died, hung, drain, error, removed).",
+		}, []string{"reason"}),
+		prefixHitTokens: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "llorch_prefix_cache_hit_tokens_total", Help: "Prompt tokens workers reported reused from their KV cache (cached_tokens of started events).",
+		}),
+		prefixPredictedTokens: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "llorch_prefix_cache_predicted_tokens_total", Help: "Prompt tokens the prefix index expected the chosen worker to hold.",
+		}),
+		prefixPromptTokens: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "llorch_prefix_cache_prompt_tokens_total", Help: "Prompt tokens of started tasks (the hit ratio's denominator).",
+		}),
+		prefixPredictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llorch_prefix_cache_predictions_total", Help: "Prefix predictions checked against the worker's report, by outcome (confirmed: the hit predicted was there; short: less was there, the index was corrected; unexpected: a hit nobody predicted; none: no hit predicted or seen).",
+		}, []string{"outcome"}),
+		prefixBlocks: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "llorch_prefix_index_blocks", Help: "Prefix blocks the index believes workers hold (summed over workers).",
+		}),
+		prefixSequences: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "llorch_prefix_index_sequences", Help: "Cached sequences (one per worker slot at most) the prefix index tracks.",
+		}),
 		journalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llorch_journal_errors_total", Help: "Failed writes of the task journal, by part (batch: bbolt, tail: the tail log).",
 		}, []string{"part"}),
@@ -91,7 +120,8 @@ func newMetrics() *metrics {
 		}, []string{"pool"}),
 	}
 	m.reg.MustRegister(m.tasks, m.queueDepth, m.ttft, m.tokensOut, m.workers, m.schedule, m.rejections,
-		m.routingCalls, m.routingSeconds, m.routingReloads, m.attemptsFailed, m.resumes, m.journalErrors,
+		m.routingCalls, m.routingSeconds, m.routingReloads, m.attemptsFailed, m.resumes, m.migrations, m.journalErrors,
+		m.prefixHitTokens, m.prefixPredictedTokens, m.prefixPromptTokens, m.prefixPredictions, m.prefixBlocks, m.prefixSequences,
 		m.fleetEvents, m.fleetReplicas, m.fleetColdStart, m.poolUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -32,7 +32,7 @@ type registry struct {
 	// connect makes the client of a worker at a URL.
 	connect func(url string) workerAPI
 	onReady func()
-	onLost  func(workerID, reason string)
+	onLost  func(workerID, kind, reason string) // kind: a migration reason (lostHung, ...)
 
 	wake chan struct{} // a monitor round now
 
@@ -60,7 +60,7 @@ type worker struct {
 func newRegistry(cfg *Config, log *slog.Logger, st *store.Orchestrator, connect func(url string) workerAPI, m *metrics) *registry {
 	return &registry{
 		cfg: cfg, log: log.With("part", "registry"), st: st, connect: connect, m: m,
-		onReady: func() {}, onLost: func(string, string) {},
+		onReady: func() {}, onLost: func(string, string, string) {},
 		workers: map[string]*worker{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1),
 	}
 }
@@ -161,7 +161,7 @@ func (r *registry) register(reg api.WorkerRegistration) api.WorkerView {
 		return w.view()
 	}()
 	if lost != "" {
-		r.onLost(reg.WorkerID, lost)
+		r.onLost(reg.WorkerID, lostDied, lost)
 	}
 	if err := r.save(); err != nil {
 		r.log.Error("saving the registry", "err", err)
@@ -285,7 +285,7 @@ func (r *registry) remove(id string) *api.Error {
 	if !ok {
 		return api.Errorf(api.CodeWorkerNotFound, "no worker %s", id)
 	}
-	r.onLost(id, "removed from the registry")
+	r.onLost(id, lostRemoved, "removed from the registry")
 	if err := r.save(); err != nil {
 		r.log.Error("saving the registry", "err", err)
 	}
@@ -445,7 +445,7 @@ func (r *registry) monitor(ctx context.Context, now time.Time) {
 		}
 	}()
 	for _, id := range lost {
-		r.onLost(id, "the worker is dead")
+		r.onLost(id, lostHung, "the worker is dead")
 	}
 	if err := r.save(); err != nil {
 		r.log.Error("saving the registry", "err", err)
@@ -489,7 +489,7 @@ func (r *registry) probe(ctx context.Context, w *worker, client workerAPI) {
 		}
 	}()
 	if lost != "" {
-		r.onLost(w.rec.WorkerID, lost)
+		r.onLost(w.rec.WorkerID, lostHung, lost)
 	}
 	if ready {
 		r.onReady()

@@ -53,7 +53,7 @@ func TestHealthStateMachine(t *testing.T) {
 			ProbeTimeout: 2 * time.Second}, func(string) workerAPI { return pc })
 		var lost []string
 		var mu sync.Mutex
-		r.onLost = func(id, why string) { mu.Lock(); lost = append(lost, id+": "+why); mu.Unlock() }
+		r.onLost = func(id, _, why string) { mu.Lock(); lost = append(lost, id+": "+why); mu.Unlock() }
 		r.register(api.WorkerRegistration{WorkerID: "w1", URL: "http://127.0.0.1:1", Model: api.ModelInfo{ID: "m"}, Slots: 1})
 		if _, ok := r.acquire("w1"); !ok {
 			t.Fatal("no slot on a new worker")
@@ -124,7 +124,7 @@ func TestRegistrySlots(t *testing.T) {
 	fleet := newFakeFleet()
 	r := newTestRegistry(t, Config{}, fleet.connect)
 	var lost []string
-	r.onLost = func(id, why string) { lost = append(lost, id) }
+	r.onLost = func(id, _, _ string) { lost = append(lost, id) }
 	reg := api.WorkerRegistration{WorkerID: "w1", URL: "http://a:1", Model: api.ModelInfo{ID: "m", Ctx: 2048, Digest: "d1"}, Slots: 2}
 	r.register(reg)
 	for i := range 2 {

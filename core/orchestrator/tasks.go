@@ -84,6 +84,9 @@ type task struct {
 	// noResume is why the task cannot be continued from its tokens (a
 	// journal written before token ids were recorded), "" when it can.
 	noResume string
+	// moving is the migration under way (from, reason): the next attempt's
+	// started event becomes the client's migrated event.
+	moving *api.Migrated
 	end      *api.End
 	err      *api.Error
 
@@ -463,6 +466,16 @@ func (ts *tasks) requeued(id string) {
 	}
 }
 
+// migrating records that a task lost its worker mid-stream and will
+// continue elsewhere, for its migrated event.
+func (ts *tasks) migrating(id, from, reason string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if t := ts.table[id]; t != nil && !t.terminal() {
+		t.moving = &api.Migrated{From: from, Reason: reason}
+	}
+}
+
 // errBadStream is a worker's stream that breaks the contract.
 type errBadStream struct{ msg string }
 
@@ -482,9 +495,16 @@ func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Erro
 	}
 	switch {
 	case ev.Started != nil:
+		if t.moving != nil {
+			// The client has this task's started event: it hears of the move.
+			m := *t.moving
+			m.To, m.AtToken, t.moving = t.workerID, t.tokensOut, nil
+			ts.appendLocked(t, api.Event{Name: api.EventMigrated, Migrated: &m})
+			return false, nil, nil
+		}
 		for _, le := range t.log {
 			if le.ev.Started != nil {
-				return false, nil, nil // resumed: the client has this task's started event
+				return false, nil, nil // resumed after a restart: the client has this task's started event
 			}
 		}
 		s := *ev.Started

@@ -58,6 +58,7 @@ func workersCommand() *cli.Command {
 		Name:  "workers",
 		Usage: "list the orchestrator's workers: state, model, slots, load, last seen",
 		Flags: f.flags(),
+		Commands: []*cli.Command{drainCommand()},
 		Action: func(ctx context.Context, _ *cli.Command) error {
 			var out struct {
 				Workers []api.WorkerView `json:"workers"`
@@ -72,6 +73,33 @@ func workersCommand() *cli.Command {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%.1f\t%s ago\t%s\n", w.WorkerID, w.State, w.Model.ID, dash(w.Pool),
 						w.Assigned, w.Slots, w.TokensPerSecond, time.Since(w.LastSeen).Round(time.Second), w.URL)
 				}
+			})
+		},
+	}
+}
+
+func drainCommand() *cli.Command {
+	var (
+		f       orchFlags
+		migrate bool
+	)
+	return &cli.Command{
+		Name:      "drain",
+		Usage:     "stop new work for a worker; --migrate moves its running streams to other workers at once",
+		ArgsUsage: "WORKER_ID",
+		Flags: append(f.flags(), &cli.BoolFlag{Name: "migrate", Usage: "continue the worker's running tasks on other workers of the same model now (without: they finish where they are)", Destination: &migrate}),
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			if cmd.NArg() != 1 {
+				return cli.Exit("ctl: workers drain takes one WORKER_ID", 2)
+			}
+			var v api.WorkerView
+			drain := func(ctx context.Context, c *orchclient.Client) (any, error) {
+				var err error
+				v, err = c.Drain(ctx, cmd.Args().First(), migrate)
+				return v, err
+			}
+			return f.show(ctx, drain, func(tw io.Writer) {
+				fmt.Fprintf(tw, "%s\t%s\n", v.WorkerID, v.State)
 			})
 		},
 	}
