@@ -87,8 +87,8 @@ type task struct {
 	// moving is the migration under way (from, reason): the next attempt's
 	// started event becomes the client's migrated event.
 	moving *api.Migrated
-	end      *api.End
-	err      *api.Error
+	end    *api.End
+	err    *api.Error
 
 	queued api.Queued
 }

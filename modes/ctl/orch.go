@@ -55,9 +55,9 @@ func (f *orchFlags) show(ctx context.Context, list func(context.Context, *orchcl
 func workersCommand() *cli.Command {
 	var f orchFlags
 	return &cli.Command{
-		Name:  "workers",
-		Usage: "list the orchestrator's workers: state, model, slots, load, last seen",
-		Flags: f.flags(),
+		Name:     "workers",
+		Usage:    "list the orchestrator's workers: state, model, slots, load, last seen",
+		Flags:    f.flags(),
 		Commands: []*cli.Command{drainCommand()},
 		Action: func(ctx context.Context, _ *cli.Command) error {
 			var out struct {
@@ -87,7 +87,7 @@ func drainCommand() *cli.Command {
 		Name:      "drain",
 		Usage:     "stop new work for a worker; --migrate moves its running streams to other workers at once",
 		ArgsUsage: "WORKER_ID",
-		Flags: append(f.flags(), &cli.BoolFlag{Name: "migrate", Usage: "continue the worker's running tasks on other workers of the same model now (without: they finish where they are)", Destination: &migrate}),
+		Flags:     append(f.flags(), &cli.BoolFlag{Name: "migrate", Usage: "continue the worker's running tasks on other workers of the same model now (without: they finish where they are)", Destination: &migrate}),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			if cmd.NArg() != 1 {
 				return cli.Exit("ctl: workers drain takes one WORKER_ID", 2)
