@@ -39,23 +39,36 @@ type Task struct {
 	// Digest, when set, admits only workers with this model file: a task
 	// continued from its tokens needs the same vocabulary.
 	Digest string
+	// PromptTokens estimates the prompt's length, for the cache term (0:
+	// unknown).
+	PromptTokens int
 }
 
 // Weights scale the score terms. The zero value means the defaults: FreeSlots
-// 1, Load 0.5, Affinity 1. A Weights with any field set is used as given.
+// 1, Load 0.5, Affinity 1, Cache 1. A Weights with any field set is used as
+// given.
 type Weights struct {
 	FreeSlots float64 // times the free-slot fraction
 	Load      float64 // times the recent load, subtracted
 	Affinity  float64 // added to the worker that last served the session
+	Cache     float64 // times the fraction of the prompt expected cached
 }
+
+// DefaultWeights are the weights of the zero Weights.
+var DefaultWeights = Weights{FreeSlots: 1, Load: 0.5, Affinity: 1, Cache: 1}
 
 // OrDefault returns w, or the default weights when w is the zero value.
 func (w Weights) OrDefault() Weights {
 	if w == (Weights{}) {
-		return Weights{FreeSlots: 1, Load: 0.5, Affinity: 1}
+		return DefaultWeights
 	}
 	return w
 }
+
+// CacheFloor is the prompt length below which the cache term does not grow
+// with the fraction cached: 200 of 250 tokens cached saves little, and
+// must not outweigh load.
+const CacheFloor = 256
 
 // Options tune one scheduling call.
 type Options struct {
@@ -67,6 +80,9 @@ type Options struct {
 	Bias map[string]float64
 	// Weights of the score terms; the zero value means the defaults.
 	Weights Weights
+	// Cached, when not nil, holds by worker index the prompt tokens each
+	// worker is expected to hold in its KV cache (the prefix index).
+	Cached []int
 }
 
 // Reason is why a worker was filtered out.
@@ -128,6 +144,7 @@ type Terms struct {
 	FreeSlots float64 // weighted free-slot fraction
 	Load      float64 // weighted load, already subtracted from the score
 	Affinity  float64 // session affinity bonus, 0 when none
+	Cache     float64 // weighted fraction of the prompt expected cached
 	Bias      float64 // routing bias, 0 when none
 }
 
@@ -144,6 +161,9 @@ type Decision struct {
 	Candidates []int
 	// Rejected has every worker that failed the filter, in input order.
 	Rejected []Rejection
+	// Scores are the candidates' scores, aligned with Candidates (set by
+	// ScheduleInto, not by Filter).
+	Scores []float64
 
 	details []cachedDetail // detail strings reused across calls
 }
@@ -151,7 +171,7 @@ type Decision struct {
 // Filter resets d and fills its Candidates and Rejected for t over ws.
 // It reuses d's slices.
 func Filter(t Task, ws []Worker, d *Decision) {
-	*d = Decision{Candidates: d.Candidates[:0], Rejected: d.Rejected[:0], details: d.details}
+	*d = Decision{Candidates: d.Candidates[:0], Rejected: d.Rejected[:0], Scores: d.Scores[:0], details: d.details}
 	if cap(d.Rejected) < len(ws) { // size once rather than grow by appends
 		d.Candidates = make([]int, 0, len(ws))
 		d.Rejected = make([]Rejection, 0, len(ws))
@@ -211,15 +231,19 @@ func ScheduleInto(t Task, ws []Worker, o Options, d *Decision) {
 		if sessionWorker != "" && w.ID == sessionWorker {
 			tm.Affinity = wt.Affinity
 		}
+		if i < len(o.Cached) && o.Cached[i] > 0 {
+			tm.Cache = wt.Cache * min(1, float64(o.Cached[i])/float64(max(t.PromptTokens, CacheFloor)))
+		}
 		if o.Bias != nil {
 			if b := o.Bias[w.ID]; !math.IsNaN(b) {
 				tm.Bias = b
 			}
 		}
-		s := tm.FreeSlots - tm.Load + tm.Affinity + tm.Bias
+		s := tm.FreeSlots - tm.Load + tm.Affinity + tm.Cache + tm.Bias
 		if math.IsNaN(s) { // NaN weights, or +Inf and -Inf biases
 			s = math.Inf(-1)
 		}
+		d.Scores = append(d.Scores, s)
 		if best < 0 || better(s, w, bestScore, &ws[best]) {
 			best, bestScore, bestTerms = i, s, tm
 		}
@@ -349,6 +373,10 @@ func (d Decision) Summary(t Task) string {
 		b.WriteString(strconv.FormatFloat(d.Score, 'f', 2, 64))
 		if d.Terms.Affinity != 0 {
 			b.WriteString(", session affinity")
+		}
+		if d.Terms.Cache != 0 {
+			b.WriteString(", cache ")
+			b.WriteString(strconv.FormatFloat(d.Terms.Cache, 'f', 2, 64))
 		}
 		if d.Terms.Bias != 0 {
 			b.WriteString(", bias ")

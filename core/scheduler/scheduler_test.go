@@ -455,3 +455,48 @@ func TestReasonString(t *testing.T) {
 		}
 	}
 }
+
+// The cache term: a worker expected to hold most of the prompt wins over an
+// idle one until it is three quarters busy; then the idle worker takes the
+// task, so a hot prefix spreads.
+func TestCacheTerm(t *testing.T) {
+	prompt := func(n int) func(*Task) { return func(t *Task) { t.PromptTokens = n } }
+	cases := []struct {
+		name   string
+		holder Worker // w1, expected to hold the cached tokens
+		cached int
+		task   Task
+		want   string
+	}{
+		{"idle holder", worker("w1"), 800, llama(prompt(1000)), "w1"},
+		{"half busy holder", worker("w1", busy(2), load(0.5)), 800, llama(prompt(1000)), "w1"},
+		{"three quarters busy holder spreads", worker("w1", busy(3), load(0.75)), 1000, llama(prompt(1000)), "w2"},
+		{"full holder", worker("w1", busy(4), load(1)), 1000, llama(prompt(1000)), "w2"},
+		{"a short prompt's hit weighs little", worker("w1", busy(2), load(0.5)), 40, llama(prompt(50)), "w2"},
+		{"no hit", worker("w1", busy(1), load(0.25)), 0, llama(prompt(1000)), "w2"},
+		{"hit larger than the estimate counts once", worker("w1", busy(2), load(0.5)), 1 << 40, llama(prompt(100)), "w1"},
+		{"negative is none", worker("w1"), -5, llama(prompt(100)), "w1"}, // equal scores: fewer busy, then lowest ID
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ws := []Worker{c.holder, worker("w2")}
+			d := schedule(c.task, ws, Options{Cached: []int{c.cached, 0}})
+			if d.WorkerID != c.want {
+				t.Fatalf("chose %s (%s), want %s", d.WorkerID, d.Summary(c.task), c.want)
+			}
+			if len(d.Scores) != len(d.Candidates) {
+				t.Fatalf("%d scores for %d candidates", len(d.Scores), len(d.Candidates))
+			}
+			if d.Terms.Cache < 0 || d.Terms.Cache > 1 {
+				t.Fatalf("cache term %v out of 0..1", d.Terms.Cache)
+			}
+		})
+	}
+	// Least-loaded: a Cache weight of 0 ignores the index.
+	ws := []Worker{worker("w1", busy(1), load(0.25)), worker("w2")}
+	wt := DefaultWeights
+	wt.Cache = 0
+	if d := schedule(llama(prompt(1000)), ws, Options{Cached: []int{1000, 0}, Weights: wt}); d.WorkerID != "w2" || d.Terms.Cache != 0 {
+		t.Fatalf("least-loaded chose %s with cache term %v", d.WorkerID, d.Terms.Cache)
+	}
+}
