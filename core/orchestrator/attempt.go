@@ -47,6 +47,9 @@ func (d *dispatcher) run(serveCtx context.Context, s start) {
 			return
 		}
 		done, retry, err := d.tasks.relay(a.e.id, a.job, ev)
+		if ev.Started != nil && err == nil && !done {
+			d.observe(a, ev.Started)
+		}
 		switch {
 		case err != nil:
 			fail(err, nil)
@@ -55,7 +58,11 @@ func (d *dispatcher) run(serveCtx context.Context, s start) {
 			fail(errors.New(retry.Message), retry)
 			return
 		case done:
-			d.ended(a, d.tasks.succeeded(a.e.id))
+			text, ok := d.tasks.output(a.e.id)
+			if ok {
+				d.served(a, text)
+			}
+			d.ended(a, ok)
 			return
 		}
 	}

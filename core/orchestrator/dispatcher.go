@@ -11,6 +11,7 @@ import (
 
 	"github.com/llorch/llorch/core/admission"
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/prefix"
 	"github.com/llorch/llorch/core/queue"
 	"github.com/llorch/llorch/core/routing"
 	"github.com/llorch/llorch/core/scheduler"
@@ -44,6 +45,11 @@ type dispatcher struct {
 	closed   bool
 	ws       []scheduler.Worker // snapshot buffer, reused under mu
 	dec      scheduler.Decision
+	// prefix is the prefix index (prefix.go); ids and cached are buffers
+	// of its lookups, reused under mu.
+	prefix *prefix.Index
+	ids    []string
+	cached []int
 	// onStarved is called (without the lock) when a task is queued for a
 	// model no healthy worker serves: the fleet starts one at once.
 	onStarved func()
@@ -89,6 +95,11 @@ type entry struct {
 	predicted int64
 	note      startNote // the last start note given to the task
 
+	// hashes are the prompt's block hashes (nil until first placed) and
+	// streamBytes the length of what they hash (prefix.go).
+	hashes      []uint64
+	streamBytes int
+
 	failedOn   []string // workers whose attempt failed before the first token
 	failures   int      // such failures
 	busy       int      // ALL_SLOTS_BUSY answers in a row
@@ -103,6 +114,9 @@ type attempt struct {
 	job      string
 	start    time.Time
 	resumed  int // tokens the task had when the attempt began
+	// predicted is the prompt tokens the prefix index expected the worker
+	// to hold; slots the worker's slot count.
+	predicted, slots int
 
 	cancel  context.CancelCauseFunc // set once run has made the attempt's context
 	stopped error                   // why it was stopped before that
@@ -146,6 +160,7 @@ func newDispatcher(cfg *Config, log *slog.Logger, m *metrics, reg *registry, ts 
 		meter:    admission.NewMeter(0.2),
 		sessions: map[string]string{},
 		running:  map[string]*attempt{},
+		prefix:   prefix.New(prefix.Config{}),
 	}
 }
 
@@ -377,6 +392,18 @@ type placement struct {
 	e    *entry
 	w    string
 	expl *api.Explanation
+	// predicted is the prompt tokens w is expected to hold; slots its slot
+	// count.
+	predicted, slots int
+}
+
+// placedLocked is the placement of e on the worker d.dec chose among ws.
+func (d *dispatcher) placedLocked(e *entry, ws []scheduler.Worker, i int, cached []int, ex *api.Explanation) placement {
+	p := placement{e: e, w: ws[i].ID, expl: ex, slots: ws[i].SlotsTotal}
+	if i < len(cached) {
+		p.predicted = cached[i]
+	}
+	return p
 }
 
 // place runs the built-in policy over the queue: tasks that cannot be
@@ -406,8 +433,9 @@ func (d *dispatcher) place(ctx context.Context) []start {
 			d.explainLocked(e, ex)
 			return true
 		}
+		opts.Cached = d.cachedLocked(e, ws)
 		d.scheduleLocked(e, ws, opts)
-		ex := explain(&d.dec, e.st, ws, now)
+		ex := explain(&d.dec, e.st, ws, opts.Cached, now)
 		if d.dec.WorkerID == "" {
 			d.explainLocked(e, ex)
 			if len(e.failedOn) == 0 {
@@ -415,9 +443,10 @@ func (d *dispatcher) place(ctx context.Context) []start {
 			}
 			return true
 		}
-		ws[index[d.dec.WorkerID]].SlotsBusy++
+		i := index[d.dec.WorkerID]
+		places = append(places, d.placedLocked(e, ws, i, opts.Cached, ex))
+		ws[i].SlotsBusy++
 		free--
-		places = append(places, placement{e: e, w: d.dec.WorkerID, expl: ex})
 		return free > 0
 	})
 	starts := d.startAllLocked(places)
@@ -447,7 +476,7 @@ func (d *dispatcher) snapshotLocked(now time.Time) ([]scheduler.Worker, map[stri
 }
 
 func (d *dispatcher) optionsLocked() scheduler.Options {
-	return scheduler.Options{SessionWorker: func(sid string) string { return d.sessions[sid] }}
+	return scheduler.Options{SessionWorker: func(sid string) string { return d.sessions[sid] }, Weights: d.weights()}
 }
 
 // scheduleLocked runs the scheduler for e into d.dec, steering it away from
@@ -459,13 +488,19 @@ func (d *dispatcher) optionsLocked() scheduler.Options {
 func (d *dispatcher) scheduleLocked(e *entry, ws []scheduler.Worker, opts scheduler.Options) {
 	if len(e.failedOn) > 0 {
 		var alt []scheduler.Worker
+		altOpts := opts
+		altOpts.Cached = nil
 		for i := range ws {
 			if !slices.Contains(e.failedOn, ws[i].ID) {
 				alt = append(alt, ws[i])
+				if i < len(opts.Cached) {
+					altOpts.Cached = append(altOpts.Cached, opts.Cached[i])
+				}
 			}
 		}
-		scheduler.ScheduleInto(e.st, alt, opts, &d.dec)
+		scheduler.ScheduleInto(e.st, alt, altOpts, &d.dec)
 		if d.dec.WorkerID != "" {
+			d.reindexLocked(alt, ws)
 			return
 		}
 		for _, r := range d.dec.Rejected {
@@ -491,8 +526,21 @@ const maxExplained = 32
 // while no worker has a free slot.
 const explainEvery = time.Second
 
-func explain(d *scheduler.Decision, st scheduler.Task, ws []scheduler.Worker, now time.Time) *api.Explanation {
+// reindexLocked makes d.dec's candidate indexes, made over sub (a subset of
+// ws in ws's order), index ws.
+func (d *dispatcher) reindexLocked(sub, ws []scheduler.Worker) {
+	j := 0
+	for k, i := range d.dec.Candidates {
+		for ws[j].ID != sub[i].ID {
+			j++
+		}
+		d.dec.Candidates[k] = j
+	}
+}
+
+func explain(d *scheduler.Decision, st scheduler.Task, ws []scheduler.Worker, cached []int, now time.Time) *api.Explanation {
 	e := d.Explanation(st, now)
+	e.Candidates = candidates(d, ws, cached)
 	if len(e.Rejected) > maxExplained {
 		e.Rejected = e.Rejected[:maxExplained]
 	}
@@ -550,7 +598,7 @@ func (d *dispatcher) startAllLocked(places []placement) []start {
 			}
 			d.sessions[sid] = p.w
 		}
-		a := &attempt{e: e, workerID: p.w, job: job, start: time.Now(), resumed: len(exec.ResumeTokens)}
+		a := &attempt{e: e, workerID: p.w, job: job, start: time.Now(), resumed: len(exec.ResumeTokens), predicted: p.predicted, slots: p.slots}
 		d.running[e.id] = a
 		if len(exec.ResumeTokens) > 0 {
 			d.log.Info("continuing a task from the tokens already sent", "task_id", e.id, "worker_id", p.w, "tokens", len(exec.ResumeTokens))

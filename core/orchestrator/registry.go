@@ -33,6 +33,9 @@ type registry struct {
 	connect func(url string) workerAPI
 	onReady func()
 	onLost  func(workerID, kind, reason string) // kind: a migration reason (lostHung, ...)
+	// onGone is called when a worker's KV caches are gone: it came back as
+	// a new process, died or was removed.
+	onGone func(workerID string)
 
 	wake chan struct{} // a monitor round now
 
@@ -60,7 +63,7 @@ type worker struct {
 func newRegistry(cfg *Config, log *slog.Logger, st *store.Orchestrator, connect func(url string) workerAPI, m *metrics) *registry {
 	return &registry{
 		cfg: cfg, log: log.With("part", "registry"), st: st, connect: connect, m: m,
-		onReady: func() {}, onLost: func(string, string, string) {},
+		onReady: func() {}, onLost: func(string, string, string) {}, onGone: func(string) {},
 		workers: map[string]*worker{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1),
 	}
 }
@@ -133,7 +136,7 @@ func (r *registry) save() error {
 // process: its attempts at the old address are lost.
 func (r *registry) register(reg api.WorkerRegistration) api.WorkerView {
 	now := time.Now()
-	lost := ""
+	lost, gone := "", false
 	v := func() api.WorkerView {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -143,6 +146,9 @@ func (r *registry) register(reg api.WorkerRegistration) api.WorkerView {
 			rec.RegisteredAt = w.rec.RegisteredAt
 			if w.rec.State == api.WorkerDraining {
 				rec.State = api.WorkerDraining // an operator's drain outlives a restart of the worker
+			}
+			if rec.URL != w.rec.URL || w.rec.State == api.WorkerDead {
+				gone = true
 			}
 			if rec.URL != w.rec.URL {
 				w.client = r.connect(rec.URL)
@@ -162,6 +168,9 @@ func (r *registry) register(reg api.WorkerRegistration) api.WorkerView {
 	}()
 	if lost != "" {
 		r.onLost(reg.WorkerID, lostDied, lost)
+	}
+	if gone {
+		r.onGone(reg.WorkerID)
 	}
 	if err := r.save(); err != nil {
 		r.log.Error("saving the registry", "err", err)
@@ -286,6 +295,7 @@ func (r *registry) remove(id string) *api.Error {
 		return api.Errorf(api.CodeWorkerNotFound, "no worker %s", id)
 	}
 	r.onLost(id, lostRemoved, "removed from the registry")
+	r.onGone(id)
 	if err := r.save(); err != nil {
 		r.log.Error("saving the registry", "err", err)
 	}
@@ -419,7 +429,7 @@ func (r *registry) monitorLoop(ctx context.Context, alive func()) {
 
 // monitor runs one round of health checks at now.
 func (r *registry) monitor(ctx context.Context, now time.Time) {
-	var lost []string
+	var lost, dead []string
 	func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -434,6 +444,7 @@ func (r *registry) monitor(ctx context.Context, now time.Time) {
 			case api.WorkerUnhealthy:
 				if now.Sub(w.unhealthySince) > r.cfg.DeadAfter {
 					r.setStateLocked(w, api.WorkerDead, "no heartbeat and no answer to /health")
+					dead = append(dead, w.rec.WorkerID)
 					if w.assigned > 0 {
 						lost = append(lost, w.rec.WorkerID)
 					}
@@ -446,6 +457,9 @@ func (r *registry) monitor(ctx context.Context, now time.Time) {
 	}()
 	for _, id := range lost {
 		r.onLost(id, lostHung, "the worker is dead")
+	}
+	for _, id := range dead {
+		r.onGone(id)
 	}
 	if err := r.save(); err != nil {
 		r.log.Error("saving the registry", "err", err)

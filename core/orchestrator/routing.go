@@ -154,12 +154,13 @@ func (d *dispatcher) depthsLocked() map[string]map[string]int {
 	return out
 }
 
-// candidateLocked is what a script sees of a worker.
-func (d *dispatcher) candidateLocked(w scheduler.Worker, session string) routing.Candidate {
+// candidateLocked is what a script sees of a worker; cached is the prompt
+// tokens the prefix index expects it to hold.
+func (d *dispatcher) candidateLocked(w scheduler.Worker, session string, cached int) routing.Candidate {
 	c := routing.Candidate{ID: w.ID, Pool: w.Pool, Model: w.Model, SlotsFree: max(0, w.SlotsTotal-w.SlotsBusy), SlotsTotal: w.SlotsTotal,
-		Load: w.Load, TokensPerSecond: w.TokensPerSecond, Labels: w.Labels}
+		Load: w.Load, TokensPerSecond: w.TokensPerSecond, Labels: w.Labels, CachedPrefix: max(cached, 0)}
 	if session != "" && d.sessions[session] == w.ID {
-		c.CachedPrefix = 1 // this worker served the session last: its prompt cache likely holds the prefix
+		c.CachedPrefix = max(c.CachedPrefix, 1) // this worker served the session last: its prompt cache likely holds the prefix
 	}
 	return c
 }
@@ -174,7 +175,7 @@ func (d *dispatcher) snapshot() routing.Snapshot {
 		return true
 	})
 	for _, w := range d.reg.snapshot(nil, snap.Now) {
-		snap.Candidates = append(snap.Candidates, d.candidateLocked(w, ""))
+		snap.Candidates = append(snap.Candidates, d.candidateLocked(w, "", 0))
 	}
 	return snap
 }
@@ -215,13 +216,14 @@ func (d *dispatcher) placeScripted(ctx context.Context) []start {
 		}
 		note := joinNotes(e.routingNote, p.res.Note)
 		o := opts
+		o.Cached = d.cachedLocked(e, ws)
 		chosen := ""
 		switch p.d.Action {
 		case routing.ActionWait:
 			wait := time.Duration(p.d.RetryAfterMs) * time.Millisecond
 			e.notBefore = now.Add(wait)
 			scheduler.Filter(e.st, ws, &d.dec)
-			ex := explain(&d.dec, e.st, ws, now)
+			ex := explain(&d.dec, e.st, ws, o.Cached, now)
 			ex.Summary = fmt.Sprintf("waiting %s as the routing script asked", wait)
 			ex.Routing = note
 			d.explainLocked(e, ex)
@@ -242,14 +244,15 @@ func (d *dispatcher) placeScripted(ctx context.Context) []start {
 		} else {
 			d.scheduleLocked(e, ws, o)
 		}
-		ex := explain(&d.dec, e.st, ws, now)
+		ex := explain(&d.dec, e.st, ws, o.Cached, now)
 		ex.Routing = note
 		if d.dec.WorkerID == "" {
 			d.explainLocked(e, ex)
 			continue
 		}
-		ws[index[d.dec.WorkerID]].SlotsBusy++
-		places = append(places, placement{e: e, w: d.dec.WorkerID, expl: ex})
+		i := index[d.dec.WorkerID]
+		places = append(places, d.placedLocked(e, ws, i, o.Cached, ex))
+		ws[i].SlotsBusy++
 	}
 	return d.startAllLocked(places)
 }
@@ -279,12 +282,13 @@ func (d *dispatcher) plan() []*planItem {
 		scheduler.Filter(e.st, ws, &d.dec)
 		if len(d.dec.Candidates) == 0 {
 			blocked[key] = true
-			d.explainLocked(e, explain(&d.dec, e.st, ws, now))
+			d.explainLocked(e, explain(&d.dec, e.st, ws, nil, now))
 			return true
 		}
+		cached := d.cachedLocked(e, ws)
 		cands := make([]routing.Candidate, 0, len(d.dec.Candidates))
 		for _, i := range d.dec.Candidates {
-			cands = append(cands, d.candidateLocked(ws[i], e.st.SessionID))
+			cands = append(cands, d.candidateLocked(ws[i], e.st.SessionID, cached[i]))
 		}
 		plan = append(plan, &planItem{e: e, in: routing.PlaceInput{
 			Task: routingTask(e.id, e.req, e.priority, e.keyFP, e.headers), Candidates: cands, Now: now}})

@@ -297,6 +297,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.disp = newDispatcher(&s.cfg, s.log, s.m, s.reg, s.tasks, s.routing)
 	s.reg.onReady = s.disp.kick
 	s.reg.onLost = s.disp.workerLost
+	s.reg.onGone = s.disp.forgetWorker
 	host, closeHosts := deps.poolHost, func() {}
 	if host == nil {
 		host, closeHosts = newCLIHost(cfg.SSH)

@@ -380,12 +380,15 @@ func (ts *tasks) cancel(id, why string, p principal) (found bool, workerID, job 
 	return true, workerID, job
 }
 
-// succeeded reports whether a task ended well.
-func (ts *tasks) succeeded(id string) bool {
+// output returns the text of a task that ended well, and whether it did.
+func (ts *tasks) output(id string) (string, bool) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	t := ts.table[id]
-	return t != nil && t.status == api.TaskSucceeded
+	if t == nil || t.status != api.TaskSucceeded {
+		return "", false
+	}
+	return t.text.String(), true
 }
 
 // active reports whether a task exists and has not ended.

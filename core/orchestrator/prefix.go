@@ -1,0 +1,147 @@
+package orchestrator
+
+import (
+	"slices"
+
+	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/prefix"
+	"github.com/llorch/llorch/core/scheduler"
+)
+
+// Cache-aware placement: the dispatcher keeps a prefix index (core/prefix)
+// of which worker probably holds which prompt prefix in its KV cache, scores
+// each candidate by the prompt tokens it is expected to hold, and checks
+// every prediction against the cached_tokens the worker reports in started:
+// what was not confirmed leaves the index. A worker holds what it served:
+// the prompt from its started event, the prompt and the generated text from
+// its end.
+
+// predictCap bounds the candidates an explanation lists.
+const predictCap = 32
+
+// hashesLocked returns e's prompt block hashes, computed once.
+func (d *dispatcher) hashesLocked(e *entry) []uint64 {
+	if e.hashes != nil || e.req == nil {
+		return e.hashes
+	}
+	stream := prefix.AppendRequest(nil, &e.req.ExecuteRequest)
+	e.streamBytes = len(stream)
+	e.hashes = prefix.Hashes(make([]uint64, 0, len(stream)/d.prefix.BlockBytes()+1), e.model, stream, d.prefix.BlockBytes())
+	e.st.PromptTokens = d.prefix.Tokens(e.model, (len(stream)+d.prefix.BlockBytes()-1)/d.prefix.BlockBytes())
+	return e.hashes
+}
+
+// cachedLocked fills d.cached with the prompt tokens each worker of ws is
+// expected to hold of e's prompt, and returns it.
+func (d *dispatcher) cachedLocked(e *entry, ws []scheduler.Worker) []int {
+	hashes := d.hashesLocked(e)
+	d.ids = d.ids[:0]
+	for i := range ws {
+		d.ids = append(d.ids, ws[i].ID)
+	}
+	d.cached = slices.Grow(d.cached[:0], len(ws))[:len(ws)]
+	d.prefix.Lookup(hashes, d.ids, d.cached)
+	for i, blocks := range d.cached {
+		d.cached[i] = min(d.prefix.Tokens(e.model, blocks), e.st.PromptTokens)
+	}
+	return d.cached
+}
+
+// weights are the scheduler weights of the configured policy.
+func (d *dispatcher) weights() scheduler.Weights {
+	w := scheduler.DefaultWeights
+	if d.cfg.RoutingPolicy == PolicyLeastLoaded {
+		w.Cache = 0
+	}
+	return w
+}
+
+// candidates lists the scored candidates of dec for an explanation, best
+// first, with the tokens each was expected to hold (cached by ws index).
+func candidates(dec *scheduler.Decision, ws []scheduler.Worker, cached []int) []api.CandidateScore {
+	if len(dec.Scores) != len(dec.Candidates) || len(dec.Candidates) == 0 {
+		return nil
+	}
+	out := make([]api.CandidateScore, len(dec.Candidates))
+	for k, i := range dec.Candidates {
+		w := &ws[i]
+		out[k] = api.CandidateScore{WorkerID: w.ID, Score: dec.Scores[k], SlotsFree: max(0, w.SlotsTotal-w.SlotsBusy), Load: w.Load}
+		if i < len(cached) {
+			out[k].ExpectedCachedTokens = cached[i]
+		}
+	}
+	slices.SortStableFunc(out, func(a, b api.CandidateScore) int {
+		switch {
+		case a.Score > b.Score:
+			return -1
+		case a.Score < b.Score:
+			return 1
+		}
+		return 0
+	})
+	if len(out) > predictCap {
+		out = out[:predictCap]
+	}
+	return out
+}
+
+// observe checks the prediction of an attempt against the worker's started
+// event, corrects the index, and records that the worker's slot now holds
+// the prompt. A continued attempt (its cache covers resumed tokens) and a
+// request that bypasses the cache tell nothing of the prediction.
+func (d *dispatcher) observe(a *attempt, s *api.Started) {
+	e := a.e
+	if a.resumed > 0 || e.hashes == nil {
+		return
+	}
+	if cp := e.req.CachePrompt; cp != nil && !*cp {
+		return
+	}
+	d.prefix.Learn(e.model, e.streamBytes, s.PromptTokens)
+	observed := d.prefix.BlocksFor(e.model, s.CachedTokens)
+	d.prefix.Observe(a.workerID, e.hashes, observed)
+	d.m.prefixHitTokens.Add(float64(max(0, s.CachedTokens)))
+	d.m.prefixPromptTokens.Add(float64(max(0, s.PromptTokens)))
+	d.m.prefixPredictedTokens.Add(float64(a.predicted))
+	outcome := "none"
+	switch predictedBlocks := d.prefix.BlocksFor(e.model, a.predicted); {
+	case predictedBlocks > 0 && observed+prefix.Tolerance >= predictedBlocks:
+		outcome = "confirmed"
+	case predictedBlocks > 0:
+		outcome = "short"
+	case s.CachedTokens > 0:
+		outcome = "unexpected"
+	}
+	d.m.prefixPredictions.WithLabelValues(outcome).Inc()
+	d.prefix.Record(a.workerID, a.slots, e.hashes)
+	d.prefixGauges()
+}
+
+// served records that the worker's slot holds the prompt and the text it
+// generated, once the task succeeded: the next turn of a conversation
+// carries both.
+func (d *dispatcher) served(a *attempt, text string) {
+	e := a.e
+	if e.req == nil {
+		return
+	}
+	if cp := e.req.CachePrompt; cp != nil && !*cp {
+		return
+	}
+	stream := prefix.AppendGenerated(prefix.AppendRequest(nil, &e.req.ExecuteRequest), &e.req.ExecuteRequest, text)
+	d.prefix.Record(a.workerID, a.slots, prefix.Hashes(nil, e.model, stream, d.prefix.BlockBytes()))
+	d.prefixGauges()
+}
+
+// forgetWorker drops what the index holds of a worker whose KV cache is gone
+// (a new process, dead, removed).
+func (d *dispatcher) forgetWorker(id string) {
+	d.prefix.Forget(id)
+	d.prefixGauges()
+}
+
+func (d *dispatcher) prefixGauges() {
+	st := d.prefix.Stats()
+	d.m.prefixBlocks.Set(float64(st.Blocks))
+	d.m.prefixSequences.Set(float64(st.Sequences))
+}
