@@ -16,7 +16,7 @@
 // Score ranks the candidates (higher is better):
 //
 //	score = Weights.FreeSlots * (SlotsTotal-SlotsBusy)/SlotsTotal
-//	      - Weights.Load      * Load                 (clamped to 0..1)
+//	      - Weights.Load      * max(Load, SlotsBusy/SlotsTotal)   (0..1)
 //	      + Weights.Affinity  if the worker last served the task's session
 //	      + Weights.Cache     * min(1, Cached[worker] / max(PromptTokens, 256))
 //	      + Bias[worker ID]                          (routing scripts)

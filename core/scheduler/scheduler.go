@@ -226,7 +226,9 @@ func ScheduleInto(t Task, ws []Worker, o Options, d *Decision) {
 		busy := max(w.SlotsBusy, 0)
 		tm := Terms{
 			FreeSlots: wt.FreeSlots * float64(w.SlotsTotal-busy) / float64(w.SlotsTotal),
-			Load:      wt.Load * clamp01(w.Load),
+			// The recent load, or the busy fraction now when higher: a
+			// burst placed in one pass counts at once.
+			Load: wt.Load * clamp01(max(w.Load, float64(busy)/float64(w.SlotsTotal))),
 		}
 		if sessionWorker != "" && w.ID == sessionWorker {
 			tm.Affinity = wt.Affinity

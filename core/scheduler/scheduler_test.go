@@ -172,11 +172,11 @@ func TestScore(t *testing.T) {
 		score float64
 	}{
 		{"more free slots", llama(),
-			[]Worker{worker("w1", busy(2)), worker("w2", busy(1))}, Options{}, "w2", 0.75},
+			[]Worker{worker("w1", busy(2)), worker("w2", busy(1))}, Options{}, "w2", 0.625},
 		{"free fraction, not free count", llama(),
 			[]Worker{worker("w1", slots(8), busy(4)), worker("w2", slots(2))}, Options{}, "w2", 1},
 		{"load counts against", llama(),
-			[]Worker{worker("w1", load(0.8)), worker("w2", busy(1), load(0))}, Options{}, "w2", 0.75},
+			[]Worker{worker("w1", load(0.8)), worker("w2", busy(1), load(0))}, Options{}, "w2", 0.625},
 		{"load is clamped to 1", llama(),
 			[]Worker{worker("w1", load(5)), worker("w2", busy(3), load(0))}, Options{}, "w1", 0.5},
 		{"NaN load counts as none", llama(),
@@ -192,18 +192,18 @@ func TestScore(t *testing.T) {
 			Options{SessionWorker: lastServer("w2")}, "w1", 1},
 		{"affinity to a rejected worker", llama(session("s1")),
 			[]Worker{worker("w1", busy(1)), worker("w2", busy(4))},
-			Options{SessionWorker: lastServer("w2")}, "w1", 0.75},
+			Options{SessionWorker: lastServer("w2")}, "w1", 0.625},
 		{"bias", llama(),
 			[]Worker{worker("w1"), worker("w2", busy(3))},
-			Options{Bias: map[string]float64{"w2": 2, "w9": 5}}, "w2", 2.25},
+			Options{Bias: map[string]float64{"w2": 2, "w9": 5}}, "w2", 1.875},
 		{"negative bias", llama(),
-			[]Worker{worker("w1"), worker("w2", busy(3))},
+			[]Worker{worker("w1"), worker("w2", busy(2))},
 			Options{Bias: map[string]float64{"w1": -1}}, "w2", 0.25},
 		{"NaN bias counts as none", llama(),
 			[]Worker{worker("w1", busy(1)), worker("w2")},
 			Options{Bias: map[string]float64{"w2": math.NaN()}}, "w2", 1},
 		{"custom weights: load only", llama(),
-			[]Worker{worker("w1", load(0.5)), worker("w2", busy(3), load(0.25))},
+			[]Worker{worker("w1", load(0.5)), worker("w2", busy(1), load(0.25))},
 			Options{Weights: Weights{Load: 2}}, "w2", -0.5},
 	}
 	for _, tc := range cases {
@@ -212,7 +212,7 @@ func TestScore(t *testing.T) {
 			if d.WorkerID != tc.want || d.Score != tc.score {
 				t.Errorf("chose %q score %v, want %q score %v", d.WorkerID, d.Score, tc.want, tc.score)
 			}
-			if sum := d.Terms.FreeSlots - d.Terms.Load + d.Terms.Affinity + d.Terms.Bias; sum != d.Score {
+			if sum := d.Terms.FreeSlots - d.Terms.Load + d.Terms.Affinity + d.Terms.Cache + d.Terms.Bias; sum != d.Score {
 				t.Errorf("terms %+v add up to %v, not %v", d.Terms, sum, d.Score)
 			}
 		})
@@ -327,9 +327,9 @@ func TestSummary(t *testing.T) {
 		want string
 	}{
 		{"chosen with rejections", llama(),
-			[]Worker{worker("w1", busy(4)), worker("w2", busy(1), load(0.06)), worker("w3", busy(2)), worker("w4", busy(3)), worker("w5", state(api.WorkerDraining))},
+			[]Worker{worker("w1", busy(4)), worker("w2", busy(1), load(0.3)), worker("w3", busy(2)), worker("w4", busy(3)), worker("w5", state(api.WorkerDraining))},
 			Options{},
-			"chose w2 (score 0.72) among 3 candidates; 2 rejected: w1 no free slot (4/4 busy), w5 draining"},
+			"chose w2 (score 0.60) among 3 candidates; 2 rejected: w1 no free slot (4/4 busy), w5 draining"},
 		{"one candidate, none rejected", llama(), []Worker{worker("w1")}, Options{},
 			"chose w1 (score 1.00) among 1 candidate"},
 		{"affinity and bias", llama(session("s")), []Worker{worker("w1")},
@@ -405,7 +405,7 @@ func TestExplanation(t *testing.T) {
 	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	e := d.Explanation(task, at)
 	want := []api.Rejection{{WorkerID: "w1", Reason: "wrong model (serves qwen)"}, {WorkerID: "w3", Reason: "draining"}}
-	if !e.At.Equal(at) || e.Chosen != "w2" || e.Score != 0.5 || e.Summary != d.Summary(task) || !slices.Equal(e.Rejected, want) {
+	if !e.At.Equal(at) || e.Chosen != "w2" || e.Score != 0.25 || e.Summary != d.Summary(task) || !slices.Equal(e.Rejected, want) {
 		t.Errorf("Explanation = %+v", e)
 	}
 	if got := Explain(schedule(task, []Worker{worker("w1")}, Options{})); got != nil {
