@@ -115,8 +115,9 @@ type attempt struct {
 	start    time.Time
 	resumed  int // tokens the task had when the attempt began
 	// predicted is the prompt tokens the prefix index expected the worker
-	// to hold; slots the worker's slot count.
-	predicted, slots int
+	// to hold; slots the worker's slot count; slot the slot its started
+	// event named (-1 until then).
+	predicted, slots, slot int
 
 	cancel  context.CancelCauseFunc // set once run has made the attempt's context
 	stopped error                   // why it was stopped before that
@@ -598,7 +599,7 @@ func (d *dispatcher) startAllLocked(places []placement) []start {
 			}
 			d.sessions[sid] = p.w
 		}
-		a := &attempt{e: e, workerID: p.w, job: job, start: time.Now(), resumed: len(exec.ResumeTokens), predicted: p.predicted, slots: p.slots}
+		a := &attempt{e: e, workerID: p.w, job: job, start: time.Now(), resumed: len(exec.ResumeTokens), predicted: p.predicted, slots: p.slots, slot: -1}
 		d.running[e.id] = a
 		if len(exec.ResumeTokens) > 0 {
 			d.log.Info("continuing a task from the tokens already sent", "task_id", e.id, "worker_id", p.w, "tokens", len(exec.ResumeTokens))

@@ -91,6 +91,7 @@ func candidates(dec *scheduler.Decision, ws []scheduler.Worker, cached []int) []
 // request that bypasses the cache tell nothing of the prediction.
 func (d *dispatcher) observe(a *attempt, s *api.Started) {
 	e := a.e
+	a.slot = s.Slot
 	if a.resumed > 0 || e.hashes == nil {
 		return
 	}
@@ -113,7 +114,7 @@ func (d *dispatcher) observe(a *attempt, s *api.Started) {
 		outcome = "unexpected"
 	}
 	d.m.prefixPredictions.WithLabelValues(outcome).Inc()
-	d.prefix.Record(a.workerID, a.slots, e.hashes)
+	d.prefix.RecordSlot(a.workerID, a.slots, a.slot, e.hashes)
 	d.prefixGauges()
 }
 
@@ -129,7 +130,7 @@ func (d *dispatcher) served(a *attempt, text string) {
 		return
 	}
 	stream := prefix.AppendGenerated(prefix.AppendRequest(nil, &e.req.ExecuteRequest), &e.req.ExecuteRequest, text)
-	d.prefix.Record(a.workerID, a.slots, prefix.Hashes(nil, e.model, stream, d.prefix.BlockBytes()))
+	d.prefix.RecordSlot(a.workerID, a.slots, a.slot, prefix.Hashes(nil, e.model, stream, d.prefix.BlockBytes()))
 	d.prefixGauges()
 }
 
