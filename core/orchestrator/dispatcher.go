@@ -358,21 +358,29 @@ func (d *dispatcher) migrateOff(workerID string) int {
 		if st.Digest == "" {
 			st.Digest = digest
 		}
-		elsewhere := false
-		for i := range d.ws {
-			w := &d.ws[i]
-			if w.ID != workerID && w.Model == st.Model && w.State == api.WorkerHealthy && (st.Digest == "" || w.Digest == st.Digest) &&
-				(st.PinWorker == "" || st.PinWorker == w.ID) && (st.PinPool == "" || st.PinPool == w.Pool) {
-				elsewhere = true
-				break
-			}
-		}
-		if elsewhere {
+		// A worker whose digest is not known yet (it registers before it has
+		// hashed its file) counts: the task waits in the queue until it is.
+		if d.elsewhereLocked(st, workerID, true) {
 			a.stopLocked(&lostError{lostDrain, "the worker was drained with migrate"})
 			n++
 		}
 	}
 	return n
+}
+
+// elsewhereLocked reports whether a worker other than not, in d.ws, could
+// take a task of st now: healthy, of its model and file (with unknown, a
+// worker that has not reported its file yet counts), within its pins.
+func (d *dispatcher) elsewhereLocked(st scheduler.Task, not string, unknown bool) bool {
+	for i := range d.ws {
+		w := &d.ws[i]
+		if w.ID != not && w.Model == st.Model && w.State == api.WorkerHealthy &&
+			(st.Digest == "" || w.Digest == st.Digest || (unknown && w.Digest == "")) &&
+			(st.PinWorker == "" || st.PinWorker == w.ID) && (st.PinPool == "" || st.PinPool == w.Pool) {
+			return true
+		}
+	}
+	return false
 }
 
 // pass places as many queued tasks as there are free slots, in queue order.
@@ -699,12 +707,22 @@ func (d *dispatcher) failed(serveCtx context.Context, a *attempt, err error, ret
 				a.workerID, tokens, why, e.migrations))
 			return
 		}
-		e.migrations++
-		d.m.resumes.WithLabelValues("migration").Inc()
-		d.m.migrations.WithLabelValues(kind).Inc()
 		if e.st.Digest == "" {
 			e.st.Digest = d.reg.digest(a.workerID) // token ids belong to this model file
 		}
+		if d.cfg.Unavailable == "reject" {
+			// Fail fast, as admission does: with no other worker to continue
+			// on now, the stream ends rather than wait for one.
+			d.ws = d.reg.snapshot(d.ws[:0], time.Now())
+			if !d.elsewhereLocked(e.st, a.workerID, true) {
+				d.tasks.fail(e.id, api.Errorf(api.CodeWorkerLost, "worker %s was lost after %d tokens (%s), and no other worker of model %s can continue the task",
+					a.workerID, tokens, why, e.model))
+				return
+			}
+		}
+		e.migrations++
+		d.m.resumes.WithLabelValues("migration").Inc()
+		d.m.migrations.WithLabelValues(kind).Inc()
 		d.tasks.migrating(e.id, a.workerID, kind)
 		d.requeueLocked(e, 0)
 		return

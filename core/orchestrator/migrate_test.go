@@ -502,6 +502,19 @@ func TestMigrationWorkerLost(t *testing.T) {
 		}
 		o.checkMigrationMetrics(t, nil)
 	})
+	// With --unavailable reject the task does not wait for a worker to come
+	// back: no other worker can continue it now, so the stream ends.
+	t.Run("one worker, unavailable reject", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.Unavailable = "reject"
+		o := startOrch(t, cfg)
+		w := startWorker(t, o, "w1", 1)
+		got := checkMigrations(t, o.streamAndAct(t, greedyTask("alone", migrateN), 20, func(string) { kill(w) }))
+		if len(got.moves) != 0 || got.err == nil || got.err.Code != api.CodeWorkerLost || !got.err.Retriable {
+			t.Fatalf("moves %+v, error %+v, end %+v", got.moves, got.err, got.end)
+		}
+		o.checkMigrationMetrics(t, nil)
+	})
 	t.Run("two workers, limit one move", func(t *testing.T) {
 		cfg := testConfig()
 		cfg.MaxMigrations = 1
