@@ -30,15 +30,18 @@ type Task struct {
 // Candidate is a worker that passed the built-in filters (an element of the
 // global `candidates`).
 type Candidate struct {
-	ID              string            `json:"id"`
-	Pool            string            `json:"pool"`
-	Model           string            `json:"model"`
-	SlotsFree       int               `json:"slots_free"`
-	SlotsTotal      int               `json:"slots_total"`
-	Load            float64           `json:"load"`
-	TokensPerSecond float64           `json:"tokens_per_second"`
-	CachedPrefix    int               `json:"cached_prefix"`
-	Labels          map[string]string `json:"labels,omitempty"`
+	ID              string  `json:"id"`
+	Pool            string  `json:"pool"`
+	Model           string  `json:"model"`
+	SlotsFree       int     `json:"slots_free"`
+	SlotsTotal      int     `json:"slots_total"`
+	Load            float64 `json:"load"`
+	TokensPerSecond float64 `json:"tokens_per_second"`
+	// CachedPrefix is the prompt tokens the orchestrator's prefix index
+	// expects the worker to hold in its KV cache (at least 1 when it served
+	// the task's session last).
+	CachedPrefix int               `json:"cached_prefix"`
+	Labels       map[string]string `json:"labels,omitempty"`
 }
 
 // AdmitInput is the input of the admit stage. Queue holds the queue depth per
