@@ -49,6 +49,8 @@ type dispatcher struct {
 	// of its lookups, reused under mu.
 	prefix *prefix.Index
 	ids    []string
+	at     []int
+	held   []int
 	cached []int
 	// onStarved is called (without the lock) when a task is queued for a
 	// model no healthy worker serves: the fleet starts one at once.

@@ -35,14 +35,21 @@ func (d *dispatcher) hashesLocked(e *entry) []uint64 {
 // expected to hold of e's prompt, and returns it.
 func (d *dispatcher) cachedLocked(e *entry, ws []scheduler.Worker) []int {
 	hashes := d.hashesLocked(e)
-	d.ids = d.ids[:0]
+	// Only workers that could take the task are looked up (the others
+	// score nothing): d.ids and d.held are theirs, d.at their ws index.
+	d.ids, d.at = d.ids[:0], d.at[:0]
 	for i := range ws {
-		d.ids = append(d.ids, ws[i].ID)
+		if w := &ws[i]; w.Model == e.model && w.State == api.WorkerHealthy && w.SlotsBusy < w.SlotsTotal {
+			d.ids = append(d.ids, w.ID)
+			d.at = append(d.at, i)
+		}
 	}
+	d.held = slices.Grow(d.held[:0], len(d.ids))[:len(d.ids)]
+	d.prefix.Lookup(hashes, d.ids, d.held)
 	d.cached = slices.Grow(d.cached[:0], len(ws))[:len(ws)]
-	d.prefix.Lookup(hashes, d.ids, d.cached)
-	for i, blocks := range d.cached {
-		d.cached[i] = min(d.prefix.Tokens(e.model, blocks), e.st.PromptTokens)
+	clear(d.cached)
+	for k, blocks := range d.held {
+		d.cached[d.at[k]] = min(d.prefix.Tokens(e.model, blocks), e.st.PromptTokens)
 	}
 	return d.cached
 }
