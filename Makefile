@@ -195,3 +195,12 @@ bench-slots: build ## slots benchmark: K=1 and K=4 streams, ~250-token prompts, 
 	  echo "== K=4 cold";            $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 4 -n 8 -words 120 -max-tokens 128 || exit 1; \
 	  echo "== K=1 shared prefix";   $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 1 -n 4 -warmup 1 -words 120 -prefix-words 97 -max-tokens 128 || exit 1; \
 	  echo "== K=4 shared prefix";   $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 4 -n 8 -warmup 1 -words 120 -prefix-words 97 -max-tokens 128 || exit 1
+
+# Cache-aware routing (issue #17): for each policy a fresh orchestrator and
+# 3 workers (cold caches), 12 four-turn conversations with their own ~400-token
+# system prompts, interleaved, no session ids. CACHEBENCH_ARGS adds flags
+# (-json FILE, -conversations N, ...; see tools/cachebench).
+.PHONY: bench-cache
+bench-cache: build ## cache-aware routing benchmark on qwen05 Q4_0: TTFT p50/p95, tokens/s, hit ratio, least-loaded vs cache-aware
+	@test -f $(LOAD_MODEL) || $(MAKE) --no-print-directory model PRESET=qwen05 TYPE=q4_0 OUT=$(LOAD_MODEL)
+	$(GO) run ./tools/cachebench -bin $(BIN) -model $(LOAD_MODEL) -policies least-loaded,cache-aware $(CACHEBENCH_ARGS)
