@@ -35,9 +35,11 @@
 // # The slot model
 //
 // A worker with S slots holds at most S sequences. For a new prompt it takes
-// the free slot whose cache shares the longest prefix with the prompt, else
-// the least recently used slot; it may also copy another slot's cache. The
-// Index follows it: Record replaces the tracked sequence sharing the longest
+// the free slot whose cache shares the longest prefix with the prompt when
+// that is at least half of what the slot holds, else the least recently used
+// free slot; it may also copy another slot's cache. The orchestrator uses
+// RecordSlot with the slot the worker names (below); without it the Index
+// guesses: Record replaces the tracked sequence sharing the longest
 // prefix with the served stream, else adds one while fewer than S are
 // tracked, else replaces the worker's least recently recorded one. A worker
 // holds a prefix when any of its sequences does (copies make every slot's

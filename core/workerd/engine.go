@@ -230,11 +230,20 @@ func (e *engine) reserveLocked(j *job) error {
 	if _, dup := e.jobs[j.id]; dup {
 		return fmt.Errorf("workerd: job %q is already running", j.id)
 	}
-	var best *slot
+	// The free slot sharing the longest prefix with the prompt, when the
+	// prompt keeps at least half of what that slot holds (a conversation's
+	// next turn); else the least recently used free slot, so a new prompt
+	// does not overwrite another conversation's cache for a shared template
+	// header (a shared system prompt is copied over from the slot that
+	// holds it, see start).
+	var best, lru *slot
 	bestLCP := -1
 	for _, s := range e.slots {
 		if s.job != nil {
 			continue
+		}
+		if lru == nil || s.lastUsed < lru.lastUsed {
+			lru = s
 		}
 		n := 0
 		if !j.params.NoCache {
@@ -246,6 +255,12 @@ func (e *engine) reserveLocked(j *job) error {
 	}
 	if best == nil {
 		return errBusy
+	}
+	if 2*bestLCP < len(best.cache) {
+		best, bestLCP = lru, 0
+		if !j.params.NoCache {
+			bestLCP = commonPrefix(lru.cache, j.seq)
+		}
 	}
 	// The last token of the sequence is always evaluated: its logits give the
 	// next token.
