@@ -200,6 +200,11 @@ bench-slots: build ## slots benchmark: K=1 and K=4 streams, ~250-token prompts, 
 # 3 workers (cold caches), 12 four-turn conversations with their own ~400-token
 # system prompts, interleaved, no session ids. CACHEBENCH_ARGS adds flags
 # (-json FILE, -conversations N, ...; see tools/cachebench).
+.PHONY: check-resume
+check-resume: ## a greedy run on qwen05 Q4_0 cut at several points and continued (resume_tokens) equals the uncut run
+	@test -f $(LOAD_MODEL) || $(MAKE) --no-print-directory model PRESET=qwen05 TYPE=q4_0 OUT=$(LOAD_MODEL)
+	LLORCH_RESUME_MODEL=$(abspath $(LOAD_MODEL)) $(GO) test -count=1 -v -run TestResumeEqualityOnModel ./core/workerd
+
 .PHONY: bench-cache
 bench-cache: build ## cache-aware routing benchmark on qwen05 Q4_0: TTFT p50/p95, tokens/s, hit ratio, least-loaded vs cache-aware
 	@test -f $(LOAD_MODEL) || $(MAKE) --no-print-directory model PRESET=qwen05 TYPE=q4_0 OUT=$(LOAD_MODEL)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -410,4 +412,65 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestResumeEqualityOnModel runs the continuation check on a model of the
+// operator's (`make check-resume` gives it the qwen05 Q4_0 synthetic model):
+// a greedy run of LLORCH_RESUME_TOKENS tokens (default 200), cut at several
+// points and continued with and without the prompt cache, and the same run
+// while another job shares its batches. Each continuation must equal the
+// uncut run; the log says where any diverged. Skipped without
+// LLORCH_RESUME_MODEL.
+func TestResumeEqualityOnModel(t *testing.T) {
+	path := os.Getenv("LLORCH_RESUME_MODEL")
+	if path == "" {
+		t.Skip("LLORCH_RESUME_MODEL is not set")
+	}
+	n := 200
+	if v := os.Getenv("LLORCH_RESUME_TOKENS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 2 || n > 4000 {
+			t.Fatalf("LLORCH_RESUME_TOKENS=%q: want 2..4000", v)
+		}
+	}
+	w := startWorker(t, func(c *workerd.Config) { c.ModelPath, c.Slots, c.Threads = path, 2, 2 })
+	base := req("Once upon a time in a land far away, there lived", n, 1)
+	base.Temperature = ptr(0.0)
+	full := collect(t, w.client, base)
+	if full.End == nil || len(full.Tokens) != n {
+		t.Fatalf("uncut run: %+v %v", full.End, full.Error)
+	}
+	diverged := func(got []api.Token, from int) int {
+		for i, tk := range got {
+			if tk.ID != full.Tokens[from+i].ID {
+				return from + i
+			}
+		}
+		return -1
+	}
+	for _, k := range []int{1, n / 20, n / 4, n / 2, 3 * n / 4, n - 1} {
+		for _, cache := range []bool{true, false} {
+			r := withResume(base, full.Tokens[:k])
+			r.CachePrompt = ptr(cache)
+			res := collect(t, w.client, r)
+			d := diverged(res.Tokens, k)
+			t.Logf("cut at %d, prompt cache %v: %d tokens continued, divergence at %d (-1: none)", k, cache, len(res.Tokens), d)
+			if d >= 0 || len(res.Tokens) != n-k {
+				t.Errorf("cut at %d, cache %v: the continuation is not the rest of the uncut run", k, cache)
+			}
+		}
+	}
+	// The uncut run again while another job shares every batch.
+	other := req("A completely different story begins with a dragon and", n+n/2, 2)
+	other.Temperature = ptr(0.0)
+	done := make(chan struct{})
+	go func() { defer close(done); _, _ = w.client.Collect(context.Background(), other) }()
+	base.CachePrompt = ptr(false)
+	shared := collect(t, w.client, base)
+	<-done
+	d := diverged(shared.Tokens, 0)
+	t.Logf("uncut run beside another job: divergence at %d (-1: none)", d)
+	if d >= 0 {
+		t.Errorf("the run diverged at token %d when another job shared its batches", d)
+	}
 }

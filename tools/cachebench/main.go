@@ -6,9 +6,13 @@
 //
 //	go run ./tools/cachebench -bin bin/llorch -model .cache/models/qwen05-q4_0.gguf
 //
-// The workload: -conversations conversations run at once (starts -stagger
-// apart, so turns interleave), each -turns turns in sequence, with no session
-// id. Every conversation has its own system prompt of about -system-tokens
+// The workload: -conversations conversations of -turns turns, with no session
+// id, sent round-robin — turn 1 of every conversation, then turn 2 of every
+// conversation, … — with -concurrency requests in flight (a closed loop; a
+// turn waits for its conversation's previous answer). With -concurrency 0
+// every conversation runs at once instead (starts -stagger apart), each its
+// turns in sequence: with as many slots as conversations, every policy then
+// keeps a conversation on its worker, as a freed slot is the only one free. Every conversation has its own system prompt of about -system-tokens
 // tokens; turn k sends it, the earlier user messages (about -user-tokens
 // each, distinct text) and assistant answers (as returned), and user message
 // k. Requests stream with include_usage, temperature 0 and a logit_bias that
@@ -47,6 +51,7 @@ type config struct {
 	userTokens    int
 	maxTokens     int
 	stagger       time.Duration
+	concurrency   int
 	timeout       time.Duration
 	jsonPath      string
 }
@@ -57,7 +62,7 @@ func main() {
 	flag.StringVar(&cfg.bin, "bin", "bin/llorch", "the llorch binary")
 	flag.StringVar(&cfg.model, "model", "", "GGUF model the workers load (required)")
 	flag.IntVar(&cfg.workers, "workers", 3, "workers")
-	flag.IntVar(&cfg.slots, "slots", 4, "slots per worker")
+	flag.IntVar(&cfg.slots, "slots", 8, "slots per worker (8 × 3 workers: room for every conversation's cache, so routing, not eviction, decides the hit)")
 	flag.IntVar(&cfg.threads, "threads", 1, "CPU threads per worker")
 	flag.IntVar(&cfg.ctx, "ctx", 2048, "context per slot in tokens (a random model's answers take far more tokens once sent back as text)")
 	flag.IntVar(&cfg.conversations, "conversations", 12, "conversations at once")
@@ -65,7 +70,8 @@ func main() {
 	flag.IntVar(&cfg.systemTokens, "system-tokens", 400, "system prompt size in tokens (about)")
 	flag.IntVar(&cfg.userTokens, "user-tokens", 30, "user message size in tokens (about)")
 	flag.IntVar(&cfg.maxTokens, "max-tokens", 32, "tokens generated per request")
-	flag.DurationVar(&cfg.stagger, "stagger", 100*time.Millisecond, "delay between conversations' starts")
+	flag.DurationVar(&cfg.stagger, "stagger", 100*time.Millisecond, "delay between conversations' starts (with -concurrency 0)")
+	flag.IntVar(&cfg.concurrency, "concurrency", 6, "requests in flight, turns sent round-robin across conversations (0: every conversation at once, each its turns in sequence)")
 	flag.DurationVar(&cfg.timeout, "timeout", 15*time.Minute, "bound on the whole benchmark")
 	flag.StringVar(&cfg.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.Parse()
@@ -102,8 +108,8 @@ func (c *config) validate() error {
 			return fmt.Errorf("-%s must be positive", v.name)
 		}
 	}
-	if c.stagger < 0 || c.timeout <= 0 {
-		return fmt.Errorf("-stagger must not be negative, -timeout must be positive")
+	if c.stagger < 0 || c.timeout <= 0 || c.concurrency < 0 {
+		return fmt.Errorf("-stagger and -concurrency must not be negative, -timeout must be positive")
 	}
 	return nil
 }
@@ -179,7 +185,7 @@ func runPolicy(ctx context.Context, cfg config, policy string, bias map[string]f
 	}
 	fmt.Fprintf(out, "   calibration: %d prompt tokens with an empty system prompt, %d with %d words (%.2f tokens a word): system prompts %d words, user messages %d words\n",
 		sz.base, sz.long, probeWords, sz.perWord, sz.systemWords, sz.userWords)
-	samples, wall := workload(ctx, cl, conversations(cfg.conversations, cfg.turns, sz), cfg.stagger)
+	samples, wall := workload(ctx, cl, conversations(cfg.conversations, cfg.turns, sz), cfg.stagger, cfg.concurrency)
 	if ctx.Err() != nil {
 		return runStats{}, fmt.Errorf("workload: %w", ctx.Err())
 	}

@@ -240,7 +240,10 @@ func calibrate(ctx context.Context, cl *client, systemTokens, userTokens int) (s
 // stagger apart, each turn after the previous one's answer. A failed turn
 // ends its conversation. It returns the samples in no particular order and
 // the wall time from the first request to the last answer.
-func workload(ctx context.Context, cl *client, convs []conversation, stagger time.Duration) ([]sample, time.Duration) {
+func workload(ctx context.Context, cl *client, convs []conversation, stagger time.Duration, concurrency int) ([]sample, time.Duration) {
+	if concurrency > 0 {
+		return interleaved(ctx, cl, convs, concurrency)
+	}
 	var (
 		mu      sync.Mutex
 		samples []sample
@@ -263,6 +266,85 @@ func workload(ctx context.Context, cl *client, convs []conversation, stagger tim
 					return
 				}
 				answers = append(answers, s.Text)
+			}
+		})
+	}
+	wg.Wait()
+	return samples, time.Since(start)
+}
+
+// interleaved sends the turns round-robin across conversations — turn 1 of
+// every conversation, then turn 2 of every conversation, … — with at most
+// concurrency requests in flight (a closed loop). A turn waits for its
+// conversation's previous turn (it carries that answer); a conversation
+// whose turn failed sends no more.
+func interleaved(ctx context.Context, cl *client, convs []conversation, concurrency int) ([]sample, time.Duration) {
+	type item struct{ c, k int }
+	var order []item
+	turns := 0
+	for _, conv := range convs {
+		turns = max(turns, len(conv.users))
+	}
+	done := make([][]chan struct{}, len(convs))
+	answers := make([][]string, len(convs))
+	failed := make([]bool, len(convs))
+	for k := range turns {
+		for c, conv := range convs {
+			if k < len(conv.users) {
+				order = append(order, item{c, k})
+			}
+		}
+	}
+	for c, conv := range convs {
+		done[c] = make([]chan struct{}, len(conv.users))
+		for k := range done[c] {
+			done[c][k] = make(chan struct{})
+		}
+	}
+	var (
+		mu      sync.Mutex
+		samples []sample
+		next    int
+		wg      sync.WaitGroup
+	)
+	start := time.Now()
+	for range min(concurrency, len(order)) {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				if next == len(order) || ctx.Err() != nil {
+					mu.Unlock()
+					return
+				}
+				it := order[next]
+				next++
+				mu.Unlock()
+				func() {
+					defer close(done[it.c][it.k])
+					if it.k > 0 {
+						select {
+						case <-done[it.c][it.k-1]:
+						case <-ctx.Done():
+							return
+						}
+					}
+					mu.Lock()
+					skip, prev := failed[it.c], append([]string(nil), answers[it.c]...)
+					mu.Unlock()
+					if skip {
+						return
+					}
+					s := cl.chat(ctx, convs[it.c].messages(it.k, prev), cl.maxTokens)
+					s.Conv, s.Turn = it.c, it.k
+					mu.Lock()
+					defer mu.Unlock()
+					samples = append(samples, s)
+					if s.Err != nil {
+						failed[it.c] = true
+						return
+					}
+					answers[it.c] = append(answers[it.c], s.Text)
+				}()
 			}
 		})
 	}
