@@ -52,6 +52,7 @@ type dispatcher struct {
 	at     []int
 	held   []int
 	cached []int
+	room   []float64
 	// onStarved is called (without the lock) when a task is queued for a
 	// model no healthy worker serves: the fleet starts one at once.
 	onStarved func()
@@ -445,6 +446,7 @@ func (d *dispatcher) place(ctx context.Context) []start {
 			return true
 		}
 		opts.Cached = d.cachedLocked(e, ws)
+		opts.Room = d.room
 		d.scheduleLocked(e, ws, opts)
 		ex := explain(&d.dec, e.st, ws, opts.Cached, now)
 		if d.dec.WorkerID == "" {
@@ -500,12 +502,15 @@ func (d *dispatcher) scheduleLocked(e *entry, ws []scheduler.Worker, opts schedu
 	if len(e.failedOn) > 0 {
 		var alt []scheduler.Worker
 		altOpts := opts
-		altOpts.Cached = nil
+		altOpts.Cached, altOpts.Room = nil, nil
 		for i := range ws {
 			if !slices.Contains(e.failedOn, ws[i].ID) {
 				alt = append(alt, ws[i])
 				if i < len(opts.Cached) {
 					altOpts.Cached = append(altOpts.Cached, opts.Cached[i])
+				}
+				if i < len(opts.Room) {
+					altOpts.Room = append(altOpts.Room, opts.Room[i])
 				}
 			}
 		}

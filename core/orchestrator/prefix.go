@@ -32,7 +32,8 @@ func (d *dispatcher) hashesLocked(e *entry) []uint64 {
 }
 
 // cachedLocked fills d.cached with the prompt tokens each worker of ws is
-// expected to hold of e's prompt, and returns it.
+// expected to hold of e's prompt, and d.room with the fraction of its slots
+// caching nothing, and returns d.cached.
 func (d *dispatcher) cachedLocked(e *entry, ws []scheduler.Worker) []int {
 	hashes := d.hashesLocked(e)
 	// Only workers that could take the task are looked up (the others
@@ -48,8 +49,14 @@ func (d *dispatcher) cachedLocked(e *entry, ws []scheduler.Worker) []int {
 	d.prefix.Lookup(hashes, d.ids, d.held)
 	d.cached = slices.Grow(d.cached[:0], len(ws))[:len(ws)]
 	clear(d.cached)
+	d.room = slices.Grow(d.room[:0], len(ws))[:len(ws)]
+	clear(d.room)
 	for k, blocks := range d.held {
-		d.cached[d.at[k]] = min(d.prefix.Tokens(e.model, blocks), e.st.PromptTokens)
+		i := d.at[k]
+		d.cached[i] = min(d.prefix.Tokens(e.model, blocks), e.st.PromptTokens)
+		if n := ws[i].SlotsTotal; n > 0 {
+			d.room[i] = float64(max(0, n-d.prefix.Sequences(ws[i].ID))) / float64(n)
+		}
 	}
 	return d.cached
 }
@@ -58,7 +65,7 @@ func (d *dispatcher) cachedLocked(e *entry, ws []scheduler.Worker) []int {
 func (d *dispatcher) weights() scheduler.Weights {
 	w := scheduler.DefaultWeights
 	if d.cfg.RoutingPolicy == PolicyLeastLoaded {
-		w.Cache = 0
+		w.Cache, w.Room = 0, 0
 	}
 	return w
 }

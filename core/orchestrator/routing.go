@@ -217,6 +217,7 @@ func (d *dispatcher) placeScripted(ctx context.Context) []start {
 		note := joinNotes(e.routingNote, p.res.Note)
 		o := opts
 		o.Cached = d.cachedLocked(e, ws)
+		o.Room = d.room
 		chosen := ""
 		switch p.d.Action {
 		case routing.ActionWait:

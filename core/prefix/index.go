@@ -414,6 +414,17 @@ func (x *Index) Forget(workerID string) {
 	}
 }
 
+// Sequences returns how many slots of workerID the Index tracks a cached
+// sequence for (0 for a worker it does not know).
+func (x *Index) Sequences(workerID string) int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if w := x.workers[workerID]; w != nil {
+		return len(w.seqs)
+	}
+	return 0
+}
+
 // Stats counts what the Index holds.
 func (x *Index) Stats() Stats {
 	x.mu.RLock()

@@ -313,6 +313,9 @@ func TestIndexForget(t *testing.T) {
 	if s := x.Stats(); s.Workers != 1 || s.Sequences != 1 || s.Blocks != len(h) {
 		t.Fatalf("stats %+v", s)
 	}
+	if a, b, c := x.Sequences("w1"), x.Sequences("w2"), x.Sequences("never seen"); a != 0 || b != 1 || c != 0 {
+		t.Fatalf("Sequences: w1 %d, w2 %d, unknown %d", a, b, c)
+	}
 	checkInvariants(t, x)
 }
 

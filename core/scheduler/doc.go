@@ -19,14 +19,17 @@
 //	      - Weights.Load      * max(Load, SlotsBusy/SlotsTotal)   (0..1)
 //	      + Weights.Affinity  if the worker last served the task's session
 //	      + Weights.Cache     * min(1, Cached[worker] / max(PromptTokens, 256))
+//	      + Weights.Room      * Room[worker]         (slots with no cached prompt)
 //	      + Bias[worker ID]                          (routing scripts)
 //
-// with default weights 1, 0.5, 1 and 1. Cached is what the orchestrator's
+// with default weights 1, 0.5, 1, 1 and 0.25. Cached is what the orchestrator's
 // prefix index (core/prefix) expects the worker to hold of the prompt; the
 // cache term is the fraction of the prompt a worker would not have to
 // prefill, so it weighs as much as a whole idle worker: a worker holding the
 // prefix wins until it is about three quarters busy, then an idle worker
-// takes the task (a hot prefix spreads instead of piling onto one worker). Equal scores go to the worker with fewer
+// takes the task (a hot prefix spreads instead of piling onto one worker).
+// The room term breaks near-ties for a prompt no worker holds: it goes where
+// a slot holds nothing, rather than evict another conversation's cache. Equal scores go to the worker with fewer
 // busy slots, then to the lowest ID, so the same snapshot gives the same
 // decision in any input order.
 //

@@ -45,17 +45,18 @@ type Task struct {
 }
 
 // Weights scale the score terms. The zero value means the defaults: FreeSlots
-// 1, Load 0.5, Affinity 1, Cache 1. A Weights with any field set is used as
-// given.
+// 1, Load 0.5, Affinity 1, Cache 1, Room 0.25. A Weights with any field set
+// is used as given.
 type Weights struct {
 	FreeSlots float64 // times the free-slot fraction
 	Load      float64 // times the recent load, subtracted
 	Affinity  float64 // added to the worker that last served the session
 	Cache     float64 // times the fraction of the prompt expected cached
+	Room      float64 // times the fraction of slots holding no cached prompt
 }
 
 // DefaultWeights are the weights of the zero Weights.
-var DefaultWeights = Weights{FreeSlots: 1, Load: 0.5, Affinity: 1, Cache: 1}
+var DefaultWeights = Weights{FreeSlots: 1, Load: 0.5, Affinity: 1, Cache: 1, Room: 0.25}
 
 // OrDefault returns w, or the default weights when w is the zero value.
 func (w Weights) OrDefault() Weights {
@@ -83,6 +84,10 @@ type Options struct {
 	// Cached, when not nil, holds by worker index the prompt tokens each
 	// worker is expected to hold in its KV cache (the prefix index).
 	Cached []int
+	// Room, when not nil, holds by worker index the fraction of its slots
+	// that hold no cached prompt (0..1): a task placed there evicts no
+	// other conversation's cache.
+	Room []float64
 }
 
 // Reason is why a worker was filtered out.
@@ -145,6 +150,7 @@ type Terms struct {
 	Load      float64 // weighted load, already subtracted from the score
 	Affinity  float64 // session affinity bonus, 0 when none
 	Cache     float64 // weighted fraction of the prompt expected cached
+	Room      float64 // weighted fraction of slots with no cached prompt
 	Bias      float64 // routing bias, 0 when none
 }
 
@@ -236,12 +242,15 @@ func ScheduleInto(t Task, ws []Worker, o Options, d *Decision) {
 		if i < len(o.Cached) && o.Cached[i] > 0 {
 			tm.Cache = wt.Cache * min(1, float64(o.Cached[i])/float64(max(t.PromptTokens, CacheFloor)))
 		}
+		if i < len(o.Room) {
+			tm.Room = wt.Room * clamp01(o.Room[i])
+		}
 		if o.Bias != nil {
 			if b := o.Bias[w.ID]; !math.IsNaN(b) {
 				tm.Bias = b
 			}
 		}
-		s := tm.FreeSlots - tm.Load + tm.Affinity + tm.Cache + tm.Bias
+		s := tm.FreeSlots - tm.Load + tm.Affinity + tm.Cache + tm.Room + tm.Bias
 		if math.IsNaN(s) { // NaN weights, or +Inf and -Inf biases
 			s = math.Inf(-1)
 		}

@@ -212,7 +212,7 @@ func TestScore(t *testing.T) {
 			if d.WorkerID != tc.want || d.Score != tc.score {
 				t.Errorf("chose %q score %v, want %q score %v", d.WorkerID, d.Score, tc.want, tc.score)
 			}
-			if sum := d.Terms.FreeSlots - d.Terms.Load + d.Terms.Affinity + d.Terms.Cache + d.Terms.Bias; sum != d.Score {
+			if sum := d.Terms.FreeSlots - d.Terms.Load + d.Terms.Affinity + d.Terms.Cache + d.Terms.Room + d.Terms.Bias; sum != d.Score {
 				t.Errorf("terms %+v add up to %v, not %v", d.Terms, sum, d.Score)
 			}
 		})
@@ -492,10 +492,21 @@ func TestCacheTerm(t *testing.T) {
 			}
 		})
 	}
+	// Room: a cold prompt goes to the worker with a slot caching nothing
+	// rather than evict a conversation on an equally loaded one.
+	ws0 := []Worker{worker("w1", busy(1)), worker("w2", busy(1))}
+	if d := schedule(llama(prompt(1000)), ws0, Options{Room: []float64{0, 0.25}}); d.WorkerID != "w2" || d.Terms.Room != 0.0625 {
+		t.Fatalf("room: chose %s with room term %v", d.WorkerID, d.Terms.Room)
+	}
+	// ... but it does not outweigh load.
+	ws1 := []Worker{worker("w1", busy(1)), worker("w2", busy(3))}
+	if d := schedule(llama(prompt(1000)), ws1, Options{Room: []float64{0, 1}}); d.WorkerID != "w1" {
+		t.Fatalf("room outweighed load: chose %s", d.WorkerID)
+	}
 	// Least-loaded: a Cache weight of 0 ignores the index.
 	ws := []Worker{worker("w1", busy(1), load(0.25)), worker("w2")}
 	wt := DefaultWeights
-	wt.Cache = 0
+	wt.Cache, wt.Room = 0, 0
 	if d := schedule(llama(prompt(1000)), ws, Options{Cached: []int{1000, 0}, Weights: wt}); d.WorkerID != "w2" || d.Terms.Cache != 0 {
 		t.Fatalf("least-loaded chose %s with cache term %v", d.WorkerID, d.Terms.Cache)
 	}
