@@ -245,6 +245,13 @@ func (e ev) apiError() api.Error {
 // readAll reads an SSE response to its end.
 func readAll(t *testing.T, resp *http.Response) []ev {
 	t.Helper()
+	return follow(t, resp, nil)
+}
+
+// follow reads the live SSE stream of resp to its end, calling each (when
+// not nil) with every event (queued ones included) as it arrives.
+func follow(t *testing.T, resp *http.Response, each func(ev)) []ev {
+	t.Helper()
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		data, _ := io.ReadAll(resp.Body)
@@ -260,7 +267,11 @@ func readAll(t *testing.T, resp *http.Response) []ev {
 		if err != nil {
 			t.Fatalf("reading stream: %v", err)
 		}
-		out = append(out, ev{ID: e.ID, Name: e.Event, Data: e.Data})
+		got := ev{ID: e.ID, Name: e.Event, Data: e.Data}
+		out = append(out, got)
+		if each != nil {
+			each(got)
+		}
 	}
 }
 

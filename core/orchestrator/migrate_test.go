@@ -18,7 +18,6 @@ import (
 
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/openai/openaitest"
-	"github.com/llorch/llorch/core/sse"
 	"github.com/llorch/llorch/core/testkit"
 )
 
@@ -76,31 +75,6 @@ func other(id string) string {
 		return "w2"
 	}
 	return "w1"
-}
-
-// follow reads the live SSE stream of resp to its end, calling each with
-// every event (queued ones included) as it arrives.
-func follow(t *testing.T, resp *http.Response, each func(ev)) []ev {
-	t.Helper()
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(resp.Body)
-		t.Fatalf("status %d: %s", resp.StatusCode, data)
-	}
-	var out []ev
-	r := sse.NewReader(resp.Body)
-	for {
-		e, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("reading stream: %v", err)
-		}
-		got := ev{ID: e.ID, Name: e.Event, Data: e.Data}
-		out = append(out, got)
-		each(got)
-	}
 }
 
 // streamAndAct submits req as a live stream; once the stream has relayed

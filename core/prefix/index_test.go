@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -342,7 +343,7 @@ func TestIndexLookupEdges(t *testing.T) {
 				out[i] = -1
 			}
 			x.Lookup(tc.hashes, tc.workers, out)
-			if !equalInts(out, tc.want) {
+			if !slices.Equal(out, tc.want) {
 				t.Fatalf("got %v, want %v", out, tc.want)
 			}
 		})
@@ -350,18 +351,6 @@ func TestIndexLookupEdges(t *testing.T) {
 	if s := x.Stats(); s.Blocks != 8 {
 		t.Fatalf("a stream was recorded with %d blocks, want 8", s.Blocks)
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestIndexBounded records many distinct streams on many workers, with

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -209,7 +210,7 @@ func TestHashes(t *testing.T) {
 	t.Run("chained", func(t *testing.T) {
 		full := Hashes(nil, "m", long, 16)
 		part := Hashes(nil, "m", long[:100], 16)
-		if len(part) != 6 || !equal(full[:6], part) {
+		if len(part) != 6 || !slices.Equal(full[:6], part) {
 			t.Fatal("a prefix's hashes are not a prefix of the stream's")
 		}
 		// Equal blocks at different depths hash differently.
@@ -240,18 +241,6 @@ func TestHashes(t *testing.T) {
 			t.Fatalf("got %v", h)
 		}
 	})
-}
-
-func equal(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func FuzzAppendRequest(f *testing.F) {
@@ -285,7 +274,7 @@ func FuzzAppendRequest(f *testing.F) {
 			blockBytes += 300
 		}
 		h1, h2 := Hashes(nil, role, gen, blockBytes), Hashes(nil, role, gen, blockBytes)
-		if !equal(h1, h2) || len(h1) != len(gen)/blockBytes {
+		if !slices.Equal(h1, h2) || len(h1) != len(gen)/blockBytes {
 			t.Fatalf("hashes: %d and %d for %d bytes in blocks of %d", len(h1), len(h2), len(gen), blockBytes)
 		}
 	})
