@@ -1,6 +1,8 @@
 // Package testkit holds helpers shared by tests that run real parts: it builds
 // the llorch binary once per test binary, writes the synthetic tiny model, and
-// starts workers on a port the OS chooses (StartWorker, WaitAddr).
+// starts workers on a port the OS chooses (StartWorker, WaitAddr). StartProc
+// runs any llorch child in its own process group with its output in a log
+// file, for the soak test and tools such as cachebench that run whole fleets.
 package testkit
 
 import (

@@ -7,122 +7,75 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/llorch/llorch/core/bind"
+	"github.com/llorch/llorch/core/testkit"
 )
 
-// proc is one llorch child process in its own process group, its output in
-// a log file. Only the fault loop (the test goroutine) touches a proc after
-// it started.
+// proc is one llorch child process (see testkit.Proc) and what the fault
+// loop did to it. Only the fault loop (the test goroutine) touches a proc
+// after it started.
 type proc struct {
-	name    string // w1#3, orchestrator#2
-	cmd     *exec.Cmd
-	logPath string
-	started time.Time
-	done    chan struct{} // closed once the process is reaped
-	err     error         // its exit status, once done is closed
+	*testkit.Proc // Name: w1#3, orchestrator#2
 
 	killed  bool // we sent SIGKILL (an exit is expected)
 	stopped bool // we sent SIGSTOP and no SIGCONT yet
 }
 
-// startProc starts bin with args, its stdout and stderr in logPath.
+// startProc starts bin with args, its stdout and stderr in logPath, in its
+// own group (a kill reaches all of it), killed with the test binary too (a
+// go test timeout runs no cleanup).
 func startProc(name, bin, logPath string, args ...string) (*proc, error) {
-	logf, err := os.Create(logPath)
+	p, err := testkit.StartProc(name, bin, logPath, args...)
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close() // the child has its own copy
-	p := &proc{name: name, logPath: logPath, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	// Its own group, so a kill reaches all of it; killed with the test
-	// binary too (a go test timeout runs no cleanup).
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p.started = time.Now()
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	return p, nil
-}
-
-// exited reports whether the process has ended.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// signal sends sig to the process's group.
-func (p *proc) signal(sig syscall.Signal) error {
-	if p.exited() {
-		return nil
-	}
-	return syscall.Kill(-p.cmd.Process.Pid, sig)
+	return &proc{Proc: p}, nil
 }
 
 // kill sends SIGKILL to the group and waits until the process is reaped.
 func (p *proc) kill() error {
 	p.killed = true
-	if err := p.signal(syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("kill -9 %s: %w", p.name, err)
+	if err := p.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill -9 %s: %w", p.Name, err)
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 		p.stopped = false
 		return nil
 	case <-time.After(10 * time.Second):
-		return fmt.Errorf("%s not reaped 10s after SIGKILL", p.name)
+		return fmt.Errorf("%s not reaped 10s after SIGKILL", p.Name)
 	}
 }
 
 // stop sends SIGSTOP; cont sends SIGCONT.
 func (p *proc) stop() error {
-	if err := p.signal(syscall.SIGSTOP); err != nil {
-		return fmt.Errorf("SIGSTOP %s: %w", p.name, err)
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("SIGSTOP %s: %w", p.Name, err)
 	}
 	p.stopped = true
 	return nil
 }
 
 func (p *proc) cont() error {
-	if err := p.signal(syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("SIGCONT %s: %w", p.name, err)
+	if err := p.Signal(syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("SIGCONT %s: %w", p.Name, err)
 	}
 	p.stopped = false
 	return nil
-}
-
-// tail returns the last n lines of the process's log.
-func (p *proc) tail(n int) string {
-	data, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // logFindings scans the log for what must never be there: data races the
 // race detector reported, panics, Go runtime fatal errors. It also counts
 // lines logged at level ERROR, which are reported, not failures.
 func (p *proc) logFindings() (bad []string, errorLines int) {
-	f, err := os.Open(p.logPath)
+	f, err := os.Open(p.LogPath)
 	if err != nil {
-		return []string{fmt.Sprintf("%s: cannot read its log: %v", p.name, err)}, 0
+		return []string{fmt.Sprintf("%s: cannot read its log: %v", p.Name, err)}, 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -133,7 +86,7 @@ func (p *proc) logFindings() (bad []string, errorLines int) {
 		case strings.Contains(line, "WARNING: DATA RACE"),
 			strings.HasPrefix(line, "panic: "),
 			strings.HasPrefix(line, "fatal error: "):
-			bad = append(bad, fmt.Sprintf("%s: log line %d: %s (log %s)", p.name, n, line, p.logPath))
+			bad = append(bad, fmt.Sprintf("%s: log line %d: %s (log %s)", p.Name, n, line, p.LogPath))
 		case strings.Contains(line, "level=ERROR"):
 			errorLines++
 		}
@@ -175,21 +128,21 @@ func (o *orchestrator) start(ctx context.Context) error {
 			return err
 		}
 		o.procs = append(o.procs, p)
-		url, err := waitAddr(ctx, addrFile, p, deadline)
+		url, err := p.WaitAddr(ctx, addrFile, deadline)
 		if err == nil {
 			if o.url != "" && url != o.url {
-				return fmt.Errorf("%s listens on %s, want %s", p.name, url, o.url)
+				return fmt.Errorf("%s listens on %s, want %s", p.Name, url, o.url)
 			}
 			o.url, o.listen, o.p = url, strings.TrimPrefix(url, "http://"), p
 			if err := waitHealthy(ctx, url, p, deadline); err != nil {
 				return err
 			}
-			o.startups = append(o.startups, time.Since(p.started))
+			o.startups = append(o.startups, time.Since(p.Started))
 			return nil
 		}
-		if !p.exited() || time.Now().After(deadline) {
+		if !p.Exited() || time.Now().After(deadline) {
 			_ = p.kill()
-			return fmt.Errorf("%s: %w\n%s", p.name, err, p.tail(20))
+			return fmt.Errorf("%w\n%s", err, p.Tail(20))
 		}
 		// It exited before binding (the port was taken): try again.
 		p.killed = true
@@ -197,29 +150,6 @@ func (o *orchestrator) start(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// waitAddr waits for an address file written by p.
-func waitAddr(ctx context.Context, path string, p *proc, deadline time.Time) (string, error) {
-	for {
-		url, err := bind.ReadAddrFile(path)
-		if err == nil {
-			return url, nil
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return "", err
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no address in %s", path)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-p.done:
-			return "", fmt.Errorf("exited (%v) before writing %s", p.err, path)
-		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
@@ -236,13 +166,13 @@ func waitHealthy(ctx context.Context, url string, p *proc, deadline time.Time) e
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: /healthz not 200 (%v)", p.name, err)
+			return fmt.Errorf("%s: /healthz not 200 (%v)", p.Name, err)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-p.done:
-			return fmt.Errorf("%s exited (%v) before /healthz answered\n%s", p.name, p.err, p.tail(20))
+		case <-p.Done():
+			return fmt.Errorf("%s exited (%v) before /healthz answered\n%s", p.Name, p.Err(), p.Tail(20))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -272,7 +272,7 @@ func (s *soak) chaos(begin time.Time, dur time.Duration) {
 	for {
 		s.checkExits()
 		now := time.Now()
-		if warmed < warmSamples && !now.Before(warmAt) && s.o.p != nil && now.Sub(s.o.p.started) >= 5*time.Second {
+		if warmed < warmSamples && !now.Before(warmAt) && s.o.p != nil && now.Sub(s.o.p.Started) >= 5*time.Second {
 			s.takeWarm()
 			if warmed++; warmed == 1 {
 				s.warmNote = "from " + now.Sub(begin).Round(time.Second).String() + " of load"
@@ -363,7 +363,7 @@ func (s *soak) workerFault(at time.Time) {
 	}
 	s.faults["worker SIGSTOP"]++
 	s.record(at, "SIGSTOP "+w.id)
-	s.schedule(at.Add(between(s.rng, time.Second, 8*time.Second)), "SIGCONT "+p.name, func() error {
+	s.schedule(at.Add(between(s.rng, time.Second, 8*time.Second)), "SIGCONT "+p.Name, func() error {
 		if w.p != p || !p.stopped {
 			return nil
 		}
@@ -399,8 +399,8 @@ func (s *soak) orchestratorFault(at time.Time) {
 // checkExits makes a process that exited without being killed a violation,
 // and starts it again so the soak goes on.
 func (s *soak) checkExits() {
-	if p := s.o.p; p != nil && p.exited() && !p.killed {
-		s.violation("%s exited on its own (%v):\n%s", p.name, p.err, p.tail(30))
+	if p := s.o.p; p != nil && p.Exited() && !p.killed {
+		s.violation("%s exited on its own (%v):\n%s", p.Name, p.Err(), p.Tail(30))
 		p.killed = true
 		s.o.p = nil
 		if err := s.o.start(s.ctx); err != nil {
@@ -408,8 +408,8 @@ func (s *soak) checkExits() {
 		}
 	}
 	for _, w := range s.ws {
-		if p := w.p; p != nil && p.exited() && !p.killed {
-			s.violation("%s exited on its own (%v):\n%s", p.name, p.err, p.tail(30))
+		if p := w.p; p != nil && p.Exited() && !p.killed {
+			s.violation("%s exited on its own (%v):\n%s", p.Name, p.Err(), p.Tail(30))
 			p.killed = true
 			if err := startWorker(kit.Bin, kit.Tiny, s.dir, s.o.url, w); err != nil {
 				s.t.Fatal(err)

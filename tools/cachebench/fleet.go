@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,65 +11,15 @@ import (
 	"time"
 
 	"github.com/llorch/llorch/core/api"
-	"github.com/llorch/llorch/core/bind"
 	"github.com/llorch/llorch/core/orchclient"
+	"github.com/llorch/llorch/core/testkit"
 )
-
-// proc is one llorch child process in its own process group, its output in
-// a log file.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{} // closed once the process is reaped
-	err     error         // its exit status, once done is closed
-}
-
-// startProc starts bin with args, stdout and stderr in logPath.
-func startProc(name, bin, logPath string, args ...string) (*proc, error) {
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close() // the child has its own copy
-	p := &proc{name: name, logPath: logPath, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	p.cmd.SysProcAttr = procAttr()
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	return p, nil
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// tail returns the last n lines of the process's log.
-func (p *proc) tail(n int) string {
-	data, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
 
 // fleet is one orchestrator and its workers, started fresh for one policy.
 type fleet struct {
 	dir     string // temporary: data dir, address files, logs
-	orch    *proc
-	workers []*proc
+	orch    *testkit.Proc
+	workers []*testkit.Proc
 	url     string // the orchestrator's
 	client  *orchclient.Client
 }
@@ -103,10 +51,10 @@ func startFleet(ctx context.Context, cfg fleetConfig) (_ *fleet, err error) {
 	addr := filepath.Join(dir, "orchestrator.addr")
 	args := []string{"orchestrate", "--listen", "127.0.0.1:0", "--addr-file", addr,
 		"--data-dir", filepath.Join(dir, "data"), "--routing-policy", cfg.policy, "--log-level", "warn"}
-	if f.orch, err = startProc("orchestrator", cfg.bin, filepath.Join(dir, "orchestrator.log"), args...); err != nil {
+	if f.orch, err = testkit.StartProc("orchestrator", cfg.bin, filepath.Join(dir, "orchestrator.log"), args...); err != nil {
 		return f, err
 	}
-	if f.url, err = waitAddr(ctx, addr, f.orch, deadline); err != nil {
+	if f.url, err = f.orch.WaitAddr(ctx, addr, deadline); err != nil {
 		return f, err
 	}
 	if f.client, err = orchclient.New(f.url, "", nil); err != nil {
@@ -119,35 +67,13 @@ func startFleet(ctx context.Context, cfg fleetConfig) (_ *fleet, err error) {
 		args := []string{"worker", "--model", cfg.model, "--port", "0", "--addr-file", addr,
 			"--slots", strconv.Itoa(cfg.slots), "--threads", strconv.Itoa(cfg.threads), "--ctx", strconv.Itoa(cfg.ctx),
 			"--orchestrator", f.url, "--worker-id", ids[i], "--log-level", "warn"}
-		p, err := startProc(ids[i], cfg.bin, filepath.Join(dir, ids[i]+".log"), args...)
+		p, err := testkit.StartProc(ids[i], cfg.bin, filepath.Join(dir, ids[i]+".log"), args...)
 		if err != nil {
 			return f, err
 		}
 		f.workers = append(f.workers, p)
 	}
 	return f, f.waitHealthy(ctx, ids, deadline)
-}
-
-// waitAddr waits for the address file of p.
-func waitAddr(ctx context.Context, path string, p *proc, deadline time.Time) (string, error) {
-	for {
-		url, err := bind.ReadAddrFile(path)
-		if err == nil {
-			return url, nil
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return "", err
-		}
-		if p.exited() {
-			return "", fmt.Errorf("%s exited (%v) before writing %s", p.name, p.err, path)
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("%s: no address in %s in time", p.name, path)
-		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
-			return "", err
-		}
-	}
 }
 
 // waitHealthy polls /v2/workers until every id is listed healthy.
@@ -167,9 +93,9 @@ func (f *fleet) waitHealthy(ctx context.Context, ids []string, deadline time.Tim
 				return nil
 			}
 		}
-		for _, p := range append([]*proc{f.orch}, f.workers...) {
-			if p.exited() {
-				return fmt.Errorf("%s exited (%v) before all workers were healthy", p.name, p.err)
+		for _, p := range append([]*testkit.Proc{f.orch}, f.workers...) {
+			if p.Exited() {
+				return fmt.Errorf("%s exited (%v) before all workers were healthy", p.Name, p.Err())
 			}
 		}
 		if time.Now().After(deadline) {
@@ -186,8 +112,8 @@ func (f *fleet) waitHealthy(ctx context.Context, ids []string, deadline time.Tim
 func (f *fleet) stop(grace time.Duration) {
 	procs := append(f.workers[:len(f.workers):len(f.workers)], f.orch)
 	for _, p := range procs {
-		if p != nil && !p.exited() {
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+		if p != nil {
+			_ = p.Signal(syscall.SIGTERM)
 		}
 	}
 	limit := time.After(grace)
@@ -196,14 +122,14 @@ func (f *fleet) stop(grace time.Duration) {
 			continue
 		}
 		select {
-		case <-p.done:
+		case <-p.Done():
 		case <-limit:
 		}
 	}
 	for _, p := range procs {
-		if p != nil && !p.exited() {
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
+		if p != nil && !p.Exited() {
+			_ = p.Signal(syscall.SIGKILL)
+			<-p.Done()
 		}
 	}
 	os.RemoveAll(f.dir)
@@ -212,9 +138,9 @@ func (f *fleet) stop(grace time.Duration) {
 // logs returns the tails of the processes' logs, for an error message.
 func (f *fleet) logs() string {
 	var b strings.Builder
-	for _, p := range append([]*proc{f.orch}, f.workers...) {
+	for _, p := range append([]*testkit.Proc{f.orch}, f.workers...) {
 		if p != nil {
-			fmt.Fprintf(&b, "\n--- %s log:\n%s", p.name, p.tail(15))
+			fmt.Fprintf(&b, "\n--- %s log:\n%s", p.Name, p.Tail(15))
 		}
 	}
 	return b.String()

@@ -1,8 +1,8 @@
 //go:build !linux
 
-package main
+package testkit
 
 import "syscall"
 
-// procAttr puts a child in its own process group (stop signals the group).
+// procAttr puts a child in its own process group (a signal reaches all of it).
 func procAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
