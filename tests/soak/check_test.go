@@ -72,6 +72,18 @@ func checkTask(rec *taskRec) (string, []string) {
 			}
 			tokens++
 			text.WriteString(ev.Token.T)
+		case ev.Migrated != nil:
+			// The task moved to another worker: right before the token it
+			// continues with, between two different workers, for a reason.
+			m := ev.Migrated
+			if started == 0 || m.AtToken != tokens || m.From == m.To || m.From == "" || m.To == "" {
+				add("migrated event %d %+v after %d started and %d token events", e.ID, *m, started, tokens)
+			}
+			switch m.Reason {
+			case "died", "hung", "drain", "error", "removed":
+			default:
+				add("migrated event %d has reason %q", e.ID, m.Reason)
+			}
 		case ev.Terminal():
 			terminals++
 			last = ev
