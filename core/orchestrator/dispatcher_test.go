@@ -100,6 +100,42 @@ func TestMigrationContinuesFromTokens(t *testing.T) {
 	}
 }
 
+// A worker that ends a stream with a retriable error after tokens (a failed
+// decode): the task migrates with reason error, and the client's log has one
+// migrated event right before the token the other worker continues with.
+func TestMigrationAfterRetriableError(t *testing.T) {
+	p := startParts(t, fastConfig(), newFakeFleet(), "")
+	p.addWorker(t, "w1", 1).set(func(ctx context.Context, req *api.ExecuteRequest) (eventStream, error) {
+		s, _ := streamTokens(4)(ctx, req)
+		fs := s.(*fakeStream)
+		fs.evs = append(fs.evs, api.Event{Name: api.EventError, Error: &api.Error{Code: api.CodeDecodeFailed, Message: "decode failed", Retriable: true}})
+		fs.err = nil
+		return fs, nil
+	})
+	p.addWorker(t, "w2", 1)
+	id := p.submit(t, fakeReq(10))
+	if st := p.wait(t, id); st.Status != api.TaskSucceeded || st.TokensOut != 10 || st.WorkerID != "w2" {
+		t.Fatalf("status %+v", st)
+	}
+	evs := p.events(id)
+	checkTokens(t, evs, 10)
+	var moves []api.Migrated
+	for i, e := range evs {
+		if e.Migrated != nil {
+			moves = append(moves, *e.Migrated)
+			if next := evs[i+1]; next.Token == nil || next.Token.I != e.Migrated.AtToken {
+				t.Fatalf("migrated %+v is followed by %+v", *e.Migrated, next)
+			}
+		}
+	}
+	if want := (api.Migrated{From: "w1", To: "w2", AtToken: 4, Reason: "error"}); len(moves) != 1 || moves[0] != want {
+		t.Fatalf("migrated events %+v, want [%+v]", moves, want)
+	}
+	if n := value(p.m.migrations.WithLabelValues("error")); n != 1 {
+		t.Fatalf("llorch_migrations_total{reason=error} = %v", n)
+	}
+}
+
 // Past --max-migrations the stream ends with one retriable WORKER_LOST.
 func TestMigrationLimit(t *testing.T) {
 	cfg := fastConfig()
