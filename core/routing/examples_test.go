@@ -34,7 +34,10 @@ func TestDefaultScript(t *testing.T) {
 		want  string
 	}{
 		{"free fraction", []Candidate{c("w1", 1, 4, 0), c("w2", 3, 4, 0), c("w3", 2, 4, 0)}, "w2"},
-		{"minus half the load", []Candidate{c("w1", 3, 4, 0.9), c("w2", 2, 4, 0)}, "w2"},
+		{"minus half the load", []Candidate{c("w1", 3, 4, 0.9), c("w2", 3, 4, 0)}, "w2"},
+		{"the busy fraction counts as load", []Candidate{c("w1", 1, 4, 0), c("w2", 2, 4, 0.4)}, "w2"},
+		{"plus the fraction cached", []Candidate{{ID: "w1", Model: "llama", SlotsFree: 2, SlotsTotal: 4, Load: 0.5, CachedPrefix: 1 << 20},
+			c("w2", 4, 4, 0)}, "w1"},
 		{"load clamped", []Candidate{c("w1", 4, 4, 7), c("w2", 1, 4, 0.1)}, "w1"},
 		{"then fewer busy", []Candidate{c("w1", 2, 4, 0), c("w2", 1, 2, 0)}, "w2"},
 		{"then lower id", []Candidate{c("w3", 2, 4, 0.5), c("w1", 2, 4, 0.5), c("w2", 2, 4, 0.5)}, "w1"},
