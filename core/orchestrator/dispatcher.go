@@ -361,9 +361,7 @@ func (d *dispatcher) migrateOff(workerID string) int {
 		if st.Digest == "" {
 			st.Digest = digest
 		}
-		// A worker whose digest is not known yet (it registers before it has
-		// hashed its file) counts: the task waits in the queue until it is.
-		if d.elsewhereLocked(st, workerID, true) {
+		if d.elsewhereLocked(st, workerID) {
 			a.stopLocked(&lostError{lostDrain, "the worker was drained with migrate"})
 			n++
 		}
@@ -372,13 +370,14 @@ func (d *dispatcher) migrateOff(workerID string) int {
 }
 
 // elsewhereLocked reports whether a worker other than not, in d.ws, could
-// take a task of st now: healthy, of its model and file (with unknown, a
-// worker that has not reported its file yet counts), within its pins.
-func (d *dispatcher) elsewhereLocked(st scheduler.Task, not string, unknown bool) bool {
+// take a task of st now: healthy, of its model and file (a worker that has
+// not reported its file yet counts: it registers before it has hashed the
+// file, and the task waits in the queue until it has), within its pins.
+func (d *dispatcher) elsewhereLocked(st scheduler.Task, not string) bool {
 	for i := range d.ws {
 		w := &d.ws[i]
 		if w.ID != not && w.Model == st.Model && w.State == api.WorkerHealthy &&
-			(st.Digest == "" || w.Digest == st.Digest || (unknown && w.Digest == "")) &&
+			(st.Digest == "" || w.Digest == st.Digest || w.Digest == "") &&
 			(st.PinWorker == "" || st.PinWorker == w.ID) && (st.PinPool == "" || st.PinPool == w.Pool) {
 			return true
 		}
@@ -721,7 +720,7 @@ func (d *dispatcher) failed(serveCtx context.Context, a *attempt, err error, ret
 			// Fail fast, as admission does: with no other worker to continue
 			// on now, the stream ends rather than wait for one.
 			d.ws = d.reg.snapshot(d.ws[:0], time.Now())
-			if !d.elsewhereLocked(e.st, a.workerID, true) {
+			if !d.elsewhereLocked(e.st, a.workerID) {
 				d.tasks.fail(e.id, api.Errorf(api.CodeWorkerLost, "worker %s was lost after %d tokens (%s), and no other worker of model %s can continue the task",
 					a.workerID, tokens, why, e.model))
 				return
