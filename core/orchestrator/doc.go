@@ -15,14 +15,17 @@
 //	   │                     → tasks.add (the table; the tail log; before a 202, the journal)
 //	   ▼
 //	dispatcher.go            the one loop: queue → routing script, place stage
-//	   │                     (optional: filter, bias, wait) → scheduler → registry.acquire
+//	   │                     (optional: filter, bias, wait) → prefix index (prefix.go:
+//	   │                     expected cached tokens) → scheduler → registry.acquire
 //	   │                     (a slot) → tasks.begin (running; the tokens to continue from)
 //	   ▼
 //	attempt.go               workerclient: POST /execute on the worker, an idle watchdog;
-//	   │                     every event → tasks.relay (the task's log)
+//	   │                     every event → tasks.relay (the task's log); started → the
+//	   │                     prefix index checks its prediction; end → it records the slot
 //	   ▼                     a failed attempt → dispatcher.failed: busy → wait; before the
-//	worker                   first token → another worker; after it → continue elsewhere
-//	                         from the tokens sent (resume_tokens); or give up
+//	worker                   first token → another worker; after it → migrate: continue
+//	                         elsewhere from the tokens sent (resume_tokens; the client
+//	                         sees one migrated event); or give up
 //
 //	follow.go                the way back: a task's log → SSE (ids 1..n, Last-Event-ID)
 //	                         and the OpenAI layer's stream (openai.go)
@@ -37,8 +40,12 @@
 //     event log and subscribers, and the journal: bbolt batches every
 //     JournalInterval plus a tail log written before any event is shown, so
 //     a crash loses nothing a client saw; restore at startup.
-//   - dispatcher (dispatcher.go, attempt.go, routing.go): the queue, the
-//     placement loop, attempts and what their failures mean.
+//   - dispatcher (dispatcher.go, attempt.go, routing.go, prefix.go): the
+//     queue, the placement loop with its prefix index (core/prefix: which
+//     worker probably holds which prompt prefix, checked against every
+//     started event's cached_tokens), attempts and what their failures mean,
+//     including migration (a drain with migrate stops attempts on purpose:
+//     dispatcher.migrateOff).
 //   - fleet (fleet.go, fleet_reconcile.go, fleet_host.go): pools and their
 //     inventory, models as desired state, the workers it started
 //     (replicas), the learned memory fit and the fleet event log. Its
