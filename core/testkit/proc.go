@@ -92,6 +92,25 @@ func (p *Proc) Tail(n int) string {
 // it listens (`--addr-file path`, read with bind.ReadAddrFile) and returns
 // the URL in it. It fails when the process exits first, or at deadline.
 func (p *Proc) WaitAddr(ctx context.Context, path string, deadline time.Time) (string, error) {
+	url, err := waitAddr(ctx, path, p.done, deadline)
+	switch {
+	case errors.Is(err, errExited):
+		return "", fmt.Errorf("%s exited (%v) before writing %s", p.Name, p.err, path)
+	case errors.Is(err, errNoAddr):
+		return "", fmt.Errorf("%s: no address in %s in time", p.Name, path)
+	}
+	return url, err
+}
+
+var (
+	errExited = errors.New("testkit: the process exited")
+	errNoAddr = errors.New("testkit: no address in time")
+)
+
+// waitAddr polls an address file until it holds a URL, the deadline
+// passes (errNoAddr), exited is closed (errExited; nil: not watched) or ctx
+// ends.
+func waitAddr(ctx context.Context, path string, exited <-chan struct{}, deadline time.Time) (string, error) {
 	for {
 		url, err := bind.ReadAddrFile(path)
 		if err == nil {
@@ -101,13 +120,13 @@ func (p *Proc) WaitAddr(ctx context.Context, path string, deadline time.Time) (s
 			return "", err
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("%s: no address in %s in time", p.Name, path)
+			return "", errNoAddr
 		}
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
-		case <-p.done:
-			return "", fmt.Errorf("%s exited (%v) before writing %s", p.Name, p.err, path)
+		case <-exited:
+			return "", errExited
 		case <-time.After(10 * time.Millisecond):
 		}
 	}

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"github.com/llorch/llorch/core/api"
-	"github.com/llorch/llorch/core/bind"
 )
 
 // ReadyTimeout bounds how long StartWorker waits for a worker's port and then
@@ -40,24 +40,16 @@ func AddrFile(t testing.TB) string {
 //	url := testkit.WaitAddr(t, addr, exited, testkit.ReadyTimeout)
 func WaitAddr(t testing.TB, path string, exited <-chan struct{}, limit time.Duration) string {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		url, err := bind.ReadAddrFile(path)
-		if err == nil {
-			return url
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			t.Fatalf("testkit: %v", err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("testkit: no address in %s after %s", path, limit)
-		}
-		select {
-		case <-exited:
-			t.Fatalf("testkit: the process exited before writing %s", path)
-		case <-time.After(10 * time.Millisecond):
-		}
+	url, err := waitAddr(context.Background(), path, exited, time.Now().Add(limit))
+	switch {
+	case errors.Is(err, errExited):
+		t.Fatalf("testkit: the process exited before writing %s", path)
+	case errors.Is(err, errNoAddr):
+		t.Fatalf("testkit: no address in %s after %s", path, limit)
+	case err != nil:
+		t.Fatalf("testkit: %v", err)
 	}
+	return url
 }
 
 // Worker is a `llorch worker` child process started by StartWorker.
