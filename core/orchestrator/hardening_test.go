@@ -309,3 +309,29 @@ func TestFrozenWorkerTaskContinuesElsewhere(t *testing.T) {
 		t.Fatalf("frozen worker %s is %s", on, s)
 	}
 }
+
+// A drain's body is {"migrate": bool} or nothing; anything else is a 400
+// before the worker is looked up.
+func TestDrainBodyAtTheDoor(t *testing.T) {
+	o := startOrch(t, testConfig())
+	for _, tc := range []struct {
+		body   string
+		status int
+	}{
+		{"", http.StatusNotFound},
+		{"  \n", http.StatusNotFound},
+		{`{}`, http.StatusNotFound},
+		{`{"migrate": true}`, http.StatusNotFound},
+		{`{"migrate": "yes"}`, http.StatusBadRequest},
+		{`{"migrate": true, "force": 1}`, http.StatusBadRequest},
+		{`[]`, http.StatusBadRequest},
+		{`{"migrate": true}{"migrate": false}`, http.StatusBadRequest},
+		{`{"migrate": true} x`, http.StatusBadRequest},
+	} {
+		resp := o.do(t, http.MethodPost, "/v2/workers/nope/drain", []byte(tc.body))
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("body %q: status %d, want %d", tc.body, resp.StatusCode, tc.status)
+		}
+	}
+}

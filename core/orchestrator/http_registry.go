@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -63,7 +64,11 @@ func (s *Server) handleDrain(c echo.Context) error {
 		if len(bytes.TrimSpace(body)) > 0 {
 			dec := json.NewDecoder(bytes.NewReader(body))
 			dec.DisallowUnknownFields()
-			if err := dec.Decode(&req); err != nil {
+			err := dec.Decode(&req)
+			if err == nil && dec.More() {
+				err = errors.New("data after the object")
+			}
+			if err != nil {
 				return writeError(c, api.Errorf(api.CodeInvalidRequest, "body is not a drain request ({\"migrate\": true|false}): %s", err.Error()))
 			}
 		}
