@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/prefix"
 	"github.com/llorch/llorch/core/workerclient"
 )
 
@@ -394,5 +395,33 @@ func TestDeadWorkerIsNotRetriedWhileOthersAreBusy(t *testing.T) {
 	checkTokens(t, p.events(id), 12)
 	if st := p.wait(t, busy); st.Status != api.TaskSucceeded {
 		t.Fatalf("the other task: %+v", st)
+	}
+}
+
+// What a worker is believed to hold after a task ends is the prompt and the
+// text it generated, as the next turn carries them: the next turn's lookup
+// finds every full block of that (fake worker, so the text is known).
+func TestIndexHoldsPromptAndAnswer(t *testing.T) {
+	p := startParts(t, fastConfig(), newFakeFleet(), "")
+	p.addWorker(t, "w1", 2)
+	sys := strings.Repeat("You are a careful assistant. ", 20)
+	first := &api.TaskRequest{Model: "m", ExecuteRequest: api.ExecuteRequest{MaxTokens: ptr(40),
+		Messages: []api.Message{{Role: "system", Content: sys}, {Role: "user", Content: "Tell me a story."}}}}
+	st := p.wait(t, p.submit(t, first))
+	if st.Status != api.TaskSucceeded || st.Text == "" {
+		t.Fatalf("status %+v", st)
+	}
+	next := first.ExecuteRequest
+	next.Messages = append(slices.Clone(first.Messages), api.Message{Role: "assistant", Content: st.Text}, api.Message{Role: "user", Content: "Go on."})
+	served := prefix.Hashes(nil, "m", prefix.AppendGenerated(nil, &first.ExecuteRequest, st.Text), p.disp.prefix.BlockBytes())
+	prompt := prefix.Hashes(nil, "m", prefix.AppendRequest(nil, &first.ExecuteRequest), p.disp.prefix.BlockBytes())
+	h := prefix.Hashes(nil, "m", prefix.AppendRequest(nil, &next), p.disp.prefix.BlockBytes())
+	held := make([]int, 1)
+	waitFor(t, 5*time.Second, "the end recorded", func() bool {
+		p.disp.prefix.Lookup(h, []string{"w1"}, held)
+		return held[0] == len(served)
+	})
+	if len(served) <= len(prompt) {
+		t.Fatalf("the answer adds no block: %d blocks served, %d in the prompt", len(served), len(prompt))
 	}
 }

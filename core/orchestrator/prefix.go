@@ -24,11 +24,19 @@ func (d *dispatcher) hashesLocked(e *entry) []uint64 {
 	if e.hashes != nil || e.req == nil {
 		return e.hashes
 	}
+	bb := d.prefix.BlockBytes()
 	stream := prefix.AppendRequest(nil, &e.req.ExecuteRequest)
 	e.streamBytes = len(stream)
-	e.hashes = prefix.Hashes(make([]uint64, 0, len(stream)/d.prefix.BlockBytes()+1), e.model, stream, d.prefix.BlockBytes())
-	e.st.PromptTokens = d.prefix.Tokens(e.model, (len(stream)+d.prefix.BlockBytes()-1)/d.prefix.BlockBytes())
+	e.st.PromptTokens = d.prefix.Tokens(e.model, (len(stream)+bb-1)/bb)
+	stream = indexed(stream, bb)
+	e.hashes = prefix.Hashes(make([]uint64, 0, len(stream)/bb+1), e.model, stream, bb)
 	return e.hashes
+}
+
+// indexed cuts a stream to what the index keeps of it (DefaultMaxSeqBlocks
+// blocks): a queued task of a 4 MiB prompt holds 32 KiB of hashes, not 512.
+func indexed(stream []byte, blockBytes int) []byte {
+	return stream[:min(len(stream), prefix.DefaultMaxSeqBlocks*blockBytes)]
 }
 
 // cachedLocked fills d.cached with the prompt tokens each worker of ws is
@@ -143,8 +151,9 @@ func (d *dispatcher) served(a *attempt, text string) {
 	if cp := e.req.CachePrompt; cp != nil && !*cp {
 		return
 	}
-	stream := prefix.AppendGenerated(prefix.AppendRequest(nil, &e.req.ExecuteRequest), &e.req.ExecuteRequest, text)
-	d.prefix.RecordSlot(a.workerID, a.slots, a.slot, prefix.Hashes(nil, e.model, stream, d.prefix.BlockBytes()))
+	bb := d.prefix.BlockBytes()
+	stream := indexed(prefix.AppendGenerated(nil, &e.req.ExecuteRequest, text), bb)
+	d.prefix.RecordSlot(a.workerID, a.slots, a.slot, prefix.Hashes(nil, e.model, stream, bb))
 	d.prefixGauges()
 }
 
