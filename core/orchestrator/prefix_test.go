@@ -78,15 +78,7 @@ func TestCacheAwareReturnsTheConversation(t *testing.T) {
 	// The same conversation under least-loaded: the second turn goes to the
 	// idle worker with the lower id and prefills everything again.
 	t.Run("least-loaded", func(t *testing.T) {
-		cfg := testConfig()
-		cfg.RoutingPolicy = PolicyLeastLoaded
-		o := startOrch(t, cfg)
-		startWorker(t, o, "w1", 1)
-		startWorker(t, o, "w2", 1)
-		first, _ := conversation(systemPrompt("lake"), "")
-		t1 := o.run(t, pinned(chatTask(24, first...), "w2"))
-		_, second := conversation(systemPrompt("lake"), t1.Text)
-		t2 := o.run(t, chatTask(24, second...))
+		_, _, t2 := twoTurns(t, PolicyLeastLoaded, "lake")
 		if e, _ := expected(t2, "w2"); t2.WorkerID != "w1" || t2.End.CachedTokens != 0 || e == 0 {
 			t.Fatalf("least-loaded: second turn on %s reused %d tokens (w2 expected to hold %d): want w1, nothing reused, and the prediction still shown",
 				t2.WorkerID, t2.End.CachedTokens, e)
@@ -94,14 +86,22 @@ func TestCacheAwareReturnsTheConversation(t *testing.T) {
 	})
 }
 
-func testReturnsTheConversation(t *testing.T) {
-	o := startOrch(t, testConfig())
+// twoTurns runs a conversation's first turn pinned to w2 (of two one-slot
+// workers) and its second turn unpinned, under policy.
+func twoTurns(t *testing.T, policy, seed string) (o *orch, t1, t2 api.TaskStatus) {
+	cfg := testConfig()
+	cfg.RoutingPolicy = policy
+	o = startOrch(t, cfg)
 	startWorker(t, o, "w1", 1)
 	startWorker(t, o, "w2", 1)
-	first, _ := conversation(systemPrompt("sea"), "")
-	t1 := o.run(t, pinned(chatTask(24, first...), "w2"))
-	_, second := conversation(systemPrompt("sea"), t1.Text)
-	t2 := o.run(t, chatTask(24, second...))
+	first, _ := conversation(systemPrompt(seed), "")
+	t1 = o.run(t, pinned(chatTask(24, first...), "w2"))
+	_, second := conversation(systemPrompt(seed), t1.Text)
+	return o, t1, o.run(t, chatTask(24, second...))
+}
+
+func testReturnsTheConversation(t *testing.T) {
+	o, t1, t2 := twoTurns(t, PolicyCacheAware, "sea")
 	if t2.WorkerID != "w2" {
 		t.Fatalf("second turn ran on %s, want w2 (explanation %+v)", t2.WorkerID, t2.Explanation)
 	}

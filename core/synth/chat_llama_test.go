@@ -3,7 +3,6 @@
 package synth
 
 import (
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -32,14 +31,7 @@ func TestLlamaCppLoadsChatFamilies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join(t.TempDir(), p.Name+".gguf")
-			if err := Write(path, p); err != nil {
-				t.Fatal(err)
-			}
-			m, err := llamacpp.Load(path, llamacpp.LoadParams{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := writeAndLoad(t, p)
 			defer m.Close()
 			v, err := NewVocab(p.VocabSize, p.Merges, spec.control...)
 			if err != nil {

@@ -16,14 +16,7 @@ import (
 // generation, and recognises the chat template.
 func TestLlamaCppLoadsTiny(t *testing.T) {
 	p := Tiny()
-	path := filepath.Join(t.TempDir(), "tiny.gguf")
-	if err := Write(path, p); err != nil {
-		t.Fatal(err)
-	}
-	m, err := llamacpp.Load(path, llamacpp.LoadParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := writeAndLoad(t, p)
 	defer m.Close()
 	v, err := NewVocab(p.VocabSize, p.Merges)
 	if err != nil {
@@ -98,4 +91,19 @@ func equalTokens(got []backends.Token, want []int) bool {
 		}
 	}
 	return true
+}
+
+// writeAndLoad writes p's model to a temporary file and loads it with
+// llama.cpp.
+func writeAndLoad(t *testing.T, p Preset) *llamacpp.Model {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), p.Name+".gguf")
+	if err := Write(path, p); err != nil {
+		t.Fatal(err)
+	}
+	m, err := llamacpp.Load(path, llamacpp.LoadParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
