@@ -113,6 +113,9 @@ type Error struct {
 	Fields    []FieldError `json:"fields,omitempty"`
 	// RetryAfterMs is set on errors that a client should retry later.
 	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
+	// Timing is set by the orchestrator on a stream's terminal error event
+	// (see End.Timing).
+	Timing *Timing `json:"timing,omitempty"`
 	// Status, when set, overrides the daemon's status table (a routing
 	// script's rejection chooses its own status and code).
 	Status int `json:"-"`

@@ -98,6 +98,31 @@ type End struct {
 	TTFTMs              float64 `json:"ttft_ms"`
 	StopReason          string  `json:"stop_reason"`
 	StopSequenceMatched string  `json:"stop_sequence_matched,omitempty"`
+	// Timing is set by the orchestrator on its streams' terminal event: where
+	// the task's time went. Workers leave it out.
+	Timing *Timing `json:"timing,omitempty"`
+}
+
+// Timing says where an orchestrator task's time went, in milliseconds from
+// admission. The same figures go into the Server-Timing header of
+// non-streamed responses (queue, schedule, routing, worker_ttft, total).
+type Timing struct {
+	// QueueMs is the time from admission until the task's last attempt was
+	// sent to a worker, less the time spent deciding (schedule, routing).
+	QueueMs float64 `json:"queue_ms"`
+	// ScheduleMs is the time spent in the built-in scheduler, all passes.
+	ScheduleMs float64 `json:"schedule_ms"`
+	// RoutingMs is the time spent in the routing script, all runs.
+	RoutingMs float64 `json:"routing_ms"`
+	// WorkerTTFTMs is the time from sending the last attempt to its worker
+	// until that worker's first token (0 when none came).
+	WorkerTTFTMs float64 `json:"worker_ttft_ms"`
+	// TTFTMs is the time from admission until the first token was relayed.
+	TTFTMs float64 `json:"ttft_ms"`
+	// TotalMs is the time from admission until the terminal event.
+	TotalMs float64 `json:"total_ms"`
+	// Attempts counts the workers the task was sent to (migrations included).
+	Attempts int `json:"attempts"`
 }
 
 // Event is one stream event, decoded: Name says which of the payloads is
