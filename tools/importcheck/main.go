@@ -33,6 +33,7 @@ var owners = map[string][]string{
 	"github.com/urfave/cli":              {"main", "modes/"},
 	"sigs.k8s.io/yaml":                   {"core/fleetfile"},
 	"go.yaml.in/yaml":                    {"core/fleetfile"},
+	"golang.org/x/image":                 {"core/bench"}, // bitmap font for PNG bench charts (plot.go)
 }
 
 func main() {
