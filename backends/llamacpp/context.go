@@ -373,6 +373,13 @@ func (c *Context) CopySeq(src, dst int) error {
 	return nil
 }
 
+// Own runs f on the context's OS thread: the calls f makes to the context
+// and its samplers run there at once, instead of each being handed to the
+// thread and back (two thread wake-ups per call, most of a tiny model's
+// per-token cost). A decode loop runs inside Own. Calls from other goroutines
+// wait until f returns.
+func (c *Context) Own(f func()) { c.o.do(f) }
+
 // Close implements backends.Context.
 func (c *Context) Close() error {
 	if c.ctx == nil {

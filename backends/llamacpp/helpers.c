@@ -10,6 +10,8 @@ static void log_trampoline(enum ggml_log_level level, const char *text, void *us
 
 void llorch_set_log(void) { llama_log_set(log_trampoline, NULL); }
 
+int llorch_on_thread(pthread_t t) { return pthread_equal(pthread_self(), t); }
+
 struct llama_model *llorch_load(const char *path, int n_gpu_layers, int main_gpu, bool mmap, uintptr_t handle) {
 	struct llama_model_params p = llama_model_default_params();
 	p.n_gpu_layers = n_gpu_layers;

@@ -3,11 +3,13 @@
 #ifndef LLORCH_HELPERS_H
 #define LLORCH_HELPERS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "llama.h"
 
 void llorch_set_log(void);
+int llorch_on_thread(pthread_t t);
 struct llama_model *llorch_load(const char *path, int n_gpu_layers, int main_gpu, bool mmap, uintptr_t handle);
 struct llama_context *llorch_new_context(struct llama_model *m, uint32_t n_ctx, uint32_t n_batch,
 		uint32_t n_seq, int threads, int threads_batch, int flash);

@@ -292,25 +292,40 @@ func Quantize(in, out, typ string, threads int) error {
 	return nil
 }
 
-// owner runs functions on one locked OS thread.
+// owner runs functions on one locked OS thread. A function that owns the
+// thread for a long time (Context.Own: a decode loop) calls the context's
+// methods from that thread, and those run at once, without a hand-off.
 type owner struct {
-	work chan func()
-	done chan struct{}
+	work   chan func()
+	done   chan struct{}
+	thread C.pthread_t // the locked thread, set before newOwner returns
 }
 
 func newOwner() *owner {
 	o := &owner{work: make(chan func()), done: make(chan struct{})}
+	ready := make(chan struct{})
 	go func() {
 		runtime.LockOSThread()
 		defer close(o.done)
+		o.thread = C.pthread_self()
+		close(ready)
 		for f := range o.work {
 			f()
 		}
 	}()
+	<-ready
 	return o
 }
 
+// here reports whether the caller runs on the owner's thread (inside a
+// function the owner runs).
+func (o *owner) here() bool { return C.llorch_on_thread(o.thread) != 0 }
+
 func (o *owner) do(f func()) {
+	if o.here() {
+		f()
+		return
+	}
 	ch := make(chan struct{})
 	o.work <- func() { f(); close(ch) }
 	<-ch

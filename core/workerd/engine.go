@@ -333,8 +333,24 @@ func (e *engine) slotStates() []api.SlotState {
 	return out
 }
 
-// run is the decode loop. It returns when ctx is done.
+// threadOwner is the optional ability of a Context driven from one OS
+// thread to run a function on that thread, the calls it makes to the
+// context then needing no hand-off each.
+type threadOwner interface {
+	Own(f func())
+}
+
+// run is the decode loop, on the context's thread when it has one. It
+// returns when ctx is done.
 func (e *engine) run(ctx context.Context) {
+	if o, ok := e.ctx.(threadOwner); ok {
+		o.Own(func() { e.loop(ctx) })
+		return
+	}
+	e.loop(ctx)
+}
+
+func (e *engine) loop(ctx context.Context) {
 	var (
 		batch  backends.Batch
 		active []*slot

@@ -148,6 +148,15 @@ func (c pacedContext) Decode(b *backends.Batch) error {
 	return c.Context.Decode(b)
 }
 
+// Own keeps the decode loop on the context's thread, as without the pace.
+func (c pacedContext) Own(f func()) {
+	if o, ok := c.Context.(interface{ Own(func()) }); ok {
+		o.Own(f)
+		return
+	}
+	f()
+}
+
 func (c pacedContext) CopySeq(src, dst int) error {
 	return c.Context.(backends.SeqCopier).CopySeq(src, dst)
 }
