@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 )
 
 // SSE event names, in the order a stream carries them: queued (orchestrator
@@ -123,6 +124,25 @@ type Timing struct {
 	TotalMs float64 `json:"total_ms"`
 	// Attempts counts the workers the task was sent to (migrations included).
 	Attempts int `json:"attempts"`
+}
+
+// ServerTiming is t as the value of a Server-Timing header: queue,
+// schedule, routing, worker_ttft, ttft and total, each "name;dur=MS".
+func (t *Timing) ServerTiming() string {
+	b := make([]byte, 0, 128)
+	for i, m := range [...]struct {
+		name string
+		ms   float64
+	}{{"queue", t.QueueMs}, {"schedule", t.ScheduleMs}, {"routing", t.RoutingMs}, {"worker_ttft", t.WorkerTTFTMs},
+		{"ttft", t.TTFTMs}, {"total", t.TotalMs}} {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, m.name...)
+		b = append(b, ";dur="...)
+		b = strconv.AppendFloat(b, m.ms, 'f', 3, 64)
+	}
+	return string(b)
 }
 
 // Event is one stream event, decoded: Name says which of the payloads is

@@ -292,6 +292,9 @@ func (h *handlers) collect(ctx context.Context, c echo.Context, r *run, p *parse
 			ended++
 		}
 	}
+	if tm := chs[0].end.Timing; tm != nil { // an orchestrator's: where the time went
+		c.Response().Header().Set("Server-Timing", tm.ServerTiming())
+	}
 	u := usageOfChoices(chs)
 	if p.kind == kindChat {
 		out := &chatCompletion{ID: m.id, Object: "chat.completion", Created: m.created,

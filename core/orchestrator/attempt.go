@@ -34,6 +34,7 @@ func (d *dispatcher) run(serveCtx context.Context, s start) {
 		d.failed(serveCtx, a, err, retry)
 	}
 	ctx := workerclient.WithCorrelationID(actx, a.e.correlation)
+	d.tasks.sending(a.e.id, a.job)
 	st, err := s.client.ExecuteWatched(ctx, s.exec, d.cfg.AttemptIdleTimeout)
 	if err != nil {
 		fail(err, nil)

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -43,6 +44,132 @@ func fakeHTTPWorker(n int) *httptest.Server {
 		_ = sw.JSON(api.EventEnd, "", &api.End{TokensOut: n, StopReason: api.StopMaxTokens})
 		_ = bw.Flush()
 	}))
+}
+
+// instantWorker is a fake worker that answers at once and flushes every
+// event, as a real one does: POST /execute streams started, n tokens and end;
+// POST /v1/completions streams n OpenAI chunks, a last one and [DONE]. It is
+// the baseline a relay's added time is measured against.
+func instantWorker(n int) *httptest.Server {
+	chunk := []byte(`{"id":"cmpl-x","object":"text_completion","created":1,"model":"fake","system_fingerprint":"f","choices":[{"text":"tok","index":0,"logprobs":null,"finish_reason":null}]}`)
+	last := []byte(`{"id":"cmpl-x","object":"text_completion","created":1,"model":"fake","system_fingerprint":"f","choices":[{"text":"","index":0,"logprobs":null,"finish_reason":"length"}]}`)
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		switch r.URL.Path {
+		case "/execute":
+			w.Header().Set("Content-Type", "text/event-stream")
+			sw := sse.NewWriter(w)
+			_ = sw.JSON(api.EventStarted, "", &api.Started{JobID: "j", Model: "fake", MaxTokens: n})
+			tok := api.Token{T: "tok"}
+			for i := range n {
+				tok.I, tok.ID = i, int32(i)
+				_ = sw.JSON(api.EventToken, "", &tok)
+			}
+			_ = sw.JSON(api.EventEnd, "", &api.End{TokensOut: n, StopReason: api.StopMaxTokens})
+		case "/v1/completions":
+			w.Header().Set("Content-Type", "text/event-stream")
+			sw := sse.NewWriter(w)
+			for range n {
+				_ = sw.Event(sse.Event{Data: chunk})
+			}
+			_ = sw.Event(sse.Event{Data: last})
+			_ = sw.Event(sse.Event{Data: []byte("[DONE]")})
+		default:
+			_, _ = io.WriteString(w, `{"status":"ready"}`)
+		}
+	}))
+}
+
+// streamOnce posts body to url as a streamed request and reads the stream
+// to its end: the time to the first token and to the end, and the tokens.
+func streamOnce(b *testing.B, c *http.Client, url, body string) (ttft, total time.Duration, tokens int) {
+	start := time.Now()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(resp.Body)
+		b.Fatalf("%s: %d %s", url, resp.StatusCode, data)
+	}
+	r := sse.NewReader(resp.Body)
+	for {
+		ev, err := r.Next()
+		if err != nil {
+			b.Fatalf("%s: stream ended early: %v", url, err)
+		}
+		switch {
+		case ev.Event == api.EventToken || (ev.Event == "" && bytes.Contains(ev.Data, []byte(`"finish_reason":null`))):
+			if tokens == 0 {
+				ttft = time.Since(start)
+			}
+			tokens++
+		case ev.Event == api.EventEnd || ev.Event == api.EventError || string(ev.Data) == "[DONE]":
+			return ttft, time.Since(start), tokens
+		}
+	}
+}
+
+// BenchmarkAddedStream measures what the orchestrator adds to one 64-token
+// stream, native (/v2/tasks) and OpenAI (/v1/completions): the same stream
+// read straight from a worker that answers at once (instantWorker) and
+// through the orchestrator, interleaved (the order alternating), one
+// request at a time. It reports the p50 of each and the added time to the
+// end of the stream and to the first token. make bench-overhead prints it.
+func BenchmarkAddedStream(b *testing.B) {
+	const tokens = 64
+	fw := instantWorker(tokens)
+	defer fw.Close()
+	o := startOrch(b, Config{})
+	register(b, o, "fake", fw.URL, "fake", 4)
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	for _, door := range []struct{ name, direct, via, body string }{
+		{"native", "/execute", "/v2/tasks", `{"model":"fake","prompt":"x","max_tokens":64}`},
+		{"openai", "/v1/completions", "/v1/completions", `{"model":"fake","prompt":"x","max_tokens":64,"stream":true}`},
+	} {
+		b.Run(door.name, func(b *testing.B) {
+			var direct, via, directTTFT, viaTTFT []time.Duration
+			one := func(i int) {
+				for k := range 2 {
+					if (i+k)%2 == 0 {
+						ttft, total, n := streamOnce(b, c, o.URL+door.via, door.body)
+						if n != tokens {
+							b.Fatalf("via: %d tokens, want %d", n, tokens)
+						}
+						via, viaTTFT = append(via, total), append(viaTTFT, ttft)
+					} else {
+						ttft, total, n := streamOnce(b, c, fw.URL+door.direct, door.body)
+						if n != tokens {
+							b.Fatalf("direct: %d tokens, want %d", n, tokens)
+						}
+						direct, directTTFT = append(direct, total), append(directTTFT, ttft)
+					}
+				}
+			}
+			for i := range 50 { // warm both paths
+				one(i)
+			}
+			direct, via, directTTFT, viaTTFT = nil, nil, nil, nil
+			b.ResetTimer()
+			i := 0
+			for b.Loop() {
+				one(i)
+				i++
+			}
+			b.StopTimer()
+			ms := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
+			pd, pv := pct(direct), pct(via)
+			b.ReportMetric(ms(pd[0]), "direct-p50-ms")
+			b.ReportMetric(ms(pv[0]), "via-p50-ms")
+			b.ReportMetric(ms(pv[0]-pd[0]), "added-p50-ms")
+			b.ReportMetric(ms(pct(viaTTFT)[0]-pct(directTTFT)[0]), "added-ttft-p50-ms")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }
 
 func register(b *testing.B, o *orch, id, url, model string, slots int) {

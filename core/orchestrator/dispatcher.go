@@ -90,6 +90,9 @@ type entry struct {
 	headers     map[string]string
 	routingNote string
 
+	// spent is the time deciding where the task goes, all passes (timing.go).
+	spent spent
+
 	held      bool      // admitted but not yet journaled: not dispatched
 	notBefore time.Time // a routing script said "wait" until then
 	ticket    queue.Ticket
@@ -444,10 +447,12 @@ func (d *dispatcher) place(ctx context.Context) []start {
 			d.explainLocked(e, ex)
 			return true
 		}
+		t0 := time.Now()
 		opts.Cached = d.cachedLocked(e, ws)
 		opts.Room = d.room
 		d.scheduleLocked(e, ws, opts)
 		ex := explain(&d.dec, e.st, ws, opts.Cached, now)
+		e.spent.schedule += time.Since(t0)
 		if d.dec.WorkerID == "" {
 			d.explainLocked(e, ex)
 			if len(e.failedOn) == 0 {
@@ -601,7 +606,7 @@ func (d *dispatcher) startAllLocked(places []placement) []start {
 			}
 			continue
 		}
-		exec, job, ok := d.tasks.begin(e.id, p.w, p.expl)
+		exec, job, ok := d.tasks.begin(e.id, p.w, p.expl, e.spent)
 		if !ok {
 			d.reg.release(p.w)
 			continue

@@ -122,7 +122,7 @@ func FuzzWorkerStream(f *testing.F) {
 		req := &api.TaskRequest{Model: "m", ExecuteRequest: api.ExecuteRequest{Prompt: "p", Seed: ptr(int64(1)), Stop: []string{"x"}}}
 		tk := newTask("t-1", req, false, principal{}, "", time.Now())
 		ts.table[tk.id] = tk
-		_, job, ok := ts.begin(tk.id, "w", nil)
+		_, job, ok := ts.begin(tk.id, "w", nil, spent{})
 		if !ok {
 			t.Fatal("begin")
 		}

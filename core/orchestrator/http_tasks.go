@@ -81,7 +81,14 @@ func (s *Server) handleGetTask(c echo.Context) error {
 	if t == nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.tasks.status(t))
+	st := s.tasks.status(t)
+	switch {
+	case st.End != nil:
+		setServerTiming(c.Response().Header(), st.End.Timing)
+	case st.Error != nil:
+		setServerTiming(c.Response().Header(), st.Error.Timing)
+	}
+	return c.JSON(http.StatusOK, st)
 }
 
 func (s *Server) handleListTasks(c echo.Context) error {

@@ -25,6 +25,8 @@ type metrics struct {
 	resumes        *prometheus.CounterVec
 	migrations     *prometheus.CounterVec
 	journalErrors  *prometheus.CounterVec
+	traceDropped   prometheus.Counter
+	traceErrors    prometheus.Counter
 
 	prefixHitTokens       prometheus.Counter
 	prefixPredictedTokens prometheus.Counter
@@ -105,6 +107,12 @@ func newMetrics() *metrics {
 		journalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llorch_journal_errors_total", Help: "Failed writes of the task journal, by part (batch: bbolt, tail: the tail log).",
 		}, []string{"part"}),
+		traceDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "llorch_trace_records_dropped_total", Help: "Trace records (--trace-file) dropped because the writer fell behind.",
+		}),
+		traceErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "llorch_trace_write_errors_total", Help: "Failed writes of the trace file (--trace-file); the records are lost.",
+		}),
 		fleetEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llorch_fleet_events_total", Help: "Fleet actions by kind (spawn, ready, crash, restart, stop, download, install, unplaceable, …).",
 		}, []string{"kind"}),
@@ -120,7 +128,7 @@ func newMetrics() *metrics {
 		}, []string{"pool"}),
 	}
 	m.reg.MustRegister(m.tasks, m.queueDepth, m.ttft, m.tokensOut, m.workers, m.schedule, m.rejections,
-		m.routingCalls, m.routingSeconds, m.routingReloads, m.attemptsFailed, m.resumes, m.migrations, m.journalErrors,
+		m.routingCalls, m.routingSeconds, m.routingReloads, m.attemptsFailed, m.resumes, m.migrations, m.journalErrors, m.traceDropped, m.traceErrors,
 		m.prefixHitTokens, m.prefixPredictedTokens, m.prefixPromptTokens, m.prefixPredictions, m.prefixBlocks, m.prefixSequences,
 		m.fleetEvents, m.fleetReplicas, m.fleetColdStart, m.poolUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

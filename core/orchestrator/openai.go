@@ -27,7 +27,11 @@ func (b openAIBackend) Submit(ctx context.Context, req *openai.Request) (openai.
 	if e := checkSchemas(&treq.ExecuteRequest); e != nil {
 		return nil, e
 	}
-	acc, e := b.s.submit(ctx, treq, false)
+	door := doorCompletions
+	if req.Exec.Messages != nil {
+		door = doorChat
+	}
+	acc, e := b.s.submitBy(ctx, door, treq, false)
 	if e != nil {
 		b.s.m.rejections.WithLabelValues(rejectionLabel(e.Code)).Inc()
 		return nil, e

@@ -211,9 +211,11 @@ func (d *dispatcher) placeScripted(ctx context.Context) []start {
 	var places []placement
 	for _, p := range plan {
 		e := p.e
+		e.spent.routing += p.res.Duration
 		if cur, queued := d.q.Get(e.id); !queued || cur != e {
 			continue
 		}
+		t0 := time.Now()
 		note := joinNotes(e.routingNote, p.res.Note)
 		o := opts
 		o.Cached = d.cachedLocked(e, ws)
@@ -227,6 +229,7 @@ func (d *dispatcher) placeScripted(ctx context.Context) []start {
 			ex := explain(&d.dec, e.st, ws, o.Cached, now)
 			ex.Summary = fmt.Sprintf("waiting %s as the routing script asked", wait)
 			ex.Routing = note
+			e.spent.schedule += time.Since(t0)
 			d.explainLocked(e, ex)
 			time.AfterFunc(wait, d.kick)
 			continue
@@ -247,6 +250,7 @@ func (d *dispatcher) placeScripted(ctx context.Context) []start {
 		}
 		ex := explain(&d.dec, e.st, ws, o.Cached, now)
 		ex.Routing = note
+		e.spent.schedule += time.Since(t0)
 		if d.dec.WorkerID == "" {
 			d.explainLocked(e, ex)
 			continue
@@ -280,10 +284,12 @@ func (d *dispatcher) plan() []*planItem {
 		if blocked[key] {
 			return true
 		}
+		t0 := time.Now()
 		scheduler.Filter(e.st, ws, &d.dec)
 		if len(d.dec.Candidates) == 0 {
 			blocked[key] = true
 			d.explainLocked(e, explain(&d.dec, e.st, ws, nil, now))
+			e.spent.schedule += time.Since(t0)
 			return true
 		}
 		cached := d.cachedLocked(e, ws)
@@ -291,6 +297,7 @@ func (d *dispatcher) plan() []*planItem {
 		for _, i := range d.dec.Candidates {
 			cands = append(cands, d.candidateLocked(ws[i], e.st.SessionID, cached[i]))
 		}
+		e.spent.schedule += time.Since(t0)
 		plan = append(plan, &planItem{e: e, in: routing.PlaceInput{
 			Task: routingTask(e.id, e.req, e.priority, e.keyFP, e.headers), Candidates: cands, Now: now}})
 		return len(plan) < free

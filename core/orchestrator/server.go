@@ -125,6 +125,12 @@ type Config struct {
 	// Version is the llorch version pools must run when they ask for an
 	// install (default buildinfo.Version).
 	Version string
+
+	// TraceFile, when set, is a JSON Lines file that gets one
+	// api.TraceRecord per finished task (appended; created with mode 0600):
+	// lengths and timings, and with TracePrompts the prompt or messages too.
+	TraceFile    string
+	TracePrompts bool
 }
 
 // Validate checks the config and fills defaults.
@@ -184,6 +190,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("orchestrator: advertise url: %w", err)
 		}
 		c.AdvertiseURL = u
+	}
+	if c.TracePrompts && c.TraceFile == "" {
+		return errors.New("orchestrator: recording prompts (--trace-prompts) needs a trace file (--trace-file)")
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 3
@@ -268,7 +277,7 @@ const (
 
 // New validates cfg and builds a server. It loads the registry and the task
 // journal from the store; Serve resumes unfinished tasks.
-func New(cfg Config, deps Deps) (*Server, error) {
+func New(cfg Config, deps Deps) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -294,6 +303,18 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.reg = newRegistry(&s.cfg, s.log, s.st, connect, s.m)
 	s.tasks = newTasks(&s.cfg, s.log, s.st, s.m)
+	if cfg.TraceFile != "" {
+		tr, err := openTrace(cfg.TraceFile, cfg.TracePrompts, s.m, s.log)
+		if err != nil {
+			return nil, err
+		}
+		s.tasks.trace = tr
+		defer func() {
+			if err != nil {
+				_ = tr.f.Close() // Serve will not run
+			}
+		}()
+	}
 	s.disp = newDispatcher(&s.cfg, s.log, s.m, s.reg, s.tasks, s.routing)
 	s.reg.onReady = s.disp.kick
 	s.reg.onLost = s.disp.workerLost
@@ -348,6 +369,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	tailCtx, stopTail := context.WithCancel(context.Background())
 	tailDone := make(chan struct{})
 	go func() { defer close(tailDone); s.tasks.tailLoop(tailCtx) }()
+	// The trace writer too: tasks that end while the others stop are traced.
+	traceDone := make(chan struct{})
+	go func() {
+		defer close(traceDone)
+		if s.tasks.trace != nil {
+			s.tasks.trace.loop(tailCtx)
+		}
+	}()
 	var wg sync.WaitGroup
 	for i := range s.beats {
 		s.beats[i].Store(time.Now().UnixNano())
@@ -391,6 +420,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.closeHosts()
 	stopTail()
 	<-tailDone
+	<-traceDone
 	if ferr := s.tasks.flush(); ferr != nil {
 		s.log.Error("final journal write failed", "err", ferr)
 	}

@@ -17,6 +17,13 @@ import (
 // the table (and the journal, before an async task's 202), then the
 // dispatcher may start it. ctx carries the request's principal and metadata.
 func (s *Server) submit(ctx context.Context, req *api.TaskRequest, async bool) (api.TaskAccepted, *api.Error) {
+	return s.submitBy(ctx, doorTasks, req, async)
+}
+
+// submitBy is submit for a task that came by door (doorTasks, doorChat,
+// doorCompletions: the trace's api).
+func (s *Server) submitBy(ctx context.Context, door string, req *api.TaskRequest, async bool) (api.TaskAccepted, *api.Error) {
+	arrived := time.Now()
 	p, meta := principalOf(ctx), metaOf(ctx)
 	id := newID("t-")
 	maxTokens := api.DefaultMaxTokens
@@ -31,10 +38,11 @@ func (s *Server) submit(ctx context.Context, req *api.TaskRequest, async bool) (
 	}
 	headers := whitelisted(s.cfg.RoutingHeaders, meta.header)
 	var note string
+	var routed time.Duration // in the admit stage
 	if s.routing.Script() != nil {
 		in := routing.AdmitInput{Task: routingTask(id, req, req.PriorityOrDefault(), p.fp, headers), Queue: s.disp.depths(), Now: time.Now()}
 		d, res := s.routing.Admit(ctx, in)
-		note = res.Note
+		note, routed = res.Note, res.Duration
 		switch d.Action {
 		case routing.ActionReject:
 			return api.TaskAccepted{}, &api.Error{Code: d.Code, Message: d.Message, Status: d.Status, Retriable: d.Status == http.StatusTooManyRequests}
@@ -53,11 +61,12 @@ func (s *Server) submit(ctx context.Context, req *api.TaskRequest, async bool) (
 	}
 	now := time.Now()
 	t := newTask(id, req, async, p, meta.correlation, now)
+	t.arrived, t.door, t.spent.routing = arrived, door, routed
 	if note != "" {
 		t.expl = &api.Explanation{At: now, Summary: "queued", Routing: note}
 	}
 	e := &entry{id: id, model: req.Model, priority: t.priority, class: t.class, st: schedulerTask(req), req: req, created: now,
-		correlation: meta.correlation, keyFP: p.fp, headers: headers, routingNote: note}
+		correlation: meta.correlation, keyFP: p.fp, headers: headers, routingNote: note, spent: spent{routing: routed}}
 	pos, predicted, dropped, apiErr := s.disp.enqueue(e)
 	if apiErr != nil {
 		return api.TaskAccepted{}, apiErr

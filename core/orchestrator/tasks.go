@@ -44,6 +44,9 @@ type tasks struct {
 
 	journalMu   sync.Mutex // one journal batch at a time
 	journalKick chan struct{}
+
+	// trace, when set, gets a record of every task that ends (trace.go).
+	trace *tracer
 }
 
 // task is one admitted task. Guarded by tasks.mu.
@@ -60,6 +63,21 @@ type task struct {
 	status      string
 
 	created, started, finished, firstToken time.Time
+
+	// Where the task's time went (timing.go). arrived is when its request
+	// reached submit (before the routing script's admit stage); door the
+	// API it came by (trace.go); spent its time in the scheduler and the
+	// routing script; sent when the current attempt's request went to its
+	// worker; workerTTFT from then to that worker's first token
+	// (workerFirst: it came).
+	arrived     time.Time
+	door        string
+	spent       spent
+	sent        time.Time
+	workerTTFT  time.Duration
+	workerFirst bool
+	// promptTokens and cachedTokens are what the last started event said.
+	promptTokens, cachedTokens int
 
 	workerID string
 	jobID    string // the running attempt; events of other jobs are dropped
@@ -132,6 +150,7 @@ func newTask(id string, req *api.TaskRequest, async bool, p principal, correlati
 	t := &task{
 		id: id, owner: p.owner, model: req.Model, priority: prio, class: class, async: async, seed: uint32(*req.Seed),
 		correlation: correlation, req: req, status: api.TaskQueued, created: now, changed: make(chan struct{}),
+		arrived: now, door: doorTasks,
 	}
 	if req.MaxTokens != nil {
 		t.maxTokens = *req.MaxTokens
@@ -330,7 +349,18 @@ func (ts *tasks) finishLocked(t *task, status string, end *api.End, apiErr *api.
 		return
 	}
 	now := time.Now()
+	tm := t.timingLocked(now)
+	if end != nil {
+		end.Timing = tm
+	} else {
+		e := *apiErr // the caller's may be shared
+		e.Timing = tm
+		apiErr = &e
+	}
 	t.status, t.finished, t.end, t.err = status, now, end, apiErr
+	if ts.trace != nil {
+		ts.trace.add(ts.trace.recordOf(t))
+	}
 	if end != nil {
 		ts.appendLocked(t, api.Event{Name: api.EventEnd, End: end})
 	} else {
@@ -422,7 +452,9 @@ func (ts *tasks) queued(id string, q api.Queued) {
 // begin starts an attempt of a task on a worker. It returns the request to
 // send (with the tokens already sent, to continue from) and the attempt's
 // job id, or false when the task ended meanwhile or cannot be continued.
-func (ts *tasks) begin(id, workerID string, expl *api.Explanation) (*api.ExecuteRequest, string, bool) {
+//
+// spent is the task's time so far in the scheduler and the routing script.
+func (ts *tasks) begin(id, workerID string, expl *api.Explanation, spent spent) (*api.ExecuteRequest, string, bool) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	t := ts.table[id]
@@ -442,6 +474,7 @@ func (ts *tasks) begin(id, workerID string, expl *api.Explanation) (*api.Execute
 	t.attempts++
 	job := fmt.Sprintf("%s-%d", t.id, t.attempts)
 	t.status, t.workerID, t.jobID = api.TaskRunning, workerID, job
+	t.spent, t.sent, t.workerTTFT, t.workerFirst = spent, now, 0, false
 	if t.started.IsZero() {
 		t.started = now
 	}
@@ -456,6 +489,15 @@ func (ts *tasks) begin(id, workerID string, expl *api.Explanation) (*api.Execute
 		exec.ResumeTokens = slices.Clone(t.tokenIDs)
 	}
 	return &exec, job, true
+}
+
+// sending records that the attempt job's request goes to its worker now.
+func (ts *tasks) sending(id, job string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if t := ts.table[id]; t != nil && t.jobID == job {
+		t.sent = time.Now()
+	}
 }
 
 // requeued marks a task whose attempt failed as queued again.
@@ -511,6 +553,7 @@ func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Erro
 			}
 		}
 		s := *ev.Started
+		t.promptTokens, t.cachedTokens = s.PromptTokens, s.CachedTokens
 		if s.MaxTokens > 0 {
 			t.maxTokens = s.MaxTokens
 		}
@@ -522,10 +565,13 @@ func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Erro
 		if ev.Token.I != t.tokensOut {
 			return true, nil, &errBadStream{fmt.Sprintf("token %d where %d was due", ev.Token.I, t.tokensOut)}
 		}
-		now := time.Now()
-		if t.firstToken.IsZero() {
-			t.firstToken = now
-			ts.m.ttft.Observe(now.Sub(t.created).Seconds())
+		if !t.workerFirst {
+			now := time.Now()
+			t.workerFirst, t.workerTTFT = true, now.Sub(t.sent)
+			if t.firstToken.IsZero() {
+				t.firstToken = now
+				ts.m.ttft.Observe(now.Sub(t.created).Seconds())
+			}
 		}
 		tok := *ev.Token
 		t.tokensOut++

@@ -27,7 +27,7 @@ func TestEventsVisibleOnlyOnceInTheTailLog(t *testing.T) {
 	req := fakeReq(3)
 	req.Seed = ptr(int64(1))
 	p.tasks.add(newTask(id, req, true, principal{}, "c", time.Now()))
-	exec, job, ok := p.tasks.begin(id, "w1", nil)
+	exec, job, ok := p.tasks.begin(id, "w1", nil, spent{})
 	if !ok || exec.JobID != job {
 		t.Fatalf("begin: %v %q", ok, job)
 	}

@@ -235,3 +235,25 @@ func TestFleetFlag(t *testing.T) {
 		t.Fatalf("a bad fleet file: %v\n%s", err, out)
 	}
 }
+
+// --trace-file (or LLORCH_TRACE_FILE) is opened at startup with mode 0600;
+// --trace-prompts without it, or a file that cannot be opened, is an error.
+func TestTraceFlags(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "trace.jsonl")
+	startDaemon(t, t.TempDir(), "--trace-file", path)
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("trace file: %v %v", fi, err)
+	}
+	for _, c := range []struct{ env, want string }{
+		{"LLORCH_TRACE_PROMPTS=true", "needs a trace file"},
+		{"LLORCH_TRACE_FILE=" + filepath.Join(dir, "missing", "trace.jsonl"), filepath.Join(dir, "missing")},
+	} {
+		cmd := exec.Command(kit.Bin, "orchestrate", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+		cmd.Env = append(os.Environ(), c.env)
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), c.want) {
+			t.Fatalf("%s: %v\n%s", c.env, err, out)
+		}
+	}
+}
