@@ -1,6 +1,11 @@
 package bench
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+)
 
 // Report is the result of one `llorch ctl bench` run: what was run against
 // what, and one Step per concurrency or rate. It is the JSON that --json
@@ -50,6 +55,19 @@ type Workload struct {
 	// TokensPerWord is the calibration used to size prompts in words (from
 	// the server's usage, or the default when it reports none).
 	TokensPerWord float64 `json:"tokens_per_word"`
+	// PromptOverhead is the calibration's intercept: the tokens a request
+	// has besides its words (chat template, BOS). Calibrated says whether
+	// both figures came from the server (false: the defaults).
+	PromptOverhead float64 `json:"prompt_overhead"`
+	Calibrated     bool    `json:"calibrated"`
+	// Seed makes the requests (lengths, text, arrivals): two runs with one
+	// seed send the very same requests.
+	Seed uint64 `json:"seed"`
+	// TraceSpeed scales a replayed trace's clock (2: twice as fast).
+	TraceSpeed float64 `json:"trace_speed,omitempty"`
+	// Endpoint is where requests went (/v1/completions, /v1/chat/completions
+	// or /v2/tasks).
+	Endpoint string `json:"endpoint"`
 }
 
 // SLO is a goodput objective: a request counts as good when it succeeded and
@@ -69,6 +87,8 @@ type Step struct {
 	// Requests were sent and measured; OK of them ended normally.
 	Requests int `json:"requests"`
 	OK       int `json:"ok"`
+	// WarmupErrors counts failed warm-up requests (not in Errors).
+	WarmupErrors int `json:"warmup_errors,omitempty"`
 	// Errors counts failed requests by "STATUS CODE" (an HTTP status and the
 	// error code the server gave, "200 CANCELLED" for an error in the
 	// stream, "0 connect" for a transport failure).
@@ -78,8 +98,20 @@ type Step struct {
 	// OutputTokens counts generated tokens of successful requests, as
 	// counted from the streams; UsageMismatches counts requests whose stream
 	// count differed from the server's usage report.
-	OutputTokens    int `json:"output_tokens"`
-	UsageMismatches int `json:"usage_mismatches"`
+	//
+	// A request's count is the server's usage figure where it gave one that
+	// the stream bears out (no fewer tokens than token-bearing chunks, no
+	// more than max_tokens: a server that holds back an incomplete UTF-8
+	// character sends two tokens' text in one chunk), else the stream's
+	// count. StreamTokens is the stream's count alone (chunks with text,
+	// native token events); UsageOutputTokens the servers' usage figures
+	// summed over the requests that reported one, UsageMissing how many did
+	// not.
+	OutputTokens      int `json:"output_tokens"`
+	UsageMismatches   int `json:"usage_mismatches"`
+	StreamTokens      int `json:"stream_tokens"`
+	UsageOutputTokens int `json:"usage_output_tokens"`
+	UsageMissing      int `json:"usage_missing,omitempty"`
 	// Mean prompt and cached tokens per successful request, where the server
 	// reports them (0 otherwise).
 	PromptTokens float64 `json:"prompt_tokens"`
@@ -107,4 +139,21 @@ type Dist struct {
 	P95  float64 `json:"p95"`
 	P99  float64 `json:"p99"`
 	Max  float64 `json:"max"`
+}
+
+// MaxReportBytes bounds a report file ReadReport accepts.
+const MaxReportBytes = 64 << 20
+
+// ReadReport reads a report as Run's JSON wrote it (what --json and --out
+// write, what `ctl bench plot` reads).
+func ReadReport(r io.Reader) (Report, error) {
+	var rep Report
+	dec := json.NewDecoder(io.LimitReader(r, MaxReportBytes))
+	if err := dec.Decode(&rep); err != nil {
+		return Report{}, fmt.Errorf("bench: report: %w", err)
+	}
+	if len(rep.Steps) > MaxSteps*16 {
+		return Report{}, fmt.Errorf("bench: report: %d steps", len(rep.Steps))
+	}
+	return rep, nil
 }
