@@ -4,6 +4,7 @@ package llamacpp
 #include <stdlib.h>
 #include "helpers.h"
 #include "sample.h"
+#include "ggml-cpu.h"
 */
 import "C"
 
@@ -20,6 +21,11 @@ import (
 	"github.com/llorch/llorch/backends"
 )
 
+// threadPoll is how long ggml's threads spin for the next decode before they
+// sleep, on llama.cpp's scale of 0 (no spinning) to 100; 50 is llama.cpp's
+// default. Idle stops the spinning at once.
+const threadPoll = 50
+
 // Context is a llama.cpp context with Seqs sequences.
 type Context struct {
 	model  *Model
@@ -28,6 +34,7 @@ type Context struct {
 	batch  C.struct_llama_batch
 	cap    int
 	seqCtx int
+	pool   *C.struct_ggml_threadpool
 	logits []int8
 }
 
@@ -68,6 +75,12 @@ func (m *Model) newContext(p backends.ContextParams) (*Context, error) {
 			return
 		}
 		c.batch = C.llama_batch_init(C.int32_t(p.Batch), 0, 1)
+		// Without a threadpool of its own, ggml starts and joins its
+		// threads for every decode: on a small model that costs more
+		// than the decode.
+		if n := max(p.Threads, p.ThreadsBatch); n > 1 {
+			c.pool = C.llorch_attach_threadpool(c.ctx, C.int(n), threadPoll)
+		}
 		c.seqCtx = int(C.llama_n_ctx_seq(c.ctx))
 	})
 	if err != nil {
@@ -373,6 +386,15 @@ func (c *Context) CopySeq(src, dst int) error {
 	return nil
 }
 
+// Idle lets ggml's threads sleep at once instead of spinning for a next
+// decode: the caller has nothing to decode for now. The next Decode wakes
+// them.
+func (c *Context) Idle() {
+	if c.pool != nil {
+		c.o.do(func() { C.ggml_threadpool_pause(c.pool) })
+	}
+}
+
 // Own runs f on the context's OS thread: the calls f makes to the context
 // and its samplers run there at once, instead of each being handed to the
 // thread and back (two thread wake-ups per call, most of a tiny model's
@@ -388,6 +410,9 @@ func (c *Context) Close() error {
 	c.o.do(func() {
 		C.llama_batch_free(c.batch)
 		C.llama_free(c.ctx)
+		if c.pool != nil {
+			C.ggml_threadpool_free(c.pool)
+		}
 	})
 	c.ctx = nil
 	c.o.stop()

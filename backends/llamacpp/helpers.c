@@ -1,5 +1,6 @@
 #include <string.h>
 #include "helpers.h"
+#include "ggml-cpu.h"
 #include "_cgo_export.h"
 
 static bool progress_trampoline(float progress, void *user) { return llorchProgress(progress, user); }
@@ -37,6 +38,16 @@ struct llama_context *llorch_new_context(struct llama_model *m, uint32_t n_ctx, 
 	p.kv_unified = false;
 	p.no_perf = true;
 	return llama_init_from_model(m, p);
+}
+
+struct ggml_threadpool *llorch_attach_threadpool(struct llama_context *ctx, int threads, int poll) {
+	struct ggml_threadpool_params p = ggml_threadpool_params_default(threads);
+	p.poll = (uint32_t)poll;
+	struct ggml_threadpool *tp = ggml_threadpool_new(&p);
+	if (tp != NULL) {
+		llama_attach_threadpool(ctx, tp, tp);
+	}
+	return tp;
 }
 
 int llorch_decode(struct llama_context *ctx, struct llama_batch *b, int n,

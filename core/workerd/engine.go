@@ -340,6 +340,12 @@ type threadOwner interface {
 	Own(f func())
 }
 
+// idler is the optional ability of a Context to let its threads sleep while
+// the decode loop waits for work.
+type idler interface {
+	Idle()
+}
+
 // run is the decode loop, on the context's thread when it has one. It
 // returns when ctx is done.
 func (e *engine) run(ctx context.Context) {
@@ -358,6 +364,9 @@ func (e *engine) loop(ctx context.Context) {
 	for {
 		active = e.collect(active[:0])
 		if len(active) == 0 {
+			if i, ok := e.ctx.(idler); ok {
+				i.Idle()
+			}
 			select {
 			case <-ctx.Done():
 				return

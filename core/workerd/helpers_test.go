@@ -157,6 +157,12 @@ func (c pacedContext) Own(f func()) {
 	f()
 }
 
+func (c pacedContext) Idle() {
+	if i, ok := c.Context.(interface{ Idle() }); ok {
+		i.Idle()
+	}
+}
+
 func (c pacedContext) CopySeq(src, dst int) error {
 	return c.Context.(backends.SeqCopier).CopySeq(src, dst)
 }
