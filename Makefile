@@ -191,10 +191,11 @@ bench-slots: build ## slots benchmark: K=1 and K=4 streams, ~250-token prompts, 
 	@$(BIN) worker --model $(LOAD_MODEL) --port $(LOAD_PORT) --slots 4 --threads $(BENCH_THREADS) --ctx 2048 --log-level warn & pid=$$!; \
 	  trap "kill $$pid 2>/dev/null" EXIT; \
 	  for i in $$(seq 100); do curl -sf http://127.0.0.1:$(LOAD_PORT)/health | grep -q '"ready"' && break; sleep 0.2; done; \
-	  echo "== K=1 cold";            $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 1 -n 4 -words 120 -max-tokens 128 || exit 1; \
-	  echo "== K=4 cold";            $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 4 -n 8 -words 120 -max-tokens 128 || exit 1; \
-	  echo "== K=1 shared prefix";   $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 1 -n 4 -warmup 1 -words 120 -prefix-words 97 -max-tokens 128 || exit 1; \
-	  echo "== K=4 shared prefix";   $(GO) run ./tools/loadgen -url http://127.0.0.1:$(LOAD_PORT) -k 4 -n 8 -warmup 1 -words 120 -prefix-words 97 -max-tokens 128 || exit 1
+	  bench="$(BIN) ctl bench --url http://127.0.0.1:$(LOAD_PORT) --prompt-tokens 250 --gen-tokens 128"; \
+	  echo "== K=1 cold";            $$bench --concurrency 1 --requests 4 --label "K=1 cold" || exit 1; \
+	  echo "== K=4 cold";            $$bench --concurrency 4 --requests 8 --label "K=4 cold" || exit 1; \
+	  echo "== K=1 shared prefix";   $$bench --concurrency 1 --requests 4 --warmup 1 --shared-prefix 200 --label "K=1 shared prefix" || exit 1; \
+	  echo "== K=4 shared prefix";   $$bench --concurrency 4 --requests 8 --warmup 1 --shared-prefix 200 --label "K=4 shared prefix" || exit 1
 
 # Cache-aware routing (issue #17): for each policy a fresh orchestrator and
 # 3 workers (cold caches), 12 four-turn conversations with their own ~400-token

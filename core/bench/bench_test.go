@@ -105,8 +105,21 @@ func TestMergedChunksCountUsage(t *testing.T) {
 	f := &fakeOpenAI{perChunk: 2}
 	cfg := fakeConfig(f.start(t))
 	st := run(t, cfg).Steps[0]
-	if st.OK != 4 || st.StreamTokens != 16 || st.UsageOutputTokens != 32 || st.OutputTokens != 32 || st.UsageMismatches != 4 || st.ITL.N != 12 {
+	if st.OK != 4 || st.StreamTokens != 16 || st.UsageOutputTokens != 32 || st.OutputTokens != 32 || st.UsageMismatches != 4 || st.ITL.N != 12 || st.Short != 0 {
 		t.Fatalf("step %+v", st)
+	}
+}
+
+// Requests that generated fewer tokens than asked are counted and named.
+func TestShortAnswersNoted(t *testing.T) {
+	f := &fakeOpenAI{stopAfter: 3}
+	rep := run(t, fakeConfig(f.start(t)))
+	if st := rep.Steps[0]; st.OK != 4 || st.Short != 4 || st.OutputTokens != 12 || st.UsageMismatches != 0 {
+		t.Fatalf("step %+v", st)
+	}
+	var b bytes.Buffer
+	if err := WriteTable(&b, rep); err != nil || !strings.Contains(b.String(), "4 requests generated fewer tokens than asked (the server did not honor ignore_eos)") {
+		t.Errorf("table (%v):\n%s", err, b.String())
 	}
 }
 

@@ -24,6 +24,9 @@ type fakeOpenAI struct {
 	fail func(n int) (int, string)
 	// perChunk tokens go into one chunk (default 1).
 	perChunk int
+	// stopAfter, when set, ends generations after this many tokens (as an
+	// end of generation would).
+	stopAfter int
 	// streamErr, when set, ends every stream after its first chunk with an
 	// error chunk of this body.
 	streamErr string
@@ -102,6 +105,9 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(f.ttft(n))
 	}
 	per := max(f.perChunk, 1)
+	if f.stopAfter > 0 && !probe {
+		body.MaxTokens = min(body.MaxTokens, f.stopAfter)
+	}
 	var answer strings.Builder
 	for i := 0; i < body.MaxTokens; i += per {
 		if i > 0 && !probe {

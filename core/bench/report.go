@@ -112,6 +112,10 @@ type Step struct {
 	StreamTokens      int `json:"stream_tokens"`
 	UsageOutputTokens int `json:"usage_output_tokens"`
 	UsageMissing      int `json:"usage_missing,omitempty"`
+	// Short counts successful requests that generated fewer tokens than
+	// they asked for: they met an end of generation or a stop (the server
+	// did not honor ignore_eos, where it was asked).
+	Short int `json:"short,omitempty"`
 	// Mean prompt and cached tokens per successful request, where the server
 	// reports them (0 otherwise).
 	PromptTokens float64 `json:"prompt_tokens"`

@@ -30,6 +30,9 @@ func summarize(step Step, samples []*sample, slo SLO) Step {
 		step.OK++
 		step.StreamTokens += s.streamTokens
 		step.OutputTokens += s.outputTokens()
+		if s.outputTokens() < s.maxTokens {
+			step.Short++
+		}
 		if s.hasUsage {
 			step.UsageOutputTokens += s.usageTokens
 			if s.usageTokens != s.streamTokens {

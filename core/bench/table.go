@@ -66,6 +66,13 @@ func WriteTable(w io.Writer, rep Report) error {
 			notes = append(notes, fmt.Sprintf("%d of %d requests: stream count ≠ usage (%d tokens streamed, %d in usage)",
 				st.UsageMismatches, st.OK, st.StreamTokens, st.UsageOutputTokens))
 		}
+		if st.Short > 0 {
+			why := "an end of generation or a stop"
+			if rep.Workload.IgnoreEOS {
+				why = "the server did not honor ignore_eos"
+			}
+			notes = append(notes, fmt.Sprintf("%d requests generated fewer tokens than asked (%s)", st.Short, why))
+		}
 		if st.UsageMissing > 0 {
 			notes = append(notes, fmt.Sprintf("%d requests without usage", st.UsageMissing))
 		}

@@ -16,6 +16,7 @@ func Command() *cli.Command {
 			workersCommand(),
 			tasksCommand(),
 			fleetCommand(),
+			benchCommand(),
 		},
 	}
 }

@@ -85,8 +85,8 @@ func summarize(policy string, samples []sample, wall time.Duration, maxTokens in
 	return r
 }
 
-// percentileMs is the q-quantile of d in milliseconds (nearest rank, as
-// core/loadgen's, which is unexported); 0 for none. d is sorted in place.
+// percentileMs is the q-quantile of d in milliseconds (nearest rank); 0 for
+// none. d is sorted in place.
 func percentileMs(d []time.Duration, q float64) float64 {
 	if len(d) == 0 {
 		return 0

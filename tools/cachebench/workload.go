@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/llorch/llorch/core/loadgen"
+	"github.com/llorch/llorch/core/bench"
 	"github.com/llorch/llorch/core/sse"
 )
 
@@ -29,7 +29,13 @@ type conversation struct {
 	users  []string
 }
 
-// sizing says how many words of loadgen.Prompt's text make a system prompt
+// text is "request SEED: " and words words of bench.Text(SEED): two seeds'
+// texts differ from the number on.
+func text(seed, words int) string {
+	return fmt.Sprintf("request %d: %s", seed, bench.Text(uint64(seed), words))
+}
+
+// sizing says how many words of text's text make a system prompt
 // and a user message of the wanted token counts.
 type sizing struct {
 	systemWords, userWords int
@@ -42,8 +48,8 @@ type sizing struct {
 // probeWords is the size of calibrate's long probe.
 const probeWords = 300
 
-// Seeds of loadgen.Prompt (its request index): conversations' system
-// prompts, their user messages, and the calibration probes never share one.
+// Seeds of text: conversations' system prompts, their user messages, and
+// the calibration probes never share one.
 const (
 	seedSystem = 1_000
 	seedUser   = 100_000
@@ -55,9 +61,9 @@ const (
 func conversations(n, turns int, sz sizing) []conversation {
 	out := make([]conversation, n)
 	for c := range out {
-		out[c].system = loadgen.Prompt(loadgen.Config{PromptWords: sz.systemWords}, seedSystem+c)
+		out[c].system = text(seedSystem+c, sz.systemWords)
 		for k := range turns {
-			out[c].users = append(out[c].users, loadgen.Prompt(loadgen.Config{PromptWords: sz.userWords}, seedUser+c*100+k))
+			out[c].users = append(out[c].users, text(seedUser+c*100+k, sz.userWords))
 		}
 	}
 	return out
@@ -208,11 +214,11 @@ func (cl *client) chat(ctx context.Context, ms []message, maxTokens int) (s samp
 }
 
 // calibrate measures the chat template's overhead and the tokens per word
-// of loadgen.Prompt's text with two one-token requests, and sizes the
+// of text's text with two one-token requests, and sizes the
 // system prompt and user messages from them.
 func calibrate(ctx context.Context, cl *client, systemTokens, userTokens int) (sizing, error) {
 	probe := func(n int) (int, error) {
-		ms := []message{{Role: "system", Content: loadgen.Prompt(loadgen.Config{PromptWords: n}, seedProbe+n)},
+		ms := []message{{Role: "system", Content: text(seedProbe+n, n)},
 			{Role: "user", Content: "Hello"}}
 		s := cl.chat(ctx, ms, 1)
 		if s.Err != nil {
