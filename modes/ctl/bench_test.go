@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/bench"
 )
 
@@ -92,7 +93,8 @@ func TestBenchWorker(t *testing.T) {
 // Against a real orchestrator with that worker: native /v2/tasks (token
 // events counted equal end.tokens_out) and OpenAI chat sessions.
 func TestBenchOrchestrator(t *testing.T) {
-	orch := startOrchestrator(t, "--api-key-file", writeKeys(t), "--worker-token", "wt-bench")
+	tracePath := filepath.Join(t.TempDir(), "trace.jsonl")
+	orch := startOrchestrator(t, "--api-key-file", writeKeys(t), "--worker-token", "wt-bench", "--trace-file", tracePath)
 	kit.StartWorker(t, nil, "--model", kit.Tiny, "--model-id", "tiny", "--slots", "2", "--threads", "1",
 		"--orchestrator", orch, "--token", "wt-bench", "--heartbeat", "200ms")
 	// The worker is registered once a task runs: a bench of one request
@@ -126,6 +128,47 @@ func TestBenchOrchestrator(t *testing.T) {
 	checkCounts(t, rep, 1, 4)
 	if rep.Model != "tiny" || rep.Workload.Sessions != 2 {
 		t.Errorf("report %+v", rep)
+	}
+
+	// The orchestrator's trace of these runs, replayed: as many requests,
+	// each generating what its task generated.
+	var recs []api.TraceRecord
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		data, err := os.ReadFile(tracePath)
+		if err == nil {
+			recs, err = bench.ReadTrace(bytes.NewReader(data))
+		}
+		if err == nil && len(recs) >= 12 { // 4 + 4 measured, 2 + 2 probes
+			if err := os.WriteFile(tracePath+".copy", data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trace: %d records (%v)", len(recs), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	want := 0
+	for _, r := range recs {
+		switch {
+		case r.OutputTokens > 0:
+			want += r.OutputTokens
+		case r.MaxTokens > 0: // a task that failed before its first token
+			want += r.MaxTokens
+		default:
+			want += 128 // --gen-tokens
+		}
+	}
+	rep, code, stderr = benchRun(t, "--url", orch, "--api", "llorch", "--model", "tiny", "--api-key", ctlKey,
+		"--trace", tracePath+".copy", "--trace-speed", "20")
+	if code != 0 {
+		t.Fatalf("trace replay: exit %d: %s", code, stderr)
+	}
+	checkCounts(t, rep, 1, len(recs))
+	if st := rep.Steps[0]; st.OutputTokens != want || st.Short != 0 {
+		t.Errorf("replay generated %d tokens (%d short), the trace %d", st.OutputTokens, st.Short, want)
 	}
 }
 
