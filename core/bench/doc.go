@@ -35,7 +35,11 @@
 // # Measurement
 //
 // Clocks are monotonic (time.Now differences). A request's clock starts
-// right before it is sent (connection set-up included).
+// right before it is sent (connection set-up included). Connections are
+// kept alive; an OpenAI request carries an Idempotency-Key so that, when
+// the server had closed the kept-alive connection it was written to
+// before reading it, Go's transport sends it again on a new one (a request
+// no server saw is no failure of the server's; its clock keeps running).
 //
 //   - TTFT, time to first token: until the first chunk that carries text
 //     (OpenAI) or the first token event (native).

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/llorch/llorch/core/api"
@@ -23,6 +25,8 @@ type openAI struct {
 	chat      bool
 	ignoreEOS bool
 	seed      int64
+	// sent numbers the requests for their Idempotency-Key.
+	sent atomic.Uint64
 }
 
 var _ sender = (*openAI)(nil)
@@ -103,6 +107,12 @@ func (c *openAI) send(ctx context.Context, r *request) *sample {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/event-stream")
+	// With an idempotency key Go's transport resends the request once on a
+	// new connection when the server had closed the kept-alive one it was
+	// written to before reading it (llama-server does, now and then): a
+	// request no server saw is not a failure of the server's. The time of
+	// the first try counts.
+	req.Header.Set("Idempotency-Key", fmt.Sprintf("llorch-bench-%d-%d", c.seed, c.sent.Add(1)))
 	if c.key != "" {
 		req.Header.Set("Authorization", "Bearer "+c.key)
 	}

@@ -93,6 +93,8 @@ type Step struct {
 	// error code the server gave, "200 CANCELLED" for an error in the
 	// stream, "0 connect" for a transport failure).
 	Errors map[string]int `json:"errors,omitempty"`
+	// ErrorMessages holds the first message of each key of Errors.
+	ErrorMessages map[string]string `json:"error_messages,omitempty"`
 	// DurationS is the step's measured wall time, first send to last end.
 	DurationS float64 `json:"duration_s"`
 	// OutputTokens counts generated tokens of successful requests, as

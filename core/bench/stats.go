@@ -22,7 +22,10 @@ func summarize(step Step, samples []*sample, slo SLO) Step {
 		}
 		if s.errKey != "" {
 			if step.Errors == nil {
-				step.Errors = map[string]int{}
+				step.Errors, step.ErrorMessages = map[string]int{}, map[string]string{}
+			}
+			if step.Errors[s.errKey] == 0 {
+				step.ErrorMessages[s.errKey] = s.errMsg
 			}
 			step.Errors[s.errKey]++
 			continue
