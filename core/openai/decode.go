@@ -42,7 +42,8 @@ type sampling struct {
 	LogitBias        map[string]float64 `json:"logit_bias"`
 	FrequencyPenalty *float64           `json:"frequency_penalty"`
 	PresencePenalty  *float64           `json:"presence_penalty"`
-	// Extensions llama-server also takes.
+	// Extensions llama-server (and vLLM, for ignore_eos) also takes.
+	IgnoreEOS     bool     `json:"ignore_eos"`
 	RepeatPenalty *float64 `json:"repeat_penalty"`
 	TopK          *int     `json:"top_k"`
 	MinP          *float64 `json:"min_p"`
@@ -426,7 +427,7 @@ func commonFields(p *parsed, s *sampling, ex *api.ExecuteRequest) *failure {
 		}
 	}
 	ex.FrequencyPenalty, ex.PresencePenalty = s.FrequencyPenalty, s.PresencePenalty
-	ex.RepetitionPenalty, ex.TopK, ex.MinP = s.RepeatPenalty, s.TopK, s.MinP
+	ex.RepetitionPenalty, ex.TopK, ex.MinP, ex.IgnoreEOS = s.RepeatPenalty, s.TopK, s.MinP, s.IgnoreEOS
 	stop, f := stopList(s.Stop)
 	if f != nil {
 		return f

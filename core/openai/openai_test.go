@@ -323,6 +323,13 @@ func TestRequestTranslation(t *testing.T) {
 	if ex.Prompt != "Once" || len(ex.Messages) != 0 || *ex.MaxTokens != 16 || fmt.Sprint(ex.Stop) != "[a b]" {
 		t.Errorf("completion exec = %+v", ex)
 	}
+
+	// ignore_eos, llama-server's and vLLM's extension, reaches the worker
+	// (benchmarks generate every requested token on every server).
+	post(t, ts, "/v1/completions", `{"model":"m","prompt":"Once","ignore_eos":true}`)
+	if ex = b.last(t).Exec; !ex.IgnoreEOS {
+		t.Errorf("ignore_eos not passed on: %+v", ex)
+	}
 }
 
 func TestChatStream(t *testing.T) {

@@ -168,7 +168,7 @@ func TestParseRejects(t *testing.T) {
 		{"tool_choice bad", kindChat, chatBodyWith(`"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"always"`), "tool_choice", "invalid_value"},
 		{"functions", kindChat, chatBodyWith(`"functions":[{"name":"f"}]`), "functions", "unsupported_parameter"},
 		{"audio modality", kindChat, chatBodyWith(`"modalities":["text","audio"]`), "modalities", "unsupported_parameter"},
-		{"ignore_eos is not OpenAI's, grammar is not either", kindChat, chatBodyWith(`"response_format":{"type":"json_object"},"presence_penalty":-2.5`), "presence_penalty", "invalid_value"},
+		{"presence_penalty range, with a response format", kindChat, chatBodyWith(`"response_format":{"type":"json_object"},"presence_penalty":-2.5`), "presence_penalty", "invalid_value"},
 		{"frequency_penalty range", kindChat, chatBodyWith(`"frequency_penalty":3`), "frequency_penalty", "invalid_value"},
 		{"logit_bias range", kindChat, chatBodyWith(`"logit_bias":{"5":200}`), "logit_bias", "invalid_value"},
 		{"prompt in chat is ignored, messages missing", kindChat, `{"model":"m","prompt":"x"}`, "messages", ""},
