@@ -340,6 +340,10 @@ type threadOwner interface {
 	Own(f func())
 }
 
+// idleGrace is how long the decode loop waits for work before it lets the
+// context's threads sleep.
+const idleGrace = 5 * time.Millisecond
+
 // idler is the optional ability of a Context to let its threads sleep while
 // the decode loop waits for work.
 type idler interface {
@@ -360,12 +364,24 @@ func (e *engine) loop(ctx context.Context) {
 	var (
 		batch  backends.Batch
 		active []*slot
+		grace  = time.NewTimer(idleGrace)
 	)
+	idle, _ := e.ctx.(idler)
 	for {
 		active = e.collect(active[:0])
 		if len(active) == 0 {
-			if i, ok := e.ctx.(idler); ok {
-				i.Idle()
+			if idle != nil {
+				// A request that follows the last one closely finds the
+				// threads awake; after idleGrace they sleep.
+				grace.Reset(idleGrace)
+				select {
+				case <-ctx.Done():
+					return
+				case <-e.wake:
+					continue
+				case <-grace.C:
+					idle.Idle()
+				}
 			}
 			select {
 			case <-ctx.Done():
