@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -197,6 +198,9 @@ func DecodeEvent(name string, data []byte) (Event, error) {
 		target = out.Started
 	case EventToken:
 		out.Token = &Token{}
+		if decodeTokenFast(data, out.Token) {
+			return out, nil
+		}
 		target = out.Token
 	case EventMigrated:
 		out.Migrated = &Migrated{}
@@ -214,4 +218,89 @@ func DecodeEvent(name string, data []byte) (Event, error) {
 		return Event{Name: name}, fmt.Errorf("api: bad %s event: %w", name, err)
 	}
 	return out, nil
+}
+
+// plainJSON reports whether s encodes as itself in a JSON string (as
+// encoding/json writes it): printable ASCII other than '"', '\\', '<', '>'
+// and '&'.
+func plainJSON[S string | []byte](s S) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// AppendToken appends the JSON of tok, as encoding/json writes it, without
+// reflection when its text is plain (the common case of a relayed token).
+func AppendToken(b []byte, tok *Token) []byte {
+	if tok.LP != nil || !plainJSON(tok.T) {
+		data, err := json.Marshal(tok)
+		if err != nil { // cannot happen: a Token always encodes
+			return append(b, "{}"...)
+		}
+		return append(b, data...)
+	}
+	b = append(b, `{"t":"`...)
+	b = append(b, tok.T...)
+	b = append(b, `","i":`...)
+	b = strconv.AppendInt(b, int64(tok.I), 10)
+	b = append(b, `,"id":`...)
+	b = strconv.AppendInt(b, int64(tok.ID), 10)
+	return append(b, '}')
+}
+
+// decodeTokenFast decodes a token event's data when it is exactly what
+// AppendToken writes for a plain token ({"t":"…","i":N,"id":N}); anything
+// else is left to encoding/json (false).
+func decodeTokenFast(data []byte, tok *Token) bool {
+	rest, ok := bytes.CutPrefix(data, []byte(`{"t":"`))
+	if !ok {
+		return false
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 || !plainJSON(rest[:end]) {
+		return false
+	}
+	text := rest[:end]
+	rest, ok = bytes.CutPrefix(rest[end:], []byte(`","i":`))
+	if !ok {
+		return false
+	}
+	i, rest, ok := cutJSONInt(rest, strconv.IntSize)
+	if !ok {
+		return false
+	}
+	rest, ok = bytes.CutPrefix(rest, []byte(`,"id":`))
+	if !ok {
+		return false
+	}
+	id, rest, ok := cutJSONInt(rest, 32)
+	if !ok || string(rest) != "}" {
+		return false
+	}
+	*tok = Token{T: string(text), I: int(i), ID: int32(id)}
+	return true
+}
+
+// cutJSONInt reads a JSON integer (no leading zeros, optional minus) that
+// fits in bits, and returns what follows it.
+func cutJSONInt(b []byte, bits int) (int64, []byte, bool) {
+	n := 0
+	if n < len(b) && b[n] == '-' {
+		n++
+	}
+	start := n
+	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+		n++
+	}
+	if n == start || (b[start] == '0' && n > start+1) {
+		return 0, nil, false
+	}
+	v, err := strconv.ParseInt(string(b[:n]), 10, bits)
+	if err != nil {
+		return 0, nil, false
+	}
+	return v, b[n:], true
 }

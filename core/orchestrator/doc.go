@@ -29,6 +29,8 @@
 //
 //	follow.go                the way back: a task's log → SSE (ids 1..n, Last-Event-ID)
 //	                         and the OpenAI layer's stream (openai.go)
+//	timing.go, trace.go      where the task's time went (the terminal event's timing,
+//	                         Server-Timing), and its line in the --trace-file
 //
 // The parts:
 //
