@@ -206,6 +206,21 @@ check-resume: ## a greedy run on qwen05 Q4_0 cut at several points and continued
 	@test -f $(LOAD_MODEL) || $(MAKE) --no-print-directory model PRESET=qwen05 TYPE=q4_0 OUT=$(LOAD_MODEL)
 	LLORCH_RESUME_MODEL=$(abspath $(LOAD_MODEL)) $(GO) test -count=1 -v -run TestResumeEqualityOnModel ./core/workerd
 
+# The orchestrator's own cost (issue #18): a 64-token stream from a fake
+# worker that answers at once, straight and through the orchestrator,
+# interleaved; budget: what a byte-passing proxy (llama-swap) adds, 0.8 ms.
+OVERHEAD_BUDGET_MS ?= 0.8
+.PHONY: bench-overhead
+bench-overhead: ## orchestrator relay overhead: added time and TTFT per 64-token stream (native, /v1) and relay tokens/s, against a budget
+	@{ $(GO) test -run '^$$' -bench 'BenchmarkAddedStream' -benchtime 400x ./core/orchestrator; \
+	   $(GO) test -run '^$$' -bench 'BenchmarkRelay$$' -benchtime 5x ./core/orchestrator; } | awk -v budget=$(OVERHEAD_BUDGET_MS) ' \
+	  /^BenchmarkAddedStream/ { name = $$1; sub(/^BenchmarkAddedStream\//, "", name); sub(/-[0-9]+$$/, "", name); \
+	    for (i = 3; i < NF; i += 2) v[$$(i+1)] = $$i; \
+	    printf "%-7s added %.3f ms/stream (budget %.1f: %s), added TTFT %.3f ms, direct %.3f ms, through %.3f ms\n", name, \
+	      v["added-p50-ms"], budget, (v["added-p50-ms"] <= budget ? "within" : "OVER"), v["added-ttft-p50-ms"], v["direct-p50-ms"], v["via-p50-ms"] } \
+	  /^BenchmarkRelay/ { for (i = 3; i < NF; i += 2) if ($$(i+1) == "tokens/s") printf "relay   %.0f tokens/s (one 20000-token stream)\n", $$i } \
+	  /^(FAIL|panic)/ { print; bad = 1 } END { exit bad }'
+
 .PHONY: bench-cache
 bench-cache: build ## cache-aware routing benchmark on qwen05 Q4_0: TTFT p50/p95, tokens/s, hit ratio, least-loaded vs cache-aware
 	@test -f $(LOAD_MODEL) || $(MAKE) --no-print-directory model PRESET=qwen05 TYPE=q4_0 OUT=$(LOAD_MODEL)
