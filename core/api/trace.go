@@ -24,7 +24,7 @@ type TraceRecord struct {
 	QueueMs      float64 `json:"queue_ms"`
 	TTFTMs       float64 `json:"ttft_ms"`
 	TotalMs      float64 `json:"total_ms"`
-	// Status is the task's final state (done, failed, cancelled); Code the
+	// Status is the task's final state (succeeded, failed, cancelled); Code the
 	// error code when it failed.
 	Status string `json:"status"`
 	Code   string `json:"code,omitempty"`
