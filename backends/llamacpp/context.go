@@ -35,6 +35,7 @@ type Context struct {
 	cap    int
 	seqCtx int
 	pool   *C.struct_ggml_threadpool
+	rc     C.int // a decode's result, handed back from the thread
 	logits []int8
 }
 
@@ -110,12 +111,15 @@ func (c *Context) Decode(b *backends.Batch) error {
 		}
 		c.logits = append(c.logits, v)
 	}
+	// On the thread (inside Own) without a closure: a decode loop's step
+	// allocates nothing here.
 	var rc C.int
-	c.o.do(func() {
-		rc = C.llorch_decode(c.ctx, &c.batch, C.int(n),
-			(*C.int32_t)(unsafe.Pointer(&b.Tokens[0])), (*C.int32_t)(unsafe.Pointer(&b.Pos[0])),
-			(*C.int32_t)(unsafe.Pointer(&b.Seq[0])), (*C.int8_t)(unsafe.Pointer(&c.logits[0])))
-	})
+	if c.o.here() {
+		rc = c.decode(b, n)
+	} else {
+		c.o.do(func() { c.rc = c.decode(b, n) })
+		rc = c.rc
+	}
 	switch rc {
 	case 0:
 		return nil
@@ -124,6 +128,12 @@ func (c *Context) Decode(b *backends.Batch) error {
 	default:
 		return fmt.Errorf("%w: llama_decode returned %d", ErrDecode, int(rc))
 	}
+}
+
+func (c *Context) decode(b *backends.Batch, n int) C.int {
+	return C.llorch_decode(c.ctx, &c.batch, C.int(n),
+		(*C.int32_t)(unsafe.Pointer(&b.Tokens[0])), (*C.int32_t)(unsafe.Pointer(&b.Pos[0])),
+		(*C.int32_t)(unsafe.Pointer(&b.Seq[0])), (*C.int8_t)(unsafe.Pointer(&c.logits[0])))
 }
 
 // Sampler is a llama.cpp sampler chain. pen is the index of its penalties
@@ -138,6 +148,16 @@ type Sampler struct {
 	// buffers for logprobs
 	topIDs []C.int32_t
 	topLP  []C.float
+	out    *sampleOut
+}
+
+// sampleOut is what a sampling step writes besides the token: one per
+// Sampler, so that a step allocates nothing.
+type sampleOut struct {
+	t    C.int32_t
+	nTop C.int32_t
+	lp   C.float
+	err  [errBufLen]C.char
 }
 
 // errBufLen sizes the buffers C helpers write an error message into.
@@ -147,7 +167,7 @@ const errBufLen = 512
 // order: logit bias, penalties, grammar, top-k, top-p, min-p, temperature,
 // then a seeded distribution (or greedy at temperature 0).
 func (c *Context) NewSampler(p backends.SamplerParams) (backends.Sampler, error) {
-	s := &Sampler{c: c, pen: -1, gram: -1}
+	s := &Sampler{c: c, pen: -1, gram: -1, out: new(sampleOut)}
 	var err error
 	c.o.do(func() {
 		chain := C.llama_sampler_chain_init(C.llama_sampler_chain_params{no_perf: true})
@@ -323,12 +343,7 @@ var ErrSample = errors.New("llamacpp: sampling failed")
 // Sample implements backends.Context.
 func (c *Context) Sample(bs backends.Sampler, i int, probs *backends.Probs) (backends.Token, error) {
 	s := bs.(*Sampler)
-	var (
-		t      C.int32_t
-		nTop   C.int32_t
-		lp     C.float
-		errBuf [errBufLen]C.char
-	)
+	o := s.out
 	top := 0
 	var (
 		lpp *C.float
@@ -340,26 +355,34 @@ func (c *Context) Sample(bs backends.Sampler, i int, probs *backends.Probs) (bac
 		if len(s.topIDs) < top {
 			s.topIDs, s.topLP = make([]C.int32_t, top), make([]C.float, top)
 		}
-		lpp = &lp
+		lpp = &o.lp
 		if top > 0 {
 			ids, lps = &s.topIDs[0], &s.topLP[0]
 		}
 	}
-	c.o.do(func() {
-		t = C.llorch_sample(s.s, c.ctx, C.int32_t(i), C.int32_t(c.model.info.VocabSize), C.int32_t(top),
-			ids, lps, &nTop, lpp, s.gram, 2, &errBuf[0], errBufLen)
-	})
-	if t < 0 {
-		return -1, fmt.Errorf("%w: %s", ErrSample, C.GoString(&errBuf[0]))
+	if c.o.here() {
+		s.sample(i, top, ids, lps, lpp)
+	} else {
+		c.o.do(func() { s.sample(i, top, ids, lps, lpp) })
+	}
+	if o.t < 0 {
+		return -1, fmt.Errorf("%w: %s", ErrSample, C.GoString(&o.err[0]))
 	}
 	if probs != nil {
-		probs.Logprob = float64(lp)
+		probs.Logprob = float64(o.lp)
 		probs.Alts = probs.Alts[:0]
-		for k := range int(nTop) {
+		for k := range int(o.nTop) {
 			probs.Alts = append(probs.Alts, backends.Alt{ID: backends.Token(s.topIDs[k]), Logprob: float64(s.topLP[k])})
 		}
 	}
-	return backends.Token(t), nil
+	return backends.Token(o.t), nil
+}
+
+// sample runs one sampling step on the context's thread into s.out.
+func (s *Sampler) sample(i, top int, ids *C.int32_t, lps, lpp *C.float) {
+	o := s.out
+	o.t = C.llorch_sample(s.s, s.c.ctx, C.int32_t(i), C.int32_t(s.c.model.info.VocabSize), C.int32_t(top),
+		ids, lps, &o.nTop, lpp, s.gram, 2, &o.err[0], errBufLen)
 }
 
 // TrimSeq implements backends.Context.
