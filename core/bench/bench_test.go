@@ -499,3 +499,66 @@ func TestWriteTable(t *testing.T) {
 }
 
 var _ http.Handler = (*fakeOpenAI)(nil)
+
+// wordTokens counts prompt tokens as a tokenizer that splits at spaces
+// does, with words of different lengths in tokens: a word costs 1 to 3
+// tokens by its length, the first word of a segment (the prompt, or a
+// message) one more when its length is even, a chat message 4 and a
+// request 3 (a template, a BOS).
+func wordTokens(chat bool) func(segments []string) int {
+	return func(segments []string) int {
+		n := 3
+		for _, seg := range segments {
+			if chat {
+				n += 4
+			}
+			for i, w := range strings.Fields(seg) {
+				n += 1 + len(w)%3
+				if i == 0 && len(w)%2 == 0 {
+					n++
+				}
+			}
+		}
+		return n
+	}
+}
+
+// Prompts come out at the asked length on average, and each close to it,
+// where words differ in tokens (a short calibration text's tokens per word
+// is not a long one's) and with a shared prefix, on both endpoints.
+func TestPromptSizesWithUnevenWords(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		endpoint       string
+		prompt, shared int
+	}{
+		{"completions", EndpointCompletions, 250, 0},
+		{"completions shared", EndpointCompletions, 100, 60},
+		{"chat shared", EndpointChat, 100, 60},
+		{"chat long", EndpointChat, 250, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			count := wordTokens(tc.endpoint == EndpointChat)
+			f := &fakeOpenAI{promptTokens: count}
+			cfg := fakeConfig(f.start(t))
+			cfg.Endpoint, cfg.SharedPrefix, cfg.Requests, cfg.Concurrency = tc.endpoint, tc.shared, 16, []int{4}
+			cfg.PromptTokens = Lengths{Kind: "fixed", A: tc.prompt}
+			rep := run(t, cfg)
+			if !rep.Workload.Calibrated {
+				t.Fatalf("workload %+v", rep.Workload)
+			}
+			want := float64(tc.prompt)
+			within(t, "mean prompt tokens", rep.Steps[0].PromptTokens, want*0.97, want*1.03)
+			for _, r := range f.requests() {
+				segs := []string{r.Prompt}
+				if r.Messages != nil {
+					segs = nil
+					for _, m := range r.Messages {
+						segs = append(segs, m.Content)
+					}
+				}
+				within(t, "a request's prompt tokens", float64(count(segs)), want*0.93, want*1.07)
+			}
+		})
+	}
+}

@@ -9,13 +9,21 @@
 // Every request streams (stream: true, stream_options.include_usage) with
 // temperature 0, a fixed seed and, by default, ignore_eos, so the server
 // generates every requested token. Prompts are made of common English
-// words sized in tokens through a calibration: two one-token probes of 20
-// and 220 words give the server's usage.prompt_tokens for each; the line
-// through them is tokens per word and a per-request overhead (chat
-// template, BOS). Without usage the defaults (1.3 tokens a word, no
-// overhead) stand, and the report says so. A request's lengths and text are
-// made from the seed and its index in the run alone, so two servers run
-// with one seed get the very same requests. A shared prefix is the same
+// words sized in tokens through a calibration of one-token probes that
+// give the server's usage.prompt_tokens. Tokenizers that split text at
+// spaces give a word the same tokens wherever it stands after a space, so
+// one probe a word ("A W" less "A") prices each word of the vocabulary,
+// and a text is written word by word until its price reaches what is
+// asked: random words differ in tokens (one to five on the synthetic
+// models), and a mean tokens per word from a probe or two missed by 10%
+// and more. Five probes shaped like the run's requests (the shared prefix,
+// then unique text; some 120 probes in all) give the overhead (chat template, BOS, a first word's
+// extra tokens) and a scale for tokenizers where words do not add up.
+// Probes the server turns away as busy (503, 429) are sent again after a
+// pause. Without usage the defaults (1.3 tokens a word, no overhead) stand,
+// and the report says so. A request's lengths and text are made from the
+// seed, its index in the run and the calibration alone, so two servers
+// with one tokenizer and one seed get the very same requests. A shared prefix is the same
 // text at the head of every prompt (the system message in chat); what
 // follows it differs between requests from its first word.
 //

@@ -30,6 +30,10 @@ type fakeOpenAI struct {
 	// streamErr, when set, ends every stream after its first chunk with an
 	// error chunk of this body.
 	streamErr string
+	// promptTokens, when set, counts a request's prompt tokens from its
+	// segments (the prompt, or each message's content) instead of 5 + 2 a
+	// word.
+	promptTokens func(segments []string) int
 
 	mu   sync.Mutex
 	n    int
@@ -76,8 +80,17 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	words := len(strings.Fields(body.Prompt))
+	segments := []string{body.Prompt}
+	if chat {
+		segments = nil
+	}
 	for _, m := range body.Messages {
 		words += len(strings.Fields(m.Content))
+		segments = append(segments, m.Content)
+	}
+	promptTokens := 5 + 2*words
+	if f.promptTokens != nil {
+		promptTokens = f.promptTokens(segments)
 	}
 	probe := body.MaxTokens == 1
 	f.mu.Lock()
@@ -139,7 +152,7 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.answers[answer.String()] = true
 	f.mu.Unlock()
 	fmt.Fprintf(w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"prompt_tokens_details\":{\"cached_tokens\":3}}}\n\n",
-		5+2*words, body.MaxTokens)
+		promptTokens, body.MaxTokens)
 	fmt.Fprint(w, "data: [DONE]\n\n")
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,12 +95,9 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (Report, erro
 	}
 	rep.Server = serverVersion(ctx, hc, base, cfg.APIKey)
 	r.calibrate(ctx)
-	rep.Workload.TokensPerWord = math.Round(r.tpw*1000) / 1000
+	rep.Workload.TokensPerWord = math.Round(r.size.mean()*1000) / 1000
 	rep.Workload.PromptOverhead = math.Round(r.overhead*10) / 10
 	rep.Workload.Calibrated = r.calibrated
-	if cfg.SharedPrefix > 0 {
-		r.shared = Text(cfg.Seed^0x5ba7ed, r.words(float64(cfg.SharedPrefix)))
-	}
 
 	var steps []Step
 	for _, k := range cfg.Concurrency {
@@ -175,19 +173,18 @@ type runner struct {
 	s        sender
 	chat     bool // requests carry messages
 	progress func(Progress)
-	// The calibration: prompt tokens ≈ overhead + tpw × words.
-	tpw, overhead float64
-	calibrated    bool
-	shared        string
+	// The calibration: a prompt's tokens ≈ overhead + the costs of its
+	// words (sizer).
+	size       sizer
+	overhead   float64
+	calibrated bool
+	// shared is the shared prefix, sharedCost its words' cost.
+	shared     string
+	sharedCost float64
 	// next is the index of the next request: a request's lengths and text
 	// are made from (seed, index) alone, so the i-th request of a run is
 	// the same whatever server it goes to.
 	next atomic.Uint64
-}
-
-// words is how many words make about tokens tokens (at least one).
-func (r *runner) words(tokens float64) int {
-	return max(1, int(math.Round(tokens/r.tpw)))
 }
 
 // deadline is when a step bounded by Duration stops starting requests
@@ -199,27 +196,137 @@ func (r *runner) deadline() time.Time {
 	return time.Now().Add(r.cfg.Duration)
 }
 
-// calibrate sizes words in tokens: two one-token requests of probeWords
-// apart give the server's prompt_tokens for each, a line through them its
-// slope (tokens per word) and intercept (template and BOS). Without usage
-// (or with nonsense) it keeps the defaults.
+// Calibration probes: how many run at once, and the unique parts' sizes
+// (in tokens) of the probes of a request's shape.
+const (
+	probeConcurrency = 4
+	probeTries       = 6
+	shortProbe       = 40
+	longProbe        = 400
+)
+
+// calibrate sizes words in tokens from the server's usage.prompt_tokens of
+// one-token requests. Tokenizers that split text at spaces (most) give a
+// word the same tokens wherever it stands after a space, so "A W" less
+// "A" is word W's cost, one probe a word; a text of random words then
+// costs what its words cost, not the mean of a probe's words times its
+// length. Probes shaped like the run's requests (the shared prefix, then
+// unique text of a short and a long budget, four short ones with
+// different first words) give the overhead (template, BOS, a first
+// word's extra tokens) and a scale that absorbs what does not add up (1
+// where words add). Without usage (or with nonsense) the defaults stand:
+// DefaultTokensPerWord a word, no overhead. The shared prefix is sized
+// here, with whichever sizes stand.
 func (r *runner) calibrate(ctx context.Context) {
-	r.tpw = DefaultTokensPerWord
-	const w1, w2 = 20, 220
-	probe := func(w int) (int, bool) {
-		s := r.s.send(ctx, r.build("", uniqueText(r.cfg.Seed^0xca11b, uint64(w), w), 1))
-		return s.prompt, s.errKey == "" && s.hasPrompt && s.prompt > 0
+	r.size = uniformSizer(DefaultTokensPerWord)
+	defer func() {
+		if r.cfg.SharedPrefix > 0 {
+			r.shared, r.sharedCost = r.size.shared(r.cfg.Seed^0x5ba7ed, float64(r.cfg.SharedPrefix))
+		}
+	}()
+	// probe sends a one-token request, again after a pause when the server
+	// was busy (a worker answers 503 when its slots are taken).
+	probe := func(q *request) (int, bool) {
+		q.maxTokens = 1
+		for try := range probeTries {
+			s := r.s.send(ctx, q)
+			if s.errKey == "" {
+				return s.prompt, s.hasPrompt && s.prompt > 0
+			}
+			if try == probeTries-1 || !strings.HasPrefix(s.errKey, "503") && !strings.HasPrefix(s.errKey, "429") {
+				break
+			}
+			tm := time.NewTimer(time.Duration(25<<try) * time.Millisecond)
+			select {
+			case <-tm.C:
+			case <-ctx.Done():
+				tm.Stop()
+				return 0, false
+			}
+		}
+		return 0, false
 	}
-	p1, ok1 := probe(w1)
-	if !ok1 {
+	// probeAll sends the probes at once (a few at a time) and returns
+	// their prompt tokens, -1 for those that failed.
+	probeAll := func(qs []*request) []int {
+		out := make([]int, len(qs))
+		sem := make(chan struct{}, probeConcurrency)
+		var wg sync.WaitGroup
+		for i, q := range qs {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if p, ok := probe(q); ok {
+					out[i] = p
+				} else {
+					out[i] = -1
+				}
+			})
+		}
+		wg.Wait()
+		return out
+	}
+
+	anchor := words[0]
+	base, ok := probe(r.build("", anchor, 1))
+	if !ok {
 		return
 	}
-	p2, ok2 := probe(w2)
-	slope := float64(p2-p1) / (w2 - w1)
-	if !ok2 || slope <= 0.1 || slope > 20 {
+	qs := make([]*request, len(words))
+	for i, w := range words {
+		qs[i] = r.build("", anchor+" "+w, 1)
+	}
+	cost := make([]float64, len(words))
+	sum, n := 0.0, 0
+	for i, p := range probeAll(qs) {
+		if c := p - base; p > 0 && c >= 1 && c <= 64 {
+			cost[i] = float64(c)
+			sum += cost[i]
+			n++
+		}
+	}
+	if n < len(words)/2 {
 		return
 	}
-	r.tpw, r.overhead, r.calibrated = slope, max(0, float64(p1)-slope*w1), true
+	for i := range cost {
+		if cost[i] == 0 { // its probe failed: the mean of the others
+			cost[i] = sum / float64(n)
+		}
+	}
+	size := sizer{cost}
+
+	// The request's shape: the shared prefix, then unique text.
+	shared := ""
+	sharedCost := 0.0
+	if r.cfg.SharedPrefix > 0 {
+		shared, sharedCost = size.shared(r.cfg.Seed^0x5ba7ed, float64(r.cfg.SharedPrefix))
+	}
+	budgets := []float64{shortProbe, shortProbe, shortProbe, shortProbe, longProbe}
+	qs, costs := qs[:0], make([]float64, len(budgets))
+	for i, b := range budgets {
+		u := size.unique(r.cfg.Seed^0xca11b, uint64(i)*7, b)
+		qs = append(qs, r.build(shared, u, 1))
+		costs[i] = sharedCost + size.textCost(u)
+	}
+	ps := probeAll(qs)
+	var shortP, shortC float64
+	for i := range 4 {
+		if ps[i] <= 0 {
+			return
+		}
+		shortP, shortC = shortP+float64(ps[i])/4, shortC+costs[i]/4
+	}
+	if ps[4] <= 0 {
+		return
+	}
+	scale := (float64(ps[4]) - shortP) / (costs[4] - shortC)
+	if !(scale > 0.5 && scale < 2) {
+		return
+	}
+	for i := range size.cost {
+		size.cost[i] *= scale
+	}
+	r.size, r.overhead, r.calibrated = size, max(0, shortP-scale*shortC), true
 }
 
 // build makes a request of the shared prefix (if any), then unique, asking
@@ -245,16 +352,16 @@ func (r *runner) lengths(n uint64) (prompt, gen int) {
 	return r.cfg.PromptTokens.Draw(rng), r.cfg.GenTokens.Draw(rng)
 }
 
-// uniqueWords is how many words of unique text make a prompt of p tokens
-// after the shared prefix and the template's overhead.
-func (r *runner) uniqueWords(p int) int {
-	return r.words(float64(p-r.cfg.SharedPrefix) - r.overhead)
+// unique is request n's unique text for a prompt of p tokens: what the
+// shared prefix and the overhead leave.
+func (r *runner) unique(n uint64, p int) string {
+	return r.size.unique(r.cfg.Seed, n, float64(p)-r.sharedCost-r.overhead)
 }
 
 // single is generated request n.
 func (r *runner) single(n uint64) *request {
 	p, g := r.lengths(n)
-	return r.build(r.shared, uniqueText(r.cfg.Seed, n, r.uniqueWords(p)), g)
+	return r.build(r.shared, r.unique(n, p), g)
 }
 
 // tracker counts a phase's requests and reports progress.
@@ -452,7 +559,7 @@ func (r *runner) fromTrace(rec api.TraceRecord, n uint64) *request {
 			q = r.build("", rec.Prompt, g)
 		}
 	default:
-		q = r.build(r.shared, uniqueText(r.cfg.Seed, n, r.uniqueWords(p)), g)
+		q = r.build(r.shared, r.unique(n, p), g)
 	}
 	if r.cfg.API == APILlorch && len(rec.Session) <= api.MaxSessionIDLength {
 		q.session = rec.Session
@@ -498,7 +605,7 @@ func (r *runner) sessions(ctx context.Context, k int, t *tracker) []*sample {
 					}
 					n := base + uint64(c*turns+turn)
 					p, g := r.lengths(n)
-					msgs = append(msgs, api.Message{Role: "user", Content: uniqueText(r.cfg.Seed, n, r.uniqueWords(p))})
+					msgs = append(msgs, api.Message{Role: "user", Content: r.unique(n, p)})
 					q := &request{messages: slices.Clone(msgs), maxTokens: g}
 					if r.cfg.API == APILlorch {
 						q.session = id
