@@ -562,3 +562,45 @@ func TestPromptSizesWithUnevenWords(t *testing.T) {
 		})
 	}
 }
+
+// With a prefix per session every conversation has its own system prompt,
+// and OnRequest sees every measured turn with its session and turn.
+func TestSessionPrefixesAndResults(t *testing.T) {
+	f := &fakeOpenAI{}
+	cfg := fakeConfig(f.start(t))
+	cfg.Endpoint, cfg.Sessions, cfg.Turns, cfg.SharedPrefix, cfg.Concurrency = EndpointChat, 3, 2, 10, []int{2}
+	cfg.PrefixPerSession, cfg.Warmup = true, 2
+	var results []Result
+	cfg.OnRequest = func(r Result) { results = append(results, r) }
+	rep := run(t, cfg)
+	if st := rep.Steps[0]; st.OK != 6 {
+		t.Fatalf("step %+v", st)
+	}
+	systems := map[string]bool{}
+	for _, r := range f.requests()[2:] { // after the warm-up's
+		if r.Messages[0].Role == "system" {
+			systems[r.Messages[0].Content] = true
+		}
+	}
+	if len(systems) != 3 {
+		t.Errorf("%d system prompts for 3 sessions: %v", len(systems), systems)
+	}
+	if len(results) != 6 {
+		t.Fatalf("%d results, want 6 (warm-up left out)", len(results))
+	}
+	seen := map[[2]int]bool{}
+	var ttft []float64
+	for _, r := range results {
+		if r.Err != "" || r.Step != 0 || r.OutputTokens != 8 || !r.HasPrompt || r.PromptTokens == 0 || r.Text == "" || r.TTFT <= 0 || r.E2E < r.TTFT {
+			t.Errorf("result %+v", r)
+		}
+		seen[[2]int{r.Session, r.Turn}] = true
+		ttft = append(ttft, ms(r.TTFT))
+	}
+	if len(seen) != 6 {
+		t.Errorf("sessions and turns %v", seen)
+	}
+	if d := Distribution(ttft); d.N != 6 || d.P50 > d.P95 || d.Max < d.P95 {
+		t.Errorf("distribution %+v", d)
+	}
+}

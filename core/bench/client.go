@@ -40,6 +40,8 @@ type sample struct {
 	maxTokens    int
 	// text is the generated text (sessions append it to the conversation).
 	text strings.Builder
+	// session and turn place a session's request (0 outside sessions).
+	session, turn int
 	// errKey is "" for a request that ended normally, else "STATUS CODE".
 	errKey string
 	errMsg string

@@ -63,6 +63,10 @@ type Config struct {
 	// sends the conversation so far, its answers included, and a new user
 	// message. Closed loop only.
 	Sessions, Turns int
+	// PrefixPerSession gives each session a system prompt of its own,
+	// SharedPrefix tokens long, instead of one all sessions share (prompts
+	// of two conversations then share nothing but the chat template's).
+	PrefixPerSession bool
 	// Trace, when set, is replayed instead of generated requests: arrival
 	// gaps kept (divided by TraceSpeed), lengths from each record. TraceName
 	// names it in the report.
@@ -100,6 +104,29 @@ type Config struct {
 	// HTTPClient sends the requests (nil: a client with a connection pool
 	// sized for the run and no overall timeout).
 	HTTPClient *http.Client
+	// OnRequest, when set, is called with every measured request's result
+	// as it ends (from one goroutine at a time; warm-up requests left out).
+	OnRequest func(Result)
+}
+
+// Result is one measured request, as Config.OnRequest sees it.
+type Result struct {
+	// Step is the step's index in the report (from 0). Session and Turn
+	// number a session's conversation in its step and the turn in it (from
+	// 0); both are 0 outside sessions.
+	Step, Session, Turn int
+	// TTFT and E2E as the step's figures measure them (TTFT 0 when no
+	// token came).
+	TTFT, E2E time.Duration
+	// OutputTokens as the step counts them; PromptTokens and CachedTokens
+	// as the server reported them (HasPrompt: it did).
+	OutputTokens, PromptTokens, CachedTokens int
+	HasPrompt                                bool
+	// Text is the generated text.
+	Text string
+	// Err is "" for a request that ended normally, else its error key
+	// ("STATUS CODE") and message.
+	Err, ErrMessage string
 }
 
 // Validate checks every field and returns all problems at once.
@@ -144,6 +171,9 @@ func (c *Config) Validate() error {
 		}
 	} else if c.Turns != 0 {
 		bad("turns without sessions")
+	}
+	if c.PrefixPerSession && (c.Sessions == 0 || c.SharedPrefix == 0) {
+		bad("a prefix per session needs sessions and a shared prefix length")
 	}
 	switch {
 	case c.Trace != nil:

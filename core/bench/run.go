@@ -384,6 +384,11 @@ func (t *tracker) done(s *sample) {
 	if s.errKey != "" {
 		t.p.Errors++
 	}
+	if f := t.r.cfg.OnRequest; f != nil && !t.p.Warmup {
+		f(Result{Step: t.p.Step - 1, Session: s.session, Turn: s.turn, TTFT: s.ttft, E2E: s.e2e(),
+			OutputTokens: s.outputTokens(), PromptTokens: s.prompt, CachedTokens: s.cached, HasPrompt: s.hasPrompt,
+			Text: s.text.String(), Err: s.errKey, ErrMessage: s.errMsg})
+	}
 	if t.r.progress != nil {
 		t.r.progress(t.p)
 	}
@@ -569,8 +574,8 @@ func (r *runner) fromTrace(rec api.TraceRecord, n uint64) *request {
 
 // sessions runs Sessions conversations of Turns turns, k at a time (a
 // closed loop of conversations): turn t sends the conversation so far (the
-// shared prefix as its system prompt, every earlier user message and
-// answer) and a new user message sized like a single request's unique
+// shared prefix as its system prompt, or the session's own with
+// PrefixPerSession, every earlier user message and answer) and a new user message sized like a single request's unique
 // part. A failed turn ends its conversation; no turn starts after the
 // step's Duration.
 func (r *runner) sessions(ctx context.Context, k int, t *tracker) []*sample {
@@ -595,7 +600,11 @@ func (r *runner) sessions(ctx context.Context, k int, t *tracker) []*sample {
 					return
 				}
 				var msgs []api.Message
-				if r.shared != "" {
+				switch {
+				case r.cfg.PrefixPerSession:
+					sys := r.size.unique(r.cfg.Seed^0x5e55, base+uint64(c), r.sharedCost)
+					msgs = append(msgs, api.Message{Role: "system", Content: sys})
+				case r.shared != "":
 					msgs = append(msgs, api.Message{Role: "system", Content: r.shared})
 				}
 				id := fmt.Sprintf("bench-%d-%d", r.cfg.Seed, base+uint64(c*turns))
@@ -611,6 +620,7 @@ func (r *runner) sessions(ctx context.Context, k int, t *tracker) []*sample {
 						q.session = id
 					}
 					s := r.s.send(ctx, q)
+					s.session, s.turn = c, turn
 					mu.Lock()
 					out = append(out, s)
 					mu.Unlock()

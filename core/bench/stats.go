@@ -115,6 +115,10 @@ func (s *sample) meets(slo SLO) bool {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
+// Distribution summarizes latencies in milliseconds as a step's figures
+// do; v is sorted in place.
+func Distribution(v []float64) Dist { return dist(v) }
+
 // dist summarizes values (milliseconds). Percentiles interpolate linearly
 // between the closest ranks (NumPy's default, as vLLM's benchmark reports).
 func dist(v []float64) Dist {

@@ -16,20 +16,7 @@ community name president team minute idea kid body information back parent face 
 health person art war history party result change morning reason research girl guy moment air teacher force
 education river mountain garden window letter market paper music light table field voice stone bridge`)
 
-// Text returns n words of pseudo-random text made from seed: the same seed
-// and n give the same text, and a shorter text is a prefix of a longer one.
-func Text(seed uint64, n int) string {
-	var b strings.Builder
-	rng := textRNG(seed)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(words[rng.IntN(len(words))])
-	}
-	return b.String()
-}
-
+// textRNG draws the words of a shared prefix.
 func textRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x7e47)) }
 
 // sizer sizes text in tokens: cost[i] is what words[i] adds to a prompt
