@@ -1,57 +1,28 @@
 package main
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/bench"
 )
 
-func TestConversations(t *testing.T) {
-	convs := conversations(3, 4, sizing{systemWords: 50, userWords: 8})
-	if len(convs) != 3 {
-		t.Fatalf("%d conversations, want 3", len(convs))
-	}
-	seen := map[string]bool{}
-	for _, c := range convs {
-		if n := len(strings.Fields(c.system)); n < 50 {
-			t.Errorf("system prompt of %d words, want at least 50", n)
-		}
-		for _, u := range append([]string{c.system}, c.users...) {
-			if seen[u] {
-				t.Errorf("text used twice: %q", u)
-			}
-			seen[u] = true
-		}
-	}
-	c := convs[1]
-	got := c.messages(2, []string{"a1", "a2"})
-	want := []message{{"system", c.system}, {"user", c.users[0]}, {"assistant", "a1"}, {"user", c.users[1]}, {"assistant", "a2"}, {"user", c.users[2]}}
-	if len(got) != len(want) {
-		t.Fatalf("turn 3: %d messages, want %d", len(got), len(want))
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("turn 3, message %d: %+v, want %+v", i, got[i], want[i])
-		}
-	}
-	if first := c.messages(0, nil); len(first) != 2 || first[1].Content != c.users[0] {
-		t.Errorf("turn 1: %+v", first)
-	}
-}
-
+// A run's figures: overall ones from core/bench's step, by turn and the
+// hit ratio from the requests' results.
 func TestSummarize(t *testing.T) {
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
-	samples := []sample{
-		{Conv: 0, Turn: 0, TTFT: ms(400), E2E: ms(900), Completion: 32, PromptTokens: 450},
-		{Conv: 0, Turn: 1, TTFT: ms(100), E2E: ms(600), Completion: 32, PromptTokens: 520, Cached: 480},
-		{Conv: 1, Turn: 0, TTFT: ms(300), E2E: ms(800), Completion: 32, PromptTokens: 430},
-		{Conv: 1, Turn: 1, TTFT: ms(200), E2E: ms(700), Completion: 30, PromptTokens: 500, Cached: 0},
-		{Conv: 2, Turn: 0, Err: errors.New("boom")},
+	st := bench.Step{Requests: 5, OK: 4, DurationS: 2, OutputTokens: 126, OutputTokPerS: 63, Short: 1,
+		TTFT: bench.Dist{P50: 250, P95: 385}, E2E: bench.Dist{P50: 750}}
+	results := []bench.Result{
+		{Session: 0, Turn: 0, TTFT: ms(400), E2E: ms(900), OutputTokens: 32, PromptTokens: 450},
+		{Session: 0, Turn: 1, TTFT: ms(100), E2E: ms(600), OutputTokens: 32, PromptTokens: 520, CachedTokens: 480},
+		{Session: 1, Turn: 0, TTFT: ms(300), E2E: ms(800), OutputTokens: 32, PromptTokens: 430},
+		{Session: 1, Turn: 1, TTFT: ms(200), E2E: ms(700), OutputTokens: 30, PromptTokens: 500, CachedTokens: 0},
+		{Session: 2, Turn: 0, Err: "500 INTERNAL", ErrMessage: "boom"},
 	}
-	r := summarize("cache-aware", samples, 2*time.Second, 32)
+	r := summarize("cache-aware", st, results)
 	check := func(name string, got, want float64) {
 		t.Helper()
 		if got != want {
@@ -60,17 +31,17 @@ func TestSummarize(t *testing.T) {
 	}
 	check("requests", float64(r.Requests), 5)
 	check("errors", float64(r.Errors), 1)
-	check("TTFT p50", r.TTFTP50Ms, 300) // nearest rank of 100 200 300 400
-	check("TTFT p95", r.TTFTP95Ms, 400)
-	check("TTFT p50 turns 2+", r.TTFTP50LaterMs, 200)
-	check("e2e p50", r.E2EP50Ms, 800)
+	check("TTFT p50", r.TTFTP50Ms, 250)
+	check("TTFT p95", r.TTFTP95Ms, 385)
+	check("TTFT p50 turns 2+", r.TTFTP50LaterMs, 150) // 100 and 200, interpolated
+	check("e2e p50", r.E2EP50Ms, 750)
 	check("tokens/s", r.TokensPerS, 63)
 	check("hit ratio", r.HitRatio, 480.0/1900)
 	if len(r.PromptByTurn) != 2 || r.PromptByTurn[0] != 440 || r.PromptByTurn[1] != 510 || r.CachedByTurn[1] != 240 {
 		t.Errorf("by turn: prompt %v, cached %v", r.PromptByTurn, r.CachedByTurn)
 	}
 	check("short", float64(r.Short), 1)
-	if !strings.Contains(r.FirstError, "conversation 3 turn 1: boom") {
+	if !strings.Contains(r.FirstError, "conversation 3 turn 1: 500 INTERNAL boom") {
 		t.Errorf("first error %q", r.FirstError)
 	}
 
@@ -81,9 +52,9 @@ func TestSummarize(t *testing.T) {
 		{WorkerID: "cb3", Text: "z", End: &api.End{PromptTokens: 500}},
 	}
 	for i, text := range []string{"x", "y", "x", "z"} {
-		samples[i].Text = text
+		results[i].Text = text
 	}
-	r.spread(samples[:4], tasks)
+	r.spread(results[:4], tasks)
 	if r.PerWorker["cb1"] != 2 || r.PerWorker["cb2"] != 1 || r.PerWorker["cb3"] != 1 {
 		t.Errorf("per worker %v", r.PerWorker)
 	}
@@ -91,7 +62,7 @@ func TestSummarize(t *testing.T) {
 		t.Errorf("%d of %d conversations on one worker, want 1 of 2", r.OneWorkerConvs, r.MatchedConvs)
 	}
 
-	cmp := compare([]runStats{{Policy: "least-loaded", TTFTP50Ms: 600, TokensPerS: 60}, r})
+	cmp := compare([]runStats{{Policy: "least-loaded", TTFTP50Ms: 500, TokensPerS: 60}, r})
 	if cmp == nil || cmp.TTFTP50Speedup != 2 || cmp.TokensPerSRatio != 63.0/60 {
 		t.Errorf("comparison %+v", cmp)
 	}

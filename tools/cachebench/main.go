@@ -6,20 +6,20 @@
 //
 //	go run ./tools/cachebench -bin bin/llorch -model .cache/models/qwen05-q4_0.gguf
 //
-// The workload: -conversations conversations of -turns turns, with no session
-// id, sent round-robin — turn 1 of every conversation, then turn 2 of every
-// conversation, … — with -concurrency requests in flight (a closed loop; a
-// turn waits for its conversation's previous answer). With -concurrency 0
-// every conversation runs at once instead (starts -stagger apart), each its
-// turns in sequence: with as many slots as conversations, every policy then
-// keeps a conversation on its worker, as a freed slot is the only one free. Every conversation has its own system prompt of about -system-tokens
-// tokens; turn k sends it, the earlier user messages (about -user-tokens
-// each, distinct text) and assistant answers (as returned), and user message
-// k. Requests stream with include_usage, temperature 0 and a logit_bias that
-// bans the model's end-of-generation tokens, so each produces -max-tokens
-// tokens. TTFT runs from sending a request to its first chunk with content;
-// tokens/s is all completion tokens over the run's wall time; the hit ratio
-// is Σ cached_tokens / Σ prompt_tokens. `make bench-cache` runs it.
+// The workload is core/bench's sessions (the load generator of `llorch ctl
+// bench`): -conversations conversations of -turns turns over the
+// orchestrator's /v1/chat/completions, with no session id, -concurrency
+// conversations at once (0: all), each its turns in sequence (a turn
+// carries the answers so far). Every conversation has a system prompt of
+// its own of about -system-tokens tokens, so two conversations share no
+// prefix beyond the chat template's; a first turn is about -system-tokens
+// + -user-tokens tokens, template included, and each later turn adds the
+// answer and a user message of the same size. Requests stream with
+// include_usage, temperature 0 and ignore_eos, so each produces
+// -max-tokens tokens. core/bench measures TTFT (send to first chunk with
+// content) and output tokens/s (over the step's wall time); the hit ratio
+// is Σ cached_tokens / Σ prompt_tokens of the requests. `make bench-cache`
+// runs it.
 package main
 
 import (
@@ -31,11 +31,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/bench"
 )
 
 type config struct {
@@ -50,7 +52,6 @@ type config struct {
 	systemTokens  int
 	userTokens    int
 	maxTokens     int
-	stagger       time.Duration
 	concurrency   int
 	timeout       time.Duration
 	jsonPath      string
@@ -68,10 +69,9 @@ func main() {
 	flag.IntVar(&cfg.conversations, "conversations", 12, "conversations at once")
 	flag.IntVar(&cfg.turns, "turns", 4, "turns per conversation")
 	flag.IntVar(&cfg.systemTokens, "system-tokens", 400, "system prompt size in tokens (about)")
-	flag.IntVar(&cfg.userTokens, "user-tokens", 30, "user message size in tokens (about)")
+	flag.IntVar(&cfg.userTokens, "user-tokens", 30, "a first turn's tokens besides the system prompt: a user message and the chat template (about)")
 	flag.IntVar(&cfg.maxTokens, "max-tokens", 16, "tokens generated per request (the synthetic model's answers come back as text about 8 times as many tokens, none of them cached: see the README)")
-	flag.DurationVar(&cfg.stagger, "stagger", 100*time.Millisecond, "delay between conversations' starts (with -concurrency 0)")
-	flag.IntVar(&cfg.concurrency, "concurrency", 6, "requests in flight, turns sent round-robin across conversations (0: every conversation at once, each its turns in sequence)")
+	flag.IntVar(&cfg.concurrency, "concurrency", 6, "conversations at once, each its turns in sequence (0: every conversation)")
 	flag.DurationVar(&cfg.timeout, "timeout", 15*time.Minute, "bound on the whole benchmark")
 	flag.StringVar(&cfg.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.Parse()
@@ -108,8 +108,11 @@ func (c *config) validate() error {
 			return fmt.Errorf("-%s must be positive", v.name)
 		}
 	}
-	if c.stagger < 0 || c.timeout <= 0 || c.concurrency < 0 {
-		return fmt.Errorf("-stagger and -concurrency must not be negative, -timeout must be positive")
+	if c.timeout <= 0 || c.concurrency < 0 {
+		return fmt.Errorf("-concurrency must not be negative, -timeout must be positive")
+	}
+	if c.maxTokens < 2 {
+		return fmt.Errorf("-max-tokens must be at least 2 (one-token tasks are the calibration's)")
 	}
 	return nil
 }
@@ -123,15 +126,11 @@ type report struct {
 }
 
 func run(ctx context.Context, cfg config, out io.Writer) error {
-	eog, err := eogTokens(cfg.model)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "cachebench: %d workers × %d slots (ctx %d, threads %d), %d conversations × %d turns, ~%d-token system prompts, ~%d-token user messages, %d tokens out; end-of-generation tokens banned: %v\n",
-		cfg.workers, cfg.slots, cfg.ctx, cfg.threads, cfg.conversations, cfg.turns, cfg.systemTokens, cfg.userTokens, cfg.maxTokens, eog)
+	fmt.Fprintf(out, "cachebench: %d workers × %d slots (ctx %d, threads %d), %d conversations × %d turns, ~%d-token system prompts, first turns of ~%d tokens, %d tokens out (ignore_eos)\n",
+		cfg.workers, cfg.slots, cfg.ctx, cfg.threads, cfg.conversations, cfg.turns, cfg.systemTokens, cfg.systemTokens+cfg.userTokens, cfg.maxTokens)
 	var runs []runStats
 	for _, policy := range cfg.policies {
-		r, err := runPolicy(ctx, cfg, policy, noEOSBias(eog), out)
+		r, err := runPolicy(ctx, cfg, policy, out)
 		if err != nil {
 			return fmt.Errorf("%s: %w", policy, err)
 		}
@@ -157,7 +156,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 }
 
 // runPolicy starts a fleet with policy, runs the workload and stops the fleet.
-func runPolicy(ctx context.Context, cfg config, policy string, bias map[string]float64, out io.Writer) (runStats, error) {
+func runPolicy(ctx context.Context, cfg config, policy string, out io.Writer) (runStats, error) {
 	fmt.Fprintf(out, "== %s: starting an orchestrator and %d workers\n", policy, cfg.workers)
 	f, err := startFleet(ctx, fleetConfig{bin: cfg.bin, model: cfg.model, policy: policy, workers: cfg.workers,
 		slots: cfg.slots, threads: cfg.threads, ctx: cfg.ctx, readyTimeout: 3 * time.Minute, stopGrace: 10 * time.Second})
@@ -169,12 +168,6 @@ func runPolicy(ctx context.Context, cfg config, policy string, bias map[string]f
 	if err != nil || len(ws) == 0 {
 		return runStats{}, fmt.Errorf("listing workers: %v (%d)", err, len(ws))
 	}
-	cl := &client{url: f.url, model: ws[0].Model.ID, maxTokens: cfg.maxTokens, bias: bias,
-		hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * cfg.conversations}}}
-	sz, err := calibrate(ctx, cl, cfg.systemTokens, cfg.userTokens)
-	if err != nil {
-		return runStats{}, fmt.Errorf("%w%s", err, f.logs())
-	}
 	before, err := f.client.Tasks(ctx, "")
 	if err != nil {
 		return runStats{}, err
@@ -183,19 +176,29 @@ func runPolicy(ctx context.Context, cfg config, policy string, bias map[string]f
 	for _, t := range before {
 		skip[t.TaskID] = true
 	}
-	fmt.Fprintf(out, "   calibration: %d prompt tokens with an empty system prompt, %d with %d words (%.2f tokens a word): system prompts %d words, user messages %d words\n",
-		sz.base, sz.long, probeWords, sz.perWord, sz.systemWords, sz.userWords)
-	samples, wall := workload(ctx, cl, conversations(cfg.conversations, cfg.turns, sz), cfg.stagger, cfg.concurrency)
+	st, results, wl, err := workload(ctx, cfg, f.url, ws[0].Model.ID)
+	if err != nil {
+		return runStats{}, err
+	}
 	if ctx.Err() != nil {
 		return runStats{}, fmt.Errorf("workload: %w", ctx.Err())
 	}
-	r := summarize(policy, samples, wall, cfg.maxTokens)
+	if !wl.Calibrated {
+		return runStats{}, fmt.Errorf("calibration: the orchestrator reported no prompt tokens%s", f.logs())
+	}
+	fmt.Fprintf(out, "   calibration: %.2f tokens a word, %.1f tokens of template; first turns %.0f prompt tokens on average\n",
+		wl.TokensPerWord, wl.PromptOverhead, firstTurn(results))
+	r := summarize(policy, st, results)
 	if tasks, err := f.tasks(ctx, skip); err == nil {
-		r.spread(samples, tasks)
+		// The calibration's one-token probes are tasks too: only the
+		// workload's count.
+		tasks = slices.DeleteFunc(tasks, func(t api.TaskStatus) bool { return t.TokensOut <= 1 })
+		r.spread(results, tasks)
 	} else {
 		fmt.Fprintf(out, "   listing tasks: %v\n", err)
 	}
-	metrics, err := scrape(ctx, cl.hc, f.url+"/metrics")
+	hc := &http.Client{Timeout: 30 * time.Second}
+	metrics, err := scrape(ctx, hc, f.url+"/metrics")
 	if err != nil {
 		fmt.Fprintf(out, "   scraping /metrics: %v\n", err)
 	}
@@ -204,6 +207,20 @@ func runPolicy(ctx context.Context, cfg config, policy string, bias map[string]f
 		fmt.Fprintf(out, "   %d requests failed; logs:%s\n", r.Errors, f.logs())
 	}
 	return r, nil
+}
+
+// firstTurn is the mean prompt tokens of the first turns that succeeded.
+func firstTurn(results []bench.Result) float64 {
+	sum, n := 0, 0
+	for _, r := range results {
+		if r.Turn == 0 && r.Err == "" {
+			sum, n = sum+r.PromptTokens, n+1
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return float64(sum) / float64(n)
 }
 
 // scrape returns the body of a GET of url.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/bench"
 )
 
 // runStats summarizes one policy's run.
@@ -36,43 +37,34 @@ type runStats struct {
 	PrefixMetrics    []string       `json:"prefix_metrics,omitempty"`
 }
 
-// summarize computes a run's figures from its samples. maxTokens is what
-// every request asked for.
-func summarize(policy string, samples []sample, wall time.Duration, maxTokens int) runStats {
-	r := runStats{Policy: policy, Requests: len(samples), WallS: wall.Seconds()}
-	var ttft, later, e2e []time.Duration
+// summarize computes a run's figures from its step (as core/bench
+// measured it) and its requests' results.
+func summarize(policy string, st bench.Step, results []bench.Result) runStats {
+	r := runStats{Policy: policy, Requests: st.Requests, Errors: st.Requests - st.OK, WallS: st.DurationS,
+		TTFTP50Ms: st.TTFT.P50, TTFTP95Ms: st.TTFT.P95, E2EP50Ms: st.E2E.P50,
+		CompletionTokens: st.OutputTokens, TokensPerS: st.OutputTokPerS, Short: st.Short}
+	var later []float64
 	var n []int
-	for _, s := range samples {
-		if s.Err != nil {
-			r.Errors++
+	for _, s := range results {
+		if s.Err != "" {
 			if r.FirstError == "" {
-				r.FirstError = fmt.Sprintf("conversation %d turn %d: %v", s.Conv+1, s.Turn+1, s.Err)
+				r.FirstError = fmt.Sprintf("conversation %d turn %d: %s %s", s.Session+1, s.Turn+1, s.Err, s.ErrMessage)
 			}
 			continue
 		}
-		ttft = append(ttft, s.TTFT)
-		if s.Turn > 0 {
-			later = append(later, s.TTFT)
+		if s.Turn > 0 && s.TTFT > 0 {
+			later = append(later, float64(s.TTFT)/float64(time.Millisecond))
 		}
 		for len(n) <= s.Turn {
 			n, r.PromptByTurn, r.CachedByTurn = append(n, 0), append(r.PromptByTurn, 0), append(r.CachedByTurn, 0)
 		}
 		n[s.Turn]++
 		r.PromptByTurn[s.Turn] += float64(s.PromptTokens)
-		r.CachedByTurn[s.Turn] += float64(s.Cached)
-		e2e = append(e2e, s.E2E)
-		r.CompletionTokens += s.Completion
+		r.CachedByTurn[s.Turn] += float64(s.CachedTokens)
 		r.PromptTokens += s.PromptTokens
-		r.CachedTokens += s.Cached
-		if s.Completion < maxTokens {
-			r.Short++
-		}
+		r.CachedTokens += s.CachedTokens
 	}
-	r.TTFTP50Ms, r.TTFTP95Ms = percentileMs(ttft, 0.50), percentileMs(ttft, 0.95)
-	r.TTFTP50LaterMs, r.E2EP50Ms = percentileMs(later, 0.50), percentileMs(e2e, 0.50)
-	if wall > 0 {
-		r.TokensPerS = float64(r.CompletionTokens) / wall.Seconds()
-	}
+	r.TTFTP50LaterMs = bench.Distribution(later).P50
 	if r.PromptTokens > 0 {
 		r.HitRatio = float64(r.CachedTokens) / float64(r.PromptTokens)
 	}
@@ -85,21 +77,10 @@ func summarize(policy string, samples []sample, wall time.Duration, maxTokens in
 	return r
 }
 
-// percentileMs is the q-quantile of d in milliseconds (nearest rank); 0 for
-// none. d is sorted in place.
-func percentileMs(d []time.Duration, q float64) float64 {
-	if len(d) == 0 {
-		return 0
-	}
-	slices.Sort(d)
-	i := min(len(d)-1, int(q*float64(len(d))))
-	return float64(d[i].Microseconds()) / 1000
-}
-
 // spread fills in how the run's requests went over the workers: requests per
 // worker, and how many conversations kept every turn on one worker. A
 // sample is matched to its task by answer text and prompt size.
-func (r *runStats) spread(samples []sample, tasks []api.TaskStatus) {
+func (r *runStats) spread(samples []bench.Result, tasks []api.TaskStatus) {
 	type key struct {
 		text   string
 		prompt int
@@ -123,11 +104,11 @@ func (r *runStats) spread(samples []sample, tasks []api.TaskStatus) {
 	for _, s := range samples {
 		k := key{s.Text, s.PromptTokens}
 		w, ok := worker[k]
-		if s.Err != nil || !ok || dup[k] {
-			failed[s.Conv] = true
+		if s.Err != "" || !ok || dup[k] {
+			failed[s.Session] = true
 			continue
 		}
-		byConv[s.Conv] = append(byConv[s.Conv], w)
+		byConv[s.Session] = append(byConv[s.Session], w)
 	}
 	for c, ws := range byConv {
 		if failed[c] {
