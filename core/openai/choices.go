@@ -1,8 +1,11 @@
 package openai
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -71,7 +74,9 @@ func (h *handlers) submit(ctx context.Context, p *parsed) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{streams: []Stream{st}, items: make(chan item), stop: make(chan struct{})}
+	// The buffer lets a reader run ahead of a slow client write, and lets
+	// stream coalesce what is already waiting into one flush.
+	r := &run{streams: []Stream{st}, items: make(chan item, 64), stop: make(chan struct{})}
 	if p.n > 1 {
 		// Wait for choice 0's first token (its prompt is in the KV cache then)
 		// or its end.
@@ -345,6 +350,29 @@ func (h *handlers) stream(ctx context.Context, c echo.Context, r *run, p *parsed
 		return &textCompletion{ID: m.id, Object: "text_completion", Created: m.created, Model: m.model,
 			SystemFingerprint: m.fingerprint, Usage: usage, Choices: []textChoice{{Index: i, Text: text, Logprobs: lp, FinishReason: finish}}}
 	}
+	// A content chunk without logprobs, the one sent per token, is written
+	// from its choice's template: no reflection per token.
+	tpls := make([]chunkTemplate, p.n)
+	var raw []byte
+	sendText := func(i int, text string) bool {
+		t := &tpls[i]
+		if t.head == nil || t.model != m.model {
+			var v any
+			if p.kind == kindChat {
+				mark := textMark
+				v = chatChunkOf(i, delta{Content: &mark}, nil, nil)
+			} else {
+				v = textChunkOf(i, textMark, nil, nil)
+			}
+			*t = newChunkTemplate(v, m.model)
+		}
+		raw = append(appendJSONString(append(raw[:0], t.head...), text), t.tail...)
+		if err := w.Event(sse.Event{Data: raw}); err != nil {
+			h.log.Debug("client gone", "err", err)
+			return false
+		}
+		return true
+	}
 	chs := p.newChoices()
 	commit := func() bool {
 		if w != nil {
@@ -391,9 +419,17 @@ func (h *handlers) stream(ctx context.Context, c echo.Context, r *run, p *parsed
 				text := d.content
 				var ok bool
 				if p.kind == kindChat {
-					ok = send(chatChunkOf(ch.index, delta{Content: &text}, ch.takeLogprobs(p.logprobs), nil))
+					if lp := ch.takeLogprobs(p.logprobs); lp != nil {
+						ok = send(chatChunkOf(ch.index, delta{Content: &text}, lp, nil))
+					} else {
+						ok = sendText(ch.index, text)
+					}
 				} else {
-					ok = send(textChunkOf(ch.index, text, ch.takeText(), nil))
+					if tl := ch.takeText(); tl != nil {
+						ok = send(textChunkOf(ch.index, text, tl, nil))
+					} else {
+						ok = sendText(ch.index, text)
+					}
 				}
 				if !ok {
 					return false
@@ -403,14 +439,14 @@ func (h *handlers) stream(ctx context.Context, c echo.Context, r *run, p *parsed
 		return true
 	}
 	ended := 0
-	for ended < p.n {
-		it, err := r.next(ctx)
+	// step handles one event; false ends the stream.
+	step := func(it item, err error) bool {
 		if err != nil {
 			if ctx.Err() != nil {
-				return
+				return false
 			}
 			fail(brokenStream(err))
-			return
+			return false
 		}
 		ch := chs[it.i]
 		switch ev := it.ev; {
@@ -418,19 +454,19 @@ func (h *handlers) stream(ctx context.Context, c echo.Context, r *run, p *parsed
 			m.setModel(ev.Started.Model)
 			p.started(ch, ev.Started)
 			if !commit() {
-				return
+				return false
 			}
 		case ev.Token != nil:
 			if !commit() {
-				return
+				return false
 			}
 			ch.addLogprob(ev.Token)
 			if !emit(ch, ch.out.push(ev.Token.T)) {
-				return
+				return false
 			}
 		case ev.End != nil:
 			if !commit() || !emit(ch, ch.out.flush()) {
-				return
+				return false
 			}
 			ch.calls = ch.out.calls()
 			ch.end = ev.End
@@ -446,9 +482,30 @@ func (h *handlers) stream(ctx context.Context, c echo.Context, r *run, p *parsed
 				ok = send(textChunkOf(ch.index, "", ch.takeText(), &reason))
 			}
 			if !ok {
-				return
+				return false
 			}
 			ended++
+		}
+		return true
+	}
+	for ended < p.n {
+		it, err := r.next(ctx)
+		if w == nil { // nothing written yet: nothing to coalesce
+			if !step(it, err) {
+				return
+			}
+			continue
+		}
+		// Events already waiting go out with this one, in one flush.
+		ok := true
+		_ = w.Batch(func() error {
+			for ok = step(it, err); ok && ended < p.n && len(r.items) > 0; ok = step(it, err) {
+				it, err = r.next(ctx)
+			}
+			return nil
+		})
+		if !ok {
+			return
 		}
 	}
 	if p.includeUsage {
@@ -514,4 +571,39 @@ func (m *meta) setModel(model string) {
 	if model != "" && model != m.model {
 		m.model, m.fingerprint = model, fingerprint(model)
 	}
+}
+
+// textMark stands for a chunk's text while its template is made; control
+// characters keep it apart from anything else in the chunk.
+const textMark = "\x01text\x01"
+
+// chunkTemplate is a content chunk's JSON split around its text: the chunk
+// of a token is head, the text as a JSON string, tail.
+type chunkTemplate struct {
+	head, tail []byte
+	model      string // the model the chunk names; a new one makes a new template
+}
+
+func newChunkTemplate(v any, model string) chunkTemplate {
+	b, err := json.Marshal(v)
+	mark, _ := json.Marshal(textMark)
+	i := bytes.LastIndex(b, mark) // the text comes after the id and model, before nothing but numbers
+	if err != nil || i < 0 {      // cannot happen: the chunk types always encode, with the mark
+		panic(fmt.Sprintf("openai: chunk template: %v", err))
+	}
+	return chunkTemplate{head: b[:i], tail: b[i+len(mark):], model: model}
+}
+
+// appendJSONString appends s as encoding/json writes it (HTML characters
+// escaped, as the sse Writer's encoder does), copying plain text directly.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
