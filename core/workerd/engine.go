@@ -151,6 +151,8 @@ type engineConfig struct {
 	ModelID  string
 	WorkerID string
 	Batch    int
+	// Queue is how many jobs may wait for a slot (see Config.Queue).
+	Queue int
 }
 
 // engine owns the llama context: one goroutine (run) builds a batch from every
@@ -170,7 +172,8 @@ type engine struct {
 	clock    uint64
 	wake     chan struct{}
 	idle     chan struct{} // closed and replaced when the last job finishes; guarded by mu
-	released chan struct{} // closed and replaced whenever a slot is released; guarded by mu
+	released chan struct{} // closed and replaced whenever a slot is released or the wait queue moves; guarded by mu
+	waitq    []*job        // jobs waiting for a slot, first come first served; guarded by mu
 
 	rate rateMeter
 }
@@ -192,35 +195,101 @@ func newEngine(cfg engineConfig, model backends.Model, bctx backends.Context, n 
 // share the longest prefix with the prompt, then the least recently used one.
 // When every slot is busy but some hold a cancelled job, it waits (briefly) for
 // the decode loop to release them: a client that cancels and resubmits must
-// not see ALL_SLOTS_BUSY.
-func (e *engine) reserve(j *job) error {
+// not see ALL_SLOTS_BUSY. When every slot is busy and the wait queue has room
+// (engineConfig.Queue), the job waits its turn, first come first served,
+// until a slot is free, ctx ends (the client left) or the worker drains.
+func (e *engine) reserve(ctx context.Context, j *job) error {
 	deadline := time.NewTimer(2 * time.Second)
 	defer deadline.Stop()
+	queued := false
+	defer func() {
+		if queued {
+			e.unqueue(j)
+		}
+	}()
 	for {
-		wait, err := e.tryReserve(j)
+		wait, inQueue, err := e.tryReserve(j, queued)
+		queued = inQueue
 		if !errors.Is(err, errBusy) || wait == nil {
 			return err
+		}
+		if queued {
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
 		}
 		select {
 		case <-wait:
 		case <-deadline.C:
 			return err
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }
 
-func (e *engine) tryReserve(j *job) (<-chan struct{}, error) {
+// tryReserve reserves a slot for j, or says what to wait for: the channel
+// closed at the next release, and whether j is (now) in the wait queue.
+func (e *engine) tryReserve(j *job, queued bool) (<-chan struct{}, bool, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	err := e.reserveLocked(j)
-	if errors.Is(err, errBusy) {
-		for _, o := range e.jobs {
-			if o.cancelled.Load() {
-				return e.released, err
-			}
+	var err error
+	switch {
+	case e.draining:
+		return nil, queued, errDraining
+	case queued && e.waitq[0] != j, !queued && len(e.waitq) > 0: // others came first
+		err = errBusy
+	default:
+		err = e.reserveLocked(j)
+	}
+	if err == nil {
+		if queued { // the queue moved: the next one may find a slot too
+			e.waitq = e.waitq[1:]
+			e.metrics.queued.Set(float64(len(e.waitq)))
+			e.broadcastLocked()
+		}
+		return nil, false, nil
+	}
+	if !errors.Is(err, errBusy) {
+		return nil, queued, err
+	}
+	if queued {
+		return e.released, true, err
+	}
+	if len(e.waitq) < e.cfg.Queue {
+		e.waitq = append(e.waitq, j)
+		e.metrics.queued.Set(float64(len(e.waitq)))
+		return e.released, true, err
+	}
+	for _, o := range e.jobs {
+		if o.cancelled.Load() {
+			return e.released, false, err
 		}
 	}
-	return nil, err
+	return nil, false, err
+}
+
+// unqueue removes j from the wait queue (it got a slot, or gave up).
+func (e *engine) unqueue(j *job) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, o := range e.waitq {
+		if o == j {
+			e.waitq = append(e.waitq[:i], e.waitq[i+1:]...)
+			e.broadcastLocked() // it may have been the head
+			break
+		}
+	}
+	e.metrics.queued.Set(float64(len(e.waitq)))
+}
+
+// broadcastLocked wakes every job waiting for a slot.
+func (e *engine) broadcastLocked() {
+	close(e.released)
+	e.released = make(chan struct{})
 }
 
 func (e *engine) reserveLocked(j *job) error {
@@ -301,6 +370,7 @@ func (e *engine) drain() <-chan struct{} {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.draining = true
+	e.broadcastLocked() // queued jobs leave at once
 	return e.idle
 }
 

@@ -22,6 +22,7 @@ type metrics struct {
 	batchSeqs    prometheus.Histogram
 	slotsBusy    prometheus.Gauge
 	slotsTotal   prometheus.Gauge
+	queued       prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -67,9 +68,12 @@ func newMetrics() *metrics {
 		slotsTotal: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "llorch_worker_slots_total", Help: "Slots (parallel sequences).",
 		}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "llorch_worker_queued_requests", Help: "Requests waiting for a slot (--queue).",
+		}),
 	}
 	m.reg.MustRegister(m.requests, m.tokensOut, m.promptTokens, m.cachedTokens, m.cacheHits, m.kvCopies,
-		m.ttft, m.decode, m.batchTokens, m.batchSeqs, m.slotsBusy, m.slotsTotal)
+		m.ttft, m.decode, m.batchTokens, m.batchSeqs, m.slotsBusy, m.slotsTotal, m.queued)
 	for _, o := range []string{"ok", "cancelled", "error", "invalid", "busy", "draining"} {
 		m.requests.WithLabelValues(o)
 	}

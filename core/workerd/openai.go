@@ -20,8 +20,8 @@ var _ openai.Backend = openAIBackend{}
 // openAI returns the worker's openai.Backend.
 func (s *Server) openAI() openai.Backend { return openAIBackend{s} }
 
-// Submit prepares the request and reserves a slot. Priority is ignored: a
-// worker has no queue.
+// Submit prepares the request and reserves a slot (waiting in the worker's
+// queue, when it has one). Priority is ignored.
 func (b openAIBackend) Submit(ctx context.Context, req *openai.Request) (openai.Stream, error) {
 	s := b.s
 	eng, apiErr := s.ready()
@@ -42,7 +42,7 @@ func (b openAIBackend) Submit(ctx context.Context, req *openai.Request) (openai.
 		s.metrics.requests.WithLabelValues("invalid").Inc()
 		return nil, apiErr
 	}
-	if err := eng.reserve(j); err != nil {
+	if err := eng.reserve(ctx, j); err != nil {
 		switch {
 		case errors.Is(err, errBusy):
 			s.metrics.requests.WithLabelValues("busy").Inc()

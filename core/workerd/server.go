@@ -40,6 +40,12 @@ type Config struct {
 	WorkerID string
 	// Slots is the number of parallel sequences.
 	Slots int
+	// Queue is how many requests may wait for a slot when every slot is busy,
+	// first come first served (the client leaving, or a drain, takes one out).
+	// 0 answers ALL_SLOTS_BUSY at once: what an orchestrator wants, as it
+	// tracks slots and places work itself. A standalone worker serving
+	// clients directly (as llama-server does) wants a queue.
+	Queue int
 	// Ctx is the context size of each slot, in tokens; 0 means 4096 capped at the
 	// model's training context.
 	Ctx          int
@@ -86,6 +92,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Slots < 1 || c.Slots > 256 {
 		return fmt.Errorf("workerd: slots must be 1..256, got %d", c.Slots)
+	}
+	if c.Queue < 0 || c.Queue > 65536 {
+		return fmt.Errorf("workerd: queue must be 0..65536, got %d", c.Queue)
+	}
+	if c.Queue > 0 && c.Orchestrator != "" {
+		return errors.New("workerd: a queue is for a worker serving clients directly: an orchestrator tracks slots and queues work itself")
 	}
 	if c.Ctx < 0 || (c.Ctx > 0 && c.Ctx < 64) {
 		return fmt.Errorf("workerd: ctx must be at least 64, got %d", c.Ctx)
@@ -320,7 +332,7 @@ func (s *Server) load(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.model, s.info, s.slotCtx = m, info, bctx.SeqCtx()
-	s.eng = newEngine(engineConfig{ModelID: s.cfg.ModelID, WorkerID: s.cfg.WorkerID, Batch: s.cfg.Batch}, m, bctx, s.cfg.Slots, s.log, s.metrics)
+	s.eng = newEngine(engineConfig{ModelID: s.cfg.ModelID, WorkerID: s.cfg.WorkerID, Batch: s.cfg.Batch, Queue: s.cfg.Queue}, m, bctx, s.cfg.Slots, s.log, s.metrics)
 	s.mu.Unlock()
 	s.progress.Store(1000)
 	s.log.Info("model loaded", "path", s.cfg.ModelPath, "arch", info.Arch, "desc", info.Desc,
@@ -500,7 +512,7 @@ func (s *Server) handleExecute(c echo.Context) error {
 		s.metrics.requests.WithLabelValues("invalid").Inc()
 		return writeError(c, apiErr)
 	}
-	if err := eng.reserve(j); err != nil {
+	if err := eng.reserve(c.Request().Context(), j); err != nil {
 		switch {
 		case errors.Is(err, errBusy):
 			s.metrics.requests.WithLabelValues("busy").Inc()

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -416,4 +417,73 @@ func TestPrefixCopiedFromAnotherSlot(t *testing.T) {
 	if got := metric(t, scrape(t, w.url), "llorch_worker_prompt_cache_copies_total"); got != 1 {
 		t.Errorf("copies counted: %v, want 1", got)
 	}
+}
+
+// With --queue, requests beyond the slots wait their turn, first come first
+// served; the queue's bound answers ALL_SLOTS_BUSY, and a client that leaves
+// the queue frees its place.
+func TestQueueWaitsForASlot(t *testing.T) {
+	w := startWorker(t, func(c *workerd.Config) { c.Slots = 1; c.Queue = 2 })
+	queued := func() float64 { return metric(t, scrape(t, w.url), "llorch_worker_queued_requests") }
+	w.pace.hold()
+	first, err := w.client.Execute(context.Background(), req("first", 1500, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Second and third wait in that order; Execute returns once a job has its slot.
+	var order atomic.Int32
+	got := make(chan [2]int32, 2)
+	for i, prompt := range []string{"second", "third"} {
+		go func() {
+			st, err := w.client.Execute(context.Background(), req(prompt, 3, 1))
+			if err != nil {
+				t.Error(err)
+				got <- [2]int32{int32(i), -1}
+				return
+			}
+			got <- [2]int32{int32(i), order.Add(1)}
+			for {
+				ev, err := st.Next()
+				if err != nil || ev.Terminal() {
+					st.Close()
+					return
+				}
+			}
+		}()
+		waitFor(t, 10*time.Second, "a queued request", func() bool { return queued() == float64(i+1) })
+	}
+	status, eb, _ := postRaw(t, w.url+"/execute", `{"prompt":"fourth","max_tokens":2}`)
+	if status != http.StatusServiceUnavailable || eb.Error.Code != api.CodeAllSlotsBusy {
+		t.Errorf("beyond the queue: %d %+v, want 503 ALL_SLOTS_BUSY", status, eb.Error)
+	}
+	first.Close() // cancels the first job: the queue moves
+	w.pace.release()
+	for range 2 {
+		r := <-got
+		if r[1] != r[0]+1 {
+			t.Errorf("request %d got the slot as number %d: not first come first served", r[0]+1, r[1])
+		}
+	}
+	waitFor(t, 10*time.Second, "an empty queue", func() bool { return queued() == 0 })
+
+	// A client that gives up leaves the queue.
+	w.pace.hold()
+	busy, err := w.client.Execute(context.Background(), req("busy", 1500, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	left := make(chan error, 1)
+	go func() {
+		_, err := w.client.Execute(ctx, req("impatient", 3, 1))
+		left <- err
+	}()
+	waitFor(t, 10*time.Second, "a queued request", func() bool { return queued() == 1 })
+	cancel()
+	if err := <-left; err == nil {
+		t.Error("a request whose client left got a stream")
+	}
+	waitFor(t, 10*time.Second, "an empty queue", func() bool { return queued() == 0 })
+	w.pace.release()
 }

@@ -48,6 +48,7 @@ func Command() *cli.Command {
 			&cli.BoolFlag{Name: "insecure-no-auth", Local: true, Usage: "allow a non-loopback --host without --token", Destination: &insecure},
 			&cli.BoolFlag{Name: "embedding", Local: true, Usage: "serve embeddings (POST /v1/embeddings, pooling from the model, mean when it names none) instead of text generation", Destination: &cfg.Embedding, Sources: cli.EnvVars("LLORCH_EMBEDDING")},
 			&cli.IntFlag{Name: "slots", Local: true, Value: 4, Usage: "parallel sequences served at once", Destination: &cfg.Slots},
+			&cli.IntFlag{Name: "queue", Local: true, Usage: "requests that may wait for a slot when all are busy, first come first served (0: ALL_SLOTS_BUSY at once; for a worker serving clients directly, not one behind an orchestrator)", Destination: &cfg.Queue, Sources: cli.EnvVars("LLORCH_WORKER_QUEUE")},
 			&cli.IntFlag{Name: "ctx", Local: true, Usage: "context size per slot in tokens (default 4096, capped at the model's); with --embedding the longest input and the tokens of one batched decode", Destination: &cfg.Ctx},
 			&cli.IntFlag{Name: "threads", Local: true, Value: defaultThreads(), Usage: "CPU threads for decoding", Destination: &cfg.Threads},
 			&cli.IntFlag{Name: "threads-batch", Local: true, Usage: "CPU threads for prompt processing (default: --threads)", Destination: &cfg.ThreadsBatch},
