@@ -60,7 +60,8 @@ serve() {
   "$LLAMA_BIN/llama-server" -m "$MODEL" -np 4 -c 8192 -t "$THREADS" --host 127.0.0.1 --port "$LLAMA_PORT" \
     >"$OUT_DIR/llama-server.log" 2>&1 &
   pids+=($!)
-  "$BIN" worker --model "$MODEL" --slots 4 --ctx 2048 --threads "$THREADS" --host 127.0.0.1 --port "$WORKER_PORT" \
+  # --queue: requests beyond the slots wait, as they do on llama-server (K=8 on 4 slots).
+  "$BIN" worker --model "$MODEL" --slots 4 --ctx 2048 --threads "$THREADS" --queue 64 --host 127.0.0.1 --port "$WORKER_PORT" \
     >"$OUT_DIR/worker.log" 2>&1 &
   pids+=($!)
   wait_ready "http://127.0.0.1:$LLAMA_PORT" /health
@@ -68,11 +69,13 @@ serve() {
   until curl -fsS "http://127.0.0.1:$WORKER_PORT/health" | jq -e '.status == "ready"' >/dev/null; do sleep 0.2; done
   model_id=$(curl -fsS "http://127.0.0.1:$WORKER_PORT/health" | jq -r .model.id)
   local common=(--api openai --endpoint completions --concurrency "$CONCURRENCY" --requests "$REQUESTS"
-    --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" --ignore-eos --seed 1)
+    --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" --ignore-eos)
   for round in $(seq 1 "$ROUNDS"); do
     order="llama worker"; [ $((round % 2)) = 0 ] && order="worker llama"
     for case in cold shared; do
-      extra=(--warmup 2); [ "$case" = shared ] && extra=(--warmup 2 --shared-prefix "$SHARED_PREFIX")
+      # A new seed each round: both servers get the same requests within a
+      # round, and no server finds a previous round's prompts in its cache.
+      extra=(--warmup 2 --seed "$round"); [ "$case" = shared ] && extra+=(--shared-prefix "$SHARED_PREFIX")
       for side in $order; do
         if [ "$side" = llama ]; then url=http://127.0.0.1:$LLAMA_PORT label="llama-server $case"
         else url=http://127.0.0.1:$WORKER_PORT label="llorch worker $case"; fi
