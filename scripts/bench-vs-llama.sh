@@ -4,13 +4,14 @@
 # the OpenAI API (closed loop, K streams), and `llorch worker bench` vs
 # `llama-bench` (pp128/tg64). Rounds alternate which server goes first.
 #
-#   LLAMA_BIN=/path/to/llama.cpp/build/bin scripts/bench-vs-llama.sh [serve|bench|all]
+#   LLAMA_BIN=/path/to/llama.cpp/build/bin scripts/bench-vs-llama.sh [serve|bench|all|summary]
 #
 # LLAMA_BIN holds llama-server and llama-bench (scripts/build-llama-upstream.sh
 # builds them from a llama.cpp source tree at the commit the pinned ollama
 # module vendors). Results: $OUT_DIR (default .cache/bench-vs-llama): one JSON
-# report per server, case and round, serve.svg, and summary.txt (medians over
-# rounds, ratio worker / llama-server). Needs jq.
+# report per server, case and round, the bench JSON of each round, serve.svg,
+# and summary.txt (medians over rounds, ratio worker / llama-server; `summary`
+# prints it again from the files). Needs jq.
 #
 # Knobs (environment): ROUNDS (2), CONCURRENCY (1,4,8), REQUESTS per step (16),
 # PROMPT_TOKENS (250), GEN_TOKENS (128), SHARED_PREFIX (200, the shared case),
@@ -86,13 +87,18 @@ serve() {
       done
     done
   done
+  "$BIN" ctl bench plot --plot "$OUT_DIR/serve.svg" "$OUT_DIR"/llama-*-r1.json "$OUT_DIR"/worker-*-r1.json
+  cleanup; pids=()
+}
+
+serve_summary() {
   # Medians over rounds, per case and K: worker / llama-server.
   {
-    echo "serving: qwen05 Q4_0, $THREADS threads, prompts ~$PROMPT_TOKENS tokens, $GEN_TOKENS generated (EOS ignored), $REQUESTS requests per step, $ROUNDS rounds (median)"
+    echo "serving: $(basename "$MODEL"), $THREADS threads, prompts ~$PROMPT_TOKENS tokens, $GEN_TOKENS generated (EOS ignored), $REQUESTS requests per step, $(ls "$OUT_DIR"/llama-cold-r*.json | wc -l) rounds (median)"
     printf '%-7s %3s | %12s %12s %6s | %12s %12s %6s\n' case K "llama tok/s" "worker tok/s" ratio "llama TTFT50" "worker TTFT50" ratio
     for case in cold shared; do
       jq -s --arg case "$case" -r '
-        def med: sort | if length == 0 then 0 else .[(length-1)/2|floor] end;
+        def med: sort | if length == 0 then 0 elif length % 2 == 1 then .[(length-1)/2] else (.[length/2-1] + .[length/2]) / 2 end;
         (map(select(.label|startswith("llama"))) | [.[].steps[]] | group_by(.concurrency)) as $l |
         (map(select(.label|startswith("llorch"))) | [.[].steps[]] | group_by(.concurrency)) as $w |
         range(0; $l|length) as $i |
@@ -106,40 +112,47 @@ serve() {
           "$(jq -n "$wt / $lt")" "$lf" "$wf" "$(jq -n "if $lf > 0 then $wf / $lf else 0 end")"
       done
     done
-  } | tee "$summary"
-  "$BIN" ctl bench plot --plot "$OUT_DIR/serve.svg" "$OUT_DIR"/llama-*-r1.json "$OUT_DIR"/worker-*-r1.json
-  cleanup; pids=()
+  }
 }
 
 bench() {
-  {
-    echo
-    echo "worker bench vs llama-bench: pp128 / tg64 tokens/s, $THREADS threads, 5 reps, $ROUNDS rounds (median)"
-    printf '%-5s | %9s %9s %6s | %9s %9s %6s\n' type "llama pp" "worker pp" ratio "llama tg" "worker tg" ratio
-  } | tee -a "$summary"
   for t in $BENCH_TYPES; do
     m=$MODELS/qwen05-$t.gguf
     test -f "$m" || make --no-print-directory model PRESET=qwen05 TYPE="$t" OUT="$m"
-    lp=() lg=() wp=() wg=()
     for round in $(seq 1 "$ROUNDS"); do
-      l=$("$LLAMA_BIN/llama-bench" -m "$m" -t "$THREADS" -p 128 -n 64 -r 5 -o json 2>/dev/null)
-      w=$("$BIN" worker bench --model "$m" --threads "$THREADS" -p 128 -n 64 --reps 5 --json 2>/dev/null)
-      lp+=("$(jq '.[] | select(.n_prompt > 0) | .avg_ts' <<<"$l")")
-      lg+=("$(jq '.[] | select(.n_gen > 0) | .avg_ts' <<<"$l")")
-      wp+=("$(jq '[.. | objects | select(.test? == "pp128")][0].tokens_per_second' <<<"$w")")
-      wg+=("$(jq '[.. | objects | select(.test? == "tg64")][0].tokens_per_second' <<<"$w")")
+      echo "== round $round, $t: llama-bench, worker bench" >&2
+      "$LLAMA_BIN/llama-bench" -m "$m" -t "$THREADS" -p 128 -n 64 -r 5 -o json >"$OUT_DIR/llama-bench-$t-r$round.json" 2>/dev/null
+      "$BIN" worker bench --model "$m" --threads "$THREADS" -p 128 -n 64 --reps 5 --json >"$OUT_DIR/worker-bench-$t-r$round.json" 2>/dev/null
     done
-    med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-    LP=$(med "${lp[@]}") LG=$(med "${lg[@]}") WP=$(med "${wp[@]}") WG=$(med "${wg[@]}")
-    printf '%-5s | %9.1f %9.1f %5.2fx | %9.1f %9.1f %5.2fx\n' "$t" "$LP" "$WP" "$(jq -n "$WP / $LP")" \
-      "$LG" "$WG" "$(jq -n "$WG / $LG")" | tee -a "$summary"
   done
 }
 
+bench_summary() {
+  med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+  echo
+  echo "worker bench vs llama-bench: pp128 / tg64 tokens/s, $THREADS threads, 5 reps, median over rounds"
+  printf '%-5s | %9s %9s %6s | %9s %9s %6s\n' type "llama pp" "worker pp" ratio "llama tg" "worker tg" ratio
+  for t in $BENCH_TYPES; do
+    ls "$OUT_DIR"/llama-bench-"$t"-r*.json >/dev/null 2>&1 || continue
+    LP=$(med $(jq '.[] | select(.n_prompt > 0) | .avg_ts' "$OUT_DIR"/llama-bench-"$t"-r*.json))
+    LG=$(med $(jq '.[] | select(.n_gen > 0) | .avg_ts' "$OUT_DIR"/llama-bench-"$t"-r*.json))
+    WP=$(med $(jq '.results[] | select(.test == "pp128") | .tokens_per_second' "$OUT_DIR"/worker-bench-"$t"-r*.json))
+    WG=$(med $(jq '.results[] | select(.test == "tg64") | .tokens_per_second' "$OUT_DIR"/worker-bench-"$t"-r*.json))
+    printf '%-5s | %9.1f %9.1f %5.2fx | %9.1f %9.1f %5.2fx\n' "$t" "$LP" "$WP" "$(jq -n "$WP / $LP")" \
+      "$LG" "$WG" "$(jq -n "$WG / $LG")"
+  done
+}
+
+summary() {
+  { ls "$OUT_DIR"/llama-cold-r*.json >/dev/null 2>&1 && serve_summary; bench_summary; } | tee "$summary"
+}
+
 case $what in
-  serve) : >"$summary"; serve ;;
-  bench) : >"$summary"; bench ;;
-  all) : >"$summary"; serve; bench ;;
-  *) echo "usage: bench-vs-llama.sh [serve|bench|all]" >&2; exit 2 ;;
+  serve) serve ;;
+  bench) bench ;;
+  all) serve; bench ;;
+  summary) ;;
+  *) echo "usage: bench-vs-llama.sh [serve|bench|all|summary]" >&2; exit 2 ;;
 esac
+summary
 echo "bench-vs-llama: $summary" >&2
