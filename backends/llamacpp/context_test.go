@@ -1,7 +1,6 @@
 package llamacpp_test
 
 import (
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -9,19 +8,12 @@ import (
 	"github.com/llorch/llorch/backends"
 	"github.com/llorch/llorch/backends/llamacpp"
 	"github.com/llorch/llorch/core/synth"
+	"github.com/llorch/llorch/core/testkit"
 )
 
 func loadTiny(t *testing.T) *llamacpp.Model {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "tiny.gguf")
-	if err := synth.Write(path, synth.Tiny()); err != nil {
-		t.Fatal(err)
-	}
-	m, err := llamacpp.Load(path, llamacpp.LoadParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m := testkit.LoadModel(t, synth.Tiny())
 	return m
 }
 

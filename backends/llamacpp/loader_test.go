@@ -16,6 +16,7 @@ import (
 	"github.com/llorch/llorch/backends"
 	"github.com/llorch/llorch/backends/llamacpp"
 	"github.com/llorch/llorch/core/synth"
+	"github.com/llorch/llorch/core/testkit"
 )
 
 // cc builds a shared library from C source with the C compiler cgo uses.
@@ -151,15 +152,7 @@ func TestLoadBackendLibrary(t *testing.T) {
 		t.Logf("device %d: %s", d.Index, d)
 	}
 
-	path := filepath.Join(t.TempDir(), "tiny.gguf")
-	if err := synth.Write(path, synth.Tiny()); err != nil {
-		t.Fatal(err)
-	}
-	m, err := llamacpp.Load(path, llamacpp.LoadParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := testkit.LoadModel(t, synth.Tiny())
 	c, err := m.NewContext(backends.ContextParams{SeqCtx: 512, Seqs: 1, Batch: 256, Threads: 2})
 	if err != nil {
 		t.Fatal(err)

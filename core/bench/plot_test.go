@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/llorch/llorch/core/testkit"
 )
 
 // The golden SVG is rewritten with -update. The flag is shared with the
@@ -294,35 +296,9 @@ func TestPlotGolden(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v (run with -update to write it)", err)
 	}
-	if d := plotLineDiff(string(got), string(want)); d != "" {
+	if d := testkit.LineDiff(string(got), string(want)); d != "" {
 		t.Errorf("%s differs (-got +want; -update rewrites it):\n%s", path, d)
 	}
-}
-
-// plotLineDiff shows the differing middle of got and want, lines from got
-// prefixed "-" and lines from want "+"; "" when they are equal.
-func plotLineDiff(got, want string) string {
-	if got == want {
-		return ""
-	}
-	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
-	i := 0
-	for i < len(g) && i < len(w) && g[i] == w[i] {
-		i++
-	}
-	j := 0
-	for j < len(g)-i && j < len(w)-i && g[len(g)-1-j] == w[len(w)-1-j] {
-		j++
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "@@ line %d @@\n", i+1)
-	for _, l := range g[i : len(g)-j] {
-		b.WriteString("-" + l + "\n")
-	}
-	for _, l := range w[i : len(w)-j] {
-		b.WriteString("+" + l + "\n")
-	}
-	return b.String()
 }
 
 func TestPlotErrors(t *testing.T) {

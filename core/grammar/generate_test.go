@@ -19,7 +19,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -27,6 +26,7 @@ import (
 	"github.com/llorch/llorch/backends"
 	"github.com/llorch/llorch/backends/llamacpp"
 	"github.com/llorch/llorch/core/synth"
+	"github.com/llorch/llorch/core/testkit"
 )
 
 // genCap is the most tokens one generation may take before it is cut.
@@ -44,15 +44,7 @@ type tinyGen struct {
 
 func newTinyGen(t testing.TB) *tinyGen {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "tiny.gguf")
-	if err := synth.Write(path, synth.Tiny()); err != nil {
-		t.Fatal(err)
-	}
-	m, err := llamacpp.Load(path, llamacpp.LoadParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m := testkit.LoadModel(t, synth.Tiny())
 	c, err := m.NewContext(backends.ContextParams{SeqCtx: 4096, Seqs: 1, Batch: 512, Threads: 1, ThreadsBatch: 1})
 	if err != nil {
 		t.Fatal(err)

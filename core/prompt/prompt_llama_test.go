@@ -14,6 +14,7 @@ import (
 	"github.com/llorch/llorch/backends/llamacpp"
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/synth"
+	"github.com/llorch/llorch/core/testkit"
 )
 
 func chatMessages(msgs []api.Message) []llamacpp.ChatMessage {
@@ -79,15 +80,7 @@ func TestFormatMatchesLlamaCpp(t *testing.T) {
 // reaches Info().ChatTemplateSource, and Detect+Format writes what llama.cpp
 // writes with the template the model carries.
 func TestModelTemplate(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tiny.gguf")
-	if err := synth.Write(path, synth.Tiny()); err != nil {
-		t.Fatal(err)
-	}
-	m, err := llamacpp.Load(path, llamacpp.LoadParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := testkit.LoadModel(t, synth.Tiny())
 	src := m.Info().ChatTemplateSource
 	if src != synth.ChatTemplate {
 		t.Fatalf("ChatTemplateSource = %q, want the synthetic model's template", src)

@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden/*.golden from Format")
@@ -170,7 +171,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v (run go test -update)", err)
 			}
-			if d := lineDiff(got, string(want)); d != "" {
+			if d := testkit.LineDiff(got, string(want)); d != "" {
 				t.Errorf("%s differs (-got +want):\n%s", path, d)
 			}
 		})
@@ -188,32 +189,6 @@ func showControls(s string) string {
 			continue
 		}
 		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-// lineDiff shows the lines between the common head and tail of got and want:
-// "" when they are equal.
-func lineDiff(got, want string) string {
-	if got == want {
-		return ""
-	}
-	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
-	head := 0
-	for head < len(g) && head < len(w) && g[head] == w[head] {
-		head++
-	}
-	tail := 0
-	for tail < len(g)-head && tail < len(w)-head && g[len(g)-1-tail] == w[len(w)-1-tail] {
-		tail++
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "@@ line %d @@\n", head+1)
-	for _, l := range g[head : len(g)-tail] {
-		fmt.Fprintf(&b, "-%q\n", l)
-	}
-	for _, l := range w[head : len(w)-tail] {
-		fmt.Fprintf(&b, "+%q\n", l)
 	}
 	return b.String()
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/llorch/llorch/core/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/replay.golden")
@@ -93,7 +95,7 @@ func TestRunReplayGolden(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v (run go test -run ReplayGolden -update)", err)
 	}
-	if d := lineDiff(got, string(want)); d != "" {
+	if d := testkit.LineDiff(got, string(want)); d != "" {
 		t.Errorf("%s differs (-got +want):\n%s", golden, d)
 	}
 }
@@ -131,30 +133,4 @@ func TestSnapshotJSON(t *testing.T) {
 	if !reflect.DeepEqual(back, snap) {
 		t.Errorf("round trip:\n got %+v\nwant %+v", back, snap)
 	}
-}
-
-// lineDiff shows the differing middle of got and want, lines from got
-// prefixed "-" and lines from want "+"; "" when they are equal.
-func lineDiff(got, want string) string {
-	if got == want {
-		return ""
-	}
-	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
-	i := 0
-	for i < len(g) && i < len(w) && g[i] == w[i] {
-		i++
-	}
-	j := 0
-	for j < len(g)-i && j < len(w)-i && g[len(g)-1-j] == w[len(w)-1-j] {
-		j++
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "@@ line %d @@\n", i+1)
-	for _, l := range g[i : len(g)-j] {
-		b.WriteString("-" + l + "\n")
-	}
-	for _, l := range w[i : len(w)-j] {
-		b.WriteString("+" + l + "\n")
-	}
-	return b.String()
 }
