@@ -38,7 +38,8 @@ func within(t *testing.T, what string, got, lo, hi float64) {
 // and 200 ms, four requests each; 10 ms between tokens. The tolerance
 // allows for a -race build on two busy cores: a measurement is never
 // shorter than the delay (less a little for a late chunk before a gap), and
-// may be longer by scheduling.
+// may be longer by scheduling (CI runs many test binaries at once, so the
+// upper bounds leave 150 ms or more; the lower ones carry the check).
 func TestLatenciesMatchInjectedDelays(t *testing.T) {
 	f := &fakeOpenAI{ttft: func(n int) time.Duration { return time.Duration(n%5+1) * 40 * time.Millisecond }, itl: 10 * time.Millisecond}
 	cfg := fakeConfig(f.start(t))
@@ -49,12 +50,12 @@ func TestLatenciesMatchInjectedDelays(t *testing.T) {
 		st.UsageMismatches != 0 || st.TTFT.N != 20 || st.ITL.N != 140 || st.E2E.N != 20 {
 		t.Fatalf("step = %+v", st)
 	}
-	within(t, "TTFT p50", st.TTFT.P50, 119, 180)
-	within(t, "TTFT p90", st.TTFT.P90, 199, 280)
-	within(t, "TTFT max", st.TTFT.Max, 199, 300)
-	within(t, "TTFT mean", st.TTFT.Mean, 119, 180)
-	within(t, "ITL p50", st.ITL.P50, 8, 25)
-	within(t, "E2E p50", st.E2E.P50, 189, 300)
+	within(t, "TTFT p50", st.TTFT.P50, 119, 300)
+	within(t, "TTFT p90", st.TTFT.P90, 199, 400)
+	within(t, "TTFT max", st.TTFT.Max, 199, 450)
+	within(t, "TTFT mean", st.TTFT.Mean, 119, 300)
+	within(t, "ITL p50", st.ITL.P50, 8, 60)
+	within(t, "E2E p50", st.E2E.P50, 189, 450)
 	if st.ITL.P50 > st.ITL.P99 || st.TTFT.P50 > st.TTFT.P95 || st.TTFT.P95 > st.TTFT.P99 || st.TTFT.P99 > st.TTFT.Max {
 		t.Errorf("percentiles out of order: %+v %+v", st.TTFT, st.ITL)
 	}
@@ -360,8 +361,8 @@ func TestTraceReplay(t *testing.T) {
 		t.Fatalf("requests %+v", got)
 	}
 	// 200 and 600 ms of trace at speed 2: 100 and 300 ms.
-	within(t, "second arrival (ms)", ms(got[1].At.Sub(got[0].At)), 90, 250)
-	within(t, "third arrival (ms)", ms(got[2].At.Sub(got[0].At)), 290, 450)
+	within(t, "second arrival (ms)", ms(got[1].At.Sub(got[0].At)), 90, 400)
+	within(t, "third arrival (ms)", ms(got[2].At.Sub(got[0].At)), 290, 600)
 	// Their generated prompts have the recorded lengths (2 tokens a word,
 	// 5 a request).
 	within(t, "first prompt words", float64(len(strings.Fields(got[0].Prompt))), 17, 18)
