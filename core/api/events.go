@@ -232,19 +232,31 @@ func plainJSON[S string | []byte](s S) bool {
 	return true
 }
 
+// AppendJSONString appends s as encoding/json writes a string (HTML
+// characters escaped, invalid UTF-8 replaced), copying plain text directly:
+// the per-token text of every stream goes through it.
+func AppendJSONString(b []byte, s string) []byte {
+	if !plainJSON(s) {
+		q, _ := json.Marshal(s) // a string always encodes
+		return append(b, q...)
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
 // AppendToken appends the JSON of tok, as encoding/json writes it, without
-// reflection when its text is plain (the common case of a relayed token).
+// reflection unless it carries a logprob.
 func AppendToken(b []byte, tok *Token) []byte {
-	if tok.LP != nil || !plainJSON(tok.T) {
+	if tok.LP != nil {
 		data, err := json.Marshal(tok)
 		if err != nil { // cannot happen: a Token always encodes
 			return append(b, "{}"...)
 		}
 		return append(b, data...)
 	}
-	b = append(b, `{"t":"`...)
-	b = append(b, tok.T...)
-	b = append(b, `","i":`...)
+	b = AppendJSONString(append(b, `{"t":`...), tok.T)
+	b = append(b, `,"i":`...)
 	b = strconv.AppendInt(b, int64(tok.I), 10)
 	b = append(b, `,"id":`...)
 	b = strconv.AppendInt(b, int64(tok.ID), 10)

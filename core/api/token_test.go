@@ -63,3 +63,16 @@ func TestTokenFastPath(t *testing.T) {
 		}
 	}
 }
+
+// AppendJSONString writes what encoding/json writes for a string.
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range []string{"", "a", `"`, "<&>", "\xff", "\u2028", "é", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		if got := AppendJSONString(nil, s); string(got) != string(want) {
+			t.Fatalf("AppendJSONString(%q) = %s, want %s", s, got, want)
+		}
+	})
+}

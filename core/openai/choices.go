@@ -366,7 +366,7 @@ func (h *handlers) stream(ctx context.Context, c echo.Context, r *run, p *parsed
 			}
 			*t = newChunkTemplate(v, m.model)
 		}
-		raw = append(appendJSONString(append(raw[:0], t.head...), text), t.tail...)
+		raw = append(api.AppendJSONString(append(raw[:0], t.head...), text), t.tail...)
 		if err := w.Event(sse.Event{Data: raw}); err != nil {
 			h.log.Debug("client gone", "err", err)
 			return false
@@ -592,18 +592,4 @@ func newChunkTemplate(v any, model string) chunkTemplate {
 		panic(fmt.Sprintf("openai: chunk template: %v", err))
 	}
 	return chunkTemplate{head: b[:i], tail: b[i+len(mark):], model: model}
-}
-
-// appendJSONString appends s as encoding/json writes it (HTML characters
-// escaped, as the sse Writer's encoder does), copying plain text directly.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+
+	"github.com/llorch/llorch/core/api"
 )
 
 // A token's chunk made from its template is byte for byte what
@@ -28,7 +30,7 @@ func TestChunkTemplateMatchesEncodingJSON(t *testing.T) {
 				"completions": {compl(textMark), compl(text)},
 			} {
 				tp := newChunkTemplate(c.tpl, model)
-				got := append(appendJSONString(append([]byte{}, tp.head...), text), tp.tail...)
+				got := append(api.AppendJSONString(append([]byte{}, tp.head...), text), tp.tail...)
 				want, err := json.Marshal(c.want)
 				if err != nil {
 					t.Fatal(err)
@@ -39,16 +41,4 @@ func TestChunkTemplateMatchesEncodingJSON(t *testing.T) {
 			}
 		}
 	}
-}
-
-func FuzzAppendJSONString(f *testing.F) {
-	for _, s := range []string{"", "a", `"`, "<&>", "\xff", "\u2028", "é"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want, _ := json.Marshal(s)
-		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
-			t.Fatalf("appendJSONString(%q) = %s, want %s", s, got, want)
-		}
-	})
 }
