@@ -902,7 +902,8 @@ func schedulerTask(req *api.TaskRequest) scheduler.Task {
 	return st
 }
 
-// tick calls fn every interval, and whenever kick fires, until ctx ends.
+// tick calls fn every interval, and whenever kick fires (nil: never), until
+// ctx ends.
 func tick(ctx context.Context, every time.Duration, kick <-chan struct{}, fn func()) {
 	t := time.NewTicker(every)
 	defer t.Stop()

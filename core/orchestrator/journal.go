@@ -34,9 +34,10 @@ func (ts *tasks) tailLoop(ctx context.Context) {
 	}
 }
 
-// journalLoop writes a batch on a timer and when a task ends.
+// journalLoop writes a batch every JournalInterval. A task's end needs no
+// batch of its own: the tail log already holds it.
 func (ts *tasks) journalLoop(ctx context.Context, alive func()) {
-	tick(ctx, ts.cfg.JournalInterval, ts.journalKick, func() {
+	tick(ctx, ts.cfg.JournalInterval, nil, func() {
 		if err := ts.flush(); err != nil {
 			ts.log.Error("journal write failed", "err", err)
 		}

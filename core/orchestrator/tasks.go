@@ -42,8 +42,7 @@ type tasks struct {
 	tailIdle    *sync.Cond // tailBusy went false (guarded by tailMu)
 	tailBusy    bool
 
-	journalMu   sync.Mutex // one journal batch at a time
-	journalKick chan struct{}
+	journalMu sync.Mutex // one journal batch at a time
 
 	// trace, when set, gets a record of every task that ends (trace.go).
 	trace *tracer
@@ -129,7 +128,7 @@ type tailItem struct {
 func newTasks(cfg *Config, log *slog.Logger, st *store.Orchestrator, m *metrics) *tasks {
 	ts := &tasks{cfg: cfg, log: log.With("part", "tasks"), st: st, m: m,
 		table: map[string]*task{}, dirty: map[string]*task{},
-		tailKick: make(chan struct{}, 1), journalKick: make(chan struct{}, 1)}
+		tailKick: make(chan struct{}, 1)}
 	ts.tailIdle = sync.NewCond(&ts.tailMu)
 	return ts
 }
