@@ -35,7 +35,6 @@ type Context struct {
 	cap    int
 	seqCtx int
 	pool   *C.struct_ggml_threadpool
-	rc     C.int // a decode's result, handed back from the thread
 	logits []int8
 }
 
@@ -117,8 +116,7 @@ func (c *Context) Decode(b *backends.Batch) error {
 	if c.o.here() {
 		rc = c.decode(b, n)
 	} else {
-		c.o.do(func() { c.rc = c.decode(b, n) })
-		rc = c.rc
+		c.o.do(func() { rc = c.decode(b, n) })
 	}
 	switch rc {
 	case 0:
