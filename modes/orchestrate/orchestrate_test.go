@@ -43,8 +43,15 @@ func startDaemon(t *testing.T, dataDir string, args ...string) *daemon {
 	}
 	go func() { _ = d.cmd.Wait(); close(d.done) }()
 	t.Cleanup(func() {
-		_ = d.cmd.Process.Kill()
-		<-d.done
+		// A graceful stop: the orchestrator ends the pool commands it runs
+		// (children writing in the test's directories) before it exits.
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.done:
+		case <-time.After(20 * time.Second):
+			_ = d.cmd.Process.Kill()
+			<-d.done
+		}
 		if t.Failed() {
 			data, _ := os.ReadFile(logf.Name())
 			t.Logf("orchestrator log:\n%s", data)
