@@ -62,7 +62,7 @@ GPU_BUNDLE := .cache/gpu-bundle
 BENCH_THREADS ?= 2
 BENCH_TYPES   ?= q4_0 q8_0 f16
 
-.PHONY: help env build test soak check bench bench-slots bench-features run model deps clean release-check release-snapshot fuzz cuda cpu-variants loader-check gpu-bundle
+.PHONY: help env ui build test soak check bench bench-slots bench-features run model deps clean release-check release-snapshot fuzz cuda cpu-variants loader-check gpu-bundle
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -78,7 +78,24 @@ env: ## print the build environment as shell exports: eval "$$(make -s env)" bef
 deps: ## download Go modules
 	$(GO) mod download
 
-build: ## build bin/llorch (PORTABLE=1 for x86-64-v3)
+# The dashboard's third-party code (embed/ui/vendor/, generated, not
+# committed): uPlot as web/package-lock.json pins it, installed by `npm ci`
+# and copied from its dist/; rebuilt only when the lock changes. A plain
+# `go build` without it serves the dashboard without charts.
+NPM      ?= npm
+UI_DIST  := web/node_modules/uplot/dist
+UI_VENDOR := embed/ui/vendor/uPlot.iife.min.js embed/ui/vendor/uPlot.min.css
+
+ui: $(UI_VENDOR) ## fetch the dashboard's chart library (uPlot, pinned by web/package-lock.json) into embed/ui/vendor/
+
+$(UI_VENDOR) &: web/package-lock.json web/package.json
+	@command -v $(NPM) >/dev/null 2>&1 || { echo "make ui needs node and npm: apt-get install nodejs npm" >&2; exit 1; }
+	$(NPM) ci --prefix web --no-audit --no-fund --ignore-scripts
+	@mkdir -p embed/ui/vendor
+	cp $(UI_DIST)/uPlot.iife.min.js $(UI_DIST)/uPlot.min.css embed/ui/vendor/
+	@touch $(UI_VENDOR)
+
+build: ui ## build bin/llorch with the dashboard (PORTABLE=1 for x86-64-v3)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
 
 # Allocation checks (tests named *Allocs, using testing.AllocsPerRun) mean
@@ -87,7 +104,7 @@ build: ## build bin/llorch (PORTABLE=1 for x86-64-v3)
 GREP_TESTS := grep -rl --include='*_test.go' --exclude-dir=.cache --exclude-dir=.git --exclude-dir=node_modules
 ALLOC_PKGS = $(shell $(GREP_TESTS) 'testing.AllocsPerRun' . | xargs -r -n1 dirname | sort -u)
 
-test: ## run all tests with the race detector, shuffled; then the allocation checks without it
+test: ui ## run all tests with the race detector, shuffled; then the allocation checks without it
 	$(GO) test -race -shuffle=on -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run 'Allocs$$' -v $(ALLOC_PKGS)
 
