@@ -1,4 +1,5 @@
-// Package embed holds the routing scripts built into the llorch binary: the
+// Package embed holds the files built into the llorch binary: the dashboard
+// (UI, see ui.go) and the routing scripts: the
 // default policy written as a script (DefaultRoutingScript) and the example
 // scripts (RoutingExamples). `llorch orchestrate routing check` without a
 // file checks the default script, and `llorch orchestrate routing examples
@@ -21,7 +22,7 @@ var DefaultRoutingScript = mustRead("routing/default.tengo")
 
 // RoutingExamples holds the example routing scripts, by file name
 // ("pin_model_to_pool.tengo", ...).
-var RoutingExamples fs.FS = mustSub("routing/examples")
+var RoutingExamples fs.FS = mustSubFS(files, "routing/examples")
 
 func mustRead(name string) []byte {
 	b, err := files.ReadFile(name)
@@ -29,12 +30,4 @@ func mustRead(name string) []byte {
 		panic(err)
 	}
 	return b
-}
-
-func mustSub(dir string) fs.FS {
-	sub, err := fs.Sub(files, dir)
-	if err != nil {
-		panic(err)
-	}
-	return sub
 }

@@ -24,6 +24,7 @@ func (s *Server) routes() *echo.Echo {
 	e.Use(correlation)
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{})))
+	s.uiRoutes(e)
 
 	user, admin, worker := s.require(RoleUser), s.require(RoleAdmin), s.requireWorker
 	v2 := e.Group("/v2")

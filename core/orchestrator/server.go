@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -239,6 +240,9 @@ type Deps struct {
 	// TrialScript, when set, runs a routing script once in a sandboxed child
 	// process before it is loaded (routing.Trial); an error refuses it.
 	TrialScript func(ctx context.Context, name string, src []byte) error
+	// UI is the dashboard's files, served at /ui/ (embed.UI in the binary);
+	// nil serves none.
+	UI fs.FS
 
 	// connect replaces the HTTP worker client (tests).
 	connect func(url string) workerAPI
@@ -261,6 +265,7 @@ type Server struct {
 	disp    *dispatcher
 	fleet   *fleet
 	echo    *echo.Echo
+	ui      map[string]*uiFile // the dashboard's files by path (http_ui.go)
 	// closeHosts closes the connections to pools (at the end of Serve).
 	closeHosts func()
 
@@ -343,6 +348,9 @@ func New(cfg Config, deps Deps) (_ *Server, err error) {
 		return nil, err
 	}
 	s.requeueRestored(rs)
+	if s.ui, err = loadUI(deps.UI); err != nil {
+		return nil, err
+	}
 	s.echo = s.routes()
 	for _, k := range cfg.Keys {
 		s.log.Info("api key loaded", "key", Fingerprint(k.Secret), "role", k.Role, "name", k.Name)
