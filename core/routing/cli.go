@@ -36,10 +36,15 @@ func CheckSource(w io.Writer, name string, src []byte, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	return checkSample(w, s, name)
+}
+
+// checkSample runs s against SampleSnapshot under a header line.
+func checkSample(w io.Writer, s *Script, name string) error {
 	snap := SampleSnapshot()
 	fmt.Fprintf(w, "check %s: compiled; %d sample tasks, %d sample workers\n",
 		filepath.Base(name), len(snap.Tasks), len(snap.Candidates))
-	_, err = runSnapshot(w, s, snap)
+	_, err := runSnapshot(w, s, snap)
 	return err
 }
 
@@ -73,11 +78,42 @@ func replay(w io.Writer, s *Script, name, snapshotPath string, data []byte) erro
 	if err := json.Unmarshal(data, &snap); err != nil {
 		return fmt.Errorf("routing: replay: %s: %w", snapshotPath, err)
 	}
+	return replaySnapshot(w, s, name, filepath.Base(snapshotPath), snap)
+}
+
+// replaySnapshot runs s over snap under a header line naming the script and
+// where the snapshot came from.
+func replaySnapshot(w io.Writer, s *Script, name, from string, snap Snapshot) error {
 	fmt.Fprintf(w, "replay %s over %s: %d tasks, %d workers, now %s\n",
-		name, filepath.Base(snapshotPath), len(snap.Tasks), len(snap.Candidates),
-		snap.Now.UTC().Format(time.RFC3339))
+		name, from, len(snap.Tasks), len(snap.Candidates), snap.Now.UTC().Format(time.RFC3339))
 	_, err := runSnapshot(w, s, snap)
 	return err
+}
+
+// CheckAndReplay is `routing check` and `routing replay` for a script
+// given as source, as the orchestrator's POST /v2/routing/check runs them:
+// it compiles src and runs it against SampleSnapshot (check) and over snap
+// (replay), and returns what each printed. err is the compile error (with
+// its position; check and replay are then empty), or an error wrapping
+// ErrFallback when calls of either run fell back to the built-in policy.
+// Nothing is loaded.
+func CheckAndReplay(name string, src []byte, snap Snapshot, cfg Config) (check, replay string, err error) {
+	s, err := Compile(name, src, cfg)
+	if err != nil {
+		return "", "", err
+	}
+	var cw, rw strings.Builder
+	cerr := checkSample(&cw, s, name)
+	rerr := replaySnapshot(&rw, s, filepath.Base(name), "a snapshot taken now", snap)
+	switch {
+	case cerr != nil && rerr != nil:
+		err = fmt.Errorf("check: %w; replay: %w", cerr, rerr)
+	case cerr != nil:
+		err = fmt.Errorf("check: %w", cerr)
+	case rerr != nil:
+		err = fmt.Errorf("replay: %w", rerr)
+	}
+	return cw.String(), rw.String(), err
 }
 
 func compileFile(path string, cfg Config) (*Script, error) {

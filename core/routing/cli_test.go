@@ -71,6 +71,42 @@ func TestRunCheck(t *testing.T) {
 	}
 }
 
+// TestCheckAndReplay: a script given as source is checked against the
+// sample and replayed over a snapshot in memory, as RunCheck and RunReplay
+// print them; a compile error comes back with its position and no output.
+func TestCheckAndReplay(t *testing.T) {
+	src, err := os.ReadFile(scriptFiles[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := SampleSnapshot()
+	snap.Tasks = snap.Tasks[:2]
+	check, replay, err := CheckAndReplay("api.tengo", src, snap, slow)
+	if err != nil {
+		t.Fatalf("%v\n%s\n%s", err, check, replay)
+	}
+	var want bytes.Buffer
+	if err := CheckSource(&want, "api.tengo", src, slow); err != nil {
+		t.Fatal(err)
+	}
+	if check != want.String() {
+		t.Errorf("check output differs from CheckSource's:\n%s", testkit.LineDiff(check, want.String()))
+	}
+	if lines := strings.Split(strings.TrimSpace(replay), "\n"); len(lines) != 2+2*len(snap.Tasks) ||
+		!strings.HasPrefix(lines[0], "replay api.tengo over a snapshot taken now: 2 tasks, 5 workers") {
+		t.Errorf("replay output:\n%s", replay)
+	}
+
+	check, replay, err = CheckAndReplay("api.tengo", []byte("decision = {\n  action: admit}"), snap, slow)
+	if !errors.Is(err, ErrCompile) || !strings.HasSuffix(err.Error(), "api.tengo:2:11: unresolved reference 'admit'") || check != "" || replay != "" {
+		t.Errorf("compile error: %v (check %q, replay %q)", err, check, replay)
+	}
+	_, replay, err = CheckAndReplay("slow.tengo", []byte(`for {}`), snap, Config{Timeout: 5 * time.Millisecond})
+	if !errors.Is(err, ErrFallback) || !strings.HasPrefix(err.Error(), "check: ") || !strings.Contains(replay, "t-chat admit timeout") {
+		t.Errorf("timeout: %v\n%s", err, replay)
+	}
+}
+
 // TestRunReplayGolden replays testdata/snapshot.json through the default
 // script, every example and a script whose decisions are all refused.
 // go test -run ReplayGolden -update rewrites the golden file.
