@@ -230,3 +230,23 @@ export function refresher(fn, gapMs = 0) {
   run.stop = () => { dead = true; clearTimeout(timer); };
   return run;
 }
+
+// textSink appends streamed text to el at most once per frame (a token at a
+// time would lay the page out thousands of times); flush() writes what is
+// pending at once. after() runs after each write.
+export function textSink(el, after = () => {}) {
+  let pending = '';
+  let frame = 0;
+  const flush = () => {
+    cancelAnimationFrame(frame);
+    frame = 0;
+    if (pending) { el.append(pending); pending = ''; after(); }
+  };
+  return {
+    add(s) {
+      pending += s;
+      if (!frame) frame = requestAnimationFrame(flush);
+    },
+    flush,
+  };
+}

@@ -53,7 +53,7 @@ export function mount(view) {
     pill.className = 'pill ' + stateClass(w.state);
     setText(c[2], w.model?.id || '');
     setText(c[3], w.backend || '');
-    const busy = Math.max(w.assigned || 0, w.slots_busy || 0);
+    const busy = w.assigned || 0; // the orchestrator's count: the heartbeat's lags
     setText(c[4], `${busy}/${w.slots || 0}`);
     c[4].title = `the orchestrator assigned ${w.assigned || 0}; the worker reported ${w.slots_busy || 0} busy`;
     setText(c[5], fmtNum(workerTPS(w)));
@@ -233,7 +233,7 @@ export function mount(view) {
       let busy = 0, total = 0;
       for (const w of workerList) {
         if (w.state === 'dead') continue;
-        busy += Math.max(w.assigned || 0, w.slots_busy || 0);
+        busy += w.assigned || 0;
         total += w.slots || 0;
       }
       setText(cards.slots, `${busy}/${total}`);
@@ -272,7 +272,7 @@ export function mount(view) {
   loadWorkers();
   loadModels();
   loadPools();
-  const fallback = [setInterval(loadWorkers, 15000), setInterval(() => { loadModels(); loadPools(); }, 30000)];
+  const fallback = [setInterval(loadWorkers, 10000), setInterval(() => { loadModels(); loadPools(); }, 30000)];
   if (stats.data.last) onStats('sample');
 
   return () => {

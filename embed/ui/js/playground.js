@@ -2,7 +2,7 @@
 // (stream: true); Stop aborts the request, which cancels the task.
 
 import { get, request, readSSE, APIError } from './api.js';
-import { h, setText, failed, setError } from './dom.js';
+import { h, setText, failed, setError, textSink } from './dom.js';
 
 // The conversation outlives a visit to another page.
 const chat = { messages: [], model: '', maxTokens: 128, temperature: 0.7, ignoreEOS: false };
@@ -105,6 +105,9 @@ export function mount(view) {
     setText(status, 'streaming');
     let out = '';
     let err = '';
+    const sink = textSink(body, () => {
+      if (output.scrollHeight - output.scrollTop - output.clientHeight < 120) output.scrollTop = output.scrollHeight;
+    });
     try {
       const res = await request('/v1/chat/completions', { method: 'POST', json: req, signal: c.signal, headers: { Accept: 'text/event-stream' } });
       let finished = false;
@@ -117,8 +120,7 @@ export function mount(view) {
         const delta = chunk.choices?.[0]?.delta?.content;
         if (delta) {
           out += delta;
-          body.textContent = out;
-          if (output.scrollHeight - output.scrollTop - output.clientHeight < 80) output.scrollTop = output.scrollHeight;
+          sink.add(delta);
         }
       });
       setText(status, err || 'done');
@@ -130,6 +132,7 @@ export function mount(view) {
         reply.classList.add('failed');
       }
     } finally {
+      sink.flush();
       if (out) chat.messages.push({ role: 'assistant', content: out });
       else if (!err && status.textContent !== 'stopped') body.textContent = '(empty reply)';
       if (ctrl === c) ctrl = null;

@@ -30,7 +30,8 @@ export function mount(view) {
         h('h2', { id: 'h-rt-result' }, 'Check and replay'), result)));
 
   let busy = false;
-  const setBusy = (b) => { busy = b; check.disabled = save.disabled = reset.disabled = b; };
+  let loaded = false; // a script is loaded (reset has something to remove)
+  const setBusy = (b) => { busy = b; check.disabled = save.disabled = b; reset.disabled = b || !loaded; };
 
   async function load() {
     setBusy(true);
@@ -38,12 +39,14 @@ export function mount(view) {
       const res = await request('/v2/routing/script', { quiet: [404] });
       const name = res.headers.get('X-Routing-Script');
       source.value = await res.text();
+      loaded = true;
       setText(note, `The active script${name ? ` (${name})` : ''} decides admission and placement before the built-in scheduler.`);
       setText(status, 'loaded');
       setError('routing', '');
     } catch (e) {
       if (e instanceof APIError && e.status === 404) {
         source.value = NONE;
+        loaded = false;
         setText(note, 'No routing script is loaded: the built-in policy decides.');
         setText(status, 'none loaded');
       } else {

@@ -2,7 +2,7 @@
 // timing, the scheduler's explanation, its event timeline, its text).
 
 import { get, send, sse, enc, APIError } from './api.js';
-import { h, setText, syncRows, table, relTime, setRelTime, fmtNum, fmtMs, toast, failed, setError, confirmDialog, refresher } from './dom.js';
+import { h, setText, syncRows, table, relTime, setRelTime, fmtNum, fmtMs, toast, failed, setError, confirmDialog, refresher, textSink } from './dom.js';
 import * as stats from './stats.js';
 import { stateClass } from './overview.js';
 
@@ -125,6 +125,7 @@ export function mountTask(view, id) {
 
   let task = null;
   let streamed = ''; // text from the token events, until the task has its own
+  let live = null; // the sink of streamed into #task-text
   let dead = false;
   const ctrl = new AbortController();
 
@@ -170,6 +171,8 @@ export function mountTask(view, id) {
     ].filter(Boolean).map(([k, v]) => h('div', null, h('dt', null, k), h('dd', null, v))));
     renderTiming(timing, t.end?.timing || t.error?.timing, t);
     renderExplanation(explanation, t.explanation);
+    if (live && !t.text) return; // the token events write the text
+    if (live) { live.flush(); live = null; }
     setText(text, t.text || streamed || (active(t.status) ? '…' : '(no text)'));
   }
 
@@ -185,12 +188,15 @@ export function mountTask(view, id) {
     if (ev.event === 'token') {
       streamed += d.t || '';
       if (!run) {
-        run = { n: 0, first: d.i ?? 0, li: h('li', { dataset: { event: 'token' }, class: 'ev-token' }, h('span', { class: 'ev-name' }, 'token'), h('span', { class: 'ev-sum' })) };
+        run = { n: 0, first: d.i ?? 0, li: h('li', { dataset: { event: 'token' }, class: 'ev-token' }, h('span', { class: 'ev-name' }, 'token'), h('span', { class: 'ev-time' }), h('span', { class: 'ev-sum' })) };
         timeline.appendChild(run.li);
       }
       run.n++;
       setText(run.li.lastChild, `${run.n} token${run.n === 1 ? '' : 's'} (#${run.first}–#${run.first + run.n - 1})`);
-      if (!task || !task.text) setText(text, streamed);
+      if (!task || !task.text) {
+        if (!live) { text.replaceChildren(); live = textSink(text); }
+        live.add(d.t || '');
+      }
       return;
     }
     run = null;
@@ -201,7 +207,7 @@ export function mountTask(view, id) {
   };
   const eventTime = (name) => {
     const at = name === 'queued' ? task?.created_at : name === 'started' ? task?.started_at : (name === 'end' || name === 'error') ? task?.finished_at : '';
-    return at ? relTime(at) : null;
+    return at ? relTime(at) : h('span', { class: 'ev-time' });
   };
 
   (async () => {
@@ -270,7 +276,7 @@ function renderTiming(el, tm, t) {
   ];
   el.replaceChildren(bar, h('dl', { class: 'timing' }, rows.map(([cls, label, ms]) =>
     h('div', { dataset: { part: cls } }, h('dt', null, h('span', { class: 'key seg-' + cls }), label), h('dd', { class: 'num' }, fmtMs(ms))))),
-  tm.attempts > 1 ? h('p', { class: 'muted' }, `${tm.attempts} attempts (the task moved between workers).`) : null);
+  h('p', { class: 'muted', hidden: !(tm.attempts > 1) }, `${tm.attempts} attempts (the task moved between workers).`));
 }
 
 function renderExplanation(el, ex) {
