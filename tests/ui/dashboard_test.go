@@ -1,0 +1,494 @@
+package ui
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/llorch/llorch/core/api"
+)
+
+// TestRootAndNoLeak checks with plain HTTP that / redirects to /ui/ and that
+// the page and every script and style it loads, fetched without a key,
+// carry nothing of the fleet: no worker id, model, pool or key.
+func TestRootAndNoLeak(t *testing.T) {
+	hc := &http.Client{
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := hc.Get(fl.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 3 || !strings.HasSuffix(resp.Header.Get("Location"), "/ui/") {
+		t.Fatalf("GET / = %d, Location %q; want a redirect to /ui/", resp.StatusCode, resp.Header.Get("Location"))
+	}
+
+	// Crawl the page's files: index.html, what it references, and what the
+	// ES modules import, all under /ui/.
+	base, _ := url.Parse(fl.URL + "/ui/")
+	seen := map[string]bool{}
+	queue := []*url.URL{base}
+	fetched := 0
+	for len(queue) > 0 {
+		u := queue[0]
+		queue = queue[1:]
+		if seen[u.String()] {
+			continue
+		}
+		seen[u.String()] = true
+		resp, err := hc.Get(u.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s without a key = %d; want 200", u.Path, resp.StatusCode)
+			continue
+		}
+		fetched++
+		if u == base {
+			csp := resp.Header.Get("Content-Security-Policy")
+			if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe") {
+				t.Errorf("GET /ui/: Content-Security-Policy %q; want script-src 'self' and nothing unsafe", csp)
+			}
+		}
+		for _, secret := range append([]string{modelID, poolName, adminKey, workerToken}, workerIDs...) {
+			if strings.Contains(string(body), secret) {
+				t.Errorf("GET %s without a key carries %q", u.Path, secret)
+			}
+		}
+		for _, ref := range assetRefs(string(body)) {
+			r, err := u.Parse(ref)
+			if err != nil || r.Host != base.Host || !strings.HasPrefix(r.Path, "/ui/") {
+				continue
+			}
+			r.Fragment, r.RawQuery = "", ""
+			queue = append(queue, r)
+		}
+	}
+	if fetched < 2 {
+		t.Errorf("fetched %d files under /ui/ (%v); want index.html and at least one script", fetched, keys(seen))
+	}
+	t.Logf("no fleet names in %d files: %v", fetched, keys(seen))
+}
+
+// assetRe finds the references of a page or module to other files: src= and
+// href= attributes, and module imports (static and dynamic).
+var assetRe = regexp.MustCompile(`(?:\b(?:src|href)\s*=\s*["']|\bfrom\s*["']|\bimport\s*\(?\s*["'])([^"'#?]+\.(?:m?js|css))["']`)
+
+func assetRefs(body string) []string {
+	var out []string
+	for _, m := range assetRe.FindAllStringSubmatch(body, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestDashboard drives the page in one tab (logged in with the admin key)
+// through its pages, and opens fresh tabs for the wrong key. The subtests
+// run in order and share the fleet: the drain, which takes a worker out of
+// service, comes last.
+func TestDashboard(t *testing.T) {
+	b := needBrowser(t)
+	deadline := time.Now().Add(3 * time.Minute)
+	shots := t.ArtifactDir()
+	t.Logf("screenshots in %s", shots)
+	main := b.newTab(t, "main", deadline)
+
+	if !t.Run("load", func(t *testing.T) {
+		main.must(t, "loading /ui/ and waiting for form#login", 60*time.Second,
+			chromedp.Navigate(fl.URL+"/ui/"),
+			chromedp.WaitVisible(chromedp.CSS("form#login")),
+		)
+		main.screenshot(t, shots, "login")
+		main.must(t, "typing the API key", 30*time.Second,
+			chromedp.SendKeys(chromedp.CSS("input#key"), adminKey),
+			chromedp.Click(chromedp.CSS("#login-submit")),
+		)
+		main.must(t, "waiting for the overview after the login", 60*time.Second,
+			chromedp.WaitVisible(chromedp.CSS("table#workers")),
+			chromedp.WaitNotVisible(chromedp.CSS("form#login")),
+		)
+		// The load is over once both workers are listed and a stats
+		// sample has been drawn (or the charts say they are missing).
+		main.waitFor(t, 30*time.Second, "the overview's first data", func() error {
+			type st struct {
+				Rows   int
+				Points string
+				Chart  string
+			}
+			s, err := eval[st](main, 10*time.Second, `(() => {
+				const c = document.querySelector("#chart-tokens");
+				return {Rows: document.querySelectorAll("table#workers tbody tr[data-worker-id]").length,
+					Points: c ? (c.dataset.points || "") : "", Chart: c ? c.textContent.trim() : ""};
+			})()`)
+			switch {
+			case err != nil:
+				return err
+			case s.Rows < len(workerIDs):
+				return fmt.Errorf("%d worker rows", s.Rows)
+			case s.Points == "" || s.Points == "0":
+				if strings.Contains(s.Chart, "make ui") {
+					return nil
+				}
+				return fmt.Errorf("#chart-tokens data-points %q", s.Points)
+			}
+			return nil
+		})
+		if c := main.consoleProblems(); len(c) > 0 {
+			t.Errorf("the console during the load:\n  %s", strings.Join(c, "\n  "))
+		}
+	}) {
+		t.FailNow()
+	}
+
+	t.Run("workers", func(t *testing.T) {
+		for _, id := range workerIDs {
+			main.waitFor(t, 30*time.Second, "worker row "+id, func() error {
+				r, err := workerRow(main, id)
+				switch {
+				case err != nil:
+					return err
+				case r.State != api.WorkerHealthy:
+					return fmt.Errorf("td.state %q, want %q", r.State, api.WorkerHealthy)
+				case !strings.Contains(r.Model, modelID):
+					return fmt.Errorf("td.model %q, want %q", r.Model, modelID)
+				}
+				return nil
+			})
+		}
+		main.screenshot(t, shots, "overview")
+	})
+
+	t.Run("task", func(t *testing.T) {
+		main.show(t, "#/tasks")
+		main.must(t, "the tasks page", 30*time.Second, chromedp.WaitVisible(chromedp.CSS("table#tasks")))
+		acc := submit(t, "The dashboard lists this task.", 32)
+		accepted := time.Now()
+		row := fmt.Sprintf(`table#tasks tbody tr[data-task-id=%s]`, jsString(acc.TaskID))
+		main.waitFor(t, 2*time.Second, "the task in the list within 2 s of the 202", func() error {
+			_, err := main.text(row)
+			return err
+		})
+		t.Logf("task %s listed %s after the 202", acc.TaskID, time.Since(accepted).Round(time.Millisecond))
+		st := waitTask(t, acc.TaskID, 60*time.Second)
+		if st.Status != api.TaskSucceeded || st.WorkerID == "" || st.Explanation == nil {
+			t.Fatalf("task %s: status %s, worker %q, explanation %v; want succeeded on a worker, explained", acc.TaskID, st.Status, st.WorkerID, st.Explanation)
+		}
+		main.waitFor(t, 10*time.Second, "the task's row says "+st.Status, func() error {
+			s, err := main.text(row + " td.status")
+			if err == nil && s != st.Status {
+				err = fmt.Errorf("td.status %q", s)
+			}
+			return err
+		})
+		main.screenshot(t, shots, "tasks")
+
+		main.show(t, "#/tasks/"+acc.TaskID)
+		main.waitFor(t, 15*time.Second, "the task page's explanation and timing", func() error {
+			status, err := main.text("#task #task-status")
+			if err != nil {
+				return err
+			}
+			if status != st.Status {
+				return fmt.Errorf("#task-status %q, want %q", status, st.Status)
+			}
+			expl, err := main.text("#task-explanation")
+			switch {
+			case err != nil:
+				return err
+			case !strings.Contains(expl, st.WorkerID):
+				return fmt.Errorf("#task-explanation does not name the chosen worker %s: %q", st.WorkerID, expl)
+			case st.Explanation.Summary != "" && !strings.Contains(expl, st.Explanation.Summary):
+				return fmt.Errorf("#task-explanation lacks the scheduler's summary %q: %q", st.Explanation.Summary, expl)
+			}
+			timing, err := main.text("#task-timing")
+			switch {
+			case err != nil:
+				return err
+			case !strings.Contains(strings.ToLower(timing), "queue") || !strings.Contains(strings.ToLower(timing), "first token"):
+				return fmt.Errorf("#task-timing lacks the queue wait or the first token: %q", timing)
+			}
+			n, err := eval[int](main, 10*time.Second, `document.querySelectorAll("#task-timeline li").length`)
+			if err == nil && n < 3 {
+				err = fmt.Errorf("#task-timeline has %d events", n)
+			}
+			return err
+		})
+		main.screenshot(t, shots, "task")
+	})
+
+	t.Run("chart", func(t *testing.T) {
+		var ids []string
+		for i := range 3 {
+			ids = append(ids, submit(t, fmt.Sprintf("Chart point %d.", i), 48).TaskID)
+		}
+		for _, id := range ids {
+			waitTask(t, id, 60*time.Second)
+		}
+		main.show(t, "#/overview")
+		main.waitFor(t, 10*time.Second, "#chart-tokens with data points", func() error {
+			type st struct{ Nonzero, Text string }
+			s, err := eval[st](main, 10*time.Second, `(() => {
+				const c = document.querySelector("#chart-tokens");
+				return c ? {Nonzero: c.dataset.nonzero || "", Text: c.textContent.trim()} : {Nonzero: "", Text: "(no #chart-tokens)"};
+			})()`)
+			switch {
+			case err != nil:
+				return err
+			case s.Nonzero == "" || s.Nonzero == "0":
+				return fmt.Errorf("#chart-tokens data-nonzero %q (text %q)", s.Nonzero, s.Text)
+			}
+			return nil
+		})
+		main.screenshot(t, shots, "overview-charts")
+	})
+
+	t.Run("playground", func(t *testing.T) { playground(t, main, shots) })
+
+	t.Run("routing", func(t *testing.T) {
+		main.show(t, "#/routing")
+		main.must(t, "the routing page", 30*time.Second, chromedp.WaitVisible(chromedp.CSS("textarea#rt-source")))
+		main.waitFor(t, 15*time.Second, "the active script in #rt-source", func() error {
+			n, err := eval[int](main, 10*time.Second, `document.querySelector("textarea#rt-source").value.length`)
+			if err == nil && n == 0 {
+				err = fmt.Errorf("#rt-source is empty")
+			}
+			return err
+		})
+		main.must(t, "clicking #rt-check", 10*time.Second, chromedp.Click(chromedp.CSS("#rt-check")))
+		main.waitFor(t, 60*time.Second, "the check's output in #rt-result", func() error {
+			s, err := main.text("#rt-result")
+			if err == nil && !strings.Contains(s, "check ") && !strings.Contains(s, "compiled") {
+				err = fmt.Errorf("#rt-result %q", s)
+			}
+			return err
+		})
+		main.screenshot(t, shots, "routing")
+	})
+
+	t.Run("wrong-key", func(t *testing.T) {
+		wrong := b.newTab(t, "wrong-key", deadline)
+		wrong.login(t, wrongKey)
+		wrong.waitFor(t, 15*time.Second, "#login-error", func() error {
+			s, err := wrong.text("#login-error")
+			if err == nil && !strings.Contains(s, "API key was rejected") {
+				err = fmt.Errorf("#login-error %q", s)
+			}
+			return err
+		})
+		wrong.screenshot(t, shots, "login-error")
+		// The 401 itself is in the browser's log; nothing else may be.
+		for _, c := range wrong.consoleProblems() {
+			if !strings.HasPrefix(c, "log network error:") || !strings.Contains(c, "401") {
+				t.Errorf("the console with a wrong key: %s", c)
+			}
+		}
+	})
+
+	t.Run("drain", func(t *testing.T) {
+		id := workerIDs[1]
+		main.show(t, "#/overview")
+		btn := fmt.Sprintf(`button.drain[data-worker-id=%s]`, jsString(id))
+		main.must(t, "draining "+id, 30*time.Second,
+			chromedp.WaitVisible(chromedp.CSS(btn)),
+			chromedp.Click(chromedp.CSS(btn)),
+			chromedp.WaitVisible(chromedp.CSS("dialog#confirm")),
+		)
+		if s, err := main.text("#confirm-text"); err != nil || !strings.Contains(s, id) {
+			t.Errorf("#confirm-text %q (%v) does not name the worker %s", s, err, id)
+		}
+		main.must(t, "confirming the drain", 30*time.Second,
+			chromedp.Click(chromedp.CSS("#confirm-ok")),
+			chromedp.WaitNotVisible(chromedp.CSS("dialog#confirm")),
+		)
+		main.waitFor(t, 15*time.Second, "the row of "+id+" says draining", func() error {
+			r, err := workerRow(main, id)
+			if err == nil && r.State != api.WorkerDraining {
+				err = fmt.Errorf("td.state %q", r.State)
+			}
+			return err
+		})
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		ws, err := fl.c.Workers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range ws {
+			if w.WorkerID == id && w.State != api.WorkerDraining {
+				t.Errorf("GET /v2/workers: %s is %s, want %s", id, w.State, api.WorkerDraining)
+			}
+		}
+		if s, err := main.text("#toast"); err != nil || s == "" {
+			t.Errorf("no result of the drain in #toast (%q, %v)", s, err)
+		}
+		main.screenshot(t, shots, "overview-drained")
+	})
+
+	t.Run("console", func(t *testing.T) {
+		if c := main.consoleProblems(); len(c) > 0 {
+			t.Errorf("the console of the main tab through every page:\n  %s", strings.Join(c, "\n  "))
+		}
+	})
+}
+
+// workerCells are the cells of a worker's row of table#workers.
+type workerCells struct {
+	State, Model, Slots string
+}
+
+func workerRow(tb *tab, id string) (workerCells, error) {
+	type res struct {
+		Found bool
+		workerCells
+	}
+	r, err := eval[res](tb, 10*time.Second, fmt.Sprintf(`(() => {
+		const r = document.querySelector("table#workers tbody tr[data-worker-id=" + JSON.stringify(%s) + "]");
+		if (!r) return {Found: false};
+		const c = (sel) => { const e = r.querySelector(sel); return e ? e.textContent.trim() : ""; };
+		return {Found: true, State: c("td.state"), Model: c("td.model"), Slots: c("td.slots")};
+	})()`, jsString(id)))
+	switch {
+	case err != nil:
+		return workerCells{}, err
+	case !r.Found:
+		return workerCells{}, fmt.Errorf("no row for worker %s", id)
+	}
+	return r.workerCells, nil
+}
+
+// playground sends a long reply (4000 tokens, ignore EOS) and clicks stop as
+// soon as its first text shows; the task must end cancelled.
+func playground(t *testing.T, main *tab, shots string) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	before, err := fl.c.Tasks(ctx, "")
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, st := range before {
+		known[st.TaskID] = true
+	}
+
+	main.show(t, "#/playground")
+	main.must(t, "the playground", 30*time.Second, chromedp.WaitVisible(chromedp.CSS("textarea#pg-input")))
+	option := fmt.Sprintf(`select#pg-model option[value=%s]`, jsString(modelID))
+	main.must(t, "the model in select#pg-model", 15*time.Second, chromedp.WaitReady(chromedp.CSS(option)))
+	// Set the form as a person would, with the events a person's input fires.
+	if _, err := eval[bool](main, 10*time.Second, fmt.Sprintf(`(() => {
+		const set = (sel, prop, v) => {
+			const e = document.querySelector(sel);
+			e[prop] = v;
+			e.dispatchEvent(new Event("input", {bubbles: true}));
+			e.dispatchEvent(new Event("change", {bubbles: true}));
+		};
+		set("select#pg-model", "value", %s);
+		set("input#pg-max-tokens", "value", "4000");
+		set("input#pg-ignore-eos", "checked", true);
+		return true;
+	})()`, jsString(modelID))); err != nil {
+		t.Fatalf("setting the playground's form: %v", err)
+	}
+	main.must(t, "typing a message and sending it", 15*time.Second,
+		chromedp.SendKeys(chromedp.CSS("textarea#pg-input"), "Tell me a very long story."),
+		chromedp.Click(chromedp.CSS("#pg-send")),
+	)
+	// In the page: wait for the reply's first text, then click stop at
+	// once (the tiny model is fast: a round trip from here could come
+	// after the end).
+	type stopped struct {
+		Text         string
+		StopDisabled bool
+	}
+	got, err := eval[stopped](main, 30*time.Second, `new Promise((resolve, reject) => {
+		const out = document.querySelector("#pg-output");
+		const stop = document.querySelector("#pg-stop");
+		if (!out || !stop) { reject(new Error("no #pg-output or #pg-stop")); return; }
+		const check = () => {
+			const msgs = out.querySelectorAll(".msg.assistant");
+			const last = msgs[msgs.length - 1];
+			if (!last || last.textContent.trim() === "") return false;
+			const disabled = stop.disabled;
+			stop.click();
+			resolve({Text: last.textContent, StopDisabled: disabled});
+			return true;
+		};
+		if (check()) return;
+		const mo = new MutationObserver(() => { if (check()) mo.disconnect(); });
+		mo.observe(out, {childList: true, subtree: true, characterData: true});
+		setTimeout(() => { mo.disconnect(); reject(new Error("no assistant text in 25 s")); }, 25000);
+	})`)
+	if err != nil {
+		t.Fatalf("waiting for the reply and stopping it: %v\n%s", err, main.describe())
+	}
+	if got.StopDisabled {
+		t.Errorf("#pg-stop was disabled while the reply streamed")
+	}
+	main.waitFor(t, 10*time.Second, `#pg-status says "stopped"`, func() error {
+		s, err := main.text("#pg-status")
+		if err == nil && !strings.Contains(strings.ToLower(s), "stopped") {
+			err = fmt.Errorf("#pg-status %q", s)
+		}
+		return err
+	})
+	main.screenshot(t, shots, "playground")
+
+	// Through the API: the playground's task ended cancelled, before its
+	// 4000 tokens.
+	var task api.TaskStatus
+	err = poll(t.Context(), 10*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		all, err := fl.c.Tasks(ctx, "")
+		if err != nil {
+			return err
+		}
+		var fresh []api.TaskStatus
+		for _, st := range all {
+			if !known[st.TaskID] {
+				fresh = append(fresh, st)
+			}
+		}
+		if len(fresh) != 1 {
+			return fmt.Errorf("%d new tasks since the playground's send, want 1", len(fresh))
+		}
+		task = fresh[0]
+		if task.Status != api.TaskCancelled {
+			return fmt.Errorf("the playground's task %s is %s", task.TaskID, task.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the playground's task did not end cancelled: %v", err)
+	}
+	if task.Model != modelID || task.TokensOut >= 4000 {
+		t.Errorf("the playground's task: model %q, %d tokens; want %s, fewer than 4000", task.Model, task.TokensOut, modelID)
+	}
+	t.Logf("playground: %d characters shown when stop was clicked; task %s cancelled after %d tokens", len(got.Text), task.TaskID, task.TokensOut)
+}
