@@ -169,6 +169,7 @@ export function mountTask(view, id) {
       t.end ? ['Stop reason', t.end.stop_reason + (t.end.stop_sequence_matched ? ` (${t.end.stop_sequence_matched})` : '')] : null,
       t.end ? ['Prompt tokens', `${t.end.prompt_tokens} (${t.end.cached_tokens} cached)`] : null,
     ].filter(Boolean).map(([k, v]) => h('div', null, h('dt', null, k), h('dd', null, v))));
+    for (const li of timeline.children) fillTime(li.querySelector('.ev-time'), li.dataset.event);
     renderTiming(timing, t.end?.timing || t.error?.timing, t);
     renderExplanation(explanation, t.explanation);
     if (live && !t.text) return; // the token events write the text
@@ -205,9 +206,17 @@ export function mountTask(view, id) {
     const changes = ev.event === 'started' || ev.event === 'migrated' || ev.event === 'end' || ev.event === 'error';
     if (changes && (!task || active(task.status))) load();
   };
+  // An event's time, where the task says it: queued at its creation,
+  // started at its (last) start, end or error when it finished.
   const eventTime = (name) => {
+    const slot = h('span', { class: 'ev-time' });
+    fillTime(slot, name);
+    return slot;
+  };
+  const fillTime = (slot, name) => {
+    if (slot.firstChild) return;
     const at = name === 'queued' ? task?.created_at : name === 'started' ? task?.started_at : (name === 'end' || name === 'error') ? task?.finished_at : '';
-    return at ? relTime(at) : h('span', { class: 'ev-time' });
+    if (at) slot.appendChild(relTime(at));
   };
 
   (async () => {
@@ -234,7 +243,7 @@ function summary(name, d, raw) {
   switch (name) {
     case 'queued':
       if (d.reason === 'starting') return `waiting for a worker to start on pool ${d.pool || '?'}: ${d.step || 'starting'}${d.progress ? ` ${Math.round(d.progress * 100)}%` : ''}`;
-      return `queued at position ${d.position ?? '?'}${d.predicted_start_ms ? `, predicted start in ${fmtMs(d.predicted_start_ms)}` : ''}`;
+      return `queued at position ${d.position ?? '?'}${d.predicted_start_ms > 0 ? `, predicted start in ${fmtMs(d.predicted_start_ms)}` : ''}`;
     case 'started':
       return `on worker ${d.worker_id} (slot ${d.slot}, seed ${d.seed}), prompt ${d.prompt_tokens} tokens, ${d.cached_tokens} cached${d.resumed_tokens ? `, resumed after ${d.resumed_tokens}` : ''}`;
     case 'migrated':
