@@ -85,6 +85,7 @@ export function mountCharts(root) {
       } else {
         p.plot.setData(cols);
       }
+      showLast(p.plot, xs.length);
       mark(p.box, cols);
     }
   };
@@ -113,6 +114,12 @@ export function mountCharts(root) {
     cancelAnimationFrame(raf);
     for (const p of panels) if (p.plot) p.plot.destroy();
   };
+}
+
+// showLast puts the newest sample's values in the legend while the pointer
+// is not over the chart (uPlot shows the values under the pointer).
+function showLast(u, n) {
+  if (n && u.cursor && !(u.cursor.left >= 0) && typeof u.setLegend === 'function') u.setLegend({ idx: n - 1 });
 }
 
 function width(box) {
