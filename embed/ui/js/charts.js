@@ -30,6 +30,7 @@ const DEFS = [
   {
     id: 'chart-ttft', title: 'Time to first token', unit: 'ms',
     series: (d) => [['p50', d.p50], ['p95', d.p95]],
+    points: true, // a sample between two without a first token is a lone point
   },
   {
     id: 'chart-outcomes', title: 'Requests by outcome (per sample)', unit: 'requests',
@@ -140,6 +141,7 @@ function create(p, series, cols, colors) {
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max || 0, p.def.id === 'chart-ttft' ? 10 : 1) * 1.1] } },
     axes: [axis, { ...axis, size: 56 }],
     legend: { live: true },
+    hooks: { ready: [(u) => showLast(u, u.data[0].length)] },
     cursor: { drag: { x: false, y: false } },
     series: [
       { label: 'time' },
@@ -148,7 +150,7 @@ function create(p, series, cols, colors) {
         stroke: p.def.id === 'chart-outcomes' ? colors.outcomes[i] : colors.series[i % colors.series.length],
         width: w || 1.5,
         spanGaps: false,
-        points: { show: false },
+        points: p.def.points ? { show: true, size: 4 } : { show: false },
         ...(stepped ? { paths: stepped } : {}),
       })),
     ],

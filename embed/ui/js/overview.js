@@ -33,7 +33,9 @@ export function mount(view) {
 
   let workerList = null; // last GET /v2/workers
   let declared = new Map(); // id -> ModelView
-  let seq = { tasks: null, workers: null };
+  // The sequence numbers of the newest sample when the workers were last
+  // fetched: a sample with others means the list (or its slots) changed.
+  let seen = { tasks: undefined, workers: undefined };
 
   // --- workers
   const buildWorker = (w) => {
@@ -79,6 +81,8 @@ export function mount(view) {
     renderModels();
   };
   const loadWorkers = refresher(async () => {
+    const l = stats.data.last;
+    if (l) seen = { tasks: l.tasks_seq, workers: l.workers_seq };
     try {
       const r = await get('/v2/workers');
       workerList = (r.workers || []).slice().sort((a, b) => (a.worker_id < b.worker_id ? -1 : 1));
@@ -255,9 +259,10 @@ export function mount(view) {
     }
     const s = stats.data.last;
     if (!s) return;
-    if (seq.workers !== null && s.workers_seq !== seq.workers) { loadWorkers(); loadModels(); }
-    else if (seq.tasks !== null && s.tasks_seq !== seq.tasks) loadWorkers();
-    seq = { tasks: s.tasks_seq, workers: s.workers_seq };
+    if (s.workers_seq !== seen.workers) {
+      if (seen.workers !== undefined) loadModels();
+      loadWorkers();
+    } else if (s.tasks_seq !== seen.tasks) loadWorkers();
     renderTotals();
     renderModels();
     if (workerList) for (const tr of workers.tbody.rows) {

@@ -1,8 +1,8 @@
-// #/routing: the active routing script (Tengo), checked by the orchestrator
+// #/routing: the routing script in force (Tengo; GET /v2/routing), checked by the orchestrator
 // (POST /v2/routing/check: compile, trial, replay over a snapshot taken
 // now), saved after a check and a confirmation, or removed.
 
-import { request, send, APIError } from './api.js';
+import { get, send } from './api.js';
 import { h, setText, toast, failed, setError, confirmDialog } from './dom.js';
 
 const NONE = `// No routing script is loaded: the built-in policy decides.
@@ -36,22 +36,23 @@ export function mount(view) {
   async function load() {
     setBusy(true);
     try {
-      const res = await request('/v2/routing/script', { quiet: [404] });
-      const name = res.headers.get('X-Routing-Script');
-      source.value = await res.text();
-      loaded = true;
-      setText(note, `The active script${name ? ` (${name})` : ''} decides admission and placement before the built-in scheduler.`);
-      setText(status, 'loaded');
-      setError('routing', '');
-    } catch (e) {
-      if (e instanceof APIError && e.status === 404) {
+      // GET /v2/routing answers 200 whether a script is loaded or not (GET
+      // /v2/routing/script is a 404 when none is, a failed request in the
+      // console).
+      const r = await get('/v2/routing');
+      loaded = !!r.loaded;
+      if (loaded) {
+        source.value = r.source || '';
+        setText(note, `The active script${r.name ? ` (${r.name})` : ''} decides admission and placement before the built-in scheduler.`);
+        setText(status, 'loaded');
+      } else {
         source.value = NONE;
-        loaded = false;
         setText(note, 'No routing script is loaded: the built-in policy decides.');
         setText(status, 'none loaded');
-      } else {
-        failed('routing', 'Cannot read the routing script', e);
       }
+      setError('routing', '');
+    } catch (e) {
+      failed('routing', 'Cannot read the routing script', e);
     } finally {
       setBusy(false);
     }

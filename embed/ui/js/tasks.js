@@ -50,8 +50,12 @@ export function mountList(view) {
   };
 
   let lastLoad = 0;
+  // seen is the tasks_seq of the newest sample when the list was last
+  // fetched: a sample with another one means the list changed since.
+  let seen;
   const load = refresher(async () => {
     lastLoad = Date.now();
+    seen = stats.data.last?.tasks_seq;
     const q = new URLSearchParams({ limit: String(LIMIT) });
     if (filters.status) q.set('status', filters.status);
     if (filters.model) q.set('model', filters.model);
@@ -82,13 +86,9 @@ export function mountList(view) {
   model.addEventListener('input', onFilter);
   worker.addEventListener('input', onFilter);
 
-  let seq = null;
   const unsub = stats.subscribe((kind) => {
-    if (kind !== 'sample' && kind !== 'load') return;
     const s = stats.data.last;
-    if (!s) return;
-    if (seq !== null && s.tasks_seq !== seq) load();
-    seq = s.tasks_seq;
+    if ((kind === 'sample' || kind === 'load') && s && s.tasks_seq !== seen) load();
   });
   stats.start();
   load();
