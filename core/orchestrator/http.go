@@ -49,9 +49,13 @@ func (s *Server) routes() *echo.Echo {
 	v2.DELETE("/models/:id", s.handleDeleteModel, admin)
 	v2.GET("/events", s.handleFleetEvents, admin)
 	v2.GET("/meta/capabilities", s.handleCapabilities, user)
+	v2.GET("/meta/auth", s.handleAuthInfo) // open: whether a key is needed
+	v2.GET("/stats", s.handleStats, admin)
+	v2.GET("/stats/stream", s.handleStatsStream, admin)
 	v2.GET("/routing/script", s.handleGetScript, admin)
 	v2.PUT("/routing/script", s.handlePutScript, admin)
 	v2.DELETE("/routing/script", s.handleDeleteScript, admin)
+	v2.POST("/routing/check", s.handleCheckScript, admin)
 	v2.GET("/routing/snapshot", s.handleSnapshot, admin)
 
 	v1 := e.Group("/v1", openai.ShapeErrors, user)

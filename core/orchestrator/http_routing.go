@@ -37,6 +37,29 @@ func (s *Server) handlePutScript(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"loaded": true, "bytes": len(src)})
 }
 
+// handleCheckScript is POST /v2/routing/check: the body's script is tried
+// as PUT would try it (the sandboxed trial), then compiled here and run
+// against the sample snapshot and over a snapshot of this orchestrator
+// taken now. Nothing is loaded or stored; a script that fails is a 200
+// with ok false and why.
+func (s *Server) handleCheckScript(c echo.Context) error {
+	src, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, routing.MaxSourceBytes))
+	if err != nil {
+		return writeError(c, api.Errorf(api.CodeBodyTooLarge, "a routing script is at most %d bytes", routing.MaxSourceBytes))
+	}
+	const name = "api.tengo"
+	if err := s.trialScript(c.Request().Context(), name, src); err != nil {
+		return c.JSON(http.StatusOK, api.RoutingCheck{Error: err.Error()})
+	}
+	check, replay, err := routing.CheckAndReplay(name, src, s.disp.snapshot(),
+		routing.Config{Timeout: s.cfg.RoutingTimeout, MaxAllocs: s.cfg.RoutingMaxAllocs})
+	res := api.RoutingCheck{OK: err == nil, Check: check, Replay: replay}
+	if err != nil {
+		res.Error = err.Error()
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
 func (s *Server) handleDeleteScript(c echo.Context) error {
 	s.routing.Clear()
 	if err := s.st.PutSetting(settingRouting, nil); err != nil {

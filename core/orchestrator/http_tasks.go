@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -91,14 +92,26 @@ func (s *Server) handleGetTask(c echo.Context) error {
 	return c.JSON(http.StatusOK, st)
 }
 
+// maxListedTasks is the most tasks GET /v2/tasks answers with (and its
+// default limit).
+const maxListedTasks = 1000
+
 func (s *Server) handleListTasks(c echo.Context) error {
-	want := c.QueryParam("status")
-	switch want {
+	f := taskFilter{status: c.QueryParam("status"), model: c.QueryParam("model"), worker: c.QueryParam("worker"), limit: maxListedTasks}
+	switch f.status {
 	case "", api.TaskQueued, api.TaskRunning, api.TaskSucceeded, api.TaskFailed, api.TaskCancelled:
 	default:
 		return writeError(c, api.Errorf(api.CodeInvalidRequest, "status must be queued, running, succeeded, failed or cancelled"))
 	}
-	return c.JSON(http.StatusOK, map[string]any{"tasks": s.tasks.list(principalOf(c.Request().Context()), want, 1000)})
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxListedTasks {
+			return writeError(c, &api.Error{Code: api.CodeInvalidRequest, Message: "invalid request", Fields: []api.FieldError{{
+				Field: "limit", Constraint: "1..1000", Message: "must be a number from 1 to 1000"}}})
+		}
+		f.limit = n
+	}
+	return c.JSON(http.StatusOK, map[string]any{"tasks": s.tasks.list(principalOf(c.Request().Context()), f)})
 }
 
 func (s *Server) handleEvents(c echo.Context) error {

@@ -42,6 +42,7 @@ type registry struct {
 	mu      sync.Mutex
 	workers map[string]*worker
 	dirty   map[string]bool // records to persist
+	seq     uint64          // moves when a worker registers, changes state or goes (stats)
 	saveMu  sync.Mutex      // one save at a time, so records land in order
 }
 
@@ -94,8 +95,10 @@ func (r *registry) load() error {
 	return nil
 }
 
-// gaugeLocked recounts workers by state.
+// gaugeLocked recounts workers by state (a worker registered, changed
+// state or went: the stats' workers_seq moves).
 func (r *registry) gaugeLocked() {
+	r.seq++
 	counts := map[string]int{api.WorkerHealthy: 0, api.WorkerUnhealthy: 0, api.WorkerDead: 0, api.WorkerDraining: 0}
 	for _, w := range r.workers {
 		counts[w.rec.State]++

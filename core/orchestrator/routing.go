@@ -47,14 +47,24 @@ func (s *Server) initRouting() error {
 // configured), then compiles and installs it. On error the current script
 // stays.
 func (s *Server) loadScript(ctx context.Context, name string, src []byte) error {
-	if s.deps.TrialScript != nil {
-		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := s.deps.TrialScript(tctx, name, src); err != nil {
-			return fmt.Errorf("routing: %s failed its trial in a sandboxed process: %w", name, err)
-		}
+	if err := s.trialScript(ctx, name, src); err != nil {
+		return err
 	}
 	return s.routing.Load(name, src)
+}
+
+// trialScript runs a script once in a sandboxed child process, when a
+// trial is configured (Deps.TrialScript).
+func (s *Server) trialScript(ctx context.Context, name string, src []byte) error {
+	if s.deps.TrialScript == nil {
+		return nil
+	}
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.deps.TrialScript(tctx, name, src); err != nil {
+		return fmt.Errorf("routing: %s failed its trial in a sandboxed process: %w", name, err)
+	}
+	return nil
 }
 
 // ReloadRouting reads the configured script file again (SIGHUP). On error the

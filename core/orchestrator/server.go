@@ -132,6 +132,11 @@ type Config struct {
 	// lengths and timings, and with TracePrompts the prompt or messages too.
 	TraceFile    string
 	TracePrompts bool
+
+	// StatsInterval is how often the sample ring behind GET /v2/stats takes
+	// a sample (default 1s, at most 1m, at least 10ms); it keeps 15 minutes
+	// of them.
+	StatsInterval time.Duration
 }
 
 // Validate checks the config and fills defaults.
@@ -182,6 +187,12 @@ func (c *Config) Validate() error {
 	def(&c.RegisterTimeout, 30*time.Second)
 	def(&c.StopGrace, 10*time.Minute)
 	def(&c.EmbedStartWait, time.Minute)
+	switch {
+	case c.StatsInterval == 0:
+		c.StatsInterval = time.Second
+	case c.StatsInterval < minStatsInterval || c.StatsInterval > maxStatsInterval:
+		return fmt.Errorf("orchestrator: the stats interval must be from %s to %s, got %s", minStatsInterval, maxStatsInterval, c.StatsInterval)
+	}
 	if c.Version == "" {
 		c.Version = buildinfo.Version
 	}
@@ -248,6 +259,8 @@ type Deps struct {
 	connect func(url string) workerAPI
 	// poolHost replaces the pools' commands (tests).
 	poolHost func(api.Pool) poolHost
+	// manualStats stops the stats loop: tests take samples (stats.take).
+	manualStats bool
 }
 
 // Server is the orchestrator daemon: a composition of parts, each owning
@@ -264,6 +277,7 @@ type Server struct {
 	tasks   *tasks
 	disp    *dispatcher
 	fleet   *fleet
+	stats   *stats
 	echo    *echo.Echo
 	ui      map[string]*uiFile // the dashboard's files by path (http_ui.go)
 	// closeHosts closes the connections to pools (at the end of Serve).
@@ -331,6 +345,8 @@ func New(cfg Config, deps Deps) (_ *Server, err error) {
 	s.closeHosts = closeHosts
 	s.fleet = newFleet(&s.cfg, s.log, s.m, s.st, s.reg, s.disp, host)
 	s.disp.onStarved = s.fleet.kick
+	s.stats = newStats(&s.cfg, s.m, s.tasks, s.disp, s.reg)
+	s.stats.manual = deps.manualStats
 	if err := s.initRouting(); err != nil {
 		return nil, err
 	}
@@ -394,7 +410,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.disp.loop,
 		func(ctx context.Context) { s.reg.monitorLoop(ctx, alive(loopMonitor)) },
 		func(ctx context.Context) { s.tasks.journalLoop(ctx, alive(loopJournal)) },
-		s.tasks.janitorLoop, s.disp.queuedLoop, s.watchRouting, s.fleet.loop,
+		s.tasks.janitorLoop, s.disp.queuedLoop, s.watchRouting, s.fleet.loop, s.stats.loop,
 	}
 	for _, loop := range loops {
 		wg.Add(1)

@@ -44,6 +44,11 @@ type tasks struct {
 
 	journalMu sync.Mutex // one journal batch at a time
 
+	// acc counts what happens over the stats interval and seq moves when a
+	// task is created or changes status (stats.go). Guarded by mu.
+	acc *statsAcc
+	seq uint64
+
 	// trace, when set, gets a record of every task that ends (trace.go).
 	trace *tracer
 }
@@ -128,7 +133,7 @@ type tailItem struct {
 func newTasks(cfg *Config, log *slog.Logger, st *store.Orchestrator, m *metrics) *tasks {
 	ts := &tasks{cfg: cfg, log: log.With("part", "tasks"), st: st, m: m,
 		table: map[string]*task{}, dirty: map[string]*task{},
-		tailKick: make(chan struct{}, 1)}
+		tailKick: make(chan struct{}, 1), acc: newStatsAcc()}
 	ts.tailIdle = sync.NewCond(&ts.tailMu)
 	return ts
 }
@@ -173,6 +178,7 @@ func (ts *tasks) add(t *task) {
 	defer ts.mu.Unlock()
 	ts.table[t.id] = t
 	ts.dirty[t.id] = t
+	ts.seq++
 }
 
 // discard forgets a task that was never accepted (its journal write failed).
@@ -181,6 +187,7 @@ func (ts *tasks) discard(id string) {
 	defer ts.mu.Unlock()
 	delete(ts.table, id)
 	delete(ts.dirty, id)
+	ts.seq++
 }
 
 // get returns a task p may see, nil when there is none (or it is another
@@ -222,21 +229,36 @@ func (ts *tasks) statusLocked(t *task, withText bool) api.TaskStatus {
 	return st
 }
 
-// list returns the newest tasks p may see, oldest first, at most limit,
-// optionally only those with a status.
-func (ts *tasks) list(p principal, status string, limit int) []api.TaskStatus {
+// taskFilter is what GET /v2/tasks asks for: the newest limit tasks with
+// the status, model and worker given ("" matches any).
+type taskFilter struct {
+	status, model, worker string
+	limit                 int
+}
+
+// list returns the newest tasks p may see that pass f, oldest first.
+func (ts *tasks) list(p principal, f taskFilter) []api.TaskStatus {
+	type hit struct {
+		t       *task
+		created time.Time
+	}
+	var hits []hit
 	ts.mu.Lock()
-	out := make([]api.TaskStatus, 0, min(len(ts.table), limit))
 	for _, t := range ts.table {
-		if (status == "" || t.status == status) && p.canSee(t.owner) {
-			out = append(out, ts.statusLocked(t, false))
+		if (f.status == "" || t.status == f.status) && (f.model == "" || t.model == f.model) &&
+			(f.worker == "" || t.workerID == f.worker) && p.canSee(t.owner) {
+			hits = append(hits, hit{t, t.created})
 		}
 	}
-	ts.mu.Unlock()
-	slices.SortFunc(out, func(a, b api.TaskStatus) int { return a.CreatedAt.Compare(b.CreatedAt) })
-	if len(out) > limit {
-		out = out[len(out)-limit:]
+	// Only the newest limit are rendered (under the lock: a status reads
+	// the task).
+	slices.SortFunc(hits, func(a, b hit) int { return a.created.Compare(b.created) })
+	hits = hits[max(0, len(hits)-f.limit):]
+	out := make([]api.TaskStatus, len(hits))
+	for i, h := range hits {
+		out[i] = ts.statusLocked(h.t, false)
 	}
+	ts.mu.Unlock()
 	return out
 }
 
@@ -377,6 +399,7 @@ func (ts *tasks) finishLocked(t *task, status string, end *api.End, apiErr *api.
 		outcome = "dropped"
 	}
 	ts.m.tasks.WithLabelValues(outcome, t.priority).Inc()
+	ts.countEndLocked(status)
 	code := ""
 	if apiErr != nil {
 		code = apiErr.Code
@@ -484,6 +507,7 @@ func (ts *tasks) begin(id, workerID string, expl *api.Explanation, spent spent) 
 		t.expl = expl
 	}
 	ts.dirty[t.id] = t
+	ts.seq++
 	t.notify()
 	exec := t.req.ExecuteRequest
 	exec.JobID = job
@@ -509,6 +533,7 @@ func (ts *tasks) requeued(id string) {
 	if t := ts.table[id]; t != nil && !t.terminal() {
 		t.status, t.jobID = api.TaskQueued, ""
 		ts.dirty[t.id] = t
+		ts.seq++
 		t.notify()
 	}
 }
@@ -573,6 +598,7 @@ func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Erro
 			if t.firstToken.IsZero() {
 				t.firstToken = now
 				ts.m.ttft.Observe(now.Sub(t.created).Seconds())
+				ts.countFirstLocked(now.Sub(t.created))
 			}
 		}
 		tok := *ev.Token
@@ -580,6 +606,7 @@ func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Erro
 		t.tokenIDs = append(t.tokenIDs, tok.ID)
 		t.text.WriteString(tok.T)
 		ts.m.tokensOut.Inc()
+		ts.countTokenLocked(t)
 		ts.appendLocked(t, api.Event{Name: api.EventToken, Token: &tok})
 	case ev.End != nil:
 		end := *ev.End
