@@ -383,8 +383,12 @@ func (st *stats) window(window time.Duration, topN int) *api.Stats {
 				continue // nothing in the window
 			}
 			sum := 0.0
-			for i := range n {
-				sum += float64(w.vals[slot(i)])
+			head, tail := st.span(w.vals, first, n)
+			for _, v := range head {
+				sum += float64(v)
+			}
+			for _, v := range tail {
+				sum += float64(v)
 			}
 			if sum > 0 {
 				ranked = append(ranked, busy{id, sum, w})
@@ -397,9 +401,13 @@ func (st *stats) window(window time.Duration, topN int) *api.Stats {
 			return strings.Compare(a.id, b.id)
 		})
 		for _, b := range ranked[:min(len(ranked), topN)] {
-			ser := make(api.Series, n)
-			for i := range n {
-				ser[i] = float64(b.w.vals[slot(i)])
+			ser := make(api.Series, 0, n)
+			head, tail := st.span(b.w.vals, first, n)
+			for _, v := range head {
+				ser = append(ser, float64(v))
+			}
+			for _, v := range tail {
+				ser = append(ser, float64(v))
 			}
 			out.Workers = append(out.Workers, api.WorkerSeries{WorkerID: b.id, TokensPerSecond: ser})
 		}
@@ -408,6 +416,16 @@ func (st *stats) window(window time.Duration, topN int) *api.Stats {
 		out.Last = busiest(st.recent[(st.n-1)%recentSamples], topN)
 	}
 	return out
+}
+
+// span is the values of samples first..first+n-1 of a worker ring, oldest
+// first, as its two contiguous parts.
+func (st *stats) span(vals []float32, first int64, n int) (head, tail []float32) {
+	start := int(first % int64(st.size))
+	if end := start + n; end > st.size {
+		return vals[start:], vals[:end-st.size]
+	}
+	return vals[start : start+n], nil
 }
 
 // busiest is s with its per-worker rates cut to the topN highest (ties by
