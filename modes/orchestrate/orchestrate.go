@@ -81,6 +81,7 @@ func Command() *cli.Command {
 			&cli.DurationFlag{Name: "store-timeout", Local: true, Value: 2 * time.Second, Usage: "how long to wait for the database lock", Destination: &storeWait},
 			&cli.StringFlag{Name: "trace-file", Local: true, Usage: "append one JSON line per finished task to this file (mode 0600): arrival, model, API, session fingerprint, token counts, queue/TTFT/total ms, status; replay it with `llorch ctl bench --trace`", Destination: &cfg.TraceFile, Sources: cli.EnvVars("LLORCH_TRACE_FILE")},
 			&cli.BoolFlag{Name: "trace-prompts", Local: true, Usage: "record each task's prompt or messages in the --trace-file too (off: lengths and timings only)", Destination: &cfg.TracePrompts, Sources: cli.EnvVars("LLORCH_TRACE_PROMPTS")},
+			&cli.DurationFlag{Name: "stats-interval", Local: true, Value: time.Second, Usage: "how often the dashboard's sample ring (GET /v2/stats) takes a sample, 10ms to 1m; it keeps 15 minutes", Destination: &cfg.StatsInterval},
 			&cli.StringFlag{Name: "log-level", Local: true, Value: "info", Usage: "debug, info, warn, error", Destination: &logLevel, Sources: cli.EnvVars("LLORCH_LOG_LEVEL")},
 		},
 		Commands: []*cli.Command{routingCommand()},
