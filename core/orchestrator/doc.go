@@ -63,6 +63,13 @@
 //     (only they count); a POST /v1/embeddings for it with no ready worker
 //     waits in fleet.awaitEmbedder, which counts as the model's demand,
 //     for at most EmbedStartWait (embeddings.go).
+//   - stats (stats.go): the sample ring behind GET /v2/stats and its SSE
+//     stream (http_stats.go), for the dashboard. The tasks part counts an
+//     interval's tokens (by worker), first tokens and endings under the
+//     lock it holds anyway; every StatsInterval the sampler swaps those
+//     counts out, reads the queue, the running attempts and the workers
+//     (one part's lock at a time) and keeps 15 minutes of samples in fixed
+//     rings.
 //   - http (http*.go, openai.go): handlers that decode, call a part, encode.
 //
 // Locks: the fleet calls the dispatcher and the registry, never while
