@@ -171,3 +171,14 @@ type RoutingCheck struct {
 type AuthInfo struct {
 	KeysRequired bool `json:"keys_required"`
 }
+
+// RoutingStatus is GET /v2/routing: the routing script in force, if any.
+// Unlike GET /v2/routing/script (404 when none is loaded) it always answers
+// 200, for a page that shows either case.
+type RoutingStatus struct {
+	// Loaded is false when the built-in policy decides alone.
+	Loaded bool `json:"loaded"`
+	// Name is where the script came from (its file, or "api.tengo").
+	Name   string `json:"name,omitempty"`
+	Source string `json:"source,omitempty"`
+}

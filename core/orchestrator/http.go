@@ -52,6 +52,7 @@ func (s *Server) routes() *echo.Echo {
 	v2.GET("/meta/auth", s.handleAuthInfo) // open: whether a key is needed
 	v2.GET("/stats", s.handleStats, admin)
 	v2.GET("/stats/stream", s.handleStatsStream, admin)
+	v2.GET("/routing", s.handleRoutingStatus, admin)
 	v2.GET("/routing/script", s.handleGetScript, admin)
 	v2.PUT("/routing/script", s.handlePutScript, admin)
 	v2.DELETE("/routing/script", s.handleDeleteScript, admin)

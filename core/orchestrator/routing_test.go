@@ -117,6 +117,9 @@ func TestRoutingScripts(t *testing.T) {
 		if got != good {
 			t.Fatalf("script now %q", got)
 		}
+		if rs := decode[api.RoutingStatus](t, o.do(t, http.MethodGet, "/v2/routing", nil), http.StatusOK); !rs.Loaded || rs.Source != good || rs.Name != "api.tengo" {
+			t.Fatalf("GET /v2/routing: %+v", rs)
+		}
 		st := o.waitTask(t, o.submitAsync(t, taskReq("tiny", "score", 3, 1)).TaskID, 30*time.Second)
 		if st.WorkerID != "w1" {
 			t.Fatalf("scored task ran on %s", st.WorkerID)
@@ -135,6 +138,10 @@ func TestRoutingScripts(t *testing.T) {
 		}
 		resp.Body.Close()
 		apiErr(t, o.do(t, http.MethodGet, "/v2/routing/script", nil), http.StatusNotFound, api.CodeNotFound)
+		// The status says so without an error.
+		if rs := decode[api.RoutingStatus](t, o.do(t, http.MethodGet, "/v2/routing", nil), http.StatusOK); rs.Loaded || rs.Source != "" {
+			t.Fatalf("GET /v2/routing with no script: %+v", rs)
+		}
 	})
 }
 
