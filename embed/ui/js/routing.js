@@ -2,7 +2,7 @@
 // (POST /v2/routing/check: compile, trial, replay over a snapshot taken
 // now), saved after a check and a confirmation, or removed.
 
-import { get, send, request, APIError } from './api.js';
+import { get, send } from './api.js';
 import { h, setText, toast, failed, setError, confirmDialog } from './dom.js';
 
 const NONE = `// No routing script is loaded: the built-in policy decides.
@@ -33,24 +33,13 @@ export function mount(view) {
   let loaded = false; // a script is loaded (reset has something to remove)
   const setBusy = (b) => { busy = b; check.disabled = save.disabled = b; reset.disabled = b || !loaded; };
 
-  // legacy reads an orchestrator without GET /v2/routing.
-  async function legacy() {
-    try {
-      const res = await request('/v2/routing/script', { quiet: [404] });
-      return { loaded: true, name: res.headers.get('X-Routing-Script') || '', source: await res.text() };
-    } catch (e) {
-      if (e instanceof APIError && e.status === 404) return { loaded: false };
-      throw e;
-    }
-  }
-
   async function load() {
     setBusy(true);
     try {
       // GET /v2/routing answers 200 whether a script is loaded or not (GET
       // /v2/routing/script is a 404 when none is, a failed request in the
       // console).
-      const r = await get('/v2/routing').catch((e) => (e instanceof APIError && e.status === 404 ? legacy() : Promise.reject(e)));
+      const r = await get('/v2/routing');
       loaded = !!r.loaded;
       if (loaded) {
         source.value = r.source || '';
