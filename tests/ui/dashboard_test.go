@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/llorch/llorch/core/api"
@@ -162,6 +164,8 @@ func TestDashboard(t *testing.T) {
 		if c := main.consoleProblems(); len(c) > 0 {
 			t.Errorf("the console during the load:\n  %s", strings.Join(c, "\n  "))
 		}
+		firstLoadBudget(t, main)
+		labelled(t, main, "the overview")
 	}) {
 		t.FailNow()
 	}
@@ -212,6 +216,7 @@ func TestDashboard(t *testing.T) {
 			return err
 		})
 		main.screenshot(t, shots, "tasks")
+		labelled(t, main, "the tasks page")
 
 		main.show(t, "#/tasks/"+acc.TaskID)
 		main.waitFor(t, 15*time.Second, "the task page's explanation and timing", func() error {
@@ -294,6 +299,7 @@ func TestDashboard(t *testing.T) {
 			return err
 		})
 		main.screenshot(t, shots, "routing")
+		labelled(t, main, "the routing page")
 	})
 
 	t.Run("wrong-key", func(t *testing.T) {
@@ -355,11 +361,88 @@ func TestDashboard(t *testing.T) {
 		main.screenshot(t, shots, "overview-drained")
 	})
 
+	t.Run("dark", func(t *testing.T) {
+		// The system's dark theme: the page follows prefers-color-scheme.
+		scheme := func(v string) chromedp.Action[chromedp.Void] {
+			return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+				_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+					Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: v}}})
+				return err
+			})
+		}
+		main.must(t, "emulating a dark system theme", 10*time.Second, scheme("dark"))
+		defer main.do(10*time.Second, scheme("light"))
+		for _, page := range []string{"#/overview", "#/playground"} {
+			main.show(t, page)
+			main.waitFor(t, 10*time.Second, "a dark background and light text on "+page, func() error {
+				type lum struct{ Bg, Fg float64 }
+				l, err := eval[lum](main, 10*time.Second, `(() => {
+					const rgb = (c) => (c.match(/[\d.]+/g) || []).slice(0, 3).map(Number);
+					const y = ([r, g, b]) => (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+					const s = getComputedStyle(document.body);
+					return {Bg: y(rgb(s.backgroundColor)), Fg: y(rgb(s.color))};
+				})()`)
+				if err == nil && (l.Bg > 0.3 || l.Fg < 0.6) {
+					err = fmt.Errorf("body background luminance %.2f, text %.2f: not a dark theme", l.Bg, l.Fg)
+				}
+				return err
+			})
+			main.screenshot(t, shots, "dark-"+strings.TrimPrefix(page, "#/"))
+		}
+	})
+
 	t.Run("console", func(t *testing.T) {
 		if c := main.consoleProblems(); len(c) > 0 {
 			t.Errorf("the console of the main tab through every page:\n  %s", strings.Join(c, "\n  "))
 		}
 	})
+}
+
+// firstLoadBudget checks what the first load of the page transferred (the
+// page, its scripts, styles and images, headers included; the browser's
+// cache was empty): at most 300 KB, the issue's budget for an air-gapped
+// cluster's dashboard. API answers are data, not the page, and are left out.
+func firstLoadBudget(t *testing.T, tb *tab) {
+	t.Helper()
+	type sizes struct {
+		Files    int
+		Transfer float64
+		Decoded  float64
+	}
+	s, err := eval[sizes](tb, 10*time.Second, `(() => {
+		const es = [...performance.getEntriesByType("navigation"), ...performance.getEntriesByType("resource")]
+			.filter((e) => e.initiatorType !== "fetch" && e.initiatorType !== "xmlhttprequest");
+		return {Files: es.length, Transfer: es.reduce((n, e) => n + e.transferSize, 0),
+			Decoded: es.reduce((n, e) => n + e.decodedBodySize, 0)};
+	})()`)
+	switch {
+	case err != nil:
+		t.Errorf("measuring the first load: %v", err)
+	case s.Files < 3 || s.Transfer <= 0:
+		t.Errorf("the first load: %d files, %.0f bytes transferred: not measured", s.Files, s.Transfer)
+	case s.Transfer > 300*1024:
+		t.Errorf("the first load transferred %.0f bytes (%d files, %.0f decoded), over the 300 KB budget", s.Transfer, s.Files, s.Decoded)
+	default:
+		t.Logf("the first load: %d files, %.1f KB transferred (%.1f KB decoded)", s.Files, s.Transfer/1024, s.Decoded/1024)
+	}
+}
+
+// labelled checks that every visible control of the page has an accessible
+// name: a label, aria-label(ledby), or (buttons, links) its own text.
+func labelled(t *testing.T, tb *tab, where string) {
+	t.Helper()
+	bare, err := eval[[]string](tb, 10*time.Second, `[...document.querySelectorAll("input, select, textarea, button, a[href]")]
+		.filter((e) => e.offsetParent !== null && e.type !== "hidden")
+		.filter((e) => !((e.labels && e.labels.length) || e.getAttribute("aria-label") || e.getAttribute("aria-labelledby") ||
+			e.title || ((e.tagName === "BUTTON" || e.tagName === "A") && e.textContent.trim())))
+		.map((e) => e.outerHTML.slice(0, 120))`)
+	if err != nil {
+		t.Errorf("checking the labels of %s: %v", where, err)
+		return
+	}
+	for _, b := range bare {
+		t.Errorf("a control of %s has no label: %s", where, b)
+	}
 }
 
 // chartNonzero reads #chart-tokens's data-nonzero (0 when not set yet); an
@@ -499,6 +582,7 @@ func playground(t *testing.T, main *tab, shots string) {
 		return err
 	})
 	main.screenshot(t, shots, "playground")
+	labelled(t, main, "the playground")
 
 	// Through the API: the playground's task ended cancelled, before its
 	// 4000 tokens.
