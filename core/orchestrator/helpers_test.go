@@ -60,22 +60,33 @@ func startOrch(t testing.TB, cfg Config) *orch {
 	if err != nil {
 		t.Fatal(err)
 	}
+	o, _, _ := serve(t, srv, st)
+	return o
+}
+
+// serve runs srv on a loopback listener until the test ends or stop is
+// called (stop waits for Serve to return; done is closed then), and closes
+// st after it.
+func serve(tb testing.TB, srv *Server, st *store.Orchestrator) (o *orch, stop func(), done <-chan struct{}) {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		st.Close()
+		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done; st.Close() })
-	o := &orch{Server: srv, URL: "http://" + ln.Addr().String(), store: st}
-	for _, k := range cfg.Keys { // requests are made as the first admin key
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(ctx, ln) }()
+	stop = func() { cancel(); <-served }
+	tb.Cleanup(func() { stop(); st.Close() })
+	o = &orch{Server: srv, URL: "http://" + ln.Addr().String(), store: st}
+	for _, k := range srv.cfg.Keys { // requests are made as the first admin key
 		if k.Role == RoleAdmin {
 			o.key = k.Secret
 			break
 		}
 	}
-	return o
+	return o, stop, served
 }
 
 // testLogger logs to t at debug level.

@@ -225,16 +225,7 @@ func (st *stats) loop(ctx context.Context) {
 	if st.manual {
 		return
 	}
-	t := time.NewTicker(st.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			st.take(time.Now())
-		}
-	}
+	tick(ctx, st.interval, nil, func() { st.take(time.Now()) })
 }
 
 // take takes the sample of the interval that ends at now and puts it in

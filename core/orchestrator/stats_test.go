@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,7 +28,7 @@ type fakeOrch struct {
 	*orch
 	fleet *fakeFleet
 	stop  func() // stops Serve and waits for it
-	done  chan struct{}
+	done  <-chan struct{}
 }
 
 // startFakeOrch serves an orchestrator over a fake fleet. With manual
@@ -53,23 +52,8 @@ func startFakeOrch(tb testing.TB, cfg Config, manual bool, edit ...func(*Deps)) 
 		st.Close()
 		tb.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ctx, ln) }()
-	f := &fakeOrch{orch: &orch{Server: srv, URL: "http://" + ln.Addr().String(), store: st}, fleet: fleet, done: done}
-	for _, k := range cfg.Keys {
-		if k.Role == RoleAdmin {
-			f.key = k.Secret
-			break
-		}
-	}
-	f.stop = func() { cancel(); <-done }
-	tb.Cleanup(func() { f.stop(); st.Close() })
-	return f
+	o, stop, done := serve(tb, srv, st)
+	return &fakeOrch{orch: o, fleet: fleet, stop: stop, done: done}
 }
 
 // addWorker registers a fake worker serving model.
