@@ -320,22 +320,11 @@ func TestStatsTTFTBounded(t *testing.T) {
 	}
 }
 
-// openStream opens GET /v2/stats/stream and returns the response once the
-// server has subscribed it.
+// openStream opens GET /v2/stats/stream (as the admin key, when there is
+// one).
 func (f *fakeOrch) openStream(t *testing.T, query string, hdr ...string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, f.URL+"/v2/stats/stream"+query, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp
+	return f.do(t, http.MethodGet, "/v2/stats/stream"+query, nil, hdr...)
 }
 
 // nextSample reads the next sample event of a stream.
