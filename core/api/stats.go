@@ -181,4 +181,7 @@ type RoutingStatus struct {
 	// Name is where the script came from (its file, or "api.tengo").
 	Name   string `json:"name,omitempty"`
 	Source string `json:"source,omitempty"`
+	// Default is the built-in policy written as a documented script
+	// (embed/routing/default.tengo): a start for one's own.
+	Default string `json:"default,omitempty"`
 }

@@ -9,11 +9,12 @@ import (
 )
 
 // handleRoutingStatus answers GET /v2/routing: the script in force, or that
-// none is (200 either way: the dashboard shows both without an error).
+// none is (200 either way: the dashboard shows both without an error), and
+// the built-in policy as a script.
 func (s *Server) handleRoutingStatus(c echo.Context) error {
-	name, src, ok := s.routing.Source()
-	if !ok {
-		return c.JSON(http.StatusOK, api.RoutingStatus{})
+	rs := api.RoutingStatus{Default: string(s.deps.DefaultRoutingScript)}
+	if name, src, ok := s.routing.Source(); ok {
+		rs.Loaded, rs.Name, rs.Source = true, name, string(src)
 	}
-	return c.JSON(http.StatusOK, api.RoutingStatus{Loaded: true, Name: name, Source: string(src)})
+	return c.JSON(http.StatusOK, rs)
 }

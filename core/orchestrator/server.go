@@ -254,6 +254,9 @@ type Deps struct {
 	// UI is the dashboard's files, served at /ui/ (embed.UI in the binary);
 	// nil serves none.
 	UI fs.FS
+	// DefaultRoutingScript is the built-in policy written as a script
+	// (embed.DefaultRoutingScript), which GET /v2/routing shows.
+	DefaultRoutingScript []byte
 
 	// connect replaces the HTTP worker client (tests).
 	connect func(url string) workerAPI

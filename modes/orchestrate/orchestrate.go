@@ -120,7 +120,7 @@ func Command() *cli.Command {
 				return cli.Exit(fmt.Sprintf("orchestrate: %v", err), 1)
 			}
 			defer st.Close()
-			deps := orchestrator.Deps{Log: log, Store: st, UI: llembed.UI}
+			deps := orchestrator.Deps{Log: log, Store: st, UI: llembed.UI, DefaultRoutingScript: llembed.DefaultRoutingScript}
 			if exe, err := os.Executable(); err == nil {
 				// Every script runs once in a sandboxed child process before it
 				// is loaded: what slips past the in-process guards kills the

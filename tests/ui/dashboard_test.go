@@ -283,10 +283,12 @@ func TestDashboard(t *testing.T) {
 	t.Run("routing", func(t *testing.T) {
 		main.show(t, "#/routing")
 		main.must(t, "the routing page", 30*time.Second, chromedp.WaitVisible(chromedp.CSS("textarea#rt-source")))
-		main.waitFor(t, 15*time.Second, "the active script in #rt-source", func() error {
-			n, err := eval[int](main, 10*time.Second, `document.querySelector("textarea#rt-source").value.length`)
-			if err == nil && n == 0 {
-				err = fmt.Errorf("#rt-source is empty")
+		// No script is loaded: the editor starts from the built-in policy
+		// written as a script (embed/routing/default.tengo).
+		main.waitFor(t, 15*time.Second, "the built-in policy's script in #rt-source", func() error {
+			src, err := eval[string](main, 10*time.Second, `document.querySelector("textarea#rt-source").value`)
+			if err == nil && !strings.Contains(src, `stage == "place"`) {
+				err = fmt.Errorf("#rt-source does not hold the default script: %q", truncate(src, 200))
 			}
 			return err
 		})
@@ -616,4 +618,11 @@ func playground(t *testing.T, main *tab, shots string) {
 		t.Errorf("the playground's task: model %q, %d tokens; want %s, some streamed but fewer than 4000", task.Model, task.TokensOut, modelID)
 	}
 	t.Logf("playground: %q shown when stop was clicked (%q before the reply); task %s cancelled after %d tokens", got.Text, got.Baseline, task.TaskID, task.TokensOut)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }

@@ -5,9 +5,9 @@
 import { get, send } from './api.js';
 import { h, setText, toast, failed, setError, confirmDialog } from './dom.js';
 
-const NONE = `// No routing script is loaded: the built-in policy decides.
-// Write a script here, Check it, and Save to load it.
-// \`llorch orchestrate routing examples\` lists example scripts to start from.
+const NONE = `// No routing script is loaded: the built-in policy decides. Below is that
+// policy written as a script, to start from: edit it, Check it, and Save to
+// load it. \`llorch orchestrate routing examples\` prints more examples.
 `;
 
 export function mount(view) {
@@ -46,7 +46,7 @@ export function mount(view) {
         setText(note, `The active script${r.name ? ` (${r.name})` : ''} decides admission and placement before the built-in scheduler.`);
         setText(status, 'loaded');
       } else {
-        source.value = NONE;
+        source.value = NONE + (r.default ? '\n' + r.default : '');
         setText(note, 'No routing script is loaded: the built-in policy decides.');
         setText(status, 'none loaded');
       }
