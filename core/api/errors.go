@@ -113,6 +113,11 @@ type Error struct {
 	Fields    []FieldError `json:"fields,omitempty"`
 	// RetryAfterMs is set on errors that a client should retry later.
 	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
+	// Limit names the key limit or session budget that refused the request
+	// (RATE_LIMITED, QUOTA_EXCEEDED, BUDGET_EXCEEDED, FORBIDDEN; Limit*).
+	Limit string `json:"limit,omitempty"`
+	// Budget is what the task's session has left, on a terminal error.
+	Budget *Budget `json:"budget,omitempty"`
 	// Timing is set by the orchestrator on a stream's terminal error event
 	// (see End.Timing).
 	Timing *Timing `json:"timing,omitempty"`

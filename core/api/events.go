@@ -103,6 +103,9 @@ type End struct {
 	// Timing is set by the orchestrator on its streams' terminal event: where
 	// the task's time went. Workers leave it out.
 	Timing *Timing `json:"timing,omitempty"`
+	// Budget is what the task's session has left (orchestrator, tasks with
+	// a session_id that names a session created by POST /v2/sessions).
+	Budget *Budget `json:"budget,omitempty"`
 }
 
 // Timing says where an orchestrator task's time went, in milliseconds from

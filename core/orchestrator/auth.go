@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/bind"
 )
 
@@ -127,6 +128,13 @@ type principal struct {
 	owner string
 	// fp is the key's fingerprint as logs show it; name its name, if any.
 	fp, name string
+	// key names the key in usage, metrics and fair queueing: its name, or
+	// "key-" + fp for a file key without one; "" without keys.
+	key string
+	// weight is the key's share in fair queueing (1 unless set).
+	weight int
+	// limits are the key's limits; nil: none.
+	limits *api.KeyLimits
 }
 
 // canSee reports whether p may read and cancel a task owned by owner.
@@ -145,7 +153,11 @@ func newAuthn(keys []Key, workerToken string) *authn {
 	for _, k := range keys {
 		a.secrets = append(a.secrets, []byte(k.Secret))
 		sum := sha256.Sum256([]byte(k.Secret))
-		a.principals = append(a.principals, principal{role: k.Role, owner: hex.EncodeToString(sum[:16]), fp: Fingerprint(k.Secret), name: k.Name})
+		p := principal{role: k.Role, owner: hex.EncodeToString(sum[:16]), fp: Fingerprint(k.Secret), name: k.Name, key: k.Name, weight: 1}
+		if p.key == "" {
+			p.key = "key-" + p.fp
+		}
+		a.principals = append(a.principals, p)
 	}
 	return a
 }
