@@ -13,8 +13,10 @@ package store
 //	├── poolstate pool name → PoolState: last inventory, state and error (JSON)
 //	├── replicas  worker id → Replica: a worker the fleet started (JSON)
 //	├── fit       digest|backend|ctx|slots → Fit: learned memory correction (JSON)
-//	└── fleetlog  seq (uint64 big endian) → api.FleetEvent (JSON); the newest
-//	              MaxFleetEvents are kept
+//	├── fleetlog  seq (uint64 big endian) → api.FleetEvent (JSON); the newest
+//	│             MaxFleetEvents are kept
+//	└── keys      SHA-256 of an API key (hex) → KeyRecord: its spec, never the
+//	              key itself (JSON; keys.go)
 //
 // Next to it, orchestrator.db.tail/ holds the tail log: the events appended
 // since the last journal batch (see tail.go).
@@ -45,12 +47,16 @@ var (
 	bucketReplicas    = []byte("replicas")
 	bucketFit         = []byte("fit")
 	bucketFleetLog    = []byte("fleetlog")
+	bucketKeys        = []byte("keys")
 )
 
 var orchMigrations = []migration{
 	func(*bolt.Tx) error { return nil },
 	// 2: the fleet buckets (created by open); api.Pool gained a transport,
 	// and a pool stored without one is an ssh pool.
+	func(*bolt.Tx) error { return nil },
+	// 3: the keys bucket (created by open). An older llorch must not open
+	// a database whose API keys it would ignore (it would run open).
 	func(*bolt.Tx) error { return nil },
 }
 
@@ -114,7 +120,7 @@ type Orchestrator struct {
 // orchestrators never share it).
 func OpenOrchestrator(path string, timeout time.Duration) (*Orchestrator, error) {
 	db, err := open(path, timeout, [][]byte{bucketOrchWorkers, bucketPools, bucketTasks, bucketEvents, bucketSettings,
-		bucketModels, bucketPoolState, bucketReplicas, bucketFit, bucketFleetLog}, orchMigrations)
+		bucketModels, bucketPoolState, bucketReplicas, bucketFit, bucketFleetLog, bucketKeys}, orchMigrations)
 	if err != nil {
 		return nil, err
 	}
