@@ -15,8 +15,10 @@ package store
 //	├── fit       digest|backend|ctx|slots → Fit: learned memory correction (JSON)
 //	├── fleetlog  seq (uint64 big endian) → api.FleetEvent (JSON); the newest
 //	│             MaxFleetEvents are kept
-//	└── keys      SHA-256 of an API key (hex) → KeyRecord: its spec, never the
-//	              key itself (JSON; keys.go)
+//	├── keys      SHA-256 of an API key (hex) → KeyRecord: its spec, never the
+//	│             key itself (JSON; keys.go)
+//	└── usage     key ‖ 0x00 ‖ model ‖ 0x00 ‖ hour (uint64 big endian) → hourly
+//	              sums of a key's use of a model (JSON; usage.go)
 //
 // Next to it, orchestrator.db.tail/ holds the tail log: the events appended
 // since the last journal batch (see tail.go).
@@ -58,6 +60,9 @@ var orchMigrations = []migration{
 	// 3: the keys bucket (created by open). An older llorch must not open
 	// a database whose API keys it would ignore (it would run open).
 	func(*bolt.Tx) error { return nil },
+	// 4: the usage bucket (created by open); task records gained their key's
+	// name and usage fields. Tasks that ended before are not counted.
+	func(*bolt.Tx) error { return nil },
 }
 
 // WorkerRecord is a registered worker as the orchestrator remembers it.
@@ -93,6 +98,17 @@ type TaskRecord struct {
 	End         *api.End         `json:"end,omitempty"`
 	Error       *api.Error       `json:"error,omitempty"`
 	Explanation *api.Explanation `json:"explanation,omitempty"`
+	// Key is the name of the key that submitted the task, for usage ("" when
+	// the orchestrator runs without keys).
+	Key string `json:"key,omitempty"`
+	// PromptTokens and CachedTokens are what the task's first started event
+	// reported (a resumed attempt's prompt holds the tokens already sent:
+	// not counted again).
+	PromptTokens int `json:"prompt_tokens,omitempty"`
+	CachedTokens int `json:"cached_tokens,omitempty"`
+	// UsageCounted is set by the journal batch that counted the ended
+	// task's usage (usage.go), so that it is never counted twice.
+	UsageCounted bool `json:"usage_counted,omitempty"`
 }
 
 // Event is one stored stream event; Seq is its SSE id.
@@ -107,6 +123,9 @@ type Event struct {
 type TaskWrite struct {
 	Task   TaskRecord
 	Events []Event
+	// Counted is set by Journal when this write counted the task's usage
+	// (it had ended and was not counted before).
+	Counted bool
 }
 
 // Orchestrator is the orchestrator's database and its tail log (tail.go).
@@ -120,7 +139,8 @@ type Orchestrator struct {
 // orchestrators never share it).
 func OpenOrchestrator(path string, timeout time.Duration) (*Orchestrator, error) {
 	db, err := open(path, timeout, [][]byte{bucketOrchWorkers, bucketPools, bucketTasks, bucketEvents, bucketSettings,
-		bucketModels, bucketPoolState, bucketReplicas, bucketFit, bucketFleetLog, bucketKeys}, orchMigrations)
+		bucketModels, bucketPoolState, bucketReplicas, bucketFit, bucketFleetLog, bucketKeys,
+		bucketUsage}, orchMigrations)
 	if err != nil {
 		return nil, err
 	}
@@ -202,14 +222,22 @@ func (o *Orchestrator) Pools() ([]api.Pool, error) {
 }
 
 // Journal writes a batch of task records and their new events in one
-// transaction.
+// transaction. A record of a task that ended is counted in the usage
+// bucket in the same transaction, once (usage.go); the writes counted get
+// Counted once the transaction has committed.
 func (o *Orchestrator) Journal(batch []TaskWrite) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	return o.db.Update(func(tx *bolt.Tx) error {
+	counted := make([]bool, len(batch))
+	err := o.db.Update(func(tx *bolt.Tx) error {
 		eb := tx.Bucket(bucketEvents)
-		for _, w := range batch {
+		for i := range batch {
+			w := batch[i] // a copy: a failed transaction leaves the batch as it was
+			var err error
+			if counted[i], err = countUsageTx(tx, &w.Task); err != nil {
+				return err
+			}
 			if err := put(tx, bucketTasks, w.Task.ID, w.Task); err != nil {
 				return err
 			}
@@ -225,6 +253,15 @@ func (o *Orchestrator) Journal(batch []TaskWrite) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for i := range batch {
+		if counted[i] {
+			batch[i].Counted, batch[i].Task.UsageCounted = true, true
+		}
+	}
+	return nil
 }
 
 // DeleteTasks removes tasks and their events.
