@@ -50,6 +50,7 @@ var openAICodes = map[string]string{
 	api.CodeInvalidRequest: "invalid_value",
 	api.CodeUnauthorized:   "invalid_api_key",
 	api.CodeInternal:       "internal_error",
+	api.CodeRateLimited:    "rate_limit_exceeded",
 }
 
 // outcomeOf shows code as OpenAI does: the status from api's one table, the
@@ -125,6 +126,16 @@ func fromAPI(e *api.Error, rename func(string) string) *failure {
 	}
 	if f.err.Message == "" {
 		f.err.Message = http.StatusText(o.status)
+	}
+	// A key's limit: OpenAI's own 429s say which rate as the type; a model
+	// the key may not use is about the model parameter.
+	switch e.Limit {
+	case api.LimitRequestsPerMinute:
+		f.err.Type = "requests"
+	case api.LimitTokensPerMinute:
+		f.err.Type = "tokens"
+	case api.LimitModels:
+		f.err.Param = strp("model")
 	}
 	return f
 }

@@ -483,6 +483,7 @@ func TestSubmitErrors(t *testing.T) {
 		{api.CodeBodyTooLarge, "invalid_request_error", "body_too_large", 413},
 		{api.CodeQueueFull, "rate_limit_error", "queue_full", 429},
 		{api.CodeQueueFullDropped, "rate_limit_error", "queue_full_dropped", 429},
+		{api.CodeRateLimited, "rate_limit_error", "rate_limit_exceeded", 429},
 		{api.CodeAllSlotsBusy, "server_error", "all_slots_busy", 503},
 		{api.CodeLoading, "server_error", "model_loading", 503},
 		{api.CodeDraining, "server_error", "draining", 503},
@@ -516,6 +517,29 @@ func TestErrorDetails(t *testing.T) {
 		errorOf(t, r, 429)
 		if r.header.Get("Retry-After") != "2" || r.header.Get("Retry-After-Ms") != "1500" || r.header.Get("X-Should-Retry") != "true" {
 			t.Errorf("headers = %v", r.header)
+		}
+	})
+	t.Run("key limits", func(t *testing.T) {
+		for _, tc := range []struct {
+			e                    *api.Error
+			status               int
+			typ, code, param, ra string
+		}{
+			{&api.Error{Code: api.CodeRateLimited, Limit: api.LimitRequestsPerMinute, Message: "key k: 1 requests per minute; retry in 59.0s", Retriable: true, RetryAfterMs: 59000},
+				429, "requests", "rate_limit_exceeded", "", "59"},
+			{&api.Error{Code: api.CodeRateLimited, Limit: api.LimitTokensPerMinute, Message: "key k: 10 tokens per minute; retry in 0.2s", Retriable: true, RetryAfterMs: 200},
+				429, "tokens", "rate_limit_exceeded", "", "1"},
+			{&api.Error{Code: api.CodeRateLimited, Limit: api.LimitMaxQueued, Message: "key k: at most 1 tasks queued", Retriable: true, RetryAfterMs: 1000},
+				429, "rate_limit_error", "rate_limit_exceeded", "", "1"},
+			{&api.Error{Code: api.CodeForbidden, Limit: api.LimitModels, Message: `key k may not use model "m"`}, 403, "permission_error", "forbidden", "model", ""},
+		} {
+			ts := server(t, &backend{script: script{submitErr: tc.e}})
+			r := post(t, ts, "/v1/chat/completions", chatBody)
+			e := errorOf(t, r, tc.status)
+			param, _ := e["param"].(string)
+			if e["type"] != tc.typ || e["code"] != tc.code || param != tc.param || e["message"] != tc.e.Message || r.header.Get("Retry-After") != tc.ra {
+				t.Errorf("%s: error = %v, Retry-After %q", tc.e.Limit, e, r.header.Get("Retry-After"))
+			}
 		}
 	})
 	t.Run("no retry for a bad request", func(t *testing.T) {

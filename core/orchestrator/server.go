@@ -281,6 +281,7 @@ type Server struct {
 	disp    *dispatcher
 	fleet   *fleet
 	stats   *stats
+	limits  limiter // per-key limits (limits.go)
 	echo    *echo.Echo
 	ui      map[string]*uiFile // the dashboard's files by path (http_ui.go)
 	// closeHosts closes the connections to pools (at the end of Serve).
@@ -316,8 +317,10 @@ func New(cfg Config, deps Deps) (_ *Server, err error) {
 			IdleConnTimeout:     90 * time.Second,
 		}}
 	}
-	s := &Server{cfg: cfg, deps: deps, log: deps.Log.With("component", "orchestrator"), m: newMetrics(), st: deps.Store,
-		auth: newAuthn(cfg.Keys, cfg.WorkerToken)}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Log.With("component", "orchestrator"), m: newMetrics(), st: deps.Store}
+	if s.auth, err = newAuthn(cfg.Keys, cfg.WorkerToken, deps.Store); err != nil {
+		return nil, err
+	}
 	s.routing = routing.NewManager(routing.Config{Timeout: cfg.RoutingTimeout, MaxAllocs: cfg.RoutingMaxAllocs, Observe: s.m.observeRouting})
 	connect := deps.connect
 	if connect == nil {
@@ -371,12 +374,7 @@ func New(cfg Config, deps Deps) (_ *Server, err error) {
 		return nil, err
 	}
 	s.echo = s.routes()
-	for _, k := range cfg.Keys {
-		s.log.Info("api key loaded", "key", Fingerprint(k.Secret), "role", k.Role, "name", k.Name)
-	}
-	if len(cfg.Keys) > 0 && cfg.WorkerToken == "" {
-		s.log.Warn("API keys are set but no worker token: workers cannot register (give --worker-token)")
-	}
+	s.keysLoaded() // keys.go: logs the keys, ends restored tasks of revoked keys
 	return s, nil
 }
 

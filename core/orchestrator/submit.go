@@ -36,6 +36,11 @@ func (s *Server) submitBy(ctx context.Context, door string, req *api.TaskRequest
 	if e := check(); e != nil {
 		return api.TaskAccepted{}, e
 	}
+	use, lerr := s.limits.admit(p, req) // the key's limits (limits.go)
+	if lerr != nil {
+		return api.TaskAccepted{}, lerr
+	}
+	defer use.unlessKept()
 	headers := whitelisted(s.cfg.RoutingHeaders, meta.header)
 	var note string
 	var routed time.Duration // in the admit stage
@@ -61,7 +66,7 @@ func (s *Server) submitBy(ctx context.Context, door string, req *api.TaskRequest
 	}
 	now := time.Now()
 	t := newTask(id, req, async, p, meta.correlation, now)
-	t.arrived, t.door, t.spent.routing = arrived, door, routed
+	t.arrived, t.door, t.spent.routing, t.limit = arrived, door, routed, use
 	if note != "" {
 		t.expl = &api.Explanation{At: now, Summary: "queued", Routing: note}
 	}
@@ -73,6 +78,7 @@ func (s *Server) submitBy(ctx context.Context, door string, req *api.TaskRequest
 	}
 	t.queued = api.Queued{Position: pos, PredictedStartMs: predicted}
 	s.tasks.add(t)
+	s.endIfRevoked(p, id) // keys.go: its key was revoked while it was admitted
 	if dropped != "" {
 		s.tasks.fail(dropped, &api.Error{Code: api.CodeQueueFullDropped, Retriable: true,
 			Message: "dropped from a full queue to admit a newer task"})

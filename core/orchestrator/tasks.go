@@ -113,6 +113,8 @@ type task struct {
 	err    *api.Error
 
 	queued api.Queued
+
+	limit *keyUse // its key's limits (limits.go); nil: none
 }
 
 // logEvent is one event of a task's log, decoded once and encoded once.
@@ -174,6 +176,7 @@ func (ts *tasks) add(t *task) {
 		ts.log.Error("tail log write failed", "task_id", t.id, "err", err)
 	}
 	t.recorded = true
+	t.limit.kept()
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	ts.table[t.id] = t
@@ -185,6 +188,9 @@ func (ts *tasks) add(t *task) {
 func (ts *tasks) discard(id string) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	if t := ts.table[id]; t != nil {
+		t.limit.done()
+	}
 	delete(ts.table, id)
 	delete(ts.dirty, id)
 	ts.seq++
@@ -394,6 +400,7 @@ func (ts *tasks) finishLocked(t *task, status string, end *api.End, apiErr *api.
 	}
 	t.req = nil
 	t.jobID = ""
+	t.limit.done()
 	outcome := status
 	if apiErr != nil && apiErr.Code == api.CodeQueueFullDropped {
 		outcome = "dropped"
@@ -499,6 +506,7 @@ func (ts *tasks) begin(id, workerID string, expl *api.Explanation, spent spent) 
 	t.attempts++
 	job := fmt.Sprintf("%s-%d", t.id, t.attempts)
 	t.status, t.workerID, t.jobID = api.TaskRunning, workerID, job
+	t.limit.running()
 	t.spent, t.sent, t.workerTTFT, t.workerFirst = spent, now, 0, false
 	if t.started.IsZero() {
 		t.started = now
@@ -532,6 +540,7 @@ func (ts *tasks) requeued(id string) {
 	defer ts.mu.Unlock()
 	if t := ts.table[id]; t != nil && !t.terminal() {
 		t.status, t.jobID = api.TaskQueued, ""
+		t.limit.waiting()
 		ts.dirty[t.id] = t
 		ts.seq++
 		t.notify()
@@ -581,6 +590,7 @@ func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Erro
 		}
 		s := *ev.Started
 		t.promptTokens, t.cachedTokens = s.PromptTokens, s.CachedTokens
+		t.limit.spend(s.PromptTokens)
 		if s.MaxTokens > 0 {
 			t.maxTokens = s.MaxTokens
 		}
@@ -607,6 +617,7 @@ func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Erro
 		t.text.WriteString(tok.T)
 		ts.m.tokensOut.Inc()
 		ts.countTokenLocked(t)
+		t.limit.spend(1)
 		ts.appendLocked(t, api.Event{Name: api.EventToken, Token: &tok})
 	case ev.End != nil:
 		end := *ev.End
