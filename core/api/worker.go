@@ -96,6 +96,11 @@ type ExecuteRequest struct {
 	// event, with the TopLogprobs (0..20) most likely alternatives.
 	Logprobs    bool `json:"logprobs,omitempty"`
 	TopLogprobs int  `json:"top_logprobs,omitempty"`
+	// SessionID is set by the orchestrator for a task of a session created
+	// by POST /v2/sessions: the worker remembers which slot's cache the
+	// session left, so DELETE /v1/sessions/{id} can forget it. (In a
+	// TaskRequest the outer session_id shadows it: clients cannot set it.)
+	SessionID string `json:"session_id,omitempty"`
 }
 
 // Validate checks every field that can be checked without the model and returns
@@ -104,6 +109,9 @@ func (r *ExecuteRequest) Validate() *Error {
 	var fe []FieldError
 	add := func(field, constraint, format string, args ...any) {
 		fe = append(fe, FieldError{Field: field, Constraint: constraint, Message: fmt.Sprintf(format, args...)})
+	}
+	if len(r.SessionID) > MaxSessionIDLength || !printableASCII(r.SessionID) {
+		add("session_id", "printable_ascii<=256", "must be at most %d printable ASCII characters", MaxSessionIDLength)
 	}
 	if len(r.JobID) > MaxJobIDLength || !printableASCII(r.JobID) {
 		add("job_id", "printable_ascii<=128", "must be at most %d printable ASCII characters", MaxJobIDLength)

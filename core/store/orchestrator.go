@@ -17,8 +17,10 @@ package store
 //	│             MaxFleetEvents are kept
 //	├── keys      SHA-256 of an API key (hex) → KeyRecord: its spec, never the
 //	│             key itself (JSON; keys.go)
-//	└── usage     key ‖ 0x00 ‖ model ‖ 0x00 ‖ hour (uint64 big endian) → hourly
-//	              sums of a key's use of a model (JSON; usage.go)
+//	├── usage     key ‖ 0x00 ‖ model ‖ 0x00 ‖ hour (uint64 big endian) → hourly
+//	│             sums of a key's use of a model (JSON; usage.go)
+//	└── sessions  session id → SessionRecord: budgets and use, never prompts
+//	              (JSON; sessions.go)
 //
 // Next to it, orchestrator.db.tail/ holds the tail log: the events appended
 // since the last journal batch (see tail.go).
@@ -62,6 +64,8 @@ var orchMigrations = []migration{
 	func(*bolt.Tx) error { return nil },
 	// 4: the usage bucket (created by open); task records gained their key's
 	// name and usage fields. Tasks that ended before are not counted.
+	func(*bolt.Tx) error { return nil },
+	// 5: the sessions bucket (created by open).
 	func(*bolt.Tx) error { return nil },
 }
 
@@ -140,7 +144,7 @@ type Orchestrator struct {
 func OpenOrchestrator(path string, timeout time.Duration) (*Orchestrator, error) {
 	db, err := open(path, timeout, [][]byte{bucketOrchWorkers, bucketPools, bucketTasks, bucketEvents, bucketSettings,
 		bucketModels, bucketPoolState, bucketReplicas, bucketFit, bucketFleetLog, bucketKeys,
-		bucketUsage}, orchMigrations)
+		bucketUsage, bucketSessions}, orchMigrations)
 	if err != nil {
 		return nil, err
 	}

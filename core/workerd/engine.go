@@ -38,6 +38,10 @@ type slot struct {
 	cache    []backends.Token
 	lastUsed uint64 // (mu)
 	state    atomic.Value
+	// (mu) session is the session of the job that last ran here (see
+	// sessions.go); dropKV asks to forget the cache when the job ends.
+	session string
+	dropKV  bool
 
 	// decode-loop state of the current job
 	started  bool
@@ -54,9 +58,10 @@ type slot struct {
 
 // job is one /execute request from reservation to its terminal event.
 type job struct {
-	id     string
-	model  string
-	prompt []backends.Token
+	id      string
+	model   string
+	session string // api.ExecuteRequest.SessionID
+	prompt  []backends.Token
 	// resume are the tokens the request already generated (resume_tokens);
 	// seq is prompt + resume, the sequence the slot evaluates.
 	resume []backends.Token
@@ -336,6 +341,7 @@ func (e *engine) reserveLocked(j *job) error {
 	j.cached = min(bestLCP, len(j.seq)-1)
 	j.slot = best
 	best.job = j
+	best.session, best.dropKV = j.session, false
 	best.state.Store(slotPrefill)
 	e.clock++
 	best.lastUsed = e.clock
@@ -772,6 +778,7 @@ func (e *engine) releaseLocked(s *slot) {
 		delete(e.jobs, s.job.id)
 	}
 	s.job = nil
+	s.dropIfMarkedLocked()
 	s.started = false
 	s.prefill = nil
 	s.hasPend = false

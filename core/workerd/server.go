@@ -435,6 +435,8 @@ func (s *Server) routes() *echo.Echo {
 	e.POST("/execute", s.handleExecute, s.auth)
 	e.POST("/cancel", s.handleCancel, s.auth)
 	e.POST("/shutdown", s.handleShutdown, s.auth)
+	e.GET("/v1/sessions/:id", s.handleGetSession, s.auth)
+	e.DELETE("/v1/sessions/:id", s.handleDropSession, s.auth)
 	v1 := e.Group("/v1", openai.ShapeErrors, s.auth)
 	openai.Register(v1, s.openAI(), s.log)
 	openai.RegisterEmbeddings(v1, embedBackend{s}, s.log)
@@ -587,6 +589,7 @@ func (s *Server) prepare(req *api.ExecuteRequest) (*job, *api.Error) {
 	}
 	j := newJob(id, s.cfg.ModelID, prompt, resume, p, stream, ended)
 	j.toolFormat = string(format)
+	j.session = req.SessionID
 	return j, nil
 }
 
