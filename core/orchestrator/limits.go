@@ -177,14 +177,17 @@ func (l *limiter) hold(key string, now time.Time) *keyState {
 	return k
 }
 
-// sweepLocked drops the states that hold nothing: no user, nothing queued
-// or spent, both buckets full.
+// sweepLocked drops the states that hold nothing: no user, nothing queued,
+// both buckets full (with the tokens spent since they were last seen).
 func (l *limiter) sweepLocked(now time.Time) {
 	for name, k := range l.keys {
-		if k.users.Load() != 0 || k.queued.Load() != 0 || k.spent.Load() != 0 {
+		if k.users.Load() != 0 || k.queued.Load() != 0 {
 			continue
 		}
 		k.mu.Lock()
+		if !k.toks.at.IsZero() {
+			k.toks.level -= float64(k.spent.Swap(0))
+		}
 		idle := k.reqs.full(now) && k.toks.full(now)
 		k.mu.Unlock()
 		if idle {
