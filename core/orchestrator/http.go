@@ -48,6 +48,9 @@ func (s *Server) routes() *echo.Echo {
 	v2.PUT("/models/:id", s.handlePutModel, admin)
 	v2.DELETE("/models/:id", s.handleDeleteModel, admin)
 	v2.GET("/events", s.handleFleetEvents, admin)
+	v2.POST("/sessions", s.handleCreateSession, user)
+	v2.GET("/sessions/:id", s.handleGetSession, user)
+	v2.DELETE("/sessions/:id", s.handleDeleteSession, user)
 	v2.GET("/meta/capabilities", s.handleCapabilities, user)
 	v2.GET("/meta/auth", s.handleAuthInfo) // open: whether a key is needed
 	v2.GET("/stats", s.handleStats, admin)
@@ -59,7 +62,7 @@ func (s *Server) routes() *echo.Echo {
 	v2.POST("/routing/check", s.handleCheckScript, admin)
 	v2.GET("/routing/snapshot", s.handleSnapshot, admin)
 
-	v1 := e.Group("/v1", openai.ShapeErrors, user)
+	v1 := e.Group("/v1", openai.ShapeErrors, user, v1BudgetHeaders)
 	openai.Register(v1, openAIBackend{s}, s.log)
 	openai.RegisterEmbeddings(v1, embedBackend{s}, s.log)
 	return e

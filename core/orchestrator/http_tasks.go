@@ -46,6 +46,7 @@ func (s *Server) handleSubmit(c echo.Context) error {
 	if e != nil {
 		return s.reject(c, e)
 	}
+	s.budgetHeaders(c, acc.TaskID) // what its session had left at admission (http_sessions.go)
 	if !stream {
 		return c.JSON(http.StatusAccepted, acc)
 	}
@@ -83,6 +84,7 @@ func (s *Server) handleGetTask(c echo.Context) error {
 		return err
 	}
 	st := s.tasks.status(t)
+	setBudgetHeaders(c.Response().Header(), t.sess.budget()) // what its session has left now (sessions.go)
 	switch {
 	case st.End != nil:
 		setServerTiming(c.Response().Header(), st.End.Timing)

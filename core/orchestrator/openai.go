@@ -18,6 +18,7 @@ var _ openai.Backend = openAIBackend{}
 // Submit admits the request as a streamed task; the client leaving cancels it.
 func (b openAIBackend) Submit(ctx context.Context, req *openai.Request) (openai.Stream, error) {
 	treq := &api.TaskRequest{Model: req.Model, Priority: req.Priority, ExecuteRequest: req.Exec}
+	treq.SessionID = metaOf(ctx).header.Get(headerSessionID) // a session of /v2/sessions, or affinity (sessions.go)
 	if req.User != "" && len(req.User) <= api.MaxSessionIDLength && printable(req.User) {
 		treq.Labels = map[string]string{"user": req.User}
 	}
@@ -40,6 +41,7 @@ func (b openAIBackend) Submit(ctx context.Context, req *openai.Request) (openai.
 	if t == nil {
 		return nil, api.Errorf(api.CodeTaskNotFound, "task %s is gone", acc.TaskID)
 	}
+	noteV1Budget(ctx, t.sess, t.admitBudget) // the budget headers (http_sessions.go)
 	return b.s.newTaskStream(ctx, t), nil
 }
 

@@ -269,21 +269,22 @@ type Deps struct {
 // Server is the orchestrator daemon: a composition of parts, each owning
 // its state and its lock (see the package doc).
 type Server struct {
-	cfg     Config
-	deps    Deps
-	log     *slog.Logger
-	m       *metrics
-	st      *store.Orchestrator
-	auth    *authn
-	routing *routing.Manager
-	reg     *registry
-	tasks   *tasks
-	disp    *dispatcher
-	fleet   *fleet
-	stats   *stats
-	limits  limiter // per-key limits (limits.go)
-	echo    *echo.Echo
-	ui      map[string]*uiFile // the dashboard's files by path (http_ui.go)
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	m        *metrics
+	st       *store.Orchestrator
+	auth     *authn
+	routing  *routing.Manager
+	reg      *registry
+	tasks    *tasks
+	disp     *dispatcher
+	fleet    *fleet
+	stats    *stats
+	limits   limiter   // per-key limits (limits.go)
+	sessions *sessions // sessions with budgets (sessions.go)
+	echo     *echo.Echo
+	ui       map[string]*uiFile // the dashboard's files by path (http_ui.go)
 	// closeHosts closes the connections to pools (at the end of Serve).
 	closeHosts func()
 
@@ -365,6 +366,10 @@ func New(cfg Config, deps Deps) (_ *Server, err error) {
 	if err := s.fleet.apply(cfg.Fleet); err != nil {
 		return nil, err
 	}
+	s.sessions = newSessions(s.log, s.st, s.reg)
+	if err := s.sessions.load(); err != nil { // before restored tasks find theirs
+		return nil, err
+	}
 	rs, err := s.tasks.restore()
 	if err != nil {
 		return nil, err
@@ -412,6 +417,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		func(ctx context.Context) { s.reg.monitorLoop(ctx, alive(loopMonitor)) },
 		func(ctx context.Context) { s.tasks.journalLoop(ctx, alive(loopJournal)) },
 		s.tasks.janitorLoop, s.disp.queuedLoop, s.watchRouting, s.fleet.loop, s.stats.loop,
+		func(ctx context.Context) { s.sessions.loop(ctx, s.tasks.sessionsInUse) },
 	}
 	for _, loop := range loops {
 		wg.Add(1)

@@ -41,6 +41,10 @@ func (s *Server) submitBy(ctx context.Context, door string, req *api.TaskRequest
 		return api.TaskAccepted{}, lerr
 	}
 	defer use.unlessKept()
+	sess, serr := s.sessions.admit(p, req.SessionID) // the session's budgets (sessions.go)
+	if serr != nil {
+		return api.TaskAccepted{}, serr
+	}
 	headers := whitelisted(s.cfg.RoutingHeaders, meta.header)
 	var note string
 	var routed time.Duration // in the admit stage
@@ -67,6 +71,7 @@ func (s *Server) submitBy(ctx context.Context, door string, req *api.TaskRequest
 	now := time.Now()
 	t := newTask(id, req, async, p, meta.correlation, now)
 	t.arrived, t.door, t.spent.routing, t.limit = arrived, door, routed, use
+	t.sess, t.admitBudget = sess, sess.budget()
 	if note != "" {
 		t.expl = &api.Explanation{At: now, Summary: "queued", Routing: note}
 	}
@@ -121,6 +126,7 @@ func (s *Server) requeueRestored(rs []restored) {
 		if t.tokensOut > 0 {
 			e.st.Digest = s.reg.digest(t.workerID) // token ids belong to this model file
 		}
+		t.sess = s.sessions.find(t.owner, t.req.SessionID) // its session counts what it still uses (sessions.go)
 		if e.class != queue.Interactive && e.class != queue.Batch {
 			e.class = queue.Interactive
 		}

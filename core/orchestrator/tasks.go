@@ -115,6 +115,10 @@ type task struct {
 	queued api.Queued
 
 	limit *keyUse // its key's limits (limits.go); nil: none
+	// sess is the session it counts against (sessions.go), nil when none;
+	// admitBudget what that session had left when the task was admitted.
+	sess        *session
+	admitBudget *api.Budget
 }
 
 // logEvent is one event of a task's log, decoded once and encoded once.
@@ -389,6 +393,7 @@ func (ts *tasks) finishLocked(t *task, status string, end *api.End, apiErr *api.
 		e.Timing = tm
 		apiErr = &e
 	}
+	t.sess.endLocked(t, now, end, apiErr) // the session counts the turn; the terminal event gets its budget (sessions.go)
 	t.status, t.finished, t.end, t.err = status, now, end, apiErr
 	if ts.trace != nil {
 		ts.trace.add(ts.trace.recordOf(t))
@@ -519,6 +524,7 @@ func (ts *tasks) begin(id, workerID string, expl *api.Explanation, spent spent) 
 	t.notify()
 	exec := t.req.ExecuteRequest
 	exec.JobID = job
+	exec.SessionID = t.sess.workerKey() // the worker remembers the session's slot (sessions.go)
 	if t.tokensOut > 0 {
 		exec.ResumeTokens = slices.Clone(t.tokenIDs)
 	}
@@ -591,6 +597,7 @@ func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Erro
 		s := *ev.Started
 		t.promptTokens, t.cachedTokens = s.PromptTokens, s.CachedTokens
 		t.limit.spend(s.PromptTokens)
+		t.sess.spend(s.PromptTokens)
 		if s.MaxTokens > 0 {
 			t.maxTokens = s.MaxTokens
 		}
@@ -618,6 +625,7 @@ func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Erro
 		ts.m.tokensOut.Inc()
 		ts.countTokenLocked(t)
 		t.limit.spend(1)
+		t.sess.spend(1)
 		ts.appendLocked(t, api.Event{Name: api.EventToken, Token: &tok})
 	case ev.End != nil:
 		end := *ev.End
