@@ -78,8 +78,14 @@ func (r *registry) take(id string) {
 }
 
 // Embed forwards the request to an embedding worker of its model.
-func (b embedBackend) Embed(ctx context.Context, req *openai.EmbedRequest) (*openai.EmbedResult, error) {
+func (b embedBackend) Embed(ctx context.Context, req *openai.EmbedRequest) (res *openai.EmbedResult, err error) {
 	s := b.s
+	use, lerr := s.limits.admitOnce(principalOf(ctx), req.Model) // the key's limits (limits.go)
+	if lerr != nil {
+		s.m.rejections.WithLabelValues(rejectionLabel(lerr.Code)).Inc()
+		return nil, lerr
+	}
+	defer func() { use.embedded(res) }()
 	body, err := req.ForwardBody()
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/llorch/llorch/core/api"
+	"github.com/llorch/llorch/core/openai"
 )
 
 // The limits part: each key's limits (api.KeyLimits, from its principal),
@@ -127,33 +128,51 @@ func (l *limiter) limitsOf(p principal) *api.KeyLimits {
 // keyUse.unlessKept, which gives back what admission took when the request
 // is refused later on.
 func (l *limiter) admit(p principal, req *api.TaskRequest) (*keyUse, *api.Error) {
+	return l.check(p, req.Model, &req.Priority)
+}
+
+// admitOnce checks p's limits for a request that is not a task (an
+// embedding): models, requests and tokens per minute. The keyUse it
+// returns (nil for a key without limits) is running: keyUse.embedded ends
+// it.
+func (l *limiter) admitOnce(p principal, model string) (*keyUse, *api.Error) {
+	return l.check(p, model, nil)
+}
+
+// check is admit (priority set: a task) and admitOnce (nil).
+func (l *limiter) check(p principal, model string, priority *string) (*keyUse, *api.Error) {
 	lim := l.limitsOf(p)
 	if lim == nil {
 		return nil, nil
 	}
-	if len(lim.Models) > 0 && !slices.Contains(lim.Models, req.Model) {
+	if len(lim.Models) > 0 && !slices.Contains(lim.Models, model) {
 		return nil, &api.Error{Code: api.CodeForbidden, Limit: api.LimitModels,
-			Message: fmt.Sprintf("key %s may not use model %q (it may use %s)", p.key, truncate(req.Model, 64), listModels(lim.Models))}
+			Message: fmt.Sprintf("key %s may not use model %q (it may use %s)", p.key, truncate(model, 64), listModels(lim.Models))}
 	}
-	if lim.MaxPriority == api.PriorityBatch {
-		switch req.Priority {
+	if priority != nil && lim.MaxPriority == api.PriorityBatch {
+		switch *priority {
 		case "":
-			req.Priority = api.PriorityBatch
+			*priority = api.PriorityBatch
 		case api.PriorityInteractive:
 			return nil, &api.Error{Code: api.CodeForbidden, Limit: api.LimitMaxPriority,
 				Message: fmt.Sprintf("key %s may submit batch tasks only (max_priority batch)", p.key)}
 		}
 	}
-	if lim.RequestsPerMinute == 0 && lim.TokensPerMinute == 0 && lim.MaxQueued == 0 {
+	task := priority != nil
+	if lim.RequestsPerMinute == 0 && lim.TokensPerMinute == 0 && (lim.MaxQueued == 0 || !task) {
 		return nil, nil
 	}
 	now := time.Now()
 	k := l.hold(p.key, now)
-	if e := k.take(now, lim); e != nil {
+	if e := k.take(now, lim, task); e != nil {
 		k.users.Add(-1)
 		return nil, e
 	}
-	return &keyUse{k: k, counted: lim.MaxQueued > 0}, nil
+	u := &keyUse{k: k, counted: task && lim.MaxQueued > 0}
+	if !task {
+		u.state.Store(useRunning)
+	}
+	return u, nil
 }
 
 // hold returns key's state (made when missing) with one more user, and
@@ -203,11 +222,12 @@ func (l *limiter) size() int {
 	return len(l.keys)
 }
 
-// take admits one request of the key under lim or says which limit refuses.
-func (k *keyState) take(now time.Time, lim *api.KeyLimits) *api.Error {
+// take admits one request of the key under lim or says which limit
+// refuses; a task (queues) also counts against max_queued.
+func (k *keyState) take(now time.Time, lim *api.KeyLimits, queues bool) *api.Error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if n := lim.MaxQueued; n > 0 && k.queued.Load() >= int64(n) {
+	if n := lim.MaxQueued; queues && n > 0 && k.queued.Load() >= int64(n) {
 		return &api.Error{Code: api.CodeRateLimited, Retriable: true, Limit: api.LimitMaxQueued, RetryAfterMs: maxQueuedRetryMs,
 			Message: fmt.Sprintf("key %s: at most %d tasks queued; retry when one has started", k.name, n)}
 	}
@@ -225,7 +245,7 @@ func (k *keyState) take(now time.Time, lim *api.KeyLimits) *api.Error {
 		}
 		k.reqs.level--
 	}
-	if lim.MaxQueued > 0 {
+	if queues && lim.MaxQueued > 0 {
 		k.queued.Add(1)
 	}
 	return nil
@@ -324,6 +344,14 @@ func (u *keyUse) done() {
 			return
 		}
 	}
+}
+
+// embedded ends an embedding request's use, spending its prompt tokens.
+func (u *keyUse) embedded(res *openai.EmbedResult) {
+	if u != nil && res != nil {
+		u.spend(res.PromptTokens)
+	}
+	u.done()
 }
 
 // leave ends an admitted use that never became a task.

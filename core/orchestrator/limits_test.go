@@ -449,3 +449,36 @@ func TestLimiterUnit(t *testing.T) {
 		t.Fatalf("%d states for keys without rates", n.size())
 	}
 }
+
+// TestLimitEmbeddings: /v1/embeddings is held to the key's models and
+// rates too; its prompt tokens spend the token bucket.
+func TestLimitEmbeddings(t *testing.T) {
+	o, _ := limitedOrch(t, api.KeyLimits{RequestsPerMinute: 2, TokensPerMinute: 1000, Models: []string{"e"}}, 1)
+	w := o.fleet.add("http://e1.test:1")
+	o.reg.register(api.WorkerRegistration{WorkerID: "e1", URL: w.url, Model: api.ModelInfo{ID: "e", Ctx: 4096, Embedding: true}, Slots: 2})
+	embed := func(model string) *http.Response {
+		return o.do(t, http.MethodPost, "/v1/embeddings", map[string]any{"model": model, "input": []string{"a", "b", "c"}}, asLimited...)
+	}
+	resp := embed("m")
+	if e := decode[openAIError](t, resp, http.StatusForbidden); e.Error.Type != "permission_error" {
+		t.Fatalf("error %+v", e)
+	}
+	decode[embeddingsAnswer](t, embed("e"), http.StatusOK)
+	o.limits.mu.Lock()
+	k := o.limits.keys[limitedKey]
+	o.limits.mu.Unlock()
+	if k == nil || k.spent.Load() != 3 || k.users.Load() != 0 { // the fake worker counts one token an input
+		t.Fatalf("key state %+v", k)
+	}
+	decode[embeddingsAnswer](t, embed("e"), http.StatusOK)
+	resp = embed("e")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("no Retry-After: %v", resp.Header)
+	}
+	if e := decode[openAIError](t, resp, http.StatusTooManyRequests); e.Error.Code != "rate_limit_exceeded" || e.Error.Type != "requests" {
+		t.Fatalf("error %+v", e)
+	}
+	if w.embedded() != 2 {
+		t.Fatalf("the worker answered %d requests", w.embedded())
+	}
+}
