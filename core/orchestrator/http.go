@@ -53,6 +53,7 @@ func (s *Server) routes() *echo.Echo {
 	v2.DELETE("/sessions/:id", s.handleDeleteSession, user)
 	v2.GET("/meta/capabilities", s.handleCapabilities, user)
 	v2.GET("/meta/auth", s.handleAuthInfo) // open: whether a key is needed
+	v2.GET("/usage", s.handleUsage, user)  // a user key sees its own (http_usage.go)
 	v2.GET("/stats", s.handleStats, admin)
 	v2.GET("/stats/stream", s.handleStatsStream, admin)
 	v2.GET("/routing", s.handleRoutingStatus, admin)

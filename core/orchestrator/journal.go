@@ -45,11 +45,21 @@ func (ts *tasks) journalLoop(ctx context.Context, alive func()) {
 	})
 }
 
-// flush writes every task with unjournaled changes in one transaction, then
-// drops the tail log segments the batch made redundant.
+// flush writes every task with unjournaled changes in one transaction (which
+// counts the usage of the tasks that ended: usage.go), then drops the tail
+// log segments the batch made redundant. The requests refused at admission
+// since the last batch are written after it.
 func (ts *tasks) flush() error {
 	ts.journalMu.Lock()
 	defer ts.journalMu.Unlock()
+	if ts.usage != nil {
+		defer func() {
+			if err := ts.usage.writeRefused(); err != nil {
+				ts.m.journalErrors.WithLabelValues("usage").Inc()
+				ts.log.Error("writing refused requests' usage failed", "err", err)
+			}
+		}()
+	}
 	type mark struct {
 		t *task
 		n int
@@ -88,17 +98,27 @@ func (ts *tasks) flush() error {
 	func() {
 		ts.mu.Lock()
 		defer ts.mu.Unlock()
-		for _, m := range marks {
+		for i, m := range marks {
 			if err != nil {
 				ts.dirty[m.t.id] = m.t
 				continue
 			}
 			m.t.persisted = max(m.t.persisted, m.n)
+			if batch[i].Task.UsageCounted {
+				m.t.usageCounted, m.t.inflight = true, nil
+			}
 		}
 	}()
 	if err != nil {
 		ts.m.journalErrors.WithLabelValues("batch").Inc()
 		return err
+	}
+	if ts.usage != nil {
+		for i := range batch {
+			if batch[i].Counted {
+				ts.usage.counted(&batch[i].Task)
+			}
+		}
 	}
 	if rerr == nil {
 		if err := ts.st.Tail().Drop(sealed); err != nil {
@@ -174,6 +194,13 @@ func (ts *tasks) restore() ([]restored, error) {
 	for _, t := range ts.table {
 		t.visible = len(t.log)
 		t.recorded = true
+		if !t.usageCounted && ts.usage != nil && (!t.terminal() || ts.dirty[t.id] != nil) {
+			// Its tokens so far are in flight until the journal counts it
+			// (a task whose end a journal before usage accounting recorded
+			// is not counted).
+			t.inflight = ts.usage.counter(t.key)
+			t.spend(t.promptTokens + t.tokensOut)
+		}
 		if t.terminal() {
 			continue
 		}
@@ -198,7 +225,8 @@ func taskFromRecord(r *store.TaskRecord) *task {
 		id: r.ID, owner: r.Owner, req: r.Request, model: r.Model, priority: r.Priority, class: class, async: r.Async,
 		seed: r.Seed, correlation: r.Correlation, status: r.Status, created: r.CreatedAt, started: r.StartedAt,
 		finished: r.FinishedAt, workerID: r.WorkerID, attempts: r.Attempts, expl: r.Explanation, end: r.End, err: r.Error,
-		changed: make(chan struct{}),
+		changed: make(chan struct{}), key: r.Key, promptTokens: r.PromptTokens, cachedTokens: r.CachedTokens,
+		usageCounted: r.UsageCounted,
 	}
 	if r.Request != nil && r.Request.MaxTokens != nil {
 		t.maxTokens = *r.Request.MaxTokens
@@ -214,8 +242,13 @@ func (ts *tasks) replayLocked(t *task, se store.Event) error {
 	}
 	t.log = append(t.log, logEvent{seq: se.Seq, ev: ev, data: se.Data})
 	switch {
-	case ev.Started != nil && ev.Started.MaxTokens > 0:
-		t.maxTokens = ev.Started.MaxTokens
+	case ev.Started != nil:
+		// A task's log has one started event (a resumed or migrated
+		// attempt's is not relayed): its prompt is the task's.
+		t.promptTokens, t.cachedTokens = ev.Started.PromptTokens, ev.Started.CachedTokens
+		if ev.Started.MaxTokens > 0 {
+			t.maxTokens = ev.Started.MaxTokens
+		}
 	case ev.Token != nil:
 		t.tokensOut++
 		t.text.WriteString(ev.Token.T)

@@ -281,6 +281,7 @@ type Server struct {
 	disp     *dispatcher
 	fleet    *fleet
 	stats    *stats
+	usage    *usage    // usage by key and model, period budgets (usage.go)
 	limits   limiter   // per-key limits (limits.go)
 	sessions *sessions // sessions with budgets (sessions.go)
 	echo     *echo.Echo
@@ -329,6 +330,8 @@ func New(cfg Config, deps Deps) (_ *Server, err error) {
 	}
 	s.reg = newRegistry(&s.cfg, s.log, s.st, connect, s.m)
 	s.tasks = newTasks(&s.cfg, s.log, s.st, s.m)
+	s.usage = newUsage(s.st, s.m.reg, s.log)
+	s.tasks.usage = s.usage
 	if cfg.TraceFile != "" {
 		tr, err := openTrace(cfg.TraceFile, cfg.TracePrompts, s.m, s.log)
 		if err != nil {
@@ -364,6 +367,9 @@ func New(cfg Config, deps Deps) (_ *Server, err error) {
 		return nil, err
 	}
 	if err := s.fleet.apply(cfg.Fleet); err != nil {
+		return nil, err
+	}
+	if err := s.usage.load(); err != nil { // before the journal's restored tasks are counted
 		return nil, err
 	}
 	s.sessions = newSessions(s.log, s.st, s.reg)

@@ -22,9 +22,10 @@ func (s *Server) submit(ctx context.Context, req *api.TaskRequest, async bool) (
 
 // submitBy is submit for a task that came by door (doorTasks, doorChat,
 // doorCompletions: the trace's api).
-func (s *Server) submitBy(ctx context.Context, door string, req *api.TaskRequest, async bool) (api.TaskAccepted, *api.Error) {
+func (s *Server) submitBy(ctx context.Context, door string, req *api.TaskRequest, async bool) (_ api.TaskAccepted, refused *api.Error) {
 	arrived := time.Now()
 	p, meta := principalOf(ctx), metaOf(ctx)
+	defer func() { s.usage.refuse(p, req.Model, refused) }() // a refusal counts in the key's usage (usage.go)
 	id := newID("t-")
 	maxTokens := api.DefaultMaxTokens
 	if req.MaxTokens != nil {
@@ -41,6 +42,9 @@ func (s *Server) submitBy(ctx context.Context, door string, req *api.TaskRequest
 		return api.TaskAccepted{}, lerr
 	}
 	defer use.unlessKept()
+	if e := s.usage.checkQuota(p); e != nil { // the key's period budgets (usage.go)
+		return api.TaskAccepted{}, e
+	}
 	sess, serr := s.sessions.admit(p, req.SessionID) // the session's budgets (sessions.go)
 	if serr != nil {
 		return api.TaskAccepted{}, serr

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/llorch/llorch/core/api"
@@ -51,6 +52,8 @@ type tasks struct {
 
 	// trace, when set, gets a record of every task that ends (trace.go).
 	trace *tracer
+	// usage, when set, counts each task once it has ended (usage.go).
+	usage *usage
 }
 
 // task is one admitted task. Guarded by tasks.mu.
@@ -119,6 +122,13 @@ type task struct {
 	// admitBudget what that session had left when the task was admitted.
 	sess        *session
 	admitBudget *api.Budget
+
+	// key is its key's name, for usage (usage.go); inflight that key's
+	// tokens in flight, nil once the journal has counted the task
+	// (usageCounted).
+	key          string
+	inflight     *atomic.Int64
+	usageCounted bool
 }
 
 // logEvent is one event of a task's log, decoded once and encoded once.
@@ -158,7 +168,7 @@ func newTask(id string, req *api.TaskRequest, async bool, p principal, correlati
 	prio := req.PriorityOrDefault()
 	class, _ := queue.ParseClass(prio)
 	t := &task{
-		id: id, owner: p.owner, model: req.Model, priority: prio, class: class, async: async, seed: uint32(*req.Seed),
+		id: id, owner: p.owner, key: p.key, model: req.Model, priority: prio, class: class, async: async, seed: uint32(*req.Seed),
 		correlation: correlation, req: req, status: api.TaskQueued, created: now, changed: make(chan struct{}),
 		arrived: now, door: doorTasks,
 	}
@@ -181,6 +191,9 @@ func (ts *tasks) add(t *task) {
 	}
 	t.recorded = true
 	t.limit.kept()
+	if ts.usage != nil {
+		t.inflight = ts.usage.counter(t.key)
+	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	ts.table[t.id] = t
@@ -278,7 +291,8 @@ func (ts *tasks) record(t *task) store.TaskRecord {
 		ID: t.id, Request: t.req, Model: t.model, Priority: t.priority, Status: t.status, Owner: t.owner,
 		Correlation: t.correlation, Async: t.async, Seed: t.seed, CreatedAt: t.created, StartedAt: t.started,
 		FinishedAt: t.finished, WorkerID: t.workerID, Attempts: t.attempts, TokensOut: t.tokensOut, End: t.end,
-		Error: t.err, Explanation: t.expl,
+		Error: t.err, Explanation: t.expl, Key: t.key, PromptTokens: t.promptTokens, CachedTokens: t.cachedTokens,
+		UsageCounted: t.usageCounted,
 	}
 	if t.terminal() {
 		r.Text = t.text.String()
@@ -598,6 +612,7 @@ func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Erro
 		t.promptTokens, t.cachedTokens = s.PromptTokens, s.CachedTokens
 		t.limit.spend(s.PromptTokens)
 		t.sess.spend(s.PromptTokens)
+		t.spend(s.PromptTokens)
 		if s.MaxTokens > 0 {
 			t.maxTokens = s.MaxTokens
 		}
@@ -626,6 +641,7 @@ func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Erro
 		ts.countTokenLocked(t)
 		t.limit.spend(1)
 		t.sess.spend(1)
+		t.spend(1)
 		ts.appendLocked(t, api.Event{Name: api.EventToken, Token: &tok})
 	case ev.End != nil:
 		end := *ev.End
