@@ -48,6 +48,11 @@ func (s *Server) routes() *echo.Echo {
 	v2.PUT("/models/:id", s.handlePutModel, admin)
 	v2.DELETE("/models/:id", s.handleDeleteModel, admin)
 	v2.GET("/events", s.handleFleetEvents, admin)
+	v2.POST("/keys", s.handleCreateKey, admin)
+	v2.GET("/keys", s.handleListKeys, admin)
+	v2.GET("/keys/:name", s.handleGetKey, admin)
+	v2.PATCH("/keys/:name", s.handleUpdateKey, admin)
+	v2.DELETE("/keys/:name", s.handleRevokeKey, admin)
 	v2.POST("/sessions", s.handleCreateSession, user)
 	v2.GET("/sessions/:id", s.handleGetSession, user)
 	v2.DELETE("/sessions/:id", s.handleDeleteSession, user)
@@ -164,8 +169,11 @@ func metaOf(ctx context.Context) *reqMeta {
 func (s *Server) require(role Role) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			p := s.auth.identify(bearer(c.Request().Header))
+			p, revoked := s.auth.identify(bearer(c.Request().Header))
 			switch {
+			case revoked:
+				s.m.rejections.WithLabelValues("unauthorized").Inc()
+				return writeError(c, api.Errorf(api.CodeKeyRevoked, "this API key was revoked"))
 			case p.role == roleNone:
 				s.m.rejections.WithLabelValues("unauthorized").Inc()
 				return writeError(c, api.Errorf(api.CodeUnauthorized, "missing or wrong API key (Authorization: Bearer <key>)"))

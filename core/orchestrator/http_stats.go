@@ -148,5 +148,5 @@ func (s *Server) handleStatsStream(c echo.Context) error {
 // handleAuthInfo tells the dashboard whether to ask for a key first. It is
 // open: it says nothing a 401 would not.
 func (s *Server) handleAuthInfo(c echo.Context) error {
-	return c.JSON(http.StatusOK, api.AuthInfo{KeysRequired: len(s.cfg.Keys) > 0})
+	return c.JSON(http.StatusOK, api.AuthInfo{KeysRequired: !s.auth.open()})
 }

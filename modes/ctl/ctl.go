@@ -15,6 +15,8 @@ func Command() *cli.Command {
 			poolCommand(),
 			workersCommand(),
 			tasksCommand(),
+			usageCommand(),
+			keysCommand(),
 			fleetCommand(),
 			benchCommand(),
 		},

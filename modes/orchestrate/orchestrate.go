@@ -105,9 +105,6 @@ func Command() *cli.Command {
 				}
 				cfg.Fleet = &ff
 			}
-			if err := orchestrator.CheckBind(listen, len(keys) > 0, insecure); err != nil {
-				return cli.Exit(err.Error(), 1)
-			}
 			if dataDir == "" {
 				home, err := os.UserHomeDir()
 				if err != nil {
@@ -120,6 +117,13 @@ func Command() *cli.Command {
 				return cli.Exit(fmt.Sprintf("orchestrate: %v", err), 1)
 			}
 			defer st.Close()
+			stored, err := st.HasKeys() // keys created with llorch ctl keys count too
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("orchestrate: %v", err), 1)
+			}
+			if err := orchestrator.CheckBind(listen, len(keys) > 0 || stored, insecure); err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
 			deps := orchestrator.Deps{Log: log, Store: st, UI: llembed.UI, DefaultRoutingScript: llembed.DefaultRoutingScript}
 			if exe, err := os.Executable(); err == nil {
 				// Every script runs once in a sandboxed child process before it
