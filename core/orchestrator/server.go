@@ -372,7 +372,7 @@ func New(cfg Config, deps Deps) (_ *Server, err error) {
 	if err := s.usage.load(); err != nil { // before the journal's restored tasks are counted
 		return nil, err
 	}
-	s.sessions = newSessions(s.log, s.st, s.reg)
+	s.sessions = newSessions(s.log, s.st, s.reg, s.tasks.namesSession)
 	if err := s.sessions.load(); err != nil { // before restored tasks find theirs
 		return nil, err
 	}

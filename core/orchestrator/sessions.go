@@ -78,14 +78,18 @@ type sessions struct {
 	kick chan struct{}
 	// perKey bounds one key's live sessions (maxSessionsPerKey).
 	perKey int
+	// inUse reports whether an unfinished task names a session: a session
+	// past its TTL stays live while one does (tasks.namesSession). Called
+	// without mu held.
+	inUse func(*session) bool
 
 	mu      sync.Mutex
 	byID    map[string]*session
 	byOwner map[string]int // live sessions per owner
 }
 
-func newSessions(log *slog.Logger, st *store.Orchestrator, reg *registry) *sessions {
-	return &sessions{log: log.With("part", "sessions"), st: st, reg: reg, kick: make(chan struct{}, 1), perKey: maxSessionsPerKey,
+func newSessions(log *slog.Logger, st *store.Orchestrator, reg *registry, inUse func(*session) bool) *sessions {
+	return &sessions{log: log.With("part", "sessions"), st: st, reg: reg, inUse: inUse, kick: make(chan struct{}, 1), perKey: maxSessionsPerKey,
 		byID: map[string]*session{}, byOwner: map[string]int{}}
 }
 
@@ -132,6 +136,24 @@ func (ss *sessions) load() error {
 func (s *session) expiresAt() time.Time { return time.Unix(0, s.lastUse.Load()).Add(s.ttl) }
 
 func (s *session) expired(now time.Time) bool { return !now.Before(s.expiresAt()) }
+
+// live reports whether s is live at now: within its TTL, or named by an
+// unfinished task. Called without mu held.
+func (ss *sessions) live(s *session, now time.Time) bool {
+	return s != nil && (!s.expired(now) || (ss.inUse != nil && ss.inUse(s)))
+}
+
+// get returns the session id, nil when there is none or it is no longer
+// live.
+func (ss *sessions) get(id string) *session {
+	ss.mu.Lock()
+	s := ss.byID[id]
+	ss.mu.Unlock()
+	if !ss.live(s, time.Now()) {
+		return nil
+	}
+	return s
+}
 
 func (s *session) touch(now time.Time) {
 	s.lastUse.Store(now.UnixNano())
@@ -243,12 +265,13 @@ func (ss *sessions) create(p principal, r api.SessionRequest) (*session, *api.Er
 		s.id = newID("s-")
 	}
 	s.touch(now)
+	old := ss.get(s.id)
 	ss.mu.Lock()
-	if old := ss.byID[s.id]; old != nil && !old.expired(now) {
+	if cur := ss.byID[s.id]; cur != nil && (cur == old || !cur.expired(now)) {
 		ss.mu.Unlock()
 		return nil, api.Errorf(api.CodeConflict, "session id %s is taken; choose another or let the orchestrator generate one", s.id)
-	} else if old != nil {
-		ss.removeLocked(old)
+	} else if cur != nil {
+		ss.removeLocked(cur) // expired, and no task names it
 	}
 	if ss.byOwner[p.owner] >= ss.perKey {
 		ss.mu.Unlock()
@@ -293,10 +316,8 @@ func (s *session) recordLocked() store.SessionRecord {
 // lookup returns the live session id that p may see (its own; every one
 // for an admin), nil otherwise.
 func (ss *sessions) lookup(p principal, id string) *session {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s := ss.byID[id]
-	if s == nil || !p.canSee(s.owner) || s.expired(time.Now()) {
+	s := ss.get(id)
+	if s == nil || !p.canSee(s.owner) {
 		return nil
 	}
 	return s
@@ -307,10 +328,8 @@ func (ss *sessions) find(owner, id string) *session {
 	if id == "" {
 		return nil
 	}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s := ss.byID[id]
-	if s == nil || s.owner != owner || s.expired(time.Now()) {
+	s := ss.get(id)
+	if s == nil || s.owner != owner {
 		return nil
 	}
 	return s
@@ -339,9 +358,12 @@ func (ss *sessions) admit(p principal, sessionID string) (*session, *api.Error) 
 // remove deletes the session p may see and makes its worker forget its
 // cached prefix. Its running tasks go on (and count nowhere).
 func (ss *sessions) remove(ctx context.Context, p principal, id string) bool {
+	s := ss.lookup(p, id)
+	if s == nil {
+		return false
+	}
 	ss.mu.Lock()
-	s := ss.byID[id]
-	if s == nil || !p.canSee(s.owner) || s.expired(time.Now()) {
+	if ss.byID[id] != s { // removed meanwhile
 		ss.mu.Unlock()
 		return false
 	}
@@ -501,6 +523,18 @@ func (ts *tasks) sessionsInUse() map[*session]bool {
 		}
 	}
 	return out
+}
+
+// namesSession reports whether an unfinished task names s.
+func (ts *tasks) namesSession(s *session) bool {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for _, t := range ts.table {
+		if t.sess == s && !t.terminal() {
+			return true
+		}
+	}
+	return false
 }
 
 // sessionOf returns the session of task id as p sees it and what it had

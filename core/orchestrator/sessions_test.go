@@ -104,6 +104,18 @@ func withPromptTokens(n int, delay time.Duration) func(context.Context, *api.Exe
 	}
 }
 
+// stallAfterTokens streams started (prompt tokens) and k tokens, then
+// nothing until the attempt ends.
+func stallAfterTokens(prompt, k int) func(context.Context, *api.ExecuteRequest) (eventStream, error) {
+	return func(ctx context.Context, req *api.ExecuteRequest) (eventStream, error) {
+		evs := []api.Event{{Name: api.EventStarted, Started: &api.Started{JobID: req.JobID, PromptTokens: prompt}}}
+		for i := range k {
+			evs = append(evs, api.Event{Name: api.EventToken, Token: &api.Token{T: fmt.Sprintf("t%d ", i), I: i, ID: int32(100 + i)}})
+		}
+		return &fakeStream{ctx: ctx, evs: evs, block: true}, nil
+	}
+}
+
 func (f *fakeOrch) createSession(t *testing.T, req api.SessionRequest, hdr ...string) api.SessionView {
 	t.Helper()
 	return decode[api.SessionView](t, f.do(t, http.MethodPost, "/v2/sessions", req, hdr...), http.StatusCreated)
@@ -153,17 +165,17 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Fatalf("end budget %+v", b)
 	}
 	if jobs := w.received(); len(jobs) != 1 || jobs[0].SessionID != v.SessionID {
-		t.Fatalf("the worker got session %q", jobs[0].SessionID)
+		t.Fatalf("the worker got %+v", jobs)
 	}
 	// A task of no session sends none.
-	o.do(t, http.MethodPost, "/v2/tasks", taskReq("m", "x", 1, 1), append(asAlice, "Accept", "text/event-stream")...).Body.Close()
+	readAll(t, o.do(t, http.MethodPost, "/v2/tasks", taskReq("m", "x", 1, 1), append(asAlice, "Accept", "text/event-stream")...))
 
 	got := decode[api.SessionView](t, o.do(t, http.MethodGet, "/v2/sessions/"+v.SessionID, nil, asAlice...), http.StatusOK)
 	if got.Turns != 1 || got.TokensUsed != 8 || *got.TokensRemaining != 92 || got.WorkerID != "w1" || !got.KVWarm || got.TimeUsedMs < 0 {
 		t.Fatalf("after a turn %+v", got)
 	}
 	if jobs := w.received(); len(jobs) != 2 || jobs[1].SessionID != "" {
-		t.Fatalf("a task without a session sent %q", jobs[1].SessionID)
+		t.Fatalf("jobs %+v: a task without a session sent one", jobs)
 	}
 
 	// An async task: 202 with the headers; GET of the task has them too.
@@ -458,5 +470,33 @@ func TestSessionSurvivesRestart(t *testing.T) {
 	e := apiErr(t, o.do(t, http.MethodPost, "/v2/tasks", sessionTask(v.SessionID, 1), asAlice...), http.StatusTooManyRequests, api.CodeBudgetExceeded)
 	if e.Limit != api.LimitSessionTokens {
 		t.Fatalf("refusal %+v", e)
+	}
+}
+
+// A session past its TTL stays while a task of it runs, and counts it.
+func TestSessionInUseDoesNotExpire(t *testing.T) {
+	o := startFakeOrch(t, sessionsConfig(), true)
+	w := o.addWorker("w1", "m", 1)
+	w.set(stallAfterTokens(2, 3))
+	v := o.createSession(t, api.SessionRequest{TTLMs: 100, TokenBudget: 1000}, asAlice...)
+	acc := decode[api.TaskAccepted](t, o.do(t, http.MethodPost, "/v2/tasks", sessionTask(v.SessionID, 10), asAlice...), http.StatusAccepted)
+	waitFor(t, 10*time.Second, "3 tokens", func() bool { return o.taskStatus(t, acc.TaskID).TokensOut == 3 })
+	cur := decode[api.SessionView](t, o.do(t, http.MethodGet, "/v2/sessions/"+v.SessionID, nil, asAlice...), http.StatusOK)
+	waitFor(t, 10*time.Second, "its TTL to pass", func() bool { return time.Now().After(cur.ExpiresAt) })
+	if n := o.sessions.sweep(time.Now(), o.tasks.sessionsInUse()); n != 0 {
+		t.Fatalf("swept %d sessions in use", n)
+	}
+	got := decode[api.SessionView](t, o.do(t, http.MethodGet, "/v2/sessions/"+v.SessionID, nil, asAlice...), http.StatusOK)
+	if got.TTLLeftMs != 0 || got.TokensUsed != 5 {
+		t.Fatalf("in use past its TTL: %+v", got)
+	}
+	o.cancelTask(acc.TaskID)
+	waitFor(t, 10*time.Second, "the session to expire after its task", func() bool {
+		r := o.do(t, http.MethodGet, "/v2/sessions/"+v.SessionID, nil, asAlice...)
+		r.Body.Close()
+		return r.StatusCode == http.StatusNotFound
+	})
+	if n := o.sessions.sweep(time.Now(), o.tasks.sessionsInUse()); n != 1 {
+		t.Fatalf("swept %d", n)
 	}
 }
