@@ -318,10 +318,12 @@ func (a *authn) identify(got []byte) (p principal, revoked bool) {
 }
 
 // byOwner returns the principal of the key that owns a task (a restored
-// task knows only its owner); false when the key is unknown or revoked.
+// task knows only its owner); false when no key has that owner. A revoked
+// key's is returned too: its tasks that were running finish under its name
+// (New ends its queued ones).
 func (a *authn) byOwner(owner string) (principal, bool) {
 	e := a.cur.Load().byOwner[owner]
-	if e == nil || e.revoked != nil {
+	if e == nil {
 		return principal{}, false
 	}
 	return e.p, true
