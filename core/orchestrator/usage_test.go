@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -384,4 +386,53 @@ func TestUsageHTTP(t *testing.T) {
 	for _, q := range []string{"?since=1h&until=2h", "?since=2020-01-01T00:00:00Z", "?since=-5h"} {
 		apiErr(t, o.do(t, http.MethodGet, "/v2/usage"+q, nil), http.StatusBadRequest, api.CodeInvalidRequest)
 	}
+}
+
+// Over HTTP with a managed key: its tokens_per_day budget reaches
+// admission; spent, a task is refused 429 QUOTA_EXCEEDED with Retry-After
+// to the next UTC midnight; a larger budget (PATCH) admits it again; the
+// key's usage and series show what it did.
+func TestUsageQuotaHTTP(t *testing.T) {
+	o := startKeysOrch(t, keysConfig(), t.TempDir())
+	o.addWorker("w1", "m", 2).set(withPrompt(4, 0, -1))
+	ops := createKey(t, o.as(""), api.KeySpec{Name: "ops", Role: "admin"})
+	admin := o.as(ops.Key)
+	tenant := createKey(t, admin, api.KeySpec{Name: "tenant", Limits: api.KeyLimits{TokensPerDay: 10}})
+	user := o.as(tenant.Key)
+	usage := func() api.Usage {
+		return decode[api.Usage](t, user.do(t, http.MethodGet, "/v2/usage", nil), http.StatusOK)
+	}
+	for i := range 2 { // 7 tokens each: the second starts below the budget
+		acc := user.submitAsync(t, fakeReq(3))
+		if st := user.waitTask(t, acc.TaskID, 10*time.Second); st.Status != api.TaskSucceeded {
+			t.Fatalf("task %d: %+v", i, st)
+		}
+		waitFor(t, 10*time.Second, "the task counted", func() bool { return usage().Totals.Requests == int64(i+1) })
+	}
+	resp := user.do(t, http.MethodPost, "/v2/tasks", fakeReq(3))
+	retryAfter := resp.Header.Get("Retry-After")
+	e := apiErr(t, resp, http.StatusTooManyRequests, api.CodeQuotaExceeded)
+	day, _ := periodStarts(time.Now())
+	left := time.Until(day.AddDate(0, 0, 1))
+	if secs, err := strconv.Atoi(retryAfter); err != nil || e.Limit != api.LimitTokensPerDay ||
+		time.Duration(secs)*time.Second < left-5*time.Second || time.Duration(secs)*time.Second > left+5*time.Second {
+		t.Fatalf("Retry-After %q, limit %q; want %s to the next UTC midnight", retryAfter, e.Limit, left)
+	}
+	decode[api.KeyView](t, admin.do(t, http.MethodPatch, "/v2/keys/tenant", api.KeyUpdate{Limits: &api.KeyLimits{TokensPerDay: 100}}), http.StatusOK)
+	acc := user.submitAsync(t, fakeReq(3))
+	if st := user.waitTask(t, acc.TaskID, 10*time.Second); st.Status != api.TaskSucceeded {
+		t.Fatalf("after a larger budget: %+v", st)
+	}
+	var u api.Usage
+	waitFor(t, 10*time.Second, "three tasks and a refusal counted", func() bool { u = usage(); return u.Totals.Requests == 4 })
+	if u.Totals.Key != "tenant" || u.Totals.PromptTokens != 12 || u.Totals.GeneratedTokens != 9 || u.Totals.Errors[api.CodeQuotaExceeded] != 1 {
+		t.Fatalf("tenant's usage %+v", u.Totals)
+	}
+	apiErr(t, user.do(t, http.MethodGet, "/v2/usage?key=ops", nil), http.StatusForbidden, api.CodeForbidden)
+	waitFor(t, 10*time.Second, "the per-key series", func() bool {
+		m := get(t, o.URL+"/metrics")
+		return strings.Contains(m, `llorch_key_tokens_total{key="tenant",kind="generated"} 9`) &&
+			strings.Contains(m, `llorch_key_requests_total{key="tenant",outcome="refused"} 1`) &&
+			strings.Contains(m, `llorch_key_requests_total{key="tenant",outcome="succeeded"} 3`)
+	})
 }
