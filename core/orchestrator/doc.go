@@ -70,6 +70,11 @@
 //     counts out, reads the queue, the running attempts and the workers
 //     (one part's lock at a time) and keeps 15 minutes of samples in fixed
 //     rings.
+//   - usage (usage.go, http_usage.go): what each key used, by model and
+//     hour. The journal batch that records a task's end counts it in the
+//     store, once; until then its tokens are in flight in a per-key atomic
+//     counter the relay adds to (no lock). Period budgets (tokens per UTC
+//     day and month) compare both with the key's budget at admission.
 //   - http (http*.go, openai.go): handlers that decode, call a part, encode.
 //
 // Locks: the fleet calls the dispatcher and the registry, never while
