@@ -51,6 +51,11 @@ func startOrchAt(t *testing.T, dataDir, listen string) (string, func()) {
 // key is refused; and stored keys let the orchestrator listen beyond
 // loopback after a restart.
 func TestKeys(t *testing.T) {
+	// Without any key, an orchestrator on every interface refuses to start.
+	out0, err := exec.Command(kit.Bin, "orchestrate", "--listen", "0.0.0.0:0", "--data-dir", t.TempDir()).CombinedOutput()
+	if exitCode(err) != 1 || !strings.Contains(string(out0), "refusing to listen") || !strings.Contains(string(out0), "llorch ctl keys create") {
+		t.Fatalf("an open orchestrator on 0.0.0.0: %v\n%s", err, out0)
+	}
 	dir := t.TempDir()
 	orch, stop := startOrchAt(t, dir, "127.0.0.1:0")
 	at := []string{"--orchestrator", orch}
