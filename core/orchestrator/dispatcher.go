@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -42,9 +43,11 @@ type dispatcher struct {
 	meter    *admission.Meter    // service times and drain rate
 	sessions map[string]string   // session id → worker that served it last
 	running  map[string]*attempt // by task id
-	closed   bool
-	ws       []scheduler.Worker // snapshot buffer, reused under mu
-	dec      scheduler.Decision
+	// runs is the running attempts per key (fair queueing's max_running).
+	runs   map[string]int
+	closed bool
+	ws     []scheduler.Worker // snapshot buffer, reused under mu
+	dec    scheduler.Decision
 	// prefix is the prefix index (prefix.go); ids and cached are buffers
 	// of its lookups, reused under mu.
 	prefix *prefix.Index
@@ -84,6 +87,12 @@ type entry struct {
 	created  time.Time
 	// correlation is the X-Correlation-Id workers get.
 	correlation string
+
+	// Fair queueing: the key the task is queued for ("" without keys: one
+	// FIFO), its weight, and its max_running (0: none), as admitted.
+	key        string
+	weight     int
+	maxRunning int
 
 	// For routing scripts.
 	keyFP       string
@@ -167,6 +176,7 @@ func newDispatcher(cfg *Config, log *slog.Logger, m *metrics, reg *registry, ts 
 		meter:    admission.NewMeter(0.2),
 		sessions: map[string]string{},
 		running:  map[string]*attempt{},
+		runs:     map[string]int{},
 		prefix:   prefix.New(prefix.Config{}),
 	}
 }
@@ -260,7 +270,7 @@ func (d *dispatcher) enqueue(e *entry) (pos int, predicted int64, dropped string
 		return 0, 0, "", api.Errorf(api.CodeDeadlineUnmet, "deadline %d ms cannot be met: predicted start in %d ms", dl, predicted)
 	}
 	e.held = true
-	droppedID, old, didDrop, err := d.q.Push(e.id, e.class, now, e)
+	drop, didDrop, err := d.q.Push(e.id, e.class, e.qkey(), now, e)
 	if err != nil {
 		qe := api.Errorf(api.CodeQueueFull, "the %s queue is full (%d tasks); retry later", e.priority, d.cfg.QueueCapacity)
 		qe.RetryAfterMs = admission.RetryAfter(d.q.Len(), d.meter.DrainRate(now)).Milliseconds()
@@ -268,12 +278,12 @@ func (d *dispatcher) enqueue(e *entry) (pos int, predicted int64, dropped string
 	}
 	d.countLocked(e, +1)
 	if didDrop {
-		d.countLocked(old, -1)
-		d.log.Warn("queue full: dropped the oldest batch task", "task_id", droppedID, "for", e.id)
+		d.countLocked(drop.V, -1)
+		d.log.Warn("queue full: dropped the oldest batch task of the key with the most", "task_id", drop.ID, "key", drop.Key, "for", e.id)
 	}
 	pos, _ = d.q.Position(e.id, now)
 	e.pos, e.predicted = pos, predicted
-	return pos, predicted, droppedID, nil
+	return pos, predicted, drop.ID, nil
 }
 
 // readmit queues a task restored after a restart, in its old order and
@@ -281,7 +291,7 @@ func (d *dispatcher) enqueue(e *entry) (pos int, predicted int64, dropped string
 func (d *dispatcher) readmit(e *entry) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.q.Readmit(e.id, e.class, e.created, e); err == nil {
+	if err := d.q.Readmit(e.id, e.class, e.qkey(), e.created, e); err == nil {
 		d.countLocked(e, +1)
 	}
 }
@@ -435,12 +445,16 @@ func (d *dispatcher) place(ctx context.Context) []start {
 	opts := d.optionsLocked()
 	blocked := map[string]*api.Explanation{}
 	var places []placement
+	var placedBy map[string]int // this pass's placements per key with max_running
 	d.q.Each(now, func(_ int, _ string, e *entry) bool {
 		if e.held || e.notBefore.After(now) {
 			return true
 		}
 		if free == 0 && e.expl != nil && now.Sub(e.expl.At) < explainEvery {
 			return true // nothing can start; its explanation is recent
+		}
+		if d.holdLocked(e, placedBy[e.key], now) {
+			return true // its turn passes to the keys behind it
 		}
 		key := e.st.Model + "\x00" + e.st.PinWorker + "\x00" + e.st.PinPool + "\x00" + e.st.Digest
 		if ex, ok := blocked[key]; ok && len(e.failedOn) == 0 {
@@ -461,9 +475,16 @@ func (d *dispatcher) place(ctx context.Context) []start {
 			return true
 		}
 		i := index[d.dec.WorkerID]
+		d.fairNoteLocked(e, ex)
 		places = append(places, d.placedLocked(e, ws, i, opts.Cached, ex))
 		ws[i].SlotsBusy++
 		free--
+		if e.maxRunning > 0 {
+			if placedBy == nil {
+				placedBy = map[string]int{}
+			}
+			placedBy[e.key]++
+		}
 		return free > 0
 	})
 	starts := d.startAllLocked(places)
@@ -579,6 +600,79 @@ func (d *dispatcher) explainLocked(e *entry, ex *api.Explanation) {
 	d.tasks.explain(e.id, ex)
 }
 
+// qkey is the task's key in the queue.
+func (e *entry) qkey() queue.Key { return queue.Key{Name: e.key, Weight: e.weight} }
+
+// setKey makes e fair-queued for p's key, with its weight and max_running.
+func (e *entry) setKey(p principal) {
+	e.key, e.weight = p.key, max(p.weight, 1)
+	if p.limits != nil {
+		e.maxRunning = p.limits.MaxRunning
+	}
+}
+
+// restoredKey is the key a task restored after a restart is queued for:
+// its owner's, looked up again (it may have a new weight or limits now); a
+// key that is gone or revoked queues it under the owner hash, weight 1.
+func (s *Server) restoredKey(owner string) principal {
+	if p, ok := s.auth.byOwner(owner); ok {
+		return p
+	}
+	if owner == "" {
+		return principal{}
+	}
+	return principal{key: "owner-" + owner, weight: 1}
+}
+
+// unrunLocked forgets a's running attempt (it ended or failed).
+func (d *dispatcher) unrunLocked(a *attempt) {
+	if d.running[a.e.id] != a {
+		return
+	}
+	delete(d.running, a.e.id)
+	if d.runs[a.e.key]--; d.runs[a.e.key] <= 0 {
+		delete(d.runs, a.e.key)
+	}
+}
+
+// holdLocked reports whether e must wait because its key has max_running
+// attempts running (counting placed, the key's placements in this pass),
+// and tells the task so (once a second at most).
+func (d *dispatcher) holdLocked(e *entry, placed int, now time.Time) bool {
+	if e.maxRunning <= 0 {
+		return false
+	}
+	n := d.runs[e.key] + placed
+	if n < e.maxRunning {
+		return false
+	}
+	summary := fmt.Sprintf("held: key %s has %d running (max_running %d)", e.key, n, e.maxRunning)
+	if e.expl == nil || e.expl.Summary != summary || now.Sub(e.expl.At) >= explainEvery {
+		d.explainLocked(e, &api.Explanation{At: now, Summary: summary})
+	}
+	return true
+}
+
+// fairNoteLocked adds the fairness decision to the explanation of e, placed
+// now: when a task of another key, of the same model, has waited longer,
+// fair queueing served e first.
+func (d *dispatcher) fairNoteLocked(e *entry, ex *api.Explanation) {
+	w, ok := d.q.Bypassed(e.id)
+	if !ok || w.V.model != e.model || (w.V.maxRunning > 0 && d.runs[w.Key] >= w.V.maxRunning) {
+		return
+	}
+	ex.Summary += fmt.Sprintf("; fair share: key %s (weight %d) served before key %s (weight %d), which has %d queued",
+		keyName(e.key), max(e.weight, 1), keyName(w.Key), w.Weight, w.Queued)
+}
+
+// keyName is a key as explanations show it.
+func keyName(k string) string {
+	if k == "" {
+		return `""`
+	}
+	return k
+}
+
 // start is an attempt ready to run.
 type start struct {
 	a      *attempt
@@ -594,6 +688,9 @@ func (d *dispatcher) startAllLocked(places []placement) []start {
 	var out []start
 	for _, p := range places {
 		e := p.e
+		if e.maxRunning > 0 && d.runs[e.key] >= e.maxRunning {
+			continue // its key reached max_running in this pass (a routing script placed more)
+		}
 		_, tk, ok := d.q.Take(e.id)
 		if !ok {
 			continue
@@ -620,6 +717,7 @@ func (d *dispatcher) startAllLocked(places []placement) []start {
 		}
 		a := &attempt{e: e, workerID: p.w, job: job, start: time.Now(), resumed: len(exec.ResumeTokens), predicted: p.predicted, slots: p.slots, slot: -1}
 		d.running[e.id] = a
+		d.runs[e.key]++
 		if len(exec.ResumeTokens) > 0 {
 			d.log.Info("continuing a task from the tokens already sent", "task_id", e.id, "worker_id", p.w, "tokens", len(exec.ResumeTokens))
 		}
@@ -632,9 +730,7 @@ func (d *dispatcher) startAllLocked(places []placement) []start {
 func (d *dispatcher) ended(a *attempt, succeeded bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.running[a.e.id] == a {
-		delete(d.running, a.e.id)
-	}
+	d.unrunLocked(a)
 	if succeeded {
 		now := time.Now()
 		d.meter.Observe(a.e.model, now.Sub(a.start), now)
@@ -647,9 +743,7 @@ func (d *dispatcher) ended(a *attempt, succeeded bool) {
 func (d *dispatcher) failed(serveCtx context.Context, a *attempt, err error, retry *api.Error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.running[a.e.id] == a {
-		delete(d.running, a.e.id)
-	}
+	d.unrunLocked(a)
 	e := a.e
 	current, tokens := d.tasks.progress(e.id, a.job)
 	if !current {

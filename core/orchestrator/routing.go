@@ -287,7 +287,7 @@ func (d *dispatcher) plan() []*planItem {
 	var plan []*planItem
 	blocked := map[string]bool{}
 	d.q.Each(now, func(_ int, _ string, e *entry) bool {
-		if e.held || e.notBefore.After(now) {
+		if e.held || e.notBefore.After(now) || d.holdLocked(e, 0, now) { // max_running (dispatcher.go)
 			return true
 		}
 		key := e.st.Model + "\x00" + e.st.PinWorker + "\x00" + e.st.PinPool

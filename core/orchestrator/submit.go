@@ -81,6 +81,7 @@ func (s *Server) submitBy(ctx context.Context, door string, req *api.TaskRequest
 	}
 	e := &entry{id: id, model: req.Model, priority: t.priority, class: t.class, st: schedulerTask(req), req: req, created: now,
 		correlation: meta.correlation, keyFP: p.fp, headers: headers, routingNote: note, spent: spent{routing: routed}}
+	e.setKey(p) // fair queueing by the key (dispatcher.go)
 	pos, predicted, dropped, apiErr := s.disp.enqueue(e)
 	if apiErr != nil {
 		return api.TaskAccepted{}, apiErr
@@ -127,6 +128,7 @@ func (s *Server) requeueRestored(rs []restored) {
 		}
 		e := &entry{id: t.id, model: t.model, priority: t.priority, class: r.class, st: schedulerTask(t.req), req: t.req,
 			created: t.created, correlation: t.correlation}
+		e.setKey(s.restoredKey(t.owner)) // fair queueing by the owner's key (dispatcher.go)
 		if t.tokensOut > 0 {
 			e.st.Digest = s.reg.digest(t.workerID) // token ids belong to this model file
 		}

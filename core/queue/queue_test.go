@@ -22,16 +22,20 @@ func validConfig() Config {
 type push struct {
 	id    string
 	class Class
-	sec   int // enqueue time, seconds after t0
+	sec   int    // enqueue time, seconds after t0
+	key   string // "" unless set
 }
 
-func I(id string, sec int) push { return push{id, Interactive, sec} }
-func B(id string, sec int) push { return push{id, Batch, sec} }
+func I(id string, sec int) push { return push{id: id, class: Interactive, sec: sec} }
+func B(id string, sec int) push { return push{id: id, class: Batch, sec: sec} }
+
+// of is p queued for key.
+func (p push) of(key string) push { p.key = key; return p }
 
 func fill(t *testing.T, q *Queue[string], ps ...push) {
 	t.Helper()
 	for _, p := range ps {
-		if _, _, dropped, err := q.Push(p.id, p.class, at(p.sec), "v-"+p.id); err != nil || dropped {
+		if _, dropped, err := q.Push(p.id, p.class, Key{Name: p.key}, at(p.sec), "v-"+p.id); err != nil || dropped {
 			t.Fatalf("Push(%s): dropped %v, err %v", p.id, dropped, err)
 		}
 	}
@@ -166,11 +170,12 @@ func TestPushWhenFull(t *testing.T) {
 			q := New[string](cfg)
 			// Pushes that overflow under drop-lru are part of the setup.
 			for _, p := range tc.push {
-				if _, _, _, err := q.Push(p.id, p.class, at(p.sec), "v-"+p.id); err != nil {
+				if _, _, err := q.Push(p.id, p.class, Key{Name: p.key}, at(p.sec), "v-"+p.id); err != nil {
 					t.Fatalf("setup Push(%s): %v", p.id, err)
 				}
 			}
-			dropID, dropped, didDrop, err := q.Push(tc.next.id, tc.next.class, at(tc.next.sec), "v-"+tc.next.id)
+			d, didDrop, err := q.Push(tc.next.id, tc.next.class, Key{}, at(tc.next.sec), "v-"+tc.next.id)
+			dropID, dropped := d.ID, d.V
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("Push(%s) err = %v, want %v", tc.next.id, err, tc.wantErr)
 			}
@@ -208,14 +213,14 @@ func TestDuplicateID(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			q := New[string](validConfig())
 			fill(t, q, I("a", 0))
-			if _, _, _, err := q.Push("a", tc.class, at(1), "other"); !errors.Is(err, ErrDuplicate) {
+			if _, _, err := q.Push("a", tc.class, Key{}, at(1), "other"); !errors.Is(err, ErrDuplicate) {
 				t.Fatalf("second Push(a) err = %v, want ErrDuplicate", err)
 			}
 			if v, _ := q.Get("a"); v != "v-a" || q.Len() != 1 {
 				t.Errorf("after duplicate: Get(a) = %q, Len %d; want v-a, 1", v, q.Len())
 			}
 			q.Remove("a")
-			if _, _, _, err := q.Push("a", tc.class, at(2), "v-a"); err != nil {
+			if _, _, err := q.Push("a", tc.class, Key{}, at(2), "v-a"); err != nil {
 				t.Errorf("Push(a) after Remove: %v", err)
 			}
 		})
@@ -340,7 +345,7 @@ func TestOldest(t *testing.T) {
 
 func TestInvalidClass(t *testing.T) {
 	q := New[string](validConfig())
-	if _, _, _, err := q.Push("x", Class(2), t0, "v"); !errors.Is(err, ErrClass) {
+	if _, _, err := q.Push("x", Class(2), Key{}, t0, "v"); !errors.Is(err, ErrClass) {
 		t.Errorf("Push with class 2: %v, want ErrClass", err)
 	}
 	if q.Len() != 0 || q.LenClass(Class(2)) != 0 {
@@ -414,8 +419,9 @@ func TestConfigValidate(t *testing.T) {
 // model is the obvious slice implementation of the same contract, used to
 // check the queue over random operations.
 type model struct {
-	cfg   Config
-	items []modelItem // enqueue order
+	cfg    Config
+	items  []modelItem           // enqueue order
+	lastAt [numClasses]time.Time // the latest enqueue time given per class
 }
 
 type modelItem struct {
@@ -440,13 +446,8 @@ func (m *model) push(id string, c Class, now time.Time) (string, error) {
 			return "", ErrDuplicate
 		}
 	}
-	for i := len(m.items) - 1; i >= 0; i-- { // enqueue time never goes back
-		if m.items[i].class == c {
-			if now.Before(m.items[i].at) {
-				now = m.items[i].at
-			}
-			break
-		}
+	if now.Before(m.lastAt[c]) { // enqueue time never goes back
+		now = m.lastAt[c]
 	}
 	dropped := ""
 	if m.count(c) >= m.cfg.Capacity || len(m.items) >= 2*m.cfg.Capacity {
@@ -457,6 +458,7 @@ func (m *model) push(id string, c Class, now time.Time) (string, error) {
 		dropped = m.items[i].id
 		m.items = slices.Delete(m.items, i, i+1)
 	}
+	m.lastAt[c] = now
 	m.items = append(m.items, modelItem{id, c, now})
 	return dropped, nil
 }
@@ -493,7 +495,8 @@ func TestAgainstModel(t *testing.T) {
 					}
 					pushAt := now.Add(-time.Duration(r.IntN(3)) * time.Second) // sometimes earlier
 					wantDrop, wantErr := m.push(id, c, pushAt)
-					gotDrop, v, _, err := q.Push(id, c, pushAt, "v-"+id)
+					d, _, err := q.Push(id, c, Key{}, pushAt, "v-"+id)
+					gotDrop, v := d.ID, d.V
 					if !errors.Is(err, wantErr) || gotDrop != wantDrop || (gotDrop != "" && v != "v-"+gotDrop) {
 						t.Fatalf("step %d Push(%s, %v) = %q %q %v; model %q %v", step, id, c, gotDrop, v, err, wantDrop, wantErr)
 					}
@@ -517,6 +520,7 @@ func TestAgainstModel(t *testing.T) {
 				}
 				got, want := checkConsistent(t, q, now), m.order(now)
 				if !slices.Equal(got, want) {
+
 					t.Fatalf("step %d order %v, model %v", step, got, want)
 				}
 				if id, _, ok := q.Oldest(Interactive); ok && got[0] != id {
@@ -542,7 +546,7 @@ func TestTakeRestoreReadmit(t *testing.T) {
 	q := New[string](Config{Capacity: 2, StarvationLimit: time.Minute, Policy: DropLRU})
 	push := func(id string, c Class, at time.Time) {
 		t.Helper()
-		if _, _, dropped, err := q.Push(id, c, at, "v-"+id); err != nil || dropped {
+		if _, dropped, err := q.Push(id, c, Key{}, at, "v-"+id); err != nil || dropped {
 			t.Fatalf("Push(%s) = %v, dropped %v", id, err, dropped)
 		}
 	}
@@ -569,10 +573,10 @@ func TestTakeRestoreReadmit(t *testing.T) {
 	if err := q.Restore("z", Ticket{}, "v-z"); !errors.Is(err, ErrClass) {
 		t.Fatalf("Restore with a zero ticket: %v", err)
 	}
-	if err := q.Readmit("d", Interactive, t0.Add(5*time.Second), "v-d"); err != nil {
+	if err := q.Readmit("d", Interactive, Key{}, t0.Add(5*time.Second), "v-d"); err != nil {
 		t.Fatalf("Readmit over capacity: %v", err)
 	}
-	if err := q.Readmit("e", Batch, t0, "v-e"); err != nil { // an earlier time counts as the tail's
+	if err := q.Readmit("e", Batch, Key{}, t0, "v-e"); err != nil { // an earlier time counts as the tail's
 		t.Fatal(err)
 	}
 	// A task restored after the batch tasks' promotion keeps its old time.
@@ -584,7 +588,7 @@ func TestTakeRestoreReadmit(t *testing.T) {
 		t.Fatalf("order after promotion %v", got)
 	}
 	// New admissions still see the queue as full.
-	if _, _, dropped, err := q.Push("f", Interactive, t0.Add(6*time.Second), "v-f"); err != nil || !dropped {
+	if _, dropped, err := q.Push("f", Interactive, Key{}, t0.Add(6*time.Second), "v-f"); err != nil || !dropped {
 		t.Fatalf("Push into a full queue with drop-lru: %v, dropped %v", err, dropped)
 	}
 }
