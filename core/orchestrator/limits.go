@@ -175,6 +175,23 @@ func (l *limiter) check(p principal, model string, priority *string) (*keyUse, *
 	return u, nil
 }
 
+// restored is the keyUse of a task restored from the journal at startup,
+// by p (its key, looked up again by owner): the task is queued, counts
+// against the key's max_queued and spends its token bucket from now on,
+// without being checked again.
+func (l *limiter) restored(p principal) *keyUse {
+	lim := l.limitsOf(p)
+	if lim == nil || lim.RequestsPerMinute == 0 && lim.TokensPerMinute == 0 && lim.MaxQueued == 0 {
+		return nil
+	}
+	u := &keyUse{k: l.hold(p.key, time.Now()), counted: lim.MaxQueued > 0}
+	if u.counted {
+		u.k.queued.Add(1)
+	}
+	u.state.Store(useQueued)
+	return u
+}
+
 // hold returns key's state (made when missing) with one more user, and
 // drops idle states once in a while.
 func (l *limiter) hold(key string, now time.Time) *keyState {

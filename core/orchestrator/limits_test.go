@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/openai/openaitest"
+	"github.com/llorch/llorch/core/store"
 )
 
 // Keys of the limits tests: an admin without limits and a user key whose
@@ -180,8 +182,11 @@ func TestLimitMaxQueued(t *testing.T) {
 	if !strings.Contains(e.Message, "at most 2 tasks queued") {
 		t.Fatalf("refusal %+v", e)
 	}
-	// Another key is not held by this one's queue.
-	decode[api.TaskAccepted](t, o.do(t, http.MethodPost, "/v2/tasks", fakeReq(1)), http.StatusAccepted)
+	// Another key is not held by this one's queue (its task goes to the
+	// other worker, not to w1's one slot).
+	other := fakeReq(1)
+	other.Model = "other"
+	decode[api.TaskAccepted](t, o.do(t, http.MethodPost, "/v2/tasks", other), http.StatusAccepted)
 
 	o.cancelTask(running)
 	waitFor(t, 10*time.Second, "a waiting task to start", func() bool {
@@ -481,4 +486,83 @@ func TestLimitEmbeddings(t *testing.T) {
 	if w.embedded() != 2 {
 		t.Fatalf("the worker answered %d requests", w.embedded())
 	}
+}
+
+// TestLimitStoredKey: a key created with POST /v2/keys carries its limits,
+// and an update takes effect at the next request (the bucket refills at the
+// new rate).
+func TestLimitStoredKey(t *testing.T) {
+	o, _ := limitedOrch(t, api.KeyLimits{}, 4)
+	created := decode[api.KeyCreated](t, o.do(t, http.MethodPost, "/v2/keys",
+		api.KeySpec{Name: "metered", Limits: api.KeyLimits{RequestsPerMinute: 1}}), http.StatusCreated)
+	as := []string{"Authorization", "Bearer " + created.Key}
+	decode[api.TaskAccepted](t, o.do(t, http.MethodPost, "/v2/tasks", fakeReq(1), as...), http.StatusAccepted)
+	e := refused(t, o.do(t, http.MethodPost, "/v2/tasks", fakeReq(1), as...), http.StatusTooManyRequests, api.CodeRateLimited, api.LimitRequestsPerMinute)
+	if e.RetryAfterMs < 50000 || !strings.Contains(e.Message, "key metered: 1 requests per minute") {
+		t.Fatalf("refusal %+v", e)
+	}
+	decode[api.KeyView](t, o.do(t, http.MethodPatch, "/v2/keys/metered",
+		api.KeyUpdate{Limits: &api.KeyLimits{RequestsPerMinute: 600}}), http.StatusOK)
+	resp := o.do(t, http.MethodPost, "/v2/tasks", fakeReq(1), as...)
+	if resp.StatusCode == http.StatusTooManyRequests { // 10 a second now
+		e := refused(t, resp, http.StatusTooManyRequests, api.CodeRateLimited, api.LimitRequestsPerMinute)
+		if e.RetryAfterMs > 101 {
+			t.Fatalf("after the update: %+v", e)
+		}
+		honour(e)
+		resp = o.do(t, http.MethodPost, "/v2/tasks", fakeReq(1), as...)
+	}
+	decode[api.TaskAccepted](t, resp, http.StatusAccepted)
+}
+
+// TestLimitRestored: tasks restored after a restart count against their
+// key's max_queued again (the key is found by the tasks' owner).
+func TestLimitRestored(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig()
+	cfg.Keys = []Key{{Secret: "sk-admin-0001", Role: RoleAdmin, Name: "admin"}}
+	cfg.WorkerToken = "worker-token-1"
+	open := func() *fakeOrch {
+		st, err := store.OpenOrchestrator(filepath.Join(dir, "orchestrator.db"), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fleet := newFakeFleet()
+		w := fleet.add("http://w1.test:1") // before New: the registry it loads connects to it
+		w.set(hang)
+		srv, err := New(cfg, Deps{Store: st, connect: fleet.connect, Log: testLogger(t), manualStats: true})
+		if err != nil {
+			st.Close()
+			t.Fatal(err)
+		}
+		o, stop, done := serve(t, srv, st)
+		srv.reg.register(api.WorkerRegistration{WorkerID: "w1", URL: w.url, Model: api.ModelInfo{ID: "m", Ctx: 4096}, Slots: 1})
+		return &fakeOrch{orch: o, fleet: fleet, stop: stop, done: done}
+	}
+	o := open()
+	created := decode[api.KeyCreated](t, o.do(t, http.MethodPost, "/v2/keys",
+		api.KeySpec{Name: "metered", Limits: api.KeyLimits{MaxQueued: 2}}), http.StatusCreated)
+	as := []string{"Authorization", "Bearer " + created.Key}
+	var ids []string
+	for range 3 { // one runs, two wait
+		ids = append(ids, decode[api.TaskAccepted](t, o.do(t, http.MethodPost, "/v2/tasks", fakeReq(5), as...), http.StatusAccepted).TaskID)
+	}
+	refused(t, o.do(t, http.MethodPost, "/v2/tasks", fakeReq(5), as...), http.StatusTooManyRequests, api.CodeRateLimited, api.LimitMaxQueued)
+	o.stop()
+	o.store.Close()
+
+	o = open()
+	waitFor(t, 10*time.Second, "a restored task to run", func() bool {
+		for _, id := range ids {
+			if o.taskStatus(t, id).Status == api.TaskRunning {
+				return true
+			}
+		}
+		return false
+	})
+	refused(t, o.do(t, http.MethodPost, "/v2/tasks", fakeReq(5), as...), http.StatusTooManyRequests, api.CodeRateLimited, api.LimitMaxQueued)
+	for _, id := range ids {
+		o.cancelTask(id)
+	}
+	decode[api.TaskAccepted](t, o.do(t, http.MethodPost, "/v2/tasks", fakeReq(5), as...), http.StatusAccepted)
 }
