@@ -36,7 +36,7 @@ func BenchmarkPushPop(b *testing.B) {
 	ids := benchIDs(2 * depth)
 	keys := benchKeys()
 	run := func(b *testing.B, key func(i int) Key) {
-		q := New[int](Config{Capacity: depth, StarvationLimit: time.Second, Policy: Reject})
+		q := New[int](Config{Capacity: 2 * depth, StarvationLimit: time.Second, Policy: Reject})
 		now := t0
 		for i := range depth {
 			q.Push(ids[i], Class(i%2), key(i), now, i)
@@ -112,20 +112,28 @@ func BenchmarkEach10k(b *testing.B) {
 }
 
 // BenchmarkPosition finds the position of a task in the middle of a queue of
-// 2,000 over 100 keys, as GET /v2/tasks/{id} does.
+// 2,000 over 100 keys, as GET /v2/tasks/{id} and each admission do: by
+// counting per key, or with batch tasks promoted, by walking the order.
 func BenchmarkPosition(b *testing.B) {
 	const n = 2000
 	ids, keys := benchIDs(n), benchKeys()
-	q := New[int](Config{Capacity: n, StarvationLimit: time.Second, Policy: Reject})
-	now := t0
-	for i := range n {
-		q.Push(ids[i], Class(i%2), keys[i%len(keys)], now, i)
-		now = now.Add(time.Millisecond)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, ok := q.Position(ids[n/2], now); !ok {
-			b.Fatal("not queued")
-		}
+	for _, tc := range []struct {
+		name  string
+		limit time.Duration
+	}{{"count", time.Hour}, {"walk", time.Second}} {
+		b.Run(tc.name, func(b *testing.B) {
+			q := New[int](Config{Capacity: n, StarvationLimit: tc.limit, Policy: Reject})
+			now := t0
+			for i := range n {
+				q.Push(ids[i], Class(i%2), keys[i%len(keys)], now, i)
+				now = now.Add(time.Millisecond)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, ok := q.Position(ids[n/2], now); !ok {
+					b.Fatal("not queued")
+				}
+			}
+		})
 	}
 }
