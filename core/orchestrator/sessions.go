@@ -167,15 +167,13 @@ func (s *session) budget() *api.Budget {
 	}
 	var b api.Budget
 	if s.tokenBudget > 0 {
-		b.TokensRemaining = ptrTo(max(0, s.tokenBudget-s.tokens.Load()))
+		b.TokensRemaining = new(max(0, s.tokenBudget-s.tokens.Load()))
 	}
 	if s.timeBudgetMs > 0 {
-		b.TimeRemainingMs = ptrTo(max(0, s.timeBudgetMs-s.timeMs.Load()))
+		b.TimeRemainingMs = new(max(0, s.timeBudgetMs-s.timeMs.Load()))
 	}
 	return &b
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 // spend counts tokens of a task of s (prompt tokens at started, each
 // generated token); nil-safe, lock-free.
