@@ -433,9 +433,13 @@ func TestQueueWaitsForASlot(t *testing.T) {
 	// Second and third wait in that order; Execute returns once a job has its slot.
 	var order atomic.Int32
 	got := make(chan [2]int32, 2)
+	// The second is long: while the pace is held it cannot end before the
+	// test has seen it get the slot, so the third cannot overtake it in the
+	// client's view however late that client's goroutine runs.
 	for i, prompt := range []string{"second", "third"} {
+		tokens := []int{1500, 3}[i]
 		go func() {
-			st, err := w.client.Execute(context.Background(), req(prompt, 3, 1))
+			st, err := w.client.Execute(context.Background(), req(prompt, tokens, 1))
 			if err != nil {
 				t.Error(err)
 				got <- [2]int32{int32(i), -1}
@@ -456,14 +460,28 @@ func TestQueueWaitsForASlot(t *testing.T) {
 	if status != http.StatusServiceUnavailable || eb.Error.Code != api.CodeAllSlotsBusy {
 		t.Errorf("beyond the queue: %d %+v, want 503 ALL_SLOTS_BUSY", status, eb.Error)
 	}
-	first.Close() // cancels the first job: the queue moves
-	w.pace.release()
-	for range 2 {
-		r := <-got
+	check := func(r [2]int32) {
+		t.Helper()
 		if r[1] != r[0]+1 {
 			t.Errorf("request %d got the slot as number %d: not first come first served", r[0]+1, r[1])
 		}
 	}
+	first.Close() // cancels the first job: the queue moves, a held step at a time
+	deadline := time.Now().Add(10 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case r := <-got:
+			check(r)
+			seen = true
+		default:
+			if time.Now().After(deadline) {
+				t.Fatal("no queued request got the slot")
+			}
+			w.pace.tryStep(5 * time.Millisecond)
+		}
+	}
+	w.pace.release() // the second runs out; then the third has the slot
+	check(<-got)
 	waitFor(t, 10*time.Second, "an empty queue", func() bool { return queued() == 0 })
 
 	// A client that gives up leaves the queue.
