@@ -75,6 +75,12 @@
 //     store, once; until then its tokens are in flight in a per-key atomic
 //     counter the relay adds to (no lock). Period budgets (tokens per UTC
 //     day and month) compare both with the key's budget at admission.
+//   - keys (auth.go, keys.go, http_keys.go): the key file's keys and the
+//     keys kept in the store, looked up by the SHA-256 of the bearer token
+//     in an immutable set that a change (create, update, revoke: written to
+//     the store first, serialized) replaces whole, so requests take no
+//     lock. Revoking ends the key's queued tasks under the dispatcher's
+//     lock (dispatcher.endQueued); its running tasks finish.
 //   - http (http*.go, openai.go): handlers that decode, call a part, encode.
 //
 // Locks: the fleet calls the dispatcher and the registry, never while

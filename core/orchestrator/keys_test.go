@@ -419,3 +419,80 @@ func TestKeysHostileInput(t *testing.T) {
 		t.Fatalf("a refused update changed the key: %+v", v)
 	}
 }
+
+// Requests identify keys while keys are created, updated and revoked: no
+// race, and each change is seen by the next lookup.
+func TestAuthnConcurrentChanges(t *testing.T) {
+	st, err := store.OpenOrchestrator(filepath.Join(t.TempDir(), "orchestrator.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a, err := newAuthn([]Key{{Secret: "sk-file-admin-1", Role: RoleAdmin, Name: "root"}}, "worker-token-1", st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := make(chan string, 64)
+	done := make(chan struct{})
+	readers := make(chan int, 4)
+	for range 4 {
+		go func() {
+			var known []string
+			n := 0
+			for {
+				select {
+				case s := <-secrets:
+					known = append(known, s)
+				case <-done:
+					readers <- n
+					return
+				default:
+				}
+				if p, _ := a.identify([]byte("sk-file-admin-1")); p.role != RoleAdmin {
+					t.Error("the file key was not found")
+				}
+				for _, s := range known {
+					if p, revoked := a.identify([]byte(s)); p.role == roleNone && !revoked {
+						t.Error("a stored key was neither found nor revoked")
+					}
+				}
+				_ = a.keys()
+				n++
+			}
+		}()
+	}
+	for i := range 16 {
+		name := "k" + string(rune('a'+i))
+		kc, err := a.create(api.KeySpec{Name: name, Role: "user", Weight: 1}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 4 {
+			secrets <- kc.Key
+		}
+		w := i + 2
+		if _, err := a.update(name, api.KeyUpdate{Weight: &w}, func(s *api.KeySpec) *api.Error { return s.Validate() }); err != nil {
+			t.Fatal(err)
+		}
+		if p, _ := a.identify([]byte(kc.Key)); p.weight != w {
+			t.Fatalf("weight %d after the update to %d", p.weight, w)
+		}
+		if i%2 == 0 {
+			if _, err := a.revoke(name, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if p, revoked := a.identify([]byte(kc.Key)); p.role != roleNone || !revoked {
+				t.Fatalf("%s answered after its revoke: %+v", name, p)
+			}
+		}
+	}
+	close(done)
+	for range 4 {
+		if n := <-readers; n == 0 {
+			t.Error("a reader never ran")
+		}
+	}
+	if got := len(a.keys()); got != 17 {
+		t.Fatalf("%d keys", got)
+	}
+}
