@@ -16,6 +16,7 @@ import (
 
 	"github.com/llorch/llorch/core/api"
 	"github.com/llorch/llorch/core/store"
+	"github.com/llorch/llorch/core/workerclient"
 )
 
 // The fake workers' session caches: a session is warm on a worker when a
@@ -498,5 +499,47 @@ func TestSessionInUseDoesNotExpire(t *testing.T) {
 	})
 	if n := o.sessions.sweep(time.Now(), o.tasks.sessionsInUse()); n != 1 {
 		t.Fatalf("swept %d", n)
+	}
+}
+
+// On a real worker: the session's KV is warm after a turn, and DELETE makes
+// the worker forget it (the same prompt is evaluated afresh).
+func TestSessionKVOnRealWorker(t *testing.T) {
+	o := startOrch(t, sessionsConfig())
+	w := startWorker(t, o, "w1", 2, "--token", "worker-token-1")
+	v := decode[api.SessionView](t, o.do(t, http.MethodPost, "/v2/sessions", api.SessionRequest{TokenBudget: 10_000}, asAlice...), http.StatusCreated)
+	turn := func(session string) api.End {
+		t.Helper()
+		r := taskReq("tiny", strings.Repeat("a conversation about rivers and the sea ", 4), 4, 7)
+		r.SessionID = session
+		evs := o.submitStream(t, r, asAlice...)
+		last := evs[len(evs)-1]
+		var end api.End
+		if last.Name != api.EventEnd || json.Unmarshal(last.Data, &end) != nil {
+			t.Fatalf("turn ended with %s %s", last.Name, last.Data)
+		}
+		return end
+	}
+	first := turn(v.SessionID)
+	if first.Budget == nil || *first.Budget.TokensRemaining != 10_000-int64(first.PromptTokens)-4 {
+		t.Fatalf("first turn %+v budget %+v", first, first.Budget)
+	}
+	if second := turn(v.SessionID); second.CachedTokens == 0 {
+		t.Fatalf("the second turn reused nothing: %+v", second)
+	}
+	got := decode[api.SessionView](t, o.do(t, http.MethodGet, "/v2/sessions/"+v.SessionID, nil, asAlice...), http.StatusOK)
+	if got.WorkerID != "w1" || !got.KVWarm || got.Turns != 2 {
+		t.Fatalf("session %+v", got)
+	}
+	resp := o.do(t, http.MethodDelete, "/v2/sessions/"+v.SessionID, nil, asAlice...)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %d", resp.StatusCode)
+	}
+	if sc, err := workerclient.New(w.URL, "worker-token-1", nil).SessionCache(context.Background(), v.SessionID); err != nil || sc.Warm {
+		t.Fatalf("the worker still holds the session: %+v %v", sc, err)
+	}
+	if after := turn(""); after.CachedTokens != 0 {
+		t.Errorf("the same prompt after the DELETE reused %d tokens", after.CachedTokens)
 	}
 }
