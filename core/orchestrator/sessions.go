@@ -52,6 +52,10 @@ const (
 	headerSessionID = "X-Session-Id"
 )
 
+// A refusal for a spent session is counted under its own reason in
+// llorch_rejections_total (http.go's knownCodes).
+func init() { knownCodes[api.CodeBudgetExceeded] = true }
+
 // session is one session. Its budgets are fixed; what it used moves with
 // atomics, so the tasks part counts without taking a lock.
 type session struct {

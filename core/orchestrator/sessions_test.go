@@ -256,6 +256,9 @@ func TestSessionTokenBudget(t *testing.T) {
 		!strings.Contains(strings.ToUpper(string(data)), api.CodeBudgetExceeded) {
 		t.Fatalf("/v1 over budget: %d %s", resp.StatusCode, data)
 	}
+	if n := value(o.m.rejections.WithLabelValues("budget_exceeded")); n != 2 {
+		t.Errorf("llorch_rejections_total{reason=budget_exceeded} = %v, want 2", n)
+	}
 	if got := decode[api.SessionView](t, o.do(t, http.MethodGet, "/v2/sessions/chat-1", nil, asAlice...), http.StatusOK); got.Turns != 1 || got.TokensUsed != 11 {
 		t.Fatalf("refusals counted: %+v", got)
 	}
