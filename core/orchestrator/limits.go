@@ -50,7 +50,7 @@ type limiter struct {
 	swept time.Time
 	// override, when set, gives the limits of keys whose principal has
 	// none (tests).
-	override func(key string) *api.KeyLimits
+	override atomic.Pointer[func(key string) *api.KeyLimits]
 }
 
 // keyState is one key's limit state.
@@ -112,11 +112,8 @@ func (l *limiter) limitsOf(p principal) *api.KeyLimits {
 	if p.limits != nil || p.key == "" {
 		return p.limits
 	}
-	l.mu.Lock()
-	o := l.override
-	l.mu.Unlock()
-	if o != nil {
-		return o(p.key)
+	if o := l.override.Load(); o != nil {
+		return (*o)(p.key)
 	}
 	return nil
 }

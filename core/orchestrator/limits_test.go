@@ -32,14 +32,13 @@ func limitedOrch(t *testing.T, lim api.KeyLimits, slots int) (*fakeOrch, *fakeWo
 	cfg.Keys = []Key{{Secret: "sk-admin-0001", Role: RoleAdmin, Name: "admin"}, {Secret: limitedSecret, Role: RoleUser, Name: limitedKey}}
 	cfg.WorkerToken = "worker-token-1"
 	o := startFakeOrch(t, cfg, true)
-	o.limits.mu.Lock()
-	o.limits.override = func(key string) *api.KeyLimits {
+	override := func(key string) *api.KeyLimits {
 		if key == limitedKey {
 			return &lim
 		}
 		return nil
 	}
-	o.limits.mu.Unlock()
+	o.limits.override.Store(&override)
 	w := o.addWorker("w1", "m", slots)
 	o.addWorker("w2", "other", 1)
 	return o, w
