@@ -81,6 +81,12 @@
 //     the store first, serialized) replaces whole, so requests take no
 //     lock. Revoking ends the key's queued tasks under the dispatcher's
 //     lock (dispatcher.endQueued); its running tasks finish.
+//   - sessions (sessions.go, http_sessions.go): sessions with budgets,
+//     metadata only, owned by a key, persisted in the store. Admission
+//     refuses a spent one; a task holds its session and counts tokens and
+//     its end with atomics (no lock of the part under the tasks lock); the
+//     part's loop writes what changed and removes expired sessions. DELETE
+//     makes the session's worker forget its KV (DELETE /v1/sessions/{id}).
 //   - http (http*.go, openai.go): handlers that decode, call a part, encode.
 //
 // Locks: the fleet calls the dispatcher and the registry, never while
