@@ -142,10 +142,8 @@ func (u *usage) counted(r *store.TaskRecord) {
 	u.tokens.WithLabelValues(r.Key, "cached").Add(float64(row.CachedPromptTokens))
 	u.tokens.WithLabelValues(r.Key, "generated").Add(float64(row.GeneratedTokens))
 	n := row.PromptTokens + row.GeneratedTokens
-	u.counter(r.Key).Add(-n)
 	day, month := periodStarts(u.now())
 	u.mu.Lock()
-	defer u.mu.Unlock()
 	kp := u.periodsLocked(r.Key, day, month)
 	if !row.Hour.Before(kp.month) {
 		kp.monthTokens += n
@@ -153,6 +151,10 @@ func (u *usage) counted(r *store.TaskRecord) {
 	if !row.Hour.Before(kp.day) {
 		kp.dayTokens += n
 	}
+	u.mu.Unlock()
+	// Out of flight only now: a check in between sees the tokens twice
+	// rather than not at all.
+	u.counter(r.Key).Add(-n)
 }
 
 // refuse counts a request refused at admission (e nil: it was not). The
