@@ -210,7 +210,7 @@ func TestUsageAcrossRestart(t *testing.T) {
 	q.stop()
 
 	r := startParts(t, cfg, fleet, dir)
-	r.stop() // its final batch writes every restored record again
+	r.stop() // a clean start and stop on the same journal counts nothing again
 	st, err := store.OpenOrchestrator(filepath.Join(dir, "orchestrator.db"), time.Second)
 	if err != nil {
 		t.Fatal(err)
