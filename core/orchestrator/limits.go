@@ -48,9 +48,6 @@ type limiter struct {
 	mu    sync.Mutex
 	keys  map[string]*keyState
 	swept time.Time
-	// override, when set, gives the limits of keys whose principal has
-	// none (tests).
-	override atomic.Pointer[func(key string) *api.KeyLimits]
 }
 
 // keyState is one key's limit state.
@@ -107,17 +104,6 @@ func (b *bucket) full(now time.Time) bool {
 	return b.level+float64(b.perMinute)*now.Sub(b.at).Minutes() >= float64(b.perMinute)
 }
 
-// limitsOf returns p's limits, nil when it has none.
-func (l *limiter) limitsOf(p principal) *api.KeyLimits {
-	if p.limits != nil || p.key == "" {
-		return p.limits
-	}
-	if o := l.override.Load(); o != nil {
-		return (*o)(p.key)
-	}
-	return nil
-}
-
 // admit checks p's limits for req, before the task is queued; a request of
 // a batch-only key that names no priority becomes batch. The keyUse it
 // returns (nil for a key without limits) belongs to the task: the task
@@ -138,7 +124,7 @@ func (l *limiter) admitOnce(p principal, model string) (*keyUse, *api.Error) {
 
 // check is admit (priority set: a task) and admitOnce (nil).
 func (l *limiter) check(p principal, model string, priority *string) (*keyUse, *api.Error) {
-	lim := l.limitsOf(p)
+	lim := p.limits
 	if lim == nil {
 		return nil, nil
 	}
@@ -177,7 +163,7 @@ func (l *limiter) check(p principal, model string, priority *string) (*keyUse, *
 // against the key's max_queued and spends its token bucket from now on,
 // without being checked again.
 func (l *limiter) restored(p principal) *keyUse {
-	lim := l.limitsOf(p)
+	lim := p.limits
 	if lim == nil || lim.RequestsPerMinute == 0 && lim.TokensPerMinute == 0 && lim.MaxQueued == 0 {
 		return nil
 	}

@@ -17,40 +17,36 @@ import (
 	"github.com/llorch/llorch/core/store"
 )
 
-// Keys of the limits tests: an admin without limits and a user key whose
-// limits each test sets.
-const (
-	limitedSecret = "sk-limited-0001"
-	limitedKey    = "limited"
-)
+// limitedKey names the key whose limits each test sets.
+const limitedKey = "limited"
+
+// limOrch is an orchestrator over a fake fleet with a managed key
+// "limited" (POST /v2/keys) and a file admin key without limits.
+type limOrch struct {
+	*fakeOrch
+	secret string
+	as     []string // the header of requests made with the limited key
+}
 
 // limitedOrch serves an orchestrator over a fake fleet with a worker of
 // model m (slots given) and one of model other; the key "limited" has lim.
-func limitedOrch(t *testing.T, lim api.KeyLimits, slots int) (*fakeOrch, *fakeWorker) {
+func limitedOrch(t *testing.T, lim api.KeyLimits, slots int) (*limOrch, *fakeWorker) {
 	t.Helper()
 	cfg := testConfig()
-	cfg.Keys = []Key{{Secret: "sk-admin-0001", Role: RoleAdmin, Name: "admin"}, {Secret: limitedSecret, Role: RoleUser, Name: limitedKey}}
+	cfg.Keys = []Key{{Secret: "sk-admin-0001", Role: RoleAdmin, Name: "admin"}}
 	cfg.WorkerToken = "worker-token-1"
 	o := startFakeOrch(t, cfg, true)
-	override := func(key string) *api.KeyLimits {
-		if key == limitedKey {
-			return &lim
-		}
-		return nil
-	}
-	o.limits.override.Store(&override)
+	created := decode[api.KeyCreated](t, o.do(t, http.MethodPost, "/v2/keys",
+		api.KeySpec{Name: limitedKey, Limits: lim}), http.StatusCreated)
 	w := o.addWorker("w1", "m", slots)
 	o.addWorker("w2", "other", 1)
-	return o, w
+	return &limOrch{fakeOrch: o, secret: created.Key, as: []string{"Authorization", "Bearer " + created.Key}}, w
 }
 
-// asLimited is the header of requests made with the limited key.
-var asLimited = []string{"Authorization", "Bearer " + limitedSecret}
-
 // submitAs posts an async task for the limited key.
-func (f *fakeOrch) submitAs(t *testing.T, req *api.TaskRequest) *http.Response {
+func (o *limOrch) submitAs(t *testing.T, req *api.TaskRequest) *http.Response {
 	t.Helper()
-	return f.do(t, http.MethodPost, "/v2/tasks", req, asLimited...)
+	return o.do(t, http.MethodPost, "/v2/tasks", req, o.as...)
 }
 
 // refused checks a refusal: status, code, the limit named, a Retry-After
@@ -77,7 +73,7 @@ func refused(t *testing.T, resp *http.Response, status int, code, limit string) 
 // honour waits what the refusal said.
 func honour(e *api.Error) { time.Sleep(time.Duration(e.RetryAfterMs) * time.Millisecond) }
 
-func rejected(o *fakeOrch, reason string) float64 {
+func rejected(o *limOrch, reason string) float64 {
 	return value(o.m.rejections.WithLabelValues(reason))
 }
 
@@ -244,10 +240,10 @@ func TestLimitMaxPriority(t *testing.T) {
 func TestLimitOpenAI(t *testing.T) {
 	o, _ := limitedOrch(t, api.KeyLimits{RequestsPerMinute: 1, Models: []string{"m"}}, 4)
 	body := map[string]any{"model": "m", "max_tokens": 2, "messages": []map[string]string{{"role": "user", "content": "hi"}}}
-	resp := o.do(t, http.MethodPost, "/v1/chat/completions", body, asLimited...)
+	resp := o.do(t, http.MethodPost, "/v1/chat/completions", body, o.as...)
 	decode[chatCompletion](t, resp, http.StatusOK)
 	before := rejected(o, "rate_limited")
-	resp = o.do(t, http.MethodPost, "/v1/chat/completions", body, asLimited...)
+	resp = o.do(t, http.MethodPost, "/v1/chat/completions", body, o.as...)
 	ra, ms := resp.Header.Get("Retry-After"), resp.Header.Get("Retry-After-Ms")
 	e := decode[struct {
 		Error struct{ Message, Type, Code string }
@@ -262,7 +258,7 @@ func TestLimitOpenAI(t *testing.T) {
 		t.Fatal("the refusal was not counted")
 	}
 	body["model"] = "other"
-	resp = o.do(t, http.MethodPost, "/v1/chat/completions", body, asLimited...)
+	resp = o.do(t, http.MethodPost, "/v1/chat/completions", body, o.as...)
 	f := decode[struct {
 		Error struct {
 			Type, Code string
@@ -278,7 +274,7 @@ func TestLimitOpenAI(t *testing.T) {
 func TestLimitOpenAISDK(t *testing.T) {
 	sdk := openaitest.NeedSDK(t)
 	o, _ := limitedOrch(t, api.KeyLimits{RequestsPerMinute: 1}, 4)
-	sdk.RunScript(t, "limits.mjs", o.URL, limitedSecret, "m")
+	sdk.RunScript(t, "limits.mjs", o.URL, o.secret, "m")
 }
 
 // TestLimitConcurrent: many clients of one key at once get exactly the
@@ -461,7 +457,7 @@ func TestLimitEmbeddings(t *testing.T) {
 	w := o.fleet.add("http://e1.test:1")
 	o.reg.register(api.WorkerRegistration{WorkerID: "e1", URL: w.url, Model: api.ModelInfo{ID: "e", Ctx: 4096, Embedding: true}, Slots: 2})
 	embed := func(model string) *http.Response {
-		return o.do(t, http.MethodPost, "/v1/embeddings", map[string]any{"model": model, "input": []string{"a", "b", "c"}}, asLimited...)
+		return o.do(t, http.MethodPost, "/v1/embeddings", map[string]any{"model": model, "input": []string{"a", "b", "c"}}, o.as...)
 	}
 	resp := embed("m")
 	if e := decode[openAIError](t, resp, http.StatusForbidden); e.Error.Type != "permission_error" {
