@@ -87,6 +87,12 @@
 //     its end with atomics (no lock of the part under the tasks lock); the
 //     part's loop writes what changed and removes expired sessions. DELETE
 //     makes the session's worker forget its KV (DELETE /v1/sessions/{id}).
+//   - limits (limits.go): each key's limits at admission (models,
+//     max_priority, max_queued, requests and tokens per minute as token
+//     buckets with Retry-After from their refill). A task holds its key's
+//     state (a keyUse): the relay spends tokens into an atomic counter (no
+//     lock under the tasks lock) that admission folds into the bucket; a
+//     key's state is dropped once it holds nothing.
 //   - http (http*.go, openai.go): handlers that decode, call a part, encode.
 //
 // Locks: the fleet calls the dispatcher and the registry, never while
