@@ -433,12 +433,15 @@ func TestQueueWaitsForASlot(t *testing.T) {
 	// Second and third wait in that order; Execute returns once a job has its slot.
 	var order atomic.Int32
 	got := make(chan [2]int32, 2)
+	var streams sync.WaitGroup // until both have read their stream to its end
 	// The second is long: while the pace is held it cannot end before the
 	// test has seen it get the slot, so the third cannot overtake it in the
 	// client's view however late that client's goroutine runs.
 	for i, prompt := range []string{"second", "third"} {
 		tokens := []int{1500, 3}[i]
+		streams.Add(1)
 		go func() {
+			defer streams.Done()
 			st, err := w.client.Execute(context.Background(), req(prompt, tokens, 1))
 			if err != nil {
 				t.Error(err)
@@ -483,6 +486,7 @@ func TestQueueWaitsForASlot(t *testing.T) {
 	w.pace.release() // the second runs out; then the third has the slot
 	check(<-got)
 	waitFor(t, 10*time.Second, "an empty queue", func() bool { return queued() == 0 })
+	streams.Wait() // the slot is free again before the pace is held
 
 	// A client that gives up leaves the queue.
 	w.pace.hold()
