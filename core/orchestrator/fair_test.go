@@ -210,3 +210,22 @@ func TestMaxRunning(t *testing.T) {
 		t.Fatalf("the worker got %d jobs of key held, want 2 (one at a time)", n)
 	}
 }
+
+// A task restored after a restart is queued for its owner's key, looked up
+// again by the owner hash; an owner whose key is gone gets a key of its own
+// (weight 1), and without keys every task is of the one key "".
+func TestRestoredKey(t *testing.T) {
+	cfg := keysConfig()
+	cfg.Keys = []Key{{Secret: "sk-fair-admin-0001", Role: RoleAdmin, Name: "admin"}, {Secret: "sk-fair-key-a-0001", Role: RoleUser, Name: "a"}}
+	o := startFakeOrch(t, cfg, false)
+	p, _ := o.auth.identify([]byte("sk-fair-key-a-0001"))
+	if got := o.restoredKey(p.owner); got.key != "a" || got.weight != 1 {
+		t.Errorf("restoredKey(a's owner) = %q weight %d, want a, 1", got.key, got.weight)
+	}
+	if got := o.restoredKey("0123abcd"); got.key != "owner-0123abcd" || got.weight != 1 || got.limits != nil {
+		t.Errorf("restoredKey(unknown owner) = %+v, want owner-0123abcd, weight 1, no limits", got)
+	}
+	if got := o.restoredKey(""); got.key != "" {
+		t.Errorf("restoredKey(\"\") = %q, want \"\"", got.key)
+	}
+}
