@@ -57,7 +57,7 @@ func Command() *cli.Command {
 			&cli.BoolFlag{Name: "insecure-no-auth", Local: true, Usage: "allow a non-loopback --listen without API keys", Destination: &insecure},
 			&cli.StringFlag{Name: "worker-token", Local: true, Usage: "secret shared with workers (their --token)", Destination: &cfg.WorkerToken, Sources: cli.EnvVars("LLORCH_WORKER_TOKEN")},
 			&cli.IntFlag{Name: "queue-capacity", Local: true, Value: 1024, Usage: "most queued tasks per priority class", Destination: &cfg.QueueCapacity},
-			&cli.StringFlag{Name: "queue-policy", Local: true, Value: "reject", Usage: "full queue: reject (429 QUEUE_FULL) or drop-lru (drop the oldest batch task)", Destination: &policyFlag},
+			&cli.StringFlag{Name: "queue-policy", Local: true, Value: "reject", Usage: "full queue: reject (429 QUEUE_FULL) or drop-lru (drop the oldest batch task of the key with the most batch tasks queued)", Destination: &policyFlag},
 			&cli.DurationFlag{Name: "starvation-limit", Local: true, Value: 30 * time.Second, Usage: "a batch task waiting this long is promoted", Destination: &cfg.StarvationLimit},
 			&cli.StringFlag{Name: "unavailable", Local: true, Value: "wait", Usage: "known model with no healthy worker: wait in the queue, or reject (503 POOL_UNAVAILABLE)", Destination: &cfg.Unavailable},
 			&cli.DurationFlag{Name: "heartbeat-timeout", Local: true, Value: 10 * time.Second, Usage: "a worker silent this long is probed on /health", Destination: &cfg.HeartbeatTimeout},
