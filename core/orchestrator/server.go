@@ -35,7 +35,8 @@ type Config struct {
 	// QueueCapacity bounds each priority class of the queue (default 1024).
 	QueueCapacity int
 	// QueuePolicy is what a full queue does: "reject" (429) or "drop-lru"
-	// (the oldest batch task is dropped). Default reject.
+	// (the oldest batch task of the key with the most batch tasks queued is
+	// dropped). Default reject.
 	QueuePolicy string
 	// StarvationLimit promotes a batch task that waited this long (default 30s).
 	StarvationLimit time.Duration
