@@ -418,21 +418,30 @@ func TestUsageQuotaHTTP(t *testing.T) {
 		time.Duration(secs)*time.Second < left-5*time.Second || time.Duration(secs)*time.Second > left+5*time.Second {
 		t.Fatalf("Retry-After %q, limit %q; want %s to the next UTC midnight", retryAfter, e.Limit, left)
 	}
+	// /v1 answers OpenAI's shape: a 429 the SDKs raise as RateLimitError.
+	resp = user.do(t, http.MethodPost, "/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":3}`)
+	type openAIError struct {
+		Error struct{ Type, Code string }
+	}
+	v1 := decode[openAIError](t, resp, http.StatusTooManyRequests)
+	if resp.Header.Get("Retry-After") == "" || v1.Error.Code != "quota_exceeded" || v1.Error.Type == "" {
+		t.Fatalf("/v1: Retry-After %q, error %+v", resp.Header.Get("Retry-After"), v1.Error)
+	}
 	decode[api.KeyView](t, admin.do(t, http.MethodPatch, "/v2/keys/tenant", api.KeyUpdate{Limits: &api.KeyLimits{TokensPerDay: 100}}), http.StatusOK)
 	acc := user.submitAsync(t, fakeReq(3))
 	if st := user.waitTask(t, acc.TaskID, 10*time.Second); st.Status != api.TaskSucceeded {
 		t.Fatalf("after a larger budget: %+v", st)
 	}
 	var u api.Usage
-	waitFor(t, 10*time.Second, "three tasks and a refusal counted", func() bool { u = usage(); return u.Totals.Requests == 4 })
-	if u.Totals.Key != "tenant" || u.Totals.PromptTokens != 12 || u.Totals.GeneratedTokens != 9 || u.Totals.Errors[api.CodeQuotaExceeded] != 1 {
+	waitFor(t, 10*time.Second, "three tasks and two refusals counted", func() bool { u = usage(); return u.Totals.Requests == 5 })
+	if u.Totals.Key != "tenant" || u.Totals.PromptTokens != 12 || u.Totals.GeneratedTokens != 9 || u.Totals.Errors[api.CodeQuotaExceeded] != 2 {
 		t.Fatalf("tenant's usage %+v", u.Totals)
 	}
 	apiErr(t, user.do(t, http.MethodGet, "/v2/usage?key=ops", nil), http.StatusForbidden, api.CodeForbidden)
 	waitFor(t, 10*time.Second, "the per-key series", func() bool {
 		m := get(t, o.URL+"/metrics")
 		return strings.Contains(m, `llorch_key_tokens_total{key="tenant",kind="generated"} 9`) &&
-			strings.Contains(m, `llorch_key_requests_total{key="tenant",outcome="refused"} 1`) &&
+			strings.Contains(m, `llorch_key_requests_total{key="tenant",outcome="refused"} 2`) &&
 			strings.Contains(m, `llorch_key_requests_total{key="tenant",outcome="succeeded"} 3`)
 	})
 }
