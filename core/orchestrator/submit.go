@@ -132,7 +132,7 @@ func (s *Server) requeueRestored(rs []restored) {
 		if t.tokensOut > 0 {
 			e.st.Digest = s.reg.digest(t.workerID) // token ids belong to this model file
 		}
-		t.sess = s.sessions.find(t.owner, t.req.SessionID) // its session counts what it still uses (sessions.go)
+		t.sess = s.sessions.find(t.owner, t.req.SessionID)  // its session counts what it still uses (sessions.go)
 		t.limit = s.limits.restored(s.restoredKey(t.owner)) // its key's limits count it (limits.go)
 		if e.class != queue.Interactive && e.class != queue.Batch {
 			e.class = queue.Interactive
