@@ -141,7 +141,8 @@ type principal struct {
 	key string
 	// weight is the key's share in fair queueing (1 unless set).
 	weight int
-	// limits are the key's limits; nil: none.
+	// limits are the key's limits; nil: none. Shared by every request of
+	// the key: read-only (a change of the key makes new ones).
 	limits *api.KeyLimits
 }
 
