@@ -31,6 +31,8 @@ type Request struct {
 	Priority string
 	// User is OpenAI's end-user identifier, when the client sent one.
 	User string
+	// SessionID is the body's session_id (a llorch extension), unchecked.
+	SessionID string
 	// Exec holds the prompt or messages and the sampling fields; it has passed
 	// api.ExecuteRequest.Validate.
 	Exec api.ExecuteRequest

@@ -47,6 +47,9 @@ type sampling struct {
 	RepeatPenalty *float64 `json:"repeat_penalty"`
 	TopK          *int     `json:"top_k"`
 	MinP          *float64 `json:"min_p"`
+	// SessionID is llorch's: the session (POST /v2/sessions) the request
+	// belongs to, as the X-Session-Id header says it too.
+	SessionID string `json:"session_id"`
 }
 
 type streamOptions struct {
@@ -177,7 +180,7 @@ func parse(k kind, body []byte) (*parsed, *failure) {
 	if e := ex.Validate(); e != nil {
 		return nil, fromAPI(e, p.rename)
 	}
-	p.req.Model, p.req.User = s.Model, s.User
+	p.req.Model, p.req.User, p.req.SessionID = s.Model, s.User, s.SessionID
 	return p, nil
 }
 

@@ -18,7 +18,12 @@ var _ openai.Backend = openAIBackend{}
 // Submit admits the request as a streamed task; the client leaving cancels it.
 func (b openAIBackend) Submit(ctx context.Context, req *openai.Request) (openai.Stream, error) {
 	treq := &api.TaskRequest{Model: req.Model, Priority: req.Priority, ExecuteRequest: req.Exec}
-	treq.SessionID = metaOf(ctx).header.Get(headerSessionID) // a session of /v2/sessions, or affinity (sessions.go)
+	// A session of /v2/sessions, or affinity (sessions.go): the X-Session-Id
+	// header, else the body's session_id.
+	treq.SessionID = metaOf(ctx).header.Get(headerSessionID)
+	if treq.SessionID == "" {
+		treq.SessionID = req.SessionID
+	}
 	if req.User != "" && len(req.User) <= api.MaxSessionIDLength && printable(req.User) {
 		treq.Labels = map[string]string{"user": req.User}
 	}

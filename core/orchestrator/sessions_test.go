@@ -256,8 +256,16 @@ func TestSessionTokenBudget(t *testing.T) {
 		!strings.Contains(strings.ToUpper(string(data)), api.CodeBudgetExceeded) {
 		t.Fatalf("/v1 over budget: %d %s", resp.StatusCode, data)
 	}
-	if n := value(o.m.rejections.WithLabelValues("budget_exceeded")); n != 2 {
-		t.Errorf("llorch_rejections_total{reason=budget_exceeded} = %v, want 2", n)
+	// The body's session_id (llorch's extension) names it as the header does.
+	resp = o.do(t, http.MethodPost, "/v1/chat/completions",
+		`{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"session_id":"chat-1"}`, asAlice...)
+	data, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(strings.ToUpper(string(data)), api.CodeBudgetExceeded) {
+		t.Fatalf("/v1 over budget, session_id in the body: %d %s", resp.StatusCode, data)
+	}
+	if n := value(o.m.rejections.WithLabelValues("budget_exceeded")); n != 3 {
+		t.Errorf("llorch_rejections_total{reason=budget_exceeded} = %v, want 3", n)
 	}
 	if got := decode[api.SessionView](t, o.do(t, http.MethodGet, "/v2/sessions/chat-1", nil, asAlice...), http.StatusOK); got.Turns != 1 || got.TokensUsed != 11 {
 		t.Fatalf("refusals counted: %+v", got)
