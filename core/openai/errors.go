@@ -51,6 +51,7 @@ var openAICodes = map[string]string{
 	api.CodeUnauthorized:   "invalid_api_key",
 	api.CodeInternal:       "internal_error",
 	api.CodeRateLimited:    "rate_limit_exceeded",
+	api.CodeQuotaExceeded:  "insufficient_quota", // OpenAI's code for a spent quota
 }
 
 // outcomeOf shows code as OpenAI does: the status from api's one table, the

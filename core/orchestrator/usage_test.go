@@ -424,7 +424,7 @@ func TestUsageQuotaHTTP(t *testing.T) {
 		Error struct{ Type, Code string }
 	}
 	v1 := decode[openAIError](t, resp, http.StatusTooManyRequests)
-	if resp.Header.Get("Retry-After") == "" || v1.Error.Code != "quota_exceeded" || v1.Error.Type == "" {
+	if resp.Header.Get("Retry-After") == "" || v1.Error.Code != "insufficient_quota" || v1.Error.Type == "" {
 		t.Fatalf("/v1: Retry-After %q, error %+v", resp.Header.Get("Retry-After"), v1.Error)
 	}
 	decode[api.KeyView](t, admin.do(t, http.MethodPatch, "/v2/keys/tenant", api.KeyUpdate{Limits: &api.KeyLimits{TokensPerDay: 100}}), http.StatusOK)
