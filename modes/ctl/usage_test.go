@@ -41,20 +41,34 @@ func TestUsage(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&acc)
 		return resp, acc
 	}
+	// Wait for the worker first: a task refused while it registers would
+	// count as a request of its own (MODEL_NOT_FOUND).
 	deadline := time.Now().Add(60 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodGet, orch+"/v2/workers", nil)
+		req.Header.Set("Authorization", "Bearer "+ctlKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body bytes.Buffer
+		_, _ = body.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(body.String(), `"state":"healthy"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker never became healthy: %s", body.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	var ids []string
 	for _, n := range []int{3, 5} {
-		for {
-			resp, acc := submit("tiny", n)
-			if resp.StatusCode == http.StatusAccepted {
-				ids = append(ids, acc.TaskID)
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("submit: %d", resp.StatusCode)
-			}
-			time.Sleep(100 * time.Millisecond) // the worker is still registering
+		resp, acc := submit("tiny", n)
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("submit: %d", resp.StatusCode)
 		}
+		ids = append(ids, acc.TaskID)
 	}
 	if resp, _ := submit("no-such-model", 1); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("an unknown model: %d", resp.StatusCode)
