@@ -263,8 +263,14 @@ func TestFleetOnDemandStart(t *testing.T) {
 	if st := p.wait(t, id); st.Status != api.TaskSucceeded {
 		t.Fatalf("task: %+v", st)
 	}
-	v := p.model(t, "m")
-	if v.Replicas.Ready != 1 || len(v.Workers) != 1 || v.Workers[0].Pool != "a" || v.ColdStartMs <= 0 {
+	// The fleet sees the start in its own pass, which a loaded machine may
+	// run after the task has ended.
+	var v api.ModelView
+	waitFor(t, 10*time.Second, "the model's ready replica", func() bool {
+		v = p.model(t, "m")
+		return v.Replicas.Ready == 1 && slices.Contains(p.eventKinds(), api.EventReady)
+	})
+	if len(v.Workers) != 1 || v.Workers[0].Pool != "a" || v.ColdStartMs <= 0 {
 		t.Fatalf("model after the start: %+v", v)
 	}
 	kinds := p.eventKinds()
