@@ -247,6 +247,22 @@ type UsageRow struct {
 	ServiceMs          float64          `json:"service_ms"`
 }
 
+// Add adds b's sums to r (r's key, model and hour stay).
+func (r *UsageRow) Add(b UsageRow) {
+	r.Requests += b.Requests
+	r.PromptTokens += b.PromptTokens
+	r.CachedPromptTokens += b.CachedPromptTokens
+	r.GeneratedTokens += b.GeneratedTokens
+	r.QueueMs += b.QueueMs
+	r.ServiceMs += b.ServiceMs
+	for code, n := range b.Errors {
+		if r.Errors == nil {
+			r.Errors = map[string]int64{}
+		}
+		r.Errors[code] += n
+	}
+}
+
 // Usage is GET /v2/usage?key=&model=&since=&until=: hourly rows, oldest
 // first, and their totals.
 type Usage struct {

@@ -41,22 +41,6 @@ type usageSums struct {
 	ServiceMs float64          `json:"service_ms,omitempty"`
 }
 
-// AddUsageRow adds b's sums to a (totals: a's key, model and hour stay).
-func AddUsageRow(a *api.UsageRow, b api.UsageRow) {
-	a.Requests += b.Requests
-	a.PromptTokens += b.PromptTokens
-	a.CachedPromptTokens += b.CachedPromptTokens
-	a.GeneratedTokens += b.GeneratedTokens
-	a.QueueMs += b.QueueMs
-	a.ServiceMs += b.ServiceMs
-	for code, n := range b.Errors {
-		if a.Errors == nil {
-			a.Errors = map[string]int64{}
-		}
-		a.Errors[code] += n
-	}
-}
-
 // HourOf is the UTC hour that holds at.
 func HourOf(at time.Time) time.Time { return at.UTC().Truncate(time.Hour) }
 
@@ -253,7 +237,7 @@ func UsageTotals(rows []api.UsageRow) api.UsageRow {
 		if t.Model != r.Model {
 			t.Model = ""
 		}
-		AddUsageRow(&t, r)
+		t.Add(r)
 	}
 	return t
 }

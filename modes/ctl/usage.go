@@ -96,7 +96,7 @@ func groupUsage(rows []api.UsageRow, by string) []api.UsageRow {
 			sums[g] = s
 			order = append(order, g)
 		}
-		addUsage(s, r)
+		s.Add(r)
 	}
 	slices.SortFunc(order, func(a, b group) int {
 		if c := strings.Compare(a.key, b.key); c != 0 {
@@ -109,21 +109,6 @@ func groupUsage(rows []api.UsageRow, by string) []api.UsageRow {
 		out[i] = *sums[g]
 	}
 	return out
-}
-
-func addUsage(a *api.UsageRow, b api.UsageRow) {
-	a.Requests += b.Requests
-	a.PromptTokens += b.PromptTokens
-	a.CachedPromptTokens += b.CachedPromptTokens
-	a.GeneratedTokens += b.GeneratedTokens
-	a.QueueMs += b.QueueMs
-	a.ServiceMs += b.ServiceMs
-	for code, n := range b.Errors {
-		if a.Errors == nil {
-			a.Errors = map[string]int64{}
-		}
-		a.Errors[code] += n
-	}
 }
 
 // usageColumns are the columns of a row (the hour's only per hour).
