@@ -199,7 +199,7 @@ func (ts *tasks) restore() ([]restored, error) {
 			// (a task whose end a journal before usage accounting recorded
 			// is not counted).
 			t.inflight = ts.usage.counter(t.key)
-			t.spend(t.promptTokens + t.tokensOut)
+			t.spendInFlight(t.promptTokens + t.tokensOut)
 		}
 		if t.terminal() {
 			continue

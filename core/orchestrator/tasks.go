@@ -131,6 +131,16 @@ type task struct {
 	usageCounted bool
 }
 
+// spend counts n of t's tokens (prompt or generated) as they happen, under
+// the tasks lock: its key's token bucket (limits.go), its session's budget
+// (sessions.go) and its key's tokens in flight for the period budgets
+// (usage.go). Each is an atomic add on the part's own state.
+func (t *task) spend(n int) {
+	t.limit.spend(n)
+	t.sess.spend(n)
+	t.spendInFlight(n)
+}
+
 // logEvent is one event of a task's log, decoded once and encoded once.
 type logEvent struct {
 	seq  uint64
@@ -610,8 +620,6 @@ func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Erro
 		}
 		s := *ev.Started
 		t.promptTokens, t.cachedTokens = s.PromptTokens, s.CachedTokens
-		t.limit.spend(s.PromptTokens)
-		t.sess.spend(s.PromptTokens)
 		t.spend(s.PromptTokens)
 		if s.MaxTokens > 0 {
 			t.maxTokens = s.MaxTokens
@@ -639,8 +647,6 @@ func (ts *tasks) relay(id, job string, ev api.Event) (done bool, retry *api.Erro
 		t.text.WriteString(tok.T)
 		ts.m.tokensOut.Inc()
 		ts.countTokenLocked(t)
-		t.limit.spend(1)
-		t.sess.spend(1)
 		t.spend(1)
 		ts.appendLocked(t, api.Event{Name: api.EventToken, Token: &tok})
 	case ev.End != nil:

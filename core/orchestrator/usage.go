@@ -125,9 +125,9 @@ func (u *usage) counter(key string) *atomic.Int64 {
 	return c.(*atomic.Int64)
 }
 
-// spend adds n tokens to the task's key's tokens in flight (nil: a task
-// already counted, or built without the usage part).
-func (t *task) spend(n int) {
+// spendInFlight adds n tokens to the task's key's tokens in flight (nil: a
+// task already counted, or built without the usage part).
+func (t *task) spendInFlight(n int) {
 	if t.inflight != nil {
 		t.inflight.Add(int64(n))
 	}
