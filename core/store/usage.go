@@ -2,7 +2,7 @@ package store
 
 // Usage: what each key used of each model, by UTC hour.
 //
-//	usage  key ‖ 0x00 ‖ model ‖ 0x00 ‖ hour (unix seconds, uint64 big endian) → usageSums (JSON)
+//	usage  key ‖ 0x00 ‖ model ‖ 0x00 ‖ hour (unix seconds, uint64 big endian) → api.UsageRow's sums (JSON)
 //
 // Keys sort by key, then model, then hour, so one key's (or one key and
 // model's) rows over a time range are a few cursor seeks away. Key and model
@@ -28,18 +28,6 @@ import (
 )
 
 var bucketUsage = []byte("usage")
-
-// usageSums is a stored row: an api.UsageRow without its key, model and
-// hour (they are the bbolt key).
-type usageSums struct {
-	Requests  int64            `json:"requests"`
-	Prompt    int64            `json:"prompt,omitempty"`
-	Cached    int64            `json:"cached,omitempty"`
-	Generated int64            `json:"generated,omitempty"`
-	Errors    map[string]int64 `json:"errors,omitempty"`
-	QueueMs   float64          `json:"queue_ms,omitempty"`
-	ServiceMs float64          `json:"service_ms,omitempty"`
-}
 
 // HourOf is the UTC hour that holds at.
 func HourOf(at time.Time) time.Time { return at.UTC().Truncate(time.Hour) }
@@ -96,24 +84,13 @@ func splitUsageKey(k []byte) (key, model string, hour time.Time, ok bool) {
 func addUsageTx(tx *bolt.Tx, row api.UsageRow) error {
 	b := tx.Bucket(bucketUsage)
 	k := usageKey(row.Key, row.Model, HourOf(row.Hour))
-	var s usageSums
+	var s api.UsageRow // its sums only: the bbolt key holds the key, model and hour
 	if v := b.Get(k); v != nil {
 		if err := json.Unmarshal(v, &s); err != nil {
 			return fmt.Errorf("store: decode usage %q: %w", k, err)
 		}
 	}
-	s.Requests += row.Requests
-	s.Prompt += row.PromptTokens
-	s.Cached += row.CachedPromptTokens
-	s.Generated += row.GeneratedTokens
-	s.QueueMs += row.QueueMs
-	s.ServiceMs += row.ServiceMs
-	for code, n := range row.Errors {
-		if s.Errors == nil {
-			s.Errors = map[string]int64{}
-		}
-		s.Errors[code] += n
-	}
+	s.Add(row)
 	data, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("store: encode usage: %w", err)
@@ -207,13 +184,12 @@ func (o *Orchestrator) Usage(f UsageFilter) ([]api.UsageRow, error) {
 				if !hour.Before(until) {
 					break
 				}
-				var s usageSums
-				if err := json.Unmarshal(v, &s); err != nil {
+				var r api.UsageRow
+				if err := json.Unmarshal(v, &r); err != nil {
 					return fmt.Errorf("store: decode usage %q: %w", k, err)
 				}
-				out = append(out, api.UsageRow{Key: key, Model: model, Hour: hour, Requests: s.Requests,
-					PromptTokens: s.Prompt, CachedPromptTokens: s.Cached, GeneratedTokens: s.Generated,
-					Errors: s.Errors, QueueMs: s.QueueMs, ServiceMs: s.ServiceMs})
+				r.Key, r.Model, r.Hour = key, model, hour
+				out = append(out, r)
 			}
 			k, _ = c.Seek(append(pair[:len(pair)-1:len(pair)-1], 1))
 		}
