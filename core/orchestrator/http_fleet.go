@@ -1,7 +1,9 @@
 package orchestrator
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -172,6 +174,21 @@ func (s *Server) handleCapabilities(c echo.Context) error {
 }
 
 // decodeBody reads a JSON body into v; what the body is, for the message.
+// strictJSON decodes one JSON object from body into v, refusing fields v
+// does not have (a misspelt field must not pass as absent) and data after
+// the object.
+func strictJSON(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the object")
+	}
+	return nil
+}
+
 func decodeBody(c echo.Context, v any, what string) *api.Error {
 	body, e := readBody(c)
 	if e != nil {

@@ -1,8 +1,6 @@
 package orchestrator
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -115,13 +113,8 @@ func decodeKeyBody(c echo.Context, v any) *api.Error {
 		}
 		return e
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := strictJSON(body, v); err != nil {
 		return api.Errorf(api.CodeInvalidRequest, "body: %s", err.Error())
-	}
-	if dec.More() {
-		return api.Errorf(api.CodeInvalidRequest, "body: one JSON object expected")
 	}
 	return nil
 }

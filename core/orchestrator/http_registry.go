@@ -3,7 +3,6 @@ package orchestrator
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -62,13 +61,7 @@ func (s *Server) handleDrain(c echo.Context) error {
 			return writeError(c, e)
 		}
 		if len(bytes.TrimSpace(body)) > 0 {
-			dec := json.NewDecoder(bytes.NewReader(body))
-			dec.DisallowUnknownFields()
-			err := dec.Decode(&req)
-			if err == nil && dec.More() {
-				err = errors.New("data after the object")
-			}
-			if err != nil {
+			if err := strictJSON(body, &req); err != nil {
 				return writeError(c, api.Errorf(api.CodeInvalidRequest, "body is not a drain request ({\"migrate\": true|false}): %s", err.Error()))
 			}
 		}
