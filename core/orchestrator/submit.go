@@ -128,12 +128,13 @@ func (s *Server) requeueRestored(rs []restored) {
 		}
 		e := &entry{id: t.id, model: t.model, priority: t.priority, class: r.class, st: schedulerTask(t.req), req: t.req,
 			created: t.created, correlation: t.correlation}
-		e.setKey(s.restoredKey(t.owner)) // fair queueing by the owner's key (dispatcher.go)
+		key := s.restoredKey(t.owner)
+		e.setKey(key) // fair queueing by the owner's key (dispatcher.go)
 		if t.tokensOut > 0 {
 			e.st.Digest = s.reg.digest(t.workerID) // token ids belong to this model file
 		}
-		t.sess = s.sessions.find(t.owner, t.req.SessionID)  // its session counts what it still uses (sessions.go)
-		t.limit = s.limits.restored(s.restoredKey(t.owner)) // its key's limits count it (limits.go)
+		t.sess = s.sessions.find(t.owner, t.req.SessionID) // its session counts what it still uses (sessions.go)
+		t.limit = s.limits.restored(key)                   // its key's limits count it (limits.go)
 		if e.class != queue.Interactive && e.class != queue.Batch {
 			e.class = queue.Interactive
 		}
