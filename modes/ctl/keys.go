@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,47 +49,44 @@ func (k *keySpecFlags) flags() []cli.Flag {
 	}
 }
 
-// apply sets the limits cmd was given on l.
-func (k *keySpecFlags) apply(cmd *cli.Command, l *api.KeyLimits) {
-	set := cmd.IsSet
-	if set("rpm") {
-		l.RequestsPerMinute = k.rpm
-	}
-	if set("tpm") {
-		l.TokensPerMinute = k.tpm
-	}
-	if set("max-running") {
-		l.MaxRunning = k.maxRunning
-	}
-	if set("max-queued") {
-		l.MaxQueued = k.maxQueued
-	}
-	if set("max-priority") {
-		l.MaxPriority = k.maxPriority
-	}
-	if set("models") {
+// limitFlag is the flag of one key limit and how it sets that limit from
+// the flags' values.
+type limitFlag struct {
+	name string
+	set  func(k *keySpecFlags, l *api.KeyLimits)
+}
+
+// limitFlags are the flags of a key's limits.
+var limitFlags = []limitFlag{
+	{"rpm", func(k *keySpecFlags, l *api.KeyLimits) { l.RequestsPerMinute = k.rpm }},
+	{"tpm", func(k *keySpecFlags, l *api.KeyLimits) { l.TokensPerMinute = k.tpm }},
+	{"max-running", func(k *keySpecFlags, l *api.KeyLimits) { l.MaxRunning = k.maxRunning }},
+	{"max-queued", func(k *keySpecFlags, l *api.KeyLimits) { l.MaxQueued = k.maxQueued }},
+	{"max-priority", func(k *keySpecFlags, l *api.KeyLimits) { l.MaxPriority = k.maxPriority }},
+	{"models", func(k *keySpecFlags, l *api.KeyLimits) {
 		l.Models = nil
 		for _, m := range strings.Split(k.models, ",") {
 			if m = strings.TrimSpace(m); m != "" {
 				l.Models = append(l.Models, m)
 			}
 		}
-	}
-	if set("tokens-per-day") {
-		l.TokensPerDay = k.perDay
-	}
-	if set("tokens-per-month") {
-		l.TokensPerMonth = k.perMonth
+	}},
+	{"tokens-per-day", func(k *keySpecFlags, l *api.KeyLimits) { l.TokensPerDay = k.perDay }},
+	{"tokens-per-month", func(k *keySpecFlags, l *api.KeyLimits) { l.TokensPerMonth = k.perMonth }},
+}
+
+// apply sets the limits cmd was given on l.
+func (k *keySpecFlags) apply(cmd *cli.Command, l *api.KeyLimits) {
+	for _, f := range limitFlags {
+		if cmd.IsSet(f.name) {
+			f.set(k, l)
+		}
 	}
 }
 
+// limitsSet reports whether cmd was given a limit.
 func (k *keySpecFlags) limitsSet(cmd *cli.Command) bool {
-	for _, n := range []string{"rpm", "tpm", "max-running", "max-queued", "max-priority", "models", "tokens-per-day", "tokens-per-month"} {
-		if cmd.IsSet(n) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(limitFlags, func(f limitFlag) bool { return cmd.IsSet(f.name) })
 }
 
 // oneName is the NAME argument of a keys command.
