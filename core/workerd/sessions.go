@@ -82,6 +82,20 @@ func sessionParam(c echo.Context) (string, *api.Error) {
 	return id, nil
 }
 
+// sessionCache runs op on the engine for the request's session id: an
+// empty answer while the model loads (nothing is cached), an error for a
+// bad id.
+func (s *Server) sessionCache(c echo.Context, op func(*engine, string) api.SessionCache) (api.SessionCache, *api.Error) {
+	id, e := sessionParam(c)
+	if e != nil {
+		return api.SessionCache{}, e
+	}
+	if eng := s.engineOrNil(); eng != nil {
+		return op(eng, id), nil
+	}
+	return api.SessionCache{SessionID: id, Slots: []int{}}, nil
+}
+
 // engine returns the engine, nil while the model loads (nothing is cached).
 func (s *Server) engineOrNil() *engine {
 	s.mu.Lock()
@@ -90,25 +104,17 @@ func (s *Server) engineOrNil() *engine {
 }
 
 func (s *Server) handleGetSession(c echo.Context) error {
-	id, e := sessionParam(c)
+	out, e := s.sessionCache(c, (*engine).sessionCache)
 	if e != nil {
 		return writeError(c, e)
-	}
-	out := api.SessionCache{SessionID: id, Slots: []int{}}
-	if eng := s.engineOrNil(); eng != nil {
-		out = eng.sessionCache(id)
 	}
 	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) handleDropSession(c echo.Context) error {
-	id, e := sessionParam(c)
+	out, e := s.sessionCache(c, (*engine).dropSession)
 	if e != nil {
 		return writeError(c, e)
-	}
-	out := api.SessionCache{SessionID: id, Slots: []int{}}
-	if eng := s.engineOrNil(); eng != nil {
-		out = eng.dropSession(id)
 	}
 	s.log.Debug("session cache dropped", "slots", out.Slots, "pending", out.Pending)
 	return c.JSON(http.StatusOK, out)
